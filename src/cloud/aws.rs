@@ -1,0 +1,204 @@
+//! AWS credentials for a job: STS AssumeRole with the identity's external
+//! id, through the SDK, from Tendril's own credentials (the standard chain:
+//! environment, ECS task role, web identity, instance profile).
+//!
+//! The assumed keys are registered for masking at once and handed only to
+//! the environment of the tools that need them, never to Tendril's own.
+
+use std::collections::BTreeMap;
+use std::time::{Duration, SystemTime};
+
+use aws_config::meta::region::RegionProviderChain;
+use aws_config::{BehaviorVersion, SdkConfig};
+use aws_sdk_sts::config::Credentials;
+use aws_sdk_sts::error::DisplayErrorContext;
+use tokio::sync::{Mutex, OnceCell};
+
+use super::CloudError;
+use crate::secrets::{self, SecretGuard};
+
+/// How long assumed credentials are asked for: the most AWS allows when the
+/// caller is itself a role (as on ECS).
+const SESSION_DURATION_SECONDS: i32 = 3600;
+/// A tool never starts with credentials closer than this to expiry.
+const MIN_REMAINING: Duration = Duration::from_secs(45 * 60);
+/// The region used for STS and global services when none is configured.
+pub const DEFAULT_REGION: &str = "us-east-1";
+
+fn aws_error(message: impl std::fmt::Display) -> CloudError {
+    CloudError {
+        provider: "aws",
+        message: message.to_string(),
+    }
+}
+
+/// Tendril's own AWS configuration, loaded once, when a job first needs it.
+pub async fn platform_config() -> &'static SdkConfig {
+    static CONFIG: OnceCell<SdkConfig> = OnceCell::const_new();
+    CONFIG
+        .get_or_init(|| async {
+            let region = RegionProviderChain::default_provider().or_else(DEFAULT_REGION);
+            aws_config::defaults(BehaviorVersion::latest())
+                .region(region)
+                .load()
+                .await
+        })
+        .await
+}
+
+/// A set of temporary keys, masked while they live.
+pub struct AssumedKeys {
+    pub access_key_id: String,
+    pub secret_access_key: String,
+    pub session_token: String,
+    pub expiration: SystemTime,
+    _masked: Vec<SecretGuard>,
+}
+
+impl AssumedKeys {
+    /// The variables a tool needs to act with these keys.
+    pub fn environment(&self) -> BTreeMap<String, String> {
+        BTreeMap::from([
+            ("AWS_ACCESS_KEY_ID".to_string(), self.access_key_id.clone()),
+            (
+                "AWS_SECRET_ACCESS_KEY".to_string(),
+                self.secret_access_key.clone(),
+            ),
+            ("AWS_SESSION_TOKEN".to_string(), self.session_token.clone()),
+        ])
+    }
+
+    fn sdk_credentials(&self) -> Credentials {
+        Credentials::new(
+            &self.access_key_id,
+            &self.secret_access_key,
+            Some(self.session_token.clone()),
+            Some(self.expiration),
+            "tendril-assumed-role",
+        )
+    }
+}
+
+/// Who a set of credentials acts as.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct CallerIdentity {
+    pub account: String,
+    pub arn: String,
+    pub user_id: String,
+}
+
+/// A role a job acts as, assumed again whenever the keys held are close to
+/// expiry, so a long job never hands a tool keys about to lapse.
+pub struct AssumedRole {
+    role_arn: String,
+    external_id: Option<String>,
+    session_name: String,
+    keys: Mutex<Option<std::sync::Arc<AssumedKeys>>>,
+}
+
+impl AssumedRole {
+    pub fn new(role_arn: &str, external_id: &str, job_id: &str) -> Self {
+        let session: String = format!("tendril-{job_id}")
+            .chars()
+            .filter(|c| c.is_ascii_alphanumeric() || "=,.@-_".contains(*c))
+            .take(64)
+            .collect();
+        AssumedRole {
+            role_arn: role_arn.to_string(),
+            external_id: (!external_id.is_empty()).then(|| external_id.to_string()),
+            session_name: session,
+            keys: Mutex::new(None),
+        }
+    }
+
+    pub fn role_arn(&self) -> &str {
+        &self.role_arn
+    }
+
+    /// Keys with at least [`MIN_REMAINING`] left, assuming the role again
+    /// when the ones held are older.
+    pub async fn keys(&self) -> Result<std::sync::Arc<AssumedKeys>, CloudError> {
+        let mut held = self.keys.lock().await;
+        if let Some(keys) = held.as_ref() {
+            let left = keys
+                .expiration
+                .duration_since(SystemTime::now())
+                .unwrap_or_default();
+            if left >= MIN_REMAINING {
+                return Ok(keys.clone());
+            }
+        }
+        let keys = std::sync::Arc::new(self.assume().await?);
+        *held = Some(keys.clone());
+        Ok(keys)
+    }
+
+    async fn assume(&self) -> Result<AssumedKeys, CloudError> {
+        let client = aws_sdk_sts::Client::new(platform_config().await);
+        let answer = client
+            .assume_role()
+            .role_arn(&self.role_arn)
+            .role_session_name(&self.session_name)
+            .set_external_id(self.external_id.clone())
+            .duration_seconds(SESSION_DURATION_SECONDS)
+            .send()
+            .await
+            .map_err(|e| {
+                aws_error(format!(
+                    "cannot assume role {}: {}",
+                    self.role_arn,
+                    DisplayErrorContext(&e)
+                ))
+            })?;
+        let credentials = answer.credentials().ok_or_else(|| {
+            aws_error(format!(
+                "AssumeRole on {} returned no credentials",
+                self.role_arn
+            ))
+        })?;
+        let masked = vec![
+            secrets::register(credentials.secret_access_key()),
+            secrets::register(credentials.session_token()),
+            secrets::register(credentials.access_key_id()),
+        ];
+        let expiration = SystemTime::try_from(*credentials.expiration()).unwrap_or_else(|_| {
+            SystemTime::now() + Duration::from_secs(SESSION_DURATION_SECONDS as u64)
+        });
+        Ok(AssumedKeys {
+            access_key_id: credentials.access_key_id().to_string(),
+            secret_access_key: credentials.secret_access_key().to_string(),
+            session_token: credentials.session_token().to_string(),
+            expiration,
+            _masked: masked,
+        })
+    }
+
+    /// STS GetCallerIdentity with the assumed keys.
+    pub async fn caller_identity(&self) -> Result<CallerIdentity, CloudError> {
+        let keys = self.keys().await?;
+        let config = aws_sdk_sts::config::Builder::from(platform_config().await)
+            .credentials_provider(keys.sdk_credentials())
+            .build();
+        caller_identity(aws_sdk_sts::Client::from_conf(config)).await
+    }
+}
+
+/// STS GetCallerIdentity with Tendril's own credentials (the host's, for a
+/// self-hosted job without an identity).
+pub async fn ambient_caller_identity() -> Result<CallerIdentity, CloudError> {
+    caller_identity(aws_sdk_sts::Client::new(platform_config().await)).await
+}
+
+async fn caller_identity(client: aws_sdk_sts::Client) -> Result<CallerIdentity, CloudError> {
+    let answer = client.get_caller_identity().send().await.map_err(|e| {
+        aws_error(format!(
+            "GetCallerIdentity failed: {}",
+            DisplayErrorContext(&e)
+        ))
+    })?;
+    Ok(CallerIdentity {
+        account: answer.account().unwrap_or_default().to_string(),
+        arn: answer.arn().unwrap_or_default().to_string(),
+        user_id: answer.user_id().unwrap_or_default().to_string(),
+    })
+}

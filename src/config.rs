@@ -1,0 +1,548 @@
+//! Settings: the command line, the environment, and their validation.
+//!
+//! Non-secret settings are flags with an environment fallback. Secrets (the
+//! worker token, storage keys, the Infracost key) come only from the
+//! environment or from a file named by `<VARIABLE>_FILE`: a flag would show
+//! them to every user of the host in `/proc/<pid>/cmdline`. A missing or
+//! invalid setting becomes a [`ConfigError`] that names the variable; `main`
+//! prints it on one line and exits 2.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+use crate::secrets::Secret;
+use crate::units::{format_duration, parse_duration, parse_size};
+
+/// A setting that is missing or cannot be used.
+#[derive(Debug, thiserror::Error)]
+#[error("{variable}: {problem}")]
+pub struct ConfigError {
+    /// The environment variable (and flag, where there is one) at fault.
+    pub variable: String,
+    /// What is wrong with it, and what to do.
+    pub problem: String,
+}
+
+impl ConfigError {
+    fn new(variable: &str, problem: impl Into<String>) -> Self {
+        ConfigError {
+            variable: variable.to_string(),
+            problem: problem.into(),
+        }
+    }
+}
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "tendril",
+    version,
+    about = "The Tendril worker: claims jobs from Trellis and runs Terraform, Helm, kubectl and the cloud CLIs for them"
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+    #[command(flatten)]
+    pub logging: LoggingArgs,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run as a worker: announce to Trellis, claim and run jobs until signalled.
+    Start(StartArgs),
+    /// Run one job from a file, without Trellis, and write its result locally.
+    Exec(ExecArgs),
+    /// Print Tendril's version and the versions of the tools it finds on PATH.
+    Version,
+}
+
+#[derive(Debug, Args)]
+pub struct LoggingArgs {
+    /// Format of Tendril's own log: text or json.
+    #[arg(long, global = true, env = "TENDRIL_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
+    pub log_format: LogFormat,
+    /// Level (or tracing filter) of Tendril's own log, e.g. info or debug.
+    #[arg(long, global = true, env = "TENDRIL_LOG_LEVEL", default_value = "info")]
+    pub log_level: String,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum WorkerMode {
+    /// A customer's own machine: jobs without a cloud identity use the
+    /// host's ambient credentials.
+    SelfHosted,
+    /// An ECS Fargate task run by the platform: every user job must carry an
+    /// identity, and ECS stops the task 120 s after SIGTERM.
+    CloudHosted,
+}
+
+impl WorkerMode {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            WorkerMode::SelfHosted => "self-hosted",
+            WorkerMode::CloudHosted => "cloud-hosted",
+        }
+    }
+}
+
+#[derive(Debug, Args)]
+pub struct StartArgs {
+    /// Base URL of Trellis (falls back to GRAPE_WEB_ORIGIN).
+    #[arg(long, env = "TRELLIS_URL", hide_env_values = true)]
+    pub trellis_url: Option<String>,
+    /// This worker's id, assigned at registration. The token is read from
+    /// GRAPE_WORKER_TOKEN or the file named by GRAPE_WORKER_TOKEN_FILE.
+    #[arg(long, env = "GRAPE_WORKER_ID", hide_env_values = true)]
+    pub worker_id: Option<String>,
+    /// How often to ask for a job when idle [default: 10s].
+    #[arg(long, env = "TENDRIL_POLL_INTERVAL", value_name = "DURATION")]
+    pub poll_interval: Option<String>,
+    /// How often to send a heartbeat, and to check a running job's ownership
+    /// [default: 30s].
+    #[arg(long, env = "TENDRIL_HEARTBEAT_INTERVAL", value_name = "DURATION")]
+    pub heartbeat_interval: Option<String>,
+    /// How long the first SIGTERM waits for the running job
+    /// [default: 10m self-hosted, 60s cloud-hosted].
+    #[arg(long, env = "TENDRIL_DRAIN_GRACE", value_name = "DURATION")]
+    pub drain_grace: Option<String>,
+    /// The most time spent delivering the last statuses, logs and the
+    /// OFFLINE heartbeat when Trellis is unreachable at exit [default: 10s].
+    #[arg(long, env = "TENDRIL_FINAL_DELIVERY_TIMEOUT", value_name = "DURATION")]
+    pub final_delivery_timeout: Option<String>,
+    /// Timeout of one request to Trellis [default: 30s].
+    #[arg(long, env = "TENDRIL_REQUEST_TIMEOUT", value_name = "DURATION")]
+    pub request_timeout: Option<String>,
+    /// Timeout of a plan artifact upload or download [default: 10m].
+    #[arg(long, env = "TENDRIL_ARTIFACT_TIMEOUT", value_name = "DURATION")]
+    pub artifact_timeout: Option<String>,
+    /// Longest wait between two retries of a request to Trellis [default: 30s].
+    #[arg(long, env = "TENDRIL_RETRY_MAX_DELAY", value_name = "DURATION")]
+    pub retry_max_delay: Option<String>,
+    /// Allow plain http:// to a host other than loopback (never in production).
+    #[arg(long, env = "TENDRIL_ALLOW_INSECURE_HTTP")]
+    pub allow_insecure_http: bool,
+    #[command(flatten)]
+    pub job: JobArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct ExecArgs {
+    /// A job file: what a claim returns, `{"job": ..., "cloud_identity": ...}`.
+    pub job_file: PathBuf,
+    /// Where artifacts and result.json go [default: ./tendril-out/<job id>].
+    #[arg(long, value_name = "DIR")]
+    pub out: Option<PathBuf>,
+    #[command(flatten)]
+    pub job: JobArgs,
+}
+
+/// Settings that shape how a job runs, shared by `start` and `exec`.
+#[derive(Debug, Args)]
+pub struct JobArgs {
+    /// cloud-hosted or self-hosted [default: self-hosted].
+    #[arg(long, env = "GRAPE_WORKER_MODE")]
+    pub mode: Option<String>,
+    /// Root of job workspaces and of the outbox [default: the system temp dir].
+    #[arg(long, env = "TENDRIL_WORK_DIR", value_name = "DIR")]
+    pub work_dir: Option<PathBuf>,
+    /// Where the Terraform and chart templates are [default: ./templates].
+    #[arg(long, env = "TENDRIL_TEMPLATES_DIR", value_name = "DIR")]
+    pub templates_dir: Option<PathBuf>,
+    /// A job running longer than this is cancelled and fails [default: 2h].
+    #[arg(long, env = "TENDRIL_JOB_TIMEOUT", value_name = "DURATION")]
+    pub job_timeout: Option<String>,
+    /// Time a tool gets between SIGINT and SIGKILL when a job is cancelled
+    /// [default: 30s].
+    #[arg(long, env = "TENDRIL_CANCEL_GRACE", value_name = "DURATION")]
+    pub cancel_grace: Option<String>,
+    /// Most log a job may send; past it a truncation line is sent and output
+    /// is dropped [default: 100MiB].
+    #[arg(long, env = "TENDRIL_LOG_LIMIT", value_name = "SIZE")]
+    pub log_limit: Option<String>,
+    /// A job silent this long gets a "still running" line [default: 60s].
+    #[arg(long, env = "TENDRIL_PROGRESS_INTERVAL", value_name = "DURATION")]
+    pub progress_interval: Option<String>,
+    /// Extra environment variable names passed to every tool (comma-separated).
+    #[arg(long, env = "TENDRIL_PASS_ENV", value_name = "NAMES")]
+    pub pass_env: Option<String>,
+    /// AWS regions to discover (comma-separated) [default: every enabled region].
+    #[arg(long, env = "TENDRIL_AWS_REGIONS", value_name = "REGIONS")]
+    pub aws_regions: Option<String>,
+    /// How many regions are discovered at once [default: 4].
+    #[arg(long, env = "TENDRIL_DISCOVERY_CONCURRENCY", value_name = "N")]
+    pub discovery_concurrency: Option<String>,
+    /// S3-compatible endpoint of the Terraform state bucket.
+    #[arg(long, env = "SUPABASE_S3_ENDPOINT", value_name = "URL")]
+    pub s3_endpoint: Option<String>,
+    /// Region of the Terraform state bucket.
+    #[arg(long, env = "SUPABASE_S3_REGION", value_name = "REGION")]
+    pub s3_region: Option<String>,
+}
+
+/// How a job runs, resolved and validated.
+#[derive(Debug, Clone)]
+pub struct JobSettings {
+    pub mode: WorkerMode,
+    pub work_dir: PathBuf,
+    pub templates_dir: PathBuf,
+    pub job_timeout: Duration,
+    pub cancel_grace: Duration,
+    pub log_limit: u64,
+    pub progress_interval: Duration,
+    pub pass_env: Vec<String>,
+    pub aws_regions: Vec<String>,
+    pub discovery_concurrency: usize,
+    pub state_storage: Option<StateStorage>,
+    pub infracost_api_key: Option<Secret>,
+}
+
+/// The S3-compatible bucket that holds Terraform state.
+#[derive(Debug, Clone)]
+pub struct StateStorage {
+    pub endpoint: String,
+    pub region: String,
+    pub key_id: Secret,
+    pub secret_key: Secret,
+}
+
+/// How the worker talks to Trellis, resolved and validated.
+#[derive(Debug, Clone)]
+pub struct AgentSettings {
+    pub trellis_url: String,
+    pub worker_id: String,
+    pub worker_token: Secret,
+    pub poll_interval: Duration,
+    pub heartbeat_interval: Duration,
+    pub drain_grace: Duration,
+    pub final_delivery_timeout: Duration,
+    pub request_timeout: Duration,
+    pub artifact_timeout: Duration,
+    pub retry_max_delay: Duration,
+    pub allow_insecure_http: bool,
+}
+
+/// ECS stops a Fargate task this long after SIGTERM, whatever the task does.
+pub const ECS_STOP_TIMEOUT: Duration = Duration::from_secs(120);
+/// What drain, cancel and final delivery must fit in on ECS, leaving margin.
+pub const ECS_SHUTDOWN_BUDGET: Duration = Duration::from_secs(110);
+
+fn duration(
+    variable: &str,
+    value: &Option<String>,
+    default: Duration,
+) -> Result<Duration, ConfigError> {
+    match value {
+        None => Ok(default),
+        Some(text) => parse_duration(text).map_err(|problem| ConfigError::new(variable, problem)),
+    }
+}
+
+fn positive_duration(
+    variable: &str,
+    value: &Option<String>,
+    default: Duration,
+) -> Result<Duration, ConfigError> {
+    let parsed = duration(variable, value, default)?;
+    if parsed.is_zero() {
+        return Err(ConfigError::new(variable, "must be longer than zero"));
+    }
+    Ok(parsed)
+}
+
+fn list(value: &Option<String>) -> Vec<String> {
+    value
+        .iter()
+        .flat_map(|text| text.split(','))
+        .map(str::trim)
+        .filter(|item| !item.is_empty())
+        .map(String::from)
+        .collect()
+}
+
+/// Reads a secret from `NAME`, or from the file named by `NAME_FILE`.
+/// Either way the value is registered for masking before it is returned.
+pub fn secret_from_env(name: &str) -> Result<Option<Secret>, ConfigError> {
+    let value = match std::env::var(name) {
+        Ok(value) => Some(value),
+        Err(std::env::VarError::NotUnicode(_)) => {
+            return Err(ConfigError::new(name, "is not valid UTF-8"))
+        }
+        Err(std::env::VarError::NotPresent) => {
+            let file_variable = format!("{name}_FILE");
+            match std::env::var_os(&file_variable) {
+                None => None,
+                Some(path) => Some(std::fs::read_to_string(&path).map_err(|error| {
+                    ConfigError::new(
+                        &file_variable,
+                        format!("cannot read {}: {error}", PathBuf::from(&path).display()),
+                    )
+                })?),
+            }
+        }
+    };
+    Ok(value
+        .map(|text| text.trim_end_matches(['\n', '\r']).to_string())
+        .filter(|text| !text.is_empty())
+        .map(Secret::new_registered))
+}
+
+impl JobArgs {
+    /// Resolves the job settings, with the defaults of the worker's mode.
+    pub fn resolve(&self) -> Result<JobSettings, ConfigError> {
+        let mode = match self.mode.as_deref().map(str::trim) {
+            None | Some("") | Some("self-hosted") => WorkerMode::SelfHosted,
+            Some("cloud-hosted") => WorkerMode::CloudHosted,
+            Some(other) => {
+                return Err(ConfigError::new(
+                    "GRAPE_WORKER_MODE (--mode)",
+                    format!("'{other}' is not a mode (use cloud-hosted or self-hosted)"),
+                ))
+            }
+        };
+        let log_limit = match &self.log_limit {
+            None => 100 << 20,
+            Some(text) => parse_size(text)
+                .map_err(|problem| ConfigError::new("TENDRIL_LOG_LIMIT (--log-limit)", problem))?,
+        };
+        let discovery_concurrency = match &self.discovery_concurrency {
+            None => 4,
+            Some(text) => text
+                .trim()
+                .parse::<usize>()
+                .ok()
+                .filter(|n| *n > 0)
+                .ok_or_else(|| {
+                    ConfigError::new(
+                        "TENDRIL_DISCOVERY_CONCURRENCY (--discovery-concurrency)",
+                        format!("'{text}' is not a whole number above zero"),
+                    )
+                })?,
+        };
+        Ok(JobSettings {
+            mode,
+            work_dir: self.work_dir.clone().unwrap_or_else(std::env::temp_dir),
+            templates_dir: self
+                .templates_dir
+                .clone()
+                .unwrap_or_else(|| PathBuf::from("templates")),
+            job_timeout: positive_duration(
+                "TENDRIL_JOB_TIMEOUT (--job-timeout)",
+                &self.job_timeout,
+                Duration::from_secs(2 * 3600),
+            )?,
+            cancel_grace: duration(
+                "TENDRIL_CANCEL_GRACE (--cancel-grace)",
+                &self.cancel_grace,
+                Duration::from_secs(30),
+            )?,
+            log_limit,
+            progress_interval: positive_duration(
+                "TENDRIL_PROGRESS_INTERVAL (--progress-interval)",
+                &self.progress_interval,
+                Duration::from_secs(60),
+            )?,
+            pass_env: list(&self.pass_env),
+            aws_regions: list(&self.aws_regions),
+            discovery_concurrency,
+            state_storage: self.state_storage()?,
+            infracost_api_key: secret_from_env("INFRACOST_API_KEY")?,
+        })
+    }
+
+    fn state_storage(&self) -> Result<Option<StateStorage>, ConfigError> {
+        let key_id = secret_from_env("SUPABASE_STORAGE_KEY_ID")?;
+        let secret_key = secret_from_env("SUPABASE_STORAGE_SECRET_KEY")?;
+        let Some(endpoint) = self.s3_endpoint.clone().filter(|e| !e.trim().is_empty()) else {
+            return Ok(None);
+        };
+        let missing = |name: &str| {
+            ConfigError::new(
+                name,
+                "is required when SUPABASE_S3_ENDPOINT is set (the Terraform state bucket)",
+            )
+        };
+        Ok(Some(StateStorage {
+            endpoint,
+            region: self
+                .s3_region
+                .clone()
+                .filter(|r| !r.trim().is_empty())
+                .ok_or_else(|| missing("SUPABASE_S3_REGION"))?,
+            key_id: key_id.ok_or_else(|| missing("SUPABASE_STORAGE_KEY_ID"))?,
+            secret_key: secret_key.ok_or_else(|| missing("SUPABASE_STORAGE_SECRET_KEY"))?,
+        }))
+    }
+}
+
+impl StartArgs {
+    /// Resolves the worker's settings; `mode` picks the drain default.
+    pub fn resolve(&self, mode: WorkerMode) -> Result<AgentSettings, ConfigError> {
+        let trellis_url = self
+            .trellis_url
+            .clone()
+            .or_else(|| std::env::var("GRAPE_WEB_ORIGIN").ok())
+            .map(|url| url.trim().trim_end_matches('/').to_string())
+            .filter(|url| !url.is_empty())
+            .ok_or_else(|| {
+                ConfigError::new(
+                    "TRELLIS_URL (--trellis-url)",
+                    "is not set (the base URL of Trellis, e.g. https://trellis.example.com)",
+                )
+            })?;
+        let worker_id = self
+            .worker_id
+            .clone()
+            .map(|id| id.trim().to_string())
+            .filter(|id| !id.is_empty())
+            .ok_or_else(|| {
+                ConfigError::new(
+                    "GRAPE_WORKER_ID (--worker-id)",
+                    "is not set (the id Trellis gave this worker at registration)",
+                )
+            })?;
+        let worker_token = secret_from_env("GRAPE_WORKER_TOKEN")?.ok_or_else(|| {
+            ConfigError::new(
+                "GRAPE_WORKER_TOKEN",
+                "is not set (set it, or GRAPE_WORKER_TOKEN_FILE, to the worker's token)",
+            )
+        })?;
+        let drain_default = match mode {
+            WorkerMode::SelfHosted => Duration::from_secs(600),
+            WorkerMode::CloudHosted => Duration::from_secs(60),
+        };
+        Ok(AgentSettings {
+            trellis_url,
+            worker_id,
+            worker_token,
+            poll_interval: positive_duration(
+                "TENDRIL_POLL_INTERVAL (--poll-interval)",
+                &self.poll_interval,
+                Duration::from_secs(10),
+            )?,
+            heartbeat_interval: positive_duration(
+                "TENDRIL_HEARTBEAT_INTERVAL (--heartbeat-interval)",
+                &self.heartbeat_interval,
+                Duration::from_secs(30),
+            )?,
+            drain_grace: duration(
+                "TENDRIL_DRAIN_GRACE (--drain-grace)",
+                &self.drain_grace,
+                drain_default,
+            )?,
+            final_delivery_timeout: positive_duration(
+                "TENDRIL_FINAL_DELIVERY_TIMEOUT (--final-delivery-timeout)",
+                &self.final_delivery_timeout,
+                Duration::from_secs(10),
+            )?,
+            request_timeout: positive_duration(
+                "TENDRIL_REQUEST_TIMEOUT (--request-timeout)",
+                &self.request_timeout,
+                Duration::from_secs(30),
+            )?,
+            artifact_timeout: positive_duration(
+                "TENDRIL_ARTIFACT_TIMEOUT (--artifact-timeout)",
+                &self.artifact_timeout,
+                Duration::from_secs(600),
+            )?,
+            retry_max_delay: positive_duration(
+                "TENDRIL_RETRY_MAX_DELAY (--retry-max-delay)",
+                &self.retry_max_delay,
+                Duration::from_secs(30),
+            )?,
+            allow_insecure_http: self.allow_insecure_http,
+        })
+    }
+}
+
+/// On ECS the whole shutdown (drain, cancel grace, final delivery) must fit
+/// before ECS kills the task; returns a warning when the settings cannot.
+pub fn shutdown_budget_warning(
+    mode: WorkerMode,
+    agent: &AgentSettings,
+    job: &JobSettings,
+) -> Option<String> {
+    let total = agent.drain_grace + job.cancel_grace + agent.final_delivery_timeout;
+    (mode == WorkerMode::CloudHosted && total > ECS_SHUTDOWN_BUDGET).then(|| {
+        format!(
+            "drain grace {} + cancel grace {} + final delivery {} = {} does not fit in the {} ECS allows \
+             after SIGTERM (aim for {}): a job may be killed without a terminal status",
+            format_duration(agent.drain_grace),
+            format_duration(job.cancel_grace),
+            format_duration(agent.final_delivery_timeout),
+            format_duration(total),
+            format_duration(ECS_STOP_TIMEOUT),
+            format_duration(ECS_SHUTDOWN_BUDGET),
+        )
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn job_args(mode: Option<&str>) -> JobArgs {
+        JobArgs {
+            mode: mode.map(String::from),
+            work_dir: None,
+            templates_dir: None,
+            job_timeout: None,
+            cancel_grace: None,
+            log_limit: None,
+            progress_interval: None,
+            pass_env: Some("FOO, BAR,,".into()),
+            aws_regions: None,
+            discovery_concurrency: None,
+            s3_endpoint: None,
+            s3_region: None,
+        }
+    }
+
+    #[test]
+    fn an_unknown_mode_names_the_variable() {
+        let error = job_args(Some("cloud")).resolve().unwrap_err();
+        assert!(
+            error.to_string().starts_with("GRAPE_WORKER_MODE"),
+            "{error}"
+        );
+    }
+
+    #[test]
+    fn lists_drop_blanks() {
+        assert_eq!(
+            job_args(None).resolve().unwrap().pass_env,
+            vec!["FOO", "BAR"]
+        );
+    }
+
+    #[test]
+    fn cloud_hosted_defaults_fit_the_ecs_budget() {
+        let job = job_args(Some("cloud-hosted")).resolve().unwrap();
+        let agent = AgentSettings {
+            trellis_url: "https://t".into(),
+            worker_id: "w".into(),
+            worker_token: Secret::new_registered("token-for-budget-test".into()),
+            poll_interval: Duration::from_secs(10),
+            heartbeat_interval: Duration::from_secs(30),
+            drain_grace: Duration::from_secs(60),
+            final_delivery_timeout: Duration::from_secs(10),
+            request_timeout: Duration::from_secs(30),
+            artifact_timeout: Duration::from_secs(600),
+            retry_max_delay: Duration::from_secs(30),
+            allow_insecure_http: false,
+        };
+        assert_eq!(shutdown_budget_warning(job.mode, &agent, &job), None);
+        let too_long = AgentSettings {
+            drain_grace: Duration::from_secs(600),
+            ..agent
+        };
+        let warning = shutdown_budget_warning(job.mode, &too_long, &job).unwrap();
+        assert!(warning.contains("does not fit"), "{warning}");
+    }
+}

@@ -1,0 +1,134 @@
+//! `tendril exec JOB_FILE`: one job, no Trellis. The file holds what a
+//! claim returns; logs go to the terminal (and `job.log`), the outcome and
+//! metadata to `result.json` in the output directory. A signal interrupts
+//! the job at once.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use crate::agent::shutdown::Shutdown;
+use crate::config::JobSettings;
+use crate::jobs::{self, JobServices, JobStop, Outcome, StopReason};
+use crate::logs::terminal::TerminalLog;
+use crate::logs::{Destination, JobLog};
+use crate::report::local::LocalReport;
+use crate::report::Reporter;
+use crate::trellis::{Claim, JobStatus, StatusUpdate};
+
+/// Why `exec` could not even start the job (exit 2).
+#[derive(Debug, thiserror::Error)]
+pub enum ExecError {
+    #[error("cannot read the job file {path}: {source}")]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error(
+        "the job file {path} is not a claim ({{\"job\": ..., \"cloud_identity\": ...}}): {source}"
+    )]
+    Parse {
+        path: PathBuf,
+        source: serde_json::Error,
+    },
+    #[error("the job in {0} has no id")]
+    NoId(PathBuf),
+    #[error("cannot prepare the output directory {path}: {source}")]
+    Output {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("cannot listen for signals: {0}")]
+    Signals(std::io::Error),
+}
+
+/// Runs the job of a file; `Ok(true)` when it succeeded.
+pub async fn run(
+    job_file: &Path,
+    out: Option<PathBuf>,
+    settings: JobSettings,
+) -> Result<bool, ExecError> {
+    let text = std::fs::read_to_string(job_file).map_err(|source| ExecError::Read {
+        path: job_file.into(),
+        source,
+    })?;
+    let claim: Claim = serde_json::from_str(&text).map_err(|source| ExecError::Parse {
+        path: job_file.into(),
+        source,
+    })?;
+    let checked = claim.into_job();
+    let job_id = match &checked {
+        Ok(Some(claimed)) => claimed.job.id.clone(),
+        Ok(None) => return Err(ExecError::NoId(job_file.into())),
+        Err(malformed) => malformed
+            .id
+            .clone()
+            .ok_or_else(|| ExecError::NoId(job_file.into()))?,
+    };
+    let out_dir = out.unwrap_or_else(|| PathBuf::from("tendril-out").join(&job_id));
+    let output_error = |source| ExecError::Output {
+        path: out_dir.clone(),
+        source,
+    };
+    crate::outbox::create_private_dir(&out_dir).map_err(output_error)?;
+    let terminal = TerminalLog::create(&out_dir.join("job.log")).map_err(output_error)?;
+    let log = JobLog::new(
+        Destination::Terminal(terminal),
+        settings.log_limit,
+        settings.progress_interval,
+    );
+    let report = Arc::new(LocalReport::new(&out_dir));
+
+    let shutdown = Shutdown::listen(None).map_err(ExecError::Signals)?;
+    let stop = JobStop::default();
+    let job_timeout = settings.job_timeout;
+    let services = JobServices {
+        settings: Arc::new(settings),
+        host: Arc::new(crate::jobs::environment::HostEnv::capture()),
+    };
+    let job = async {
+        match checked {
+            Ok(Some(claimed)) => {
+                jobs::run(
+                    claimed,
+                    &services,
+                    Reporter::Local(report.clone()),
+                    log.clone(),
+                    &stop,
+                )
+                .await
+            }
+            Ok(None) => unreachable!("an empty claim was refused above"),
+            Err(malformed) => {
+                log.system(&format!("==> this job cannot run: {}", malformed.reason));
+                Outcome::Report(StatusUpdate::failed(malformed.reason))
+            }
+        }
+    };
+    tokio::pin!(job);
+    let timeout = tokio::time::sleep(job_timeout);
+    tokio::pin!(timeout);
+    let mut stopping = false;
+    let outcome = loop {
+        tokio::select! {
+            outcome = &mut job => break outcome,
+            _ = shutdown.drain.cancelled(), if !stopping => {
+                stopping = true;
+                stop.stop(StopReason::Shutdown);
+            }
+            _ = &mut timeout, if !stopping => {
+                stopping = true;
+                stop.stop(StopReason::Timeout(job_timeout));
+            }
+        }
+    };
+    let update = match outcome {
+        Outcome::Report(update) => update,
+        Outcome::Abandon(reason) => StatusUpdate::failed(format!("stopped: {reason:?}")),
+    };
+    let result = report.finish(&update).map_err(|source| ExecError::Output {
+        path: out_dir.clone(),
+        source,
+    })?;
+    eprintln!("{:?}: result in {}", update.status, result.display());
+    Ok(update.status == JobStatus::Success)
+}

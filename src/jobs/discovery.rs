@@ -1,0 +1,288 @@
+//! CONNECTION_TEST and FETCH_RESOURCES: check a cloud identity and list
+//! what the account already has, for the "use existing" choices of the web
+//! app. Regions are discovered a few at a time (one after another would take
+//! minutes); a region that fails is reported under `errors` and does not
+//! sink the others.
+
+use futures::stream::{self, StreamExt};
+use serde_json::{json, Map, Value};
+
+use super::{JobContext, JobError};
+use crate::cloud::aws::{self, DEFAULT_REGION};
+
+/// CONNECTION_TEST: verify the identity, record it, then discover.
+pub async fn connection_test(context: &JobContext) -> Result<Map<String, Value>, JobError> {
+    match context.provider().as_str() {
+        "aws" => {
+            let phase = context.log.phase("verifying the AWS identity");
+            let identity = match &context.aws_role {
+                Some(role) => {
+                    context.log.system(&format!("assuming {}", role.role_arn()));
+                    role.caller_identity().await?
+                }
+                None => aws::ambient_caller_identity().await?,
+            };
+            phase.finish();
+            context.log.system(&format!(
+                "acting as {} in account {}",
+                identity.arn, identity.account
+            ));
+            let identity = json!({"account": identity.account, "arn": identity.arn, "user_id": identity.user_id});
+            context
+                .reporter
+                .progress(Map::from_iter([("identity".to_string(), identity.clone())]));
+            let mut metadata = discover_aws(context).await?;
+            metadata.insert("identity".into(), identity);
+            Ok(metadata)
+        }
+        other => Err(unsupported(other)),
+    }
+}
+
+/// FETCH_RESOURCES: discover only.
+pub async fn fetch_resources(context: &JobContext) -> Result<Map<String, Value>, JobError> {
+    match context.provider().as_str() {
+        "aws" => discover_aws(context).await,
+        other => Err(unsupported(other)),
+    }
+}
+
+fn unsupported(provider: &str) -> JobError {
+    JobError::Invalid(format!("provider {provider} is not supported yet"))
+}
+
+/// One region's networks.
+struct RegionResources {
+    vpcs: Vec<Value>,
+    subnets: Map<String, Value>,
+    security_groups: Vec<Value>,
+}
+
+async fn discover_aws(context: &JobContext) -> Result<Map<String, Value>, JobError> {
+    let phase = context.log.phase("discovering AWS resources");
+    let regions = match context.settings.aws_regions.as_slice() {
+        [] => enabled_regions(context).await?,
+        configured => configured.to_vec(),
+    };
+    let mut errors = Map::new();
+    let (mut vpcs, mut subnets, mut security_groups) = (Map::new(), Map::new(), Map::new());
+    let mut per_region = stream::iter(regions.iter().cloned())
+        .map(|region| async move {
+            let found = discover_region(context, &region).await;
+            (region, found)
+        })
+        .buffer_unordered(context.settings.discovery_concurrency);
+    while let Some((region, found)) = per_region.next().await {
+        match found {
+            Ok(found) => {
+                context.log.system(&format!(
+                    "{region}: {} VPCs, {} subnets, {} security groups",
+                    found.vpcs.len(),
+                    found
+                        .subnets
+                        .values()
+                        .filter_map(Value::as_array)
+                        .map(Vec::len)
+                        .sum::<usize>(),
+                    found.security_groups.len()
+                ));
+                vpcs.insert(region.clone(), Value::Array(found.vpcs));
+                subnets.insert(region.clone(), Value::Object(found.subnets));
+                security_groups.insert(region, Value::Array(found.security_groups));
+            }
+            Err(JobError::Stopped) => return Err(JobError::Stopped),
+            Err(error) => {
+                context
+                    .log
+                    .system(&format!("{region}: discovery failed: {error}"));
+                errors.insert(region, Value::String(error.to_string()));
+            }
+        }
+    }
+    drop(per_region);
+    let hosted_zones = global_list(
+        context,
+        &mut errors,
+        "route53",
+        &["route53", "list-hosted-zones"],
+        "HostedZones",
+        hosted_zone,
+    )
+    .await?;
+    let iam_users = global_list(
+        context,
+        &mut errors,
+        "iam",
+        &["iam", "list-users"],
+        "Users",
+        iam_user,
+    )
+    .await?;
+    phase.finish();
+
+    let mut cached = Map::new();
+    cached.insert("regions".into(), json!(regions));
+    cached.insert("vpcs".into(), Value::Object(vpcs));
+    cached.insert("subnets".into(), Value::Object(subnets));
+    cached.insert("hosted_zones".into(), Value::Array(hosted_zones));
+    cached.insert("iam_users".into(), Value::Array(iam_users));
+    cached.insert("security_groups".into(), Value::Object(security_groups));
+    if !errors.is_empty() {
+        cached.insert("errors".into(), Value::Object(errors));
+    }
+    Ok(Map::from_iter([(
+        "cached_resources".to_string(),
+        Value::Object(cached),
+    )]))
+}
+
+/// The regions the account has enabled.
+async fn enabled_regions(context: &JobContext) -> Result<Vec<String>, JobError> {
+    let answer = context
+        .aws_json(DEFAULT_REGION, &["ec2", "describe-regions"])
+        .await?;
+    let mut regions: Vec<String> = items(&answer, "Regions")
+        .iter()
+        .filter_map(|r| {
+            r.get("RegionName")
+                .and_then(Value::as_str)
+                .map(String::from)
+        })
+        .collect();
+    regions.sort();
+    Ok(regions)
+}
+
+async fn discover_region(context: &JobContext, region: &str) -> Result<RegionResources, JobError> {
+    let vpcs = context.aws_json(region, &["ec2", "describe-vpcs"]).await?;
+    let subnets = context
+        .aws_json(region, &["ec2", "describe-subnets"])
+        .await?;
+    let groups = context
+        .aws_json(region, &["ec2", "describe-security-groups"])
+        .await?;
+    let mut subnets_by_vpc = Map::new();
+    for subnet in items(&subnets, "Subnets") {
+        let vpc_id = text(subnet, "VpcId");
+        let list = subnets_by_vpc
+            .entry(vpc_id)
+            .or_insert_with(|| Value::Array(Vec::new()));
+        if let Value::Array(list) = list {
+            list.push(json!({
+                "subnet_id": text(subnet, "SubnetId"),
+                "vpc_id": text(subnet, "VpcId"),
+                "cidr_block": text(subnet, "CidrBlock"),
+                "availability_zone": text(subnet, "AvailabilityZone"),
+                "map_public_ip_on_launch": subnet.get("MapPublicIpOnLaunch").cloned().unwrap_or(Value::Bool(false)),
+                "name": name_tag(subnet),
+            }));
+        }
+    }
+    Ok(RegionResources {
+        vpcs: items(&vpcs, "Vpcs")
+            .iter()
+            .map(|vpc| {
+                json!({
+                    "vpc_id": text(vpc, "VpcId"),
+                    "cidr_block": text(vpc, "CidrBlock"),
+                    "is_default": vpc.get("IsDefault").cloned().unwrap_or(Value::Bool(false)),
+                    "state": text(vpc, "State"),
+                    "name": name_tag(vpc),
+                })
+            })
+            .collect(),
+        subnets: subnets_by_vpc,
+        security_groups: items(&groups, "SecurityGroups")
+            .iter()
+            .map(|group| {
+                json!({
+                    "group_id": text(group, "GroupId"),
+                    "group_name": text(group, "GroupName"),
+                    "vpc_id": text(group, "VpcId"),
+                    "description": text(group, "Description"),
+                })
+            })
+            .collect(),
+    })
+}
+
+/// A list from a global service; a failure is recorded under `errors`.
+async fn global_list(
+    context: &JobContext,
+    errors: &mut Map<String, Value>,
+    service: &str,
+    args: &[&str],
+    key: &str,
+    shape: fn(&Value) -> Value,
+) -> Result<Vec<Value>, JobError> {
+    match context.aws_json(DEFAULT_REGION, args).await {
+        Ok(answer) => Ok(items(&answer, key).iter().map(shape).collect()),
+        Err(JobError::Stopped) => Err(JobError::Stopped),
+        Err(error) => {
+            context
+                .log
+                .system(&format!("{service}: discovery failed: {error}"));
+            errors.insert(service.to_string(), Value::String(error.to_string()));
+            Ok(Vec::new())
+        }
+    }
+}
+
+fn hosted_zone(zone: &Value) -> Value {
+    json!({
+        "id": text(zone, "Id").trim_start_matches("/hostedzone/"),
+        "name": text(zone, "Name").trim_end_matches('.'),
+        "private_zone": zone.pointer("/Config/PrivateZone").cloned().unwrap_or(Value::Bool(false)),
+        "record_count": zone.get("ResourceRecordSetCount").cloned().unwrap_or(Value::Null),
+    })
+}
+
+fn iam_user(user: &Value) -> Value {
+    json!({
+        "user_name": text(user, "UserName"),
+        "user_id": text(user, "UserId"),
+        "arn": text(user, "Arn"),
+    })
+}
+
+fn items<'a>(answer: &'a Value, key: &str) -> &'a [Value] {
+    answer
+        .get(key)
+        .and_then(Value::as_array)
+        .map(Vec::as_slice)
+        .unwrap_or_default()
+}
+
+fn text(object: &Value, key: &str) -> String {
+    object
+        .get(key)
+        .and_then(Value::as_str)
+        .unwrap_or_default()
+        .to_string()
+}
+
+fn name_tag(object: &Value) -> Value {
+    items(object, "Tags")
+        .iter()
+        .find(|tag| tag.get("Key").and_then(Value::as_str) == Some("Name"))
+        .and_then(|tag| tag.get("Value").cloned())
+        .unwrap_or(Value::Null)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn aws_answers_become_snake_case_records() {
+        let zone = json!({"Id": "/hostedzone/Z123", "Name": "example.com.", "Config": {"PrivateZone": false},
+                          "ResourceRecordSetCount": 2});
+        assert_eq!(
+            hosted_zone(&zone),
+            json!({"id": "Z123", "name": "example.com", "private_zone": false, "record_count": 2})
+        );
+        let vpc = json!({"VpcId": "vpc-1", "Tags": [{"Key": "Env", "Value": "x"}, {"Key": "Name", "Value": "main"}]});
+        assert_eq!(name_tag(&vpc), json!("main"));
+        assert_eq!(name_tag(&json!({})), Value::Null);
+    }
+}

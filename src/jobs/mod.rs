@@ -1,0 +1,314 @@
+//! The common frame of every job, and dispatch by job type.
+//!
+//! [`run`] takes a claimed job to its outcome: it checks the identity rule,
+//! makes the workspace, builds the credentials and the tools' environment,
+//! runs the executor of the job type in a task of its own (so that a panic
+//! fails the job, not the worker), keeps the log alive, honours a stop, and
+//! turns whatever happened into one terminal status. Executors are plain
+//! async functions from a [`JobContext`] to metadata: they know nothing of
+//! HTTP, signals or retries.
+
+pub mod discovery;
+pub mod environment;
+pub mod error;
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, OnceLock};
+use std::time::Duration;
+
+use serde_json::{Map, Value};
+use tokio_util::sync::CancellationToken;
+
+use crate::cloud::aws::AssumedRole;
+use crate::config::{JobSettings, WorkerMode};
+use crate::logs::JobLog;
+use crate::report::Reporter;
+use crate::secrets;
+use crate::tools::{self, ToolCommand, ToolOutput};
+use crate::trellis::{ClaimedJob, CloudIdentity, Job, JobType, StatusUpdate};
+use crate::units::format_duration;
+use crate::workspace::Workspace;
+use environment::{base_environment, uses_ambient_credentials, HostEnv, TERRAFORM_CLI_CONFIG};
+pub use error::JobError;
+
+/// The message of a job interrupted by the worker's shutdown.
+pub const SHUTDOWN_MESSAGE: &str = "interrupted: the worker was shut down";
+
+/// What the frame needs from the process around it.
+pub struct JobServices {
+    pub settings: Arc<JobSettings>,
+    pub host: Arc<HostEnv>,
+}
+
+/// Why a job was stopped before it ended by itself.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum StopReason {
+    /// The worker is shutting down (second signal, or the drain grace ran out).
+    Shutdown,
+    /// The job ran past the job timeout.
+    Timeout(Duration),
+    /// A user cancelled the job in Trellis.
+    Cancelled,
+    /// The job is no longer this worker's (requeued to another, or deleted).
+    Reassigned(String),
+}
+
+/// Stops a job, remembering the first reason given.
+#[derive(Clone, Default)]
+pub struct JobStop {
+    token: CancellationToken,
+    reason: Arc<OnceLock<StopReason>>,
+}
+
+impl JobStop {
+    pub fn stop(&self, reason: StopReason) {
+        if self.reason.set(reason.clone()).is_ok() {
+            tracing::warn!("stopping the running job: {reason:?}");
+        }
+        self.token.cancel();
+    }
+
+    pub fn reason(&self) -> Option<&StopReason> {
+        self.reason.get()
+    }
+
+    pub fn token(&self) -> &CancellationToken {
+        &self.token
+    }
+}
+
+/// What becomes of a job.
+#[derive(Debug, PartialEq)]
+pub enum Outcome {
+    /// Report this terminal status.
+    Report(StatusUpdate),
+    /// Say nothing more: the job is no longer this worker's to report.
+    Abandon(StopReason),
+}
+
+/// Everything an executor works with.
+pub struct JobContext {
+    pub job: Job,
+    pub identity: Option<CloudIdentity>,
+    pub settings: Arc<JobSettings>,
+    pub workspace: Workspace,
+    pub log: JobLog,
+    pub reporter: Reporter,
+    pub stop: CancellationToken,
+    /// The AWS role the job acts as, when its identity names one.
+    pub aws_role: Option<AssumedRole>,
+    base_env: BTreeMap<String, String>,
+}
+
+impl JobContext {
+    /// The job's cloud provider: the identity's, else the snapshot's, else aws.
+    pub fn provider(&self) -> String {
+        let from_identity = self
+            .identity
+            .as_ref()
+            .map(|i| i.provider.as_str())
+            .filter(|p| !p.is_empty());
+        let from_snapshot = ["cloud_provider", "provider"]
+            .iter()
+            .find_map(|key| self.job.config_snapshot.get(*key).and_then(Value::as_str));
+        from_identity
+            .or(from_snapshot)
+            .unwrap_or("aws")
+            .to_ascii_lowercase()
+    }
+
+    /// The environment for the next tool: the base plus fresh credentials.
+    pub async fn tool_env(&self) -> Result<BTreeMap<String, String>, JobError> {
+        let mut env = self.base_env.clone();
+        if let Some(role) = &self.aws_role {
+            env.extend(role.keys().await?.environment());
+        }
+        Ok(env)
+    }
+
+    /// A tool command in the workspace with the job's environment.
+    pub async fn command(&self, program: &str, args: &[&str]) -> Result<ToolCommand, JobError> {
+        Ok(ToolCommand::new(
+            program,
+            args,
+            self.tool_env().await?,
+            self.workspace.path().to_path_buf(),
+            self.settings.cancel_grace,
+        ))
+    }
+
+    /// Runs a prepared command, logging it first.
+    pub async fn run(&self, command: &ToolCommand) -> Result<ToolOutput, JobError> {
+        self.log.system(&format!("$ {}", command.display()));
+        Ok(tools::run(command, &self.log, &self.stop).await?)
+    }
+
+    /// Runs `aws <args> --output json` with the job's credentials in `region`.
+    pub async fn aws_json(&self, region: &str, args: &[&str]) -> Result<Value, JobError> {
+        let mut command = self.command("aws", args).await?;
+        command
+            .args
+            .extend(["--region".to_string(), region.to_string()]);
+        command.env.insert("AWS_REGION".into(), region.into());
+        self.log.system(&format!("$ {}", command.display()));
+        Ok(tools::aws::json(command, &self.log, &self.stop).await?)
+    }
+}
+
+/// Runs a claimed job to its outcome. Never panics and never fails: every
+/// failure becomes a FAILED status with a message a user can act on.
+pub async fn run(
+    claimed: ClaimedJob,
+    services: &JobServices,
+    reporter: Reporter,
+    log: JobLog,
+    stop: &JobStop,
+) -> Outcome {
+    let job_type = claimed.job.job_type.clone();
+    log.system(&format!(
+        "==> job {} ({job_type}) on Tendril {}",
+        claimed.job.id,
+        crate::VERSION
+    ));
+    let result = match prepare(claimed, services, reporter, log.clone(), stop) {
+        Ok(context) => execute_isolated(context, stop, services.settings.cancel_grace).await,
+        Err(error) => Err(error),
+    };
+    let outcome = match (result, stop.reason()) {
+        (_, Some(reason @ (StopReason::Cancelled | StopReason::Reassigned(_)))) => {
+            Outcome::Abandon(reason.clone())
+        }
+        (Ok(metadata), _) => Outcome::Report(StatusUpdate::success(metadata)),
+        (Err(_), Some(StopReason::Shutdown)) => {
+            Outcome::Report(StatusUpdate::failed(SHUTDOWN_MESSAGE))
+        }
+        (Err(_), Some(StopReason::Timeout(limit))) => {
+            Outcome::Report(StatusUpdate::failed(format!(
+                "timed out after {} (TENDRIL_JOB_TIMEOUT)",
+                format_duration(*limit)
+            )))
+        }
+        (Err(error), None) => {
+            Outcome::Report(StatusUpdate::failed(secrets::mask(&error.to_string())))
+        }
+    };
+    match &outcome {
+        Outcome::Report(update) => match &update.error_message {
+            Some(message) => log.system(&format!("==> {job_type} failed: {message}")),
+            None => log.system(&format!("==> {job_type} succeeded")),
+        },
+        Outcome::Abandon(reason) => log.system(&format!("==> {job_type} stopped: {reason:?}")),
+    }
+    outcome
+}
+
+fn prepare(
+    claimed: ClaimedJob,
+    services: &JobServices,
+    reporter: Reporter,
+    log: JobLog,
+    stop: &JobStop,
+) -> Result<JobContext, JobError> {
+    let settings = services.settings.clone();
+    let ClaimedJob { job, identity } = claimed;
+    let job_type = JobType::parse(&job.job_type);
+    let user_job = !matches!(
+        job_type,
+        Some(JobType::DeployWorker | JobType::UpdateWorker | JobType::DestroyWorker)
+    );
+    if user_job && identity.is_none() && settings.mode == WorkerMode::CloudHosted {
+        return Err(JobError::Invalid("no cloud identity for this job".into()));
+    }
+    let workspace = Workspace::create(&settings.work_dir, &job.id)
+        .map_err(|e| JobError::io("cannot create the job workspace", e))?;
+    workspace
+        .write_private("terraform.rc", TERRAFORM_CLI_CONFIG.as_bytes())
+        .map_err(|e| JobError::io("cannot write the Terraform CLI configuration", e))?;
+    let ambient = uses_ambient_credentials(settings.mode, identity.is_some());
+    let base_env = base_environment(&services.host, &settings, &workspace, ambient);
+    let aws_role = aws_role(&job, identity.as_ref());
+    Ok(JobContext {
+        job,
+        identity,
+        settings,
+        workspace,
+        log,
+        reporter,
+        stop: stop.token().clone(),
+        aws_role,
+        base_env,
+    })
+}
+
+/// The AWS role of a job: the identity's, or for a CONNECTION_TEST the one
+/// its snapshot names.
+fn aws_role(job: &Job, identity: Option<&CloudIdentity>) -> Option<AssumedRole> {
+    let identity =
+        identity.filter(|i| i.provider.is_empty() || i.provider.eq_ignore_ascii_case("aws"));
+    let role_arn = identity
+        .map(|i| i.role_arn.as_str())
+        .filter(|arn| !arn.is_empty())
+        .or_else(|| job.config_snapshot.get("role_arn").and_then(Value::as_str))?;
+    let external_id = identity.map(|i| i.external_id.as_str()).unwrap_or_default();
+    Some(AssumedRole::new(role_arn, external_id, &job.id))
+}
+
+/// Runs the executor in a task of its own: a panic there fails the job
+/// only. After a stop, the executor gets the tools' grace to wind down
+/// before it is dropped (which ends its tools the supervisors' way).
+async fn execute_isolated(
+    context: JobContext,
+    stop: &JobStop,
+    grace: Duration,
+) -> Result<Map<String, Value>, JobError> {
+    let context = Arc::new(context);
+    let keep_alive = context.log.clone();
+    let mut task = tokio::spawn(async move { execute(&context).await });
+    let joined = tokio::select! {
+        joined = &mut task => joined,
+        _ = keep_alive.keep_alive() => unreachable!("keep_alive never returns"),
+        _ = stop.token().cancelled() => {
+            match tokio::time::timeout(grace + Duration::from_secs(5), &mut task).await {
+                Ok(joined) => joined,
+                Err(_) => {
+                    task.abort();
+                    return Err(JobError::Stopped);
+                }
+            }
+        }
+    };
+    match joined {
+        Ok(result) => result,
+        Err(error) if error.is_panic() => {
+            let payload = error.into_panic();
+            let message = payload
+                .downcast_ref::<&str>()
+                .map(|s| s.to_string())
+                .or_else(|| payload.downcast_ref::<String>().cloned())
+                .unwrap_or_else(|| "no message".into());
+            Err(JobError::Invalid(format!(
+                "Tendril hit an internal error while running this job (panic: {}); please report it",
+                secrets::mask(&message)
+            )))
+        }
+        Err(_) => Err(JobError::Stopped),
+    }
+}
+
+/// Dispatch by job type.
+async fn execute(context: &JobContext) -> Result<Map<String, Value>, JobError> {
+    let job_type = context.job.job_type.as_str();
+    match JobType::parse(job_type) {
+        Some(JobType::ConnectionTest) => discovery::connection_test(context).await,
+        Some(JobType::FetchResources) => discovery::fetch_resources(context).await,
+        Some(other) => Err(JobError::Invalid(format!(
+            "{other} jobs are not supported by this Tendril ({}) yet",
+            crate::VERSION
+        ))),
+        None => Err(JobError::Invalid(format!(
+            "unknown job type '{job_type}': this Tendril ({}) knows PLAN, DEPLOY, DESTROY, BOOTSTRAP, \
+             DEPLOY_WORKER, UPDATE_WORKER, DESTROY_WORKER, CONNECTION_TEST and FETCH_RESOURCES",
+            crate::VERSION
+        ))),
+    }
+}

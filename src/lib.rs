@@ -1,0 +1,27 @@
+//! Tendril, the job worker of the Vintner platform, as a library.
+//!
+//! The binary in `main.rs` is wiring only: everything it runs lives here so
+//! another front end (the Grape CLI) can share the executors, the tool
+//! wrappers, the cloud code and the Trellis client.
+//!
+//! Data flows one way: `agent` claims a job through `trellis`, hands it to
+//! `jobs`, whose executors run tools through `tools` and report through
+//! `report`, whose log lines go through `logs` (masked by `secrets`).
+
+pub mod agent;
+pub mod cloud;
+pub mod config;
+pub mod exec;
+pub mod jobs;
+pub mod logs;
+pub mod outbox;
+pub mod report;
+pub mod secrets;
+pub mod telemetry;
+pub mod tools;
+pub mod trellis;
+pub mod units;
+pub mod workspace;
+
+/// Tendril's own version, sent to Trellis in every heartbeat.
+pub const VERSION: &str = env!("CARGO_PKG_VERSION");

@@ -1,0 +1,103 @@
+//! The `tendril` binary: parses the command line and wires the library.
+//! Exit codes: 0 success (or a clean drain), 1 a failed or interrupted job,
+//! 2 a configuration error or credentials Trellis rejects.
+
+use std::process::ExitCode;
+
+use clap::Parser;
+
+use tendril::agent::{self, shutdown::Shutdown, Agent, Exit};
+use tendril::config::{shutdown_budget_warning, Cli, Command};
+use tendril::outbox::Outbox;
+use tendril::tools::versions::tool_versions;
+use tendril::trellis::TrellisClient;
+
+/// Prints one line naming what is wrong and exits 2.
+fn configuration_error(message: impl std::fmt::Display) -> ExitCode {
+    eprintln!("tendril: {message}");
+    ExitCode::from(2)
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    if let Err(message) = tendril::telemetry::init(cli.logging.log_format, &cli.logging.log_level) {
+        return configuration_error(message);
+    }
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(error) => {
+            return configuration_error(format!("cannot start the async runtime: {error}"))
+        }
+    };
+    runtime.block_on(async_main(cli.command))
+}
+
+async fn async_main(command: Command) -> ExitCode {
+    match command {
+        Command::Version => {
+            println!("tendril {}", tendril::VERSION);
+            for (tool, version) in tool_versions(&std::env::var("PATH").unwrap_or_default()).await {
+                println!("{tool} {version}");
+            }
+            ExitCode::SUCCESS
+        }
+        Command::Exec(args) => {
+            let settings = match args.job.resolve() {
+                Ok(settings) => settings,
+                Err(error) => return configuration_error(error),
+            };
+            match tendril::exec::run(&args.job_file, args.out, settings).await {
+                Ok(true) => ExitCode::SUCCESS,
+                Ok(false) => ExitCode::from(1),
+                Err(error) => configuration_error(error),
+            }
+        }
+        Command::Start(args) => {
+            let job_settings = match args.job.resolve() {
+                Ok(settings) => settings,
+                Err(error) => return configuration_error(error),
+            };
+            let settings = match args.resolve(job_settings.mode) {
+                Ok(settings) => settings,
+                Err(error) => return configuration_error(error),
+            };
+            if let Some(warning) =
+                shutdown_budget_warning(job_settings.mode, &settings, &job_settings)
+            {
+                tracing::warn!("{warning}");
+            }
+            let client = match TrellisClient::new(&settings) {
+                Ok(client) => client,
+                Err(error) => {
+                    return configuration_error(format!("TRELLIS_URL (--trellis-url): {error}"))
+                }
+            };
+            let outbox = match Outbox::open(&job_settings.work_dir) {
+                Ok(outbox) => outbox,
+                Err(error) => {
+                    return configuration_error(format!(
+                        "TENDRIL_WORK_DIR (--work-dir): cannot use {}: {error}",
+                        job_settings.work_dir.display()
+                    ))
+                }
+            };
+            let shutdown = match Shutdown::listen(Some(settings.drain_grace)) {
+                Ok(shutdown) => shutdown,
+                Err(error) => {
+                    return configuration_error(format!("cannot listen for signals: {error}"))
+                }
+            };
+            let services = agent::services(job_settings);
+            let agent = Agent::new(settings, services, client, outbox, shutdown);
+            match agent.run().await {
+                Exit::Drained => ExitCode::SUCCESS,
+                Exit::Interrupted => ExitCode::from(1),
+                Exit::Rejected(message) => configuration_error(message),
+            }
+        }
+    }
+}

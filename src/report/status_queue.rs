@@ -1,0 +1,83 @@
+//! The ordered queue of a job's PROCESSING updates.
+//!
+//! Trellis keeps no state machine: a PROCESSING update that lands after the
+//! terminal one reopens the job. So every update of a job goes through this
+//! one queue, delivered one at a time, and closing the queue (when the
+//! terminal update is about to be sent) drops whatever progress is still
+//! pending; the terminal update is sent only after the queue has emptied.
+
+use std::collections::VecDeque;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Mutex;
+
+use tokio::sync::Notify;
+
+use crate::trellis::retry::{retry, RetryPolicy};
+use crate::trellis::{StatusUpdate, TrellisClient, TrellisError};
+
+#[derive(Default)]
+pub struct StatusQueue {
+    pending: Mutex<VecDeque<StatusUpdate>>,
+    wake: Notify,
+    closed: AtomicBool,
+}
+
+impl StatusQueue {
+    pub fn push(&self, update: StatusUpdate) {
+        if self.closed.load(Ordering::SeqCst) {
+            return;
+        }
+        self.pending
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push_back(update);
+        self.wake.notify_one();
+    }
+
+    /// No more progress: pending updates are dropped, and delivery ends
+    /// once the one in flight (if any) is done.
+    pub fn close(&self) {
+        self.closed.store(true, Ordering::SeqCst);
+        self.pending
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clear();
+        self.wake.notify_one();
+    }
+
+    fn next(&self) -> Option<StatusUpdate> {
+        self.pending
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .pop_front()
+    }
+
+    /// Delivers updates in order until the queue is closed and empty. A
+    /// progress update Trellis keeps failing is dropped (the next carries
+    /// the job on); a job taken away ends delivery with `JobGone`.
+    pub async fn deliver(
+        &self,
+        client: &TrellisClient,
+        job_id: &str,
+        policy: RetryPolicy,
+    ) -> Result<(), TrellisError> {
+        let what = format!("reporting progress of job {job_id}");
+        loop {
+            let closed = self.closed.load(Ordering::SeqCst);
+            let Some(update) = self.next() else {
+                if closed {
+                    return Ok(());
+                }
+                self.wake.notified().await;
+                continue;
+            };
+            match retry(policy, &what, || client.update_status(job_id, &update)).await {
+                Ok(()) => {}
+                Err(error @ (TrellisError::JobGone(_) | TrellisError::Unauthorized(_))) => {
+                    return Err(error)
+                }
+                Err(error) => tracing::warn!("{what}: {error}; this update is skipped"),
+            }
+        }
+    }
+}

@@ -1,0 +1,7 @@
+//! The tools Tendril runs, and the one place that starts processes.
+
+pub mod aws;
+pub mod process;
+pub mod versions;
+
+pub use process::{run, ToolCommand, ToolError, ToolOutput};

@@ -1,0 +1,415 @@
+//! The process runner: every tool a job runs is started here.
+//!
+//! A tool runs in its own process group, with exactly the environment and
+//! working directory the job gives it, stdin closed, and its stdout and
+//! stderr streamed line by line into the job's log while it runs. A
+//! supervisor task owns the child from spawn to reap: however a run ends
+//! (the tool exits, the job is stopped, the job's future is dropped or
+//! panics), the supervisor ends the tool the same way (SIGINT to the group,
+//! the grace, SIGKILL) and reaps it. Reading output is bounded after the
+//! tool exits, so a grandchild that keeps stdout open cannot hang a job.
+
+use std::collections::BTreeMap;
+use std::collections::VecDeque;
+use std::io;
+use std::os::unix::process::ExitStatusExt;
+use std::path::PathBuf;
+use std::process::{ExitStatus, Stdio};
+use std::sync::OnceLock;
+use std::time::Duration;
+
+use tokio::io::{AsyncBufReadExt, AsyncRead, AsyncReadExt, BufReader};
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use crate::logs::{JobLog, MAX_LINE_BYTES};
+use crate::secrets;
+use crate::trellis::StreamType;
+
+/// How many of a tool's last stderr lines a failure message carries.
+const STDERR_TAIL_LINES: usize = 20;
+/// How long output is still read after the tool itself has exited.
+const READ_AFTER_EXIT: Duration = Duration::from_secs(2);
+
+/// One tool run, fully described.
+#[derive(Debug, Clone)]
+pub struct ToolCommand {
+    pub program: String,
+    pub args: Vec<String>,
+    /// The whole environment of the tool: nothing is inherited.
+    pub env: BTreeMap<String, String>,
+    pub cwd: PathBuf,
+    /// Time between SIGINT and SIGKILL when the run is stopped.
+    pub grace: Duration,
+    /// Keep stdout (for a JSON answer) instead of logging it.
+    pub capture_stdout: bool,
+}
+
+impl ToolCommand {
+    pub fn new(
+        program: &str,
+        args: &[&str],
+        env: BTreeMap<String, String>,
+        cwd: PathBuf,
+        grace: Duration,
+    ) -> Self {
+        ToolCommand {
+            program: program.to_string(),
+            args: args.iter().map(|a| a.to_string()).collect(),
+            env,
+            cwd,
+            grace,
+            capture_stdout: false,
+        }
+    }
+
+    /// Keeps stdout for the caller instead of logging it.
+    pub fn capturing_stdout(mut self) -> Self {
+        self.capture_stdout = true;
+        self
+    }
+
+    /// How the command reads in a log line: the program and its arguments.
+    pub fn display(&self) -> String {
+        std::iter::once(self.program.as_str())
+            .chain(self.args.iter().map(String::as_str))
+            .collect::<Vec<_>>()
+            .join(" ")
+    }
+}
+
+/// A finished run.
+#[derive(Debug)]
+pub struct ToolOutput {
+    pub status: ExitStatus,
+    /// Stdout, when it was captured.
+    pub stdout: String,
+    /// The last lines of stderr, masked.
+    pub stderr_tail: Vec<String>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ToolError {
+    #[error("{program} is not installed or not on PATH")]
+    NotFound { program: String },
+    #[error("cannot start {program}: {source}")]
+    Spawn { program: String, source: io::Error },
+    #[error("{program} failed ({status}){}", tail_suffix(.stderr_tail))]
+    Failed {
+        program: String,
+        status: String,
+        stderr_tail: Vec<String>,
+    },
+    #[error("{program} was stopped before it finished")]
+    Stopped { program: String },
+    #[error("lost track of {program}: {source}")]
+    Wait { program: String, source: io::Error },
+}
+
+fn tail_suffix(tail: &[String]) -> String {
+    let lines: Vec<&str> = tail
+        .iter()
+        .map(|l| l.trim())
+        .filter(|l| !l.is_empty())
+        .collect();
+    if lines.is_empty() {
+        String::new()
+    } else {
+        format!(":\n{}", lines.join("\n"))
+    }
+}
+
+/// Describes an exit status the way an operator reads it.
+pub fn describe_status(status: ExitStatus) -> String {
+    match (status.code(), status.signal()) {
+        (Some(code), _) => format!("exit code {code}"),
+        (None, Some(signal)) => format!("killed by signal {signal}"),
+        _ => "unknown exit".into(),
+    }
+}
+
+/// The supervisors of every running tool; the agent waits on them before
+/// the process exits so that no tool is left behind unreaped.
+pub fn supervisors() -> &'static TaskTracker {
+    static TRACKER: OnceLock<TaskTracker> = OnceLock::new();
+    TRACKER.get_or_init(TaskTracker::new)
+}
+
+fn signal_group(group: i32, signal: i32) {
+    // SAFETY: kill(2) with a negative pid signals a process group; it has no
+    // memory-safety preconditions.
+    unsafe {
+        libc::kill(-group, signal);
+    }
+}
+
+/// Aborts a reading task if its owner goes away.
+struct AbortOnDrop<T>(JoinHandle<T>);
+
+impl<T> Drop for AbortOnDrop<T> {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
+/// Runs a tool to its end, or until `stop` is cancelled. Its output goes to
+/// `log`; a non-zero exit is a [`ToolError::Failed`] carrying the last
+/// stderr lines.
+pub async fn run(
+    command: &ToolCommand,
+    log: &JobLog,
+    stop: &CancellationToken,
+) -> Result<ToolOutput, ToolError> {
+    let program = command.program.clone();
+    if stop.is_cancelled() {
+        return Err(ToolError::Stopped { program });
+    }
+    let mut child = tokio::process::Command::new(&command.program)
+        .args(&command.args)
+        .env_clear()
+        .envs(&command.env)
+        .current_dir(&command.cwd)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .process_group(0)
+        .spawn()
+        .map_err(|source| match source.kind() {
+            io::ErrorKind::NotFound => ToolError::NotFound {
+                program: program.clone(),
+            },
+            _ => ToolError::Spawn {
+                program: program.clone(),
+                source,
+            },
+        })?;
+    let group = child.id().map(|pid| pid as i32).unwrap_or_default();
+    let stdout = child.stdout.take();
+    let stderr = child.stderr.take();
+
+    // The supervisor: owns the child until it is reaped. The drop guard
+    // ends the tool if this future goes away (dropped, or a panic above).
+    let end_tool = CancellationToken::new();
+    let _end_when_dropped = end_tool.clone().drop_guard();
+    let (exit_sender, mut exit) = oneshot::channel();
+    let (grace, supervised) = (command.grace, end_tool.clone());
+    supervisors().spawn(async move {
+        let status = tokio::select! {
+            status = child.wait() => status,
+            _ = supervised.cancelled() => {
+                signal_group(group, libc::SIGINT);
+                match tokio::time::timeout(grace, child.wait()).await {
+                    Ok(status) => status,
+                    Err(_) => {
+                        signal_group(group, libc::SIGKILL);
+                        child.wait().await
+                    }
+                }
+            }
+        };
+        let _ = exit_sender.send(status);
+    });
+
+    let readers = Readers {
+        stdout: AbortOnDrop(tokio::spawn(read_stdout(
+            stdout,
+            log.clone(),
+            command.capture_stdout,
+        ))),
+        stderr: AbortOnDrop(tokio::spawn(read_stderr(stderr, log.clone()))),
+    };
+
+    let exited = tokio::select! {
+        status = &mut exit => Some(status),
+        _ = stop.cancelled() => None,
+    };
+    let Some(status) = exited else {
+        log.system(&format!(
+            "stopping {program}: SIGINT to its process group, SIGKILL after {}",
+            crate::units::format_duration(grace)
+        ));
+        end_tool.cancel();
+        let status = exit.await;
+        readers.finish(group, log).await;
+        if let Ok(Ok(status)) = status {
+            log.system(&format!("{program} stopped ({})", describe_status(status)));
+        }
+        return Err(ToolError::Stopped { program });
+    };
+    let (stdout, stderr_tail) = readers.finish(group, log).await;
+    match status {
+        Ok(Ok(status)) if status.success() => Ok(ToolOutput {
+            status,
+            stdout,
+            stderr_tail,
+        }),
+        Ok(Ok(status)) => Err(ToolError::Failed {
+            program,
+            status: describe_status(status),
+            stderr_tail,
+        }),
+        Ok(Err(source)) => Err(ToolError::Wait { program, source }),
+        Err(_) => Err(ToolError::Stopped { program }),
+    }
+}
+
+/// The two tasks reading a tool's output.
+struct Readers {
+    stdout: AbortOnDrop<String>,
+    stderr: AbortOnDrop<Vec<String>>,
+}
+
+impl Readers {
+    /// Once the tool has exited: reads what is still in flight for a moment,
+    /// then kills whatever in the group still holds the pipes open.
+    async fn finish(mut self, group: i32, log: &JobLog) -> (String, Vec<String>) {
+        let both = async { ((&mut self.stdout.0).await, (&mut self.stderr.0).await) };
+        match tokio::time::timeout(READ_AFTER_EXIT, both).await {
+            Ok((stdout, stderr)) => (stdout.unwrap_or_default(), stderr.unwrap_or_default()),
+            Err(_) => {
+                signal_group(group, libc::SIGKILL);
+                log.system(
+                    "the tool exited but left processes holding its output open; they were killed",
+                );
+                (String::new(), Vec::new())
+            }
+        }
+    }
+}
+
+/// Reads one line of at most [`MAX_LINE_BYTES`] bytes (without its
+/// newline); a longer line comes back in pieces, cut on a UTF-8 boundary.
+/// Returns `false` at the end of the stream.
+async fn read_line<R: AsyncRead + Unpin>(
+    reader: &mut BufReader<R>,
+    line: &mut Vec<u8>,
+) -> io::Result<bool> {
+    line.clear();
+    loop {
+        let buffer = reader.fill_buf().await?;
+        if buffer.is_empty() {
+            return Ok(!line.is_empty());
+        }
+        let room = MAX_LINE_BYTES - line.len();
+        let search = &buffer[..buffer.len().min(room + 1)];
+        if let Some(newline) = search.iter().position(|b| *b == b'\n') {
+            line.extend_from_slice(&buffer[..newline]);
+            reader.consume(newline + 1);
+            return Ok(true);
+        }
+        if buffer.len() < room {
+            let taken = buffer.len();
+            line.extend_from_slice(buffer);
+            reader.consume(taken);
+            continue;
+        }
+        let take = match utf8_prefix(&buffer[..room]) {
+            0 => room,
+            whole => whole,
+        };
+        line.extend_from_slice(&buffer[..take]);
+        reader.consume(take);
+        return Ok(true);
+    }
+}
+
+/// The longest prefix of `bytes` that does not end inside a UTF-8 character.
+fn utf8_prefix(bytes: &[u8]) -> usize {
+    let len = bytes.len();
+    for back in 1..=len.min(4) {
+        let byte = bytes[len - back];
+        if byte & 0b1100_0000 != 0b1000_0000 {
+            let width = match byte {
+                0xF0.. => 4,
+                0xE0.. => 3,
+                0xC0.. => 2,
+                _ => 1,
+            };
+            return if width > back { len - back } else { len };
+        }
+    }
+    len
+}
+
+fn text(line: &[u8]) -> String {
+    let text = String::from_utf8_lossy(line);
+    text.strip_suffix('\r').unwrap_or(&text).to_string()
+}
+
+async fn read_stdout(
+    stdout: Option<tokio::process::ChildStdout>,
+    log: JobLog,
+    capture: bool,
+) -> String {
+    let Some(stdout) = stdout else {
+        return String::new();
+    };
+    let mut reader = BufReader::new(stdout);
+    if capture {
+        let mut bytes = Vec::new();
+        if let Err(error) = reader.read_to_end(&mut bytes).await {
+            log.system(&format!("reading the tool's output failed: {error}"));
+        }
+        return String::from_utf8_lossy(&bytes).into_owned();
+    }
+    let mut line = Vec::new();
+    while let Ok(true) = read_line(&mut reader, &mut line).await {
+        log.line(StreamType::Stdout, &text(&line));
+    }
+    String::new()
+}
+
+async fn read_stderr(stderr: Option<tokio::process::ChildStderr>, log: JobLog) -> Vec<String> {
+    let Some(stderr) = stderr else {
+        return Vec::new();
+    };
+    let mut reader = BufReader::new(stderr);
+    let mut tail = VecDeque::with_capacity(STDERR_TAIL_LINES);
+    let mut line = Vec::new();
+    while let Ok(true) = read_line(&mut reader, &mut line).await {
+        let line = text(&line);
+        log.line(StreamType::Stderr, &line);
+        if tail.len() == STDERR_TAIL_LINES {
+            tail.pop_front();
+        }
+        tail.push_back(secrets::mask(&line).into_owned());
+    }
+    tail.into()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_utf8_prefix_never_ends_inside_a_character() {
+        let text = "abé€😀".as_bytes();
+        for cut in 0..=text.len() {
+            let prefix = &text[..utf8_prefix(&text[..cut])];
+            assert!(std::str::from_utf8(prefix).is_ok(), "cut at {cut}");
+            assert!(cut - prefix.len() < 4);
+        }
+    }
+
+    #[tokio::test]
+    async fn long_lines_come_back_in_pieces_and_short_ones_whole() {
+        let mut input = "é".repeat(MAX_LINE_BYTES).into_bytes();
+        input.extend_from_slice(b"\nshort\r\nlast");
+        let mut reader = BufReader::new(&input[..]);
+        let mut line = Vec::new();
+        let mut pieces = Vec::new();
+        while read_line(&mut reader, &mut line).await.unwrap() {
+            assert!(line.len() <= MAX_LINE_BYTES);
+            pieces.push(text(&line));
+        }
+        assert_eq!(
+            pieces.len(),
+            5,
+            "two bytes per é: a line of 2 x MAX in 3 pieces, then 2 lines"
+        );
+        assert_eq!(pieces[..3].concat(), "é".repeat(MAX_LINE_BYTES));
+        assert_eq!(&pieces[3..], ["short", "last"]);
+    }
+}

@@ -1,0 +1,345 @@
+//! The HTTP client of the Trellis worker API.
+//!
+//! Every method makes one attempt and classifies the answer into a
+//! [`TrellisError`]; callers choose how to retry with [`super::retry`]. The
+//! worker token travels in a header marked sensitive and never appears in an
+//! error or a log.
+
+use std::net::IpAddr;
+use std::time::Duration;
+
+use reqwest::header::{HeaderMap, HeaderValue, CONTENT_TYPE};
+use reqwest::{Method, RequestBuilder, Response, StatusCode, Url};
+use serde::de::DeserializeOwned;
+use serde_json::{Map, Value};
+
+use super::model::*;
+use crate::config::AgentSettings;
+
+/// The most Trellis accepts as a plan artifact.
+pub const MAX_PLAN_ARTIFACT_BYTES: usize = 52_428_800;
+
+/// The phrase of Trellis's permanent "this job is not yours" 500.
+const JOB_GONE_PHRASE: &str = "not found or not owned by this worker";
+
+#[derive(Debug, thiserror::Error)]
+pub enum TrellisError {
+    #[error("Trellis rejected the worker ID or token: {0}")]
+    Unauthorized(String),
+    #[error("the job is no longer this worker's: {0}")]
+    JobGone(String),
+    #[error("Trellis refused the request (HTTP {status}): {message}")]
+    Rejected { status: u16, message: String },
+    #[error("Trellis is unavailable (HTTP {status}): {message}")]
+    Unavailable { status: u16, message: String },
+    #[error("cannot reach Trellis: {0}")]
+    Transport(String),
+    #[error("unexpected answer from Trellis: {0}")]
+    InvalidResponse(String),
+    #[error("the plan artifact is {0} bytes, over the 52,428,800 bytes (50 MiB) Trellis accepts")]
+    ArtifactTooLarge(usize),
+}
+
+impl TrellisError {
+    /// Whether the same request may succeed later.
+    pub fn is_transient(&self) -> bool {
+        matches!(
+            self,
+            TrellisError::Unavailable { .. }
+                | TrellisError::Transport(_)
+                | TrellisError::InvalidResponse(_)
+        )
+    }
+}
+
+/// A bad `TRELLIS_URL`.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct UrlError(String);
+
+/// The Trellis worker API, for one worker identity.
+#[derive(Clone)]
+pub struct TrellisClient {
+    http: reqwest::Client,
+    api: Url,
+    worker_id: String,
+    artifact_timeout: Duration,
+}
+
+impl TrellisClient {
+    pub fn new(settings: &AgentSettings) -> Result<Self, UrlError> {
+        let api = api_base(&settings.trellis_url, settings.allow_insecure_http)?;
+        let mut headers = HeaderMap::new();
+        let header = |value: &str| {
+            HeaderValue::from_str(value)
+                .map_err(|_| UrlError("the worker id and token must be plain ASCII text".into()))
+        };
+        headers.insert("X-Worker-ID", header(&settings.worker_id)?);
+        let mut token = header(settings.worker_token.expose())?;
+        token.set_sensitive(true);
+        headers.insert("X-Worker-Token", token);
+        let http = reqwest::Client::builder()
+            .default_headers(headers)
+            .user_agent(format!("tendril/{}", crate::VERSION))
+            .timeout(settings.request_timeout)
+            .connect_timeout(settings.request_timeout.min(Duration::from_secs(10)))
+            .use_rustls_tls()
+            .build()
+            .map_err(|e| UrlError(format!("cannot build the HTTP client: {e}")))?;
+        Ok(TrellisClient {
+            http,
+            api,
+            worker_id: settings.worker_id.clone(),
+            artifact_timeout: settings.artifact_timeout,
+        })
+    }
+
+    pub fn worker_id(&self) -> &str {
+        &self.worker_id
+    }
+
+    fn url(&self, segments: &[&str]) -> Url {
+        let mut url = self.api.clone();
+        if let Ok(mut path) = url.path_segments_mut() {
+            path.pop_if_empty().extend(segments);
+        }
+        url
+    }
+
+    fn request(&self, method: Method, segments: &[&str]) -> RequestBuilder {
+        self.http.request(method, self.url(segments))
+    }
+
+    /// `POST /workers/heartbeat`.
+    pub async fn heartbeat(&self, heartbeat: &Heartbeat) -> Result<(), TrellisError> {
+        send(
+            self.request(Method::POST, &["workers", "heartbeat"])
+                .json(heartbeat),
+        )
+        .await?;
+        Ok(())
+    }
+
+    /// `POST /jobs/claim`: `None` when the queue is empty.
+    pub async fn claim(&self) -> Result<Option<Claim>, TrellisError> {
+        let response = send(self.request(Method::POST, &["jobs", "claim"])).await?;
+        if response.status() == StatusCode::NO_CONTENT {
+            return Ok(None);
+        }
+        let claim: Claim = json_body(response).await?;
+        Ok((!claim.job.is_null()).then_some(claim))
+    }
+
+    /// `PUT /jobs/{id}/status`.
+    pub async fn update_status(
+        &self,
+        job_id: &str,
+        update: &StatusUpdate,
+    ) -> Result<(), TrellisError> {
+        send(
+            self.request(Method::PUT, &["jobs", job_id, "status"])
+                .json(update),
+        )
+        .await?;
+        Ok(())
+    }
+
+    /// `POST /jobs/{id}/logs`.
+    pub async fn send_logs(&self, job_id: &str, chunk: &LogChunk) -> Result<(), TrellisError> {
+        send(
+            self.request(Method::POST, &["jobs", job_id, "logs"])
+                .json(chunk),
+        )
+        .await?;
+        Ok(())
+    }
+
+    /// `POST /jobs/{id}/plan-artifact`: returns the storage key. The size
+    /// limit is checked before anything is sent.
+    pub async fn upload_plan_artifact(
+        &self,
+        job_id: &str,
+        plan: Vec<u8>,
+    ) -> Result<String, TrellisError> {
+        if plan.len() > MAX_PLAN_ARTIFACT_BYTES {
+            return Err(TrellisError::ArtifactTooLarge(plan.len()));
+        }
+        let request = self
+            .request(Method::POST, &["jobs", job_id, "plan-artifact"])
+            .timeout(self.artifact_timeout)
+            .header(CONTENT_TYPE, "application/octet-stream")
+            .body(plan);
+        let body: Value = json_body(send(request).await?).await?;
+        body.get("key")
+            .and_then(Value::as_str)
+            .map(String::from)
+            .ok_or_else(|| {
+                TrellisError::InvalidResponse("the artifact upload answer has no key".into())
+            })
+    }
+
+    /// `GET /jobs/{id}/plan-artifact`: `None` when there is none.
+    pub async fn download_plan_artifact(
+        &self,
+        job_id: &str,
+    ) -> Result<Option<Vec<u8>>, TrellisError> {
+        let request = self
+            .request(Method::GET, &["jobs", job_id, "plan-artifact"])
+            .timeout(self.artifact_timeout);
+        match send(request).await {
+            Ok(response) => {
+                let bytes = response.bytes().await.map_err(transport)?;
+                Ok(Some(bytes.to_vec()))
+            }
+            Err(TrellisError::Rejected { status: 404, .. }) => Ok(None),
+            Err(error) => Err(error),
+        }
+    }
+
+    /// `GET /jobs/{id}`: the bare job row, `None` when there is no such job.
+    pub async fn get_job(&self, job_id: &str) -> Result<Option<Value>, TrellisError> {
+        match send(self.request(Method::GET, &["jobs", job_id])).await {
+            Ok(response) => Ok(Some(json_body(response).await?)),
+            Err(TrellisError::Rejected { status: 404, .. }) => Ok(None),
+            Err(error) => Err(error),
+        }
+    }
+
+    /// `PATCH /workers/{id}/metadata`: replaces the whole object.
+    pub async fn replace_worker_metadata(
+        &self,
+        worker_id: &str,
+        metadata: &Map<String, Value>,
+    ) -> Result<(), TrellisError> {
+        send(
+            self.request(Method::PATCH, &["workers", worker_id, "metadata"])
+                .json(metadata),
+        )
+        .await?;
+        Ok(())
+    }
+
+    /// `DELETE /workers/{id}`.
+    pub async fn delete_worker(&self, worker_id: &str) -> Result<(), TrellisError> {
+        send(self.request(Method::DELETE, &["workers", worker_id])).await?;
+        Ok(())
+    }
+}
+
+/// Checks `TRELLIS_URL` and returns the `/api` base: https, or plain http
+/// only to loopback unless insecure http is allowed.
+pub fn api_base(trellis_url: &str, allow_insecure_http: bool) -> Result<Url, UrlError> {
+    let url = Url::parse(trellis_url)
+        .map_err(|e| UrlError(format!("'{trellis_url}' is not a URL: {e}")))?;
+    match url.scheme() {
+        "https" => {}
+        "http" if allow_insecure_http || is_loopback(&url) => {}
+        "http" => {
+            return Err(UrlError(format!(
+                "refusing plain http:// to {}: the worker token would cross the network in clear \
+                 (use https://, or --allow-insecure-http / TENDRIL_ALLOW_INSECURE_HTTP=true for a test network)",
+                url.host_str().unwrap_or("?")
+            )))
+        }
+        other => return Err(UrlError(format!("'{other}' is not http or https"))),
+    }
+    let mut api = url;
+    if let Ok(mut path) = api.path_segments_mut() {
+        path.pop_if_empty().push("api");
+    }
+    Ok(api)
+}
+
+fn is_loopback(url: &Url) -> bool {
+    match url.host() {
+        Some(url::Host::Domain(name)) => name == "localhost",
+        Some(url::Host::Ipv4(ip)) => IpAddr::V4(ip).is_loopback(),
+        Some(url::Host::Ipv6(ip)) => IpAddr::V6(ip).is_loopback(),
+        None => false,
+    }
+}
+
+fn transport(error: reqwest::Error) -> TrellisError {
+    // reqwest's Display names the URL, which holds no secret (the token is a
+    // header); without_url keeps messages short all the same.
+    let error = error.without_url();
+    let mut message = error.to_string();
+    let mut source = std::error::Error::source(&error);
+    while let Some(cause) = source {
+        message = format!("{message}: {cause}");
+        source = cause.source();
+    }
+    TrellisError::Transport(message)
+}
+
+/// Sends a request and classifies a non-2xx answer.
+async fn send(request: RequestBuilder) -> Result<Response, TrellisError> {
+    let response = request.send().await.map_err(transport)?;
+    let status = response.status();
+    if status.is_success() {
+        return Ok(response);
+    }
+    let text = response.text().await.unwrap_or_default();
+    let message = serde_json::from_str::<Value>(&text)
+        .ok()
+        .and_then(|body| body.get("error").and_then(Value::as_str).map(String::from))
+        .unwrap_or_else(|| text.chars().take(200).collect());
+    let code = status.as_u16();
+    Err(match status {
+        StatusCode::UNAUTHORIZED => TrellisError::Unauthorized(message),
+        _ if status.is_server_error() && message.contains(JOB_GONE_PHRASE) => {
+            TrellisError::JobGone(message)
+        }
+        _ if status.is_server_error()
+            || status == StatusCode::TOO_MANY_REQUESTS
+            || status == StatusCode::REQUEST_TIMEOUT =>
+        {
+            TrellisError::Unavailable {
+                status: code,
+                message,
+            }
+        }
+        _ => TrellisError::Rejected {
+            status: code,
+            message,
+        },
+    })
+}
+
+async fn json_body<T: DeserializeOwned>(response: Response) -> Result<T, TrellisError> {
+    let bytes = response.bytes().await.map_err(transport)?;
+    serde_json::from_slice(&bytes).map_err(|e| TrellisError::InvalidResponse(e.to_string()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn https_and_loopback_http_are_accepted() {
+        assert_eq!(
+            api_base("https://t.example.com", false).unwrap().as_str(),
+            "https://t.example.com/api"
+        );
+        assert_eq!(
+            api_base("https://t.example.com/base/", false)
+                .unwrap()
+                .as_str(),
+            "https://t.example.com/base/api"
+        );
+        assert!(api_base("http://127.0.0.1:8080", false).is_ok());
+        assert!(api_base("http://localhost:8080", false).is_ok());
+        assert!(api_base("http://[::1]:8080", false).is_ok());
+    }
+
+    #[test]
+    fn plain_http_elsewhere_is_refused_unless_allowed() {
+        let error = api_base("http://trellis.internal", false).unwrap_err();
+        assert!(
+            error.to_string().contains("refusing plain http://"),
+            "{error}"
+        );
+        assert!(api_base("http://trellis.internal", true).is_ok());
+        assert!(api_base("ftp://trellis.internal", true).is_err());
+    }
+}

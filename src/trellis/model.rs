@@ -1,0 +1,324 @@
+//! The objects of the Trellis worker API (see `spec/trellis-api.md`).
+//!
+//! Incoming objects ignore unknown fields and accept `null` where a field is
+//! optional, so a Trellis that grows a column does not break the worker.
+
+use std::collections::BTreeMap;
+use std::fmt;
+
+use serde::{Deserialize, Deserializer, Serialize};
+use serde_json::{Map, Value};
+
+/// A `provision_jobs` row, as far as Tendril reads it.
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
+pub struct Job {
+    pub id: String,
+    pub job_type: String,
+    #[serde(default, deserialize_with = "null_as_empty_object")]
+    pub config_snapshot: Map<String, Value>,
+    #[serde(default)]
+    pub vineyard_id: Option<String>,
+    #[serde(default)]
+    pub vine_id: Option<String>,
+    #[serde(default)]
+    pub cloud_identity_id: Option<String>,
+    #[serde(default)]
+    pub plan_job_id: Option<String>,
+    #[serde(default)]
+    pub assigned_worker_id: Option<String>,
+    #[serde(default)]
+    pub configuration_hash: Option<String>,
+    #[serde(default)]
+    pub status: Option<String>,
+    #[serde(default)]
+    pub worker_id: Option<String>,
+}
+
+fn null_as_empty_object<'de, D: Deserializer<'de>>(d: D) -> Result<Map<String, Value>, D::Error> {
+    Ok(Option::<Map<String, Value>>::deserialize(d)?.unwrap_or_default())
+}
+
+fn null_as_empty_string<'de, D: Deserializer<'de>>(d: D) -> Result<String, D::Error> {
+    Ok(Option::<String>::deserialize(d)?.unwrap_or_default())
+}
+
+/// The job types Tendril knows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum JobType {
+    Plan,
+    Deploy,
+    Destroy,
+    Bootstrap,
+    DeployWorker,
+    UpdateWorker,
+    DestroyWorker,
+    ConnectionTest,
+    FetchResources,
+}
+
+impl JobType {
+    const ALL: [(JobType, &'static str); 9] = [
+        (JobType::Plan, "PLAN"),
+        (JobType::Deploy, "DEPLOY"),
+        (JobType::Destroy, "DESTROY"),
+        (JobType::Bootstrap, "BOOTSTRAP"),
+        (JobType::DeployWorker, "DEPLOY_WORKER"),
+        (JobType::UpdateWorker, "UPDATE_WORKER"),
+        (JobType::DestroyWorker, "DESTROY_WORKER"),
+        (JobType::ConnectionTest, "CONNECTION_TEST"),
+        (JobType::FetchResources, "FETCH_RESOURCES"),
+    ];
+
+    /// Reads a `job_type`; `None` for a type this Tendril does not know.
+    pub fn parse(text: &str) -> Option<JobType> {
+        Self::ALL
+            .iter()
+            .find(|(_, name)| *name == text)
+            .map(|(t, _)| *t)
+    }
+
+    pub fn as_str(self) -> &'static str {
+        Self::ALL
+            .iter()
+            .find(|(t, _)| *t == self)
+            .map(|(_, name)| *name)
+            .unwrap_or("?")
+    }
+}
+
+impl fmt::Display for JobType {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// The cloud identity a job runs as; every field is a string, empty when unset.
+#[derive(Debug, Clone, Default, Deserialize, Serialize, PartialEq)]
+#[serde(default)]
+pub struct CloudIdentity {
+    #[serde(deserialize_with = "null_as_empty_string")]
+    pub provider: String,
+    #[serde(deserialize_with = "null_as_empty_string")]
+    pub role_arn: String,
+    #[serde(deserialize_with = "null_as_empty_string")]
+    pub external_id: String,
+    #[serde(deserialize_with = "null_as_empty_string")]
+    pub account_id: String,
+    #[serde(deserialize_with = "null_as_empty_string")]
+    pub project_id: String,
+    #[serde(deserialize_with = "null_as_empty_string")]
+    pub service_account_email: String,
+    #[serde(deserialize_with = "null_as_empty_string")]
+    pub wif_config: String,
+    #[serde(deserialize_with = "null_as_empty_string")]
+    pub tenant_id: String,
+    #[serde(deserialize_with = "null_as_empty_string")]
+    pub client_id: String,
+    #[serde(deserialize_with = "null_as_empty_string")]
+    pub subscription_id: String,
+}
+
+/// What a claim (or a job file for `tendril exec`) holds before it is
+/// checked: the job row and identity as raw JSON, so that a malformed job
+/// can still be failed by its id.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+pub struct Claim {
+    #[serde(default)]
+    pub job: Value,
+    #[serde(default)]
+    pub cloud_identity: Value,
+}
+
+/// A claimed job, checked.
+#[derive(Debug, Clone)]
+pub struct ClaimedJob {
+    pub job: Job,
+    pub identity: Option<CloudIdentity>,
+}
+
+/// Why a claimed job cannot be run at all.
+#[derive(Debug)]
+pub struct MalformedJob {
+    /// The job's id when it has one, so that it can still be failed.
+    pub id: Option<String>,
+    pub reason: String,
+}
+
+impl Claim {
+    /// Checks the raw claim: `Ok(None)` when the queue was empty.
+    pub fn into_job(self) -> Result<Option<ClaimedJob>, MalformedJob> {
+        if self.job.is_null() {
+            return Ok(None);
+        }
+        let id = self.job.get("id").and_then(Value::as_str).map(String::from);
+        let malformed = |reason: String| MalformedJob {
+            id: id.clone(),
+            reason,
+        };
+        let job: Job = serde_json::from_value(self.job.clone())
+            .map_err(|e| malformed(format!("malformed job: {e}")))?;
+        let identity = match self.cloud_identity {
+            Value::Null => None,
+            value => Some(
+                serde_json::from_value::<CloudIdentity>(value)
+                    .map_err(|e| malformed(format!("malformed cloud identity: {e}")))?,
+            ),
+        };
+        Ok(Some(ClaimedJob { job, identity }))
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum JobStatus {
+    Processing,
+    Success,
+    Failed,
+    Cancelled,
+}
+
+/// The body of `PUT /jobs/{id}/status`; empty fields are omitted.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct StatusUpdate {
+    pub status: JobStatus,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error_message: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub execution_metadata: Option<Map<String, Value>>,
+}
+
+impl StatusUpdate {
+    pub fn processing() -> Self {
+        StatusUpdate {
+            status: JobStatus::Processing,
+            error_message: None,
+            execution_metadata: None,
+        }
+    }
+
+    pub fn success(metadata: Map<String, Value>) -> Self {
+        StatusUpdate {
+            status: JobStatus::Success,
+            error_message: None,
+            execution_metadata: (!metadata.is_empty()).then_some(metadata),
+        }
+    }
+
+    pub fn failed(message: impl Into<String>) -> Self {
+        StatusUpdate {
+            status: JobStatus::Failed,
+            error_message: Some(message.into()),
+            execution_metadata: None,
+        }
+    }
+
+    pub fn is_terminal(&self) -> bool {
+        self.status != JobStatus::Processing
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum StreamType {
+    Stdout,
+    Stderr,
+    System,
+}
+
+/// The body of `POST /jobs/{id}/logs`.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct LogChunk {
+    pub log_chunk: String,
+    pub stream_type: StreamType,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum WorkerStatus {
+    Online,
+    Draining,
+    Offline,
+}
+
+/// The body of `POST /workers/heartbeat`.
+#[derive(Debug, Clone, Serialize)]
+pub struct Heartbeat {
+    pub version: String,
+    pub status: WorkerStatus,
+    pub current_job_id: Option<String>,
+    #[serde(flatten, skip_serializing_if = "Option::is_none")]
+    pub announcement: Option<Announcement>,
+}
+
+/// What the first heartbeat adds: who and what this worker is.
+#[derive(Debug, Clone, Serialize)]
+pub struct Announcement {
+    pub hostname: String,
+    pub mode: String,
+    pub tools: BTreeMap<String, String>,
+}
+
+/// The answer of `POST /tendrils/register`.
+#[derive(Debug, Clone, Deserialize)]
+pub struct Registration {
+    pub tendril_id: String,
+    pub tendril_token: String,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn an_empty_claim_is_no_job() {
+        let claim: Claim = serde_json::from_value(json!({"job": null})).unwrap();
+        assert!(claim.into_job().unwrap().is_none());
+    }
+
+    #[test]
+    fn a_job_with_unknown_fields_and_nulls_parses() {
+        let claim: Claim = serde_json::from_value(json!({
+            "job": {"id": "j1", "job_type": "PLAN", "config_snapshot": null,
+                    "vine_id": null, "brand_new_column": 7},
+            "cloud_identity": {"provider": "aws", "role_arn": "arn", "wif_config": null}
+        }))
+        .unwrap();
+        let claimed = claim.into_job().unwrap().unwrap();
+        assert_eq!(claimed.job.id, "j1");
+        assert!(claimed.job.config_snapshot.is_empty());
+        assert_eq!(claimed.identity.unwrap().provider, "aws");
+    }
+
+    #[test]
+    fn a_malformed_job_keeps_its_id() {
+        let claim: Claim = serde_json::from_value(json!({
+            "job": {"id": "j2", "job_type": "PLAN", "config_snapshot": "not an object"}
+        }))
+        .unwrap();
+        let error = claim.into_job().unwrap_err();
+        assert_eq!(error.id.as_deref(), Some("j2"));
+        assert!(
+            error.reason.starts_with("malformed job"),
+            "{}",
+            error.reason
+        );
+    }
+
+    #[test]
+    fn status_updates_omit_empty_fields() {
+        let body = serde_json::to_value(StatusUpdate::processing()).unwrap();
+        assert_eq!(body, json!({"status": "PROCESSING"}));
+        let body = serde_json::to_value(StatusUpdate::success(Map::new())).unwrap();
+        assert_eq!(body, json!({"status": "SUCCESS"}));
+    }
+
+    #[test]
+    fn job_types_round_trip() {
+        for (job_type, name) in JobType::ALL {
+            assert_eq!(JobType::parse(name), Some(job_type));
+            assert_eq!(job_type.as_str(), name);
+        }
+        assert_eq!(JobType::parse("MAKE_COFFEE"), None);
+    }
+}
