@@ -129,6 +129,14 @@ pub async fn run(
         path: out_dir.clone(),
         source,
     })?;
-    eprintln!("{:?}: result in {}", update.status, result.display());
+    eprintln!(
+        "{}: result in {}",
+        if update.status == JobStatus::Success {
+            "SUCCESS"
+        } else {
+            "FAILED"
+        },
+        result.display()
+    );
     Ok(update.status == JobStatus::Success)
 }

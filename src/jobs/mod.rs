@@ -211,10 +211,10 @@ fn prepare(
 ) -> Result<JobContext, JobError> {
     let settings = services.settings.clone();
     let ClaimedJob { job, identity } = claimed;
-    let job_type = JobType::parse(&job.job_type);
+    let job_type = JobType::parse(&job.job_type).ok_or_else(|| unknown_job_type(&job.job_type))?;
     let user_job = !matches!(
         job_type,
-        Some(JobType::DeployWorker | JobType::UpdateWorker | JobType::DestroyWorker)
+        JobType::DeployWorker | JobType::UpdateWorker | JobType::DestroyWorker
     );
     if user_job && identity.is_none() && settings.mode == WorkerMode::CloudHosted {
         return Err(JobError::Invalid("no cloud identity for this job".into()));
@@ -305,10 +305,14 @@ async fn execute(context: &JobContext) -> Result<Map<String, Value>, JobError> {
             "{other} jobs are not supported by this Tendril ({}) yet",
             crate::VERSION
         ))),
-        None => Err(JobError::Invalid(format!(
-            "unknown job type '{job_type}': this Tendril ({}) knows PLAN, DEPLOY, DESTROY, BOOTSTRAP, \
-             DEPLOY_WORKER, UPDATE_WORKER, DESTROY_WORKER, CONNECTION_TEST and FETCH_RESOURCES",
-            crate::VERSION
-        ))),
+        None => Err(unknown_job_type(job_type)),
     }
+}
+
+fn unknown_job_type(job_type: &str) -> JobError {
+    JobError::Invalid(format!(
+        "unknown job type '{job_type}': this Tendril ({}) knows PLAN, DEPLOY, DESTROY, BOOTSTRAP, \
+         DEPLOY_WORKER, UPDATE_WORKER, DESTROY_WORKER, CONNECTION_TEST and FETCH_RESOURCES",
+        crate::VERSION
+    ))
 }

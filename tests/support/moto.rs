@@ -1,0 +1,187 @@
+//! `Moto`: a guard around a REAL moto server (`moto_server`, the AWS API
+//! emulator) on a free 127.0.0.1 port, plus the real `aws` CLI pointed at it.
+//!
+//! The server runs in a scratch working directory (its request recorder
+//! writes `moto_recording` there) and is killed by PID when the guard drops.
+//! A missing `moto_server` or `aws` fails the test with the install step.
+
+use std::io::{ErrorKind, Read, Write};
+use std::net::TcpStream;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+use super::{free_port, TempDir};
+
+const MOTO_MISSING: &str = "moto_server not found: install it with `pip install 'moto[server]'`";
+
+pub struct Moto {
+    child: Child,
+    port: u16,
+    dir: TempDir,
+}
+
+impl Moto {
+    /// Starts `moto_server` and waits (up to 30 s) until it answers HTTP.
+    pub fn start() -> Moto {
+        let dir = TempDir::new("tendril-moto");
+        let port = free_port();
+        let log = std::fs::File::create(dir.path().join("moto.log")).expect("moto log file");
+        let child = Command::new("moto_server")
+            .args(["-H", "127.0.0.1", "-p", &port.to_string()])
+            .current_dir(dir.path())
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().expect("clone log handle"))
+            .stderr(log)
+            .spawn();
+        let child = match child {
+            Ok(child) => child,
+            Err(e) if e.kind() == ErrorKind::NotFound => panic!("{MOTO_MISSING}"),
+            Err(e) => panic!("cannot start moto_server: {e}"),
+        };
+        let mut moto = Moto { child, port, dir };
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            if let Ok(Some(status)) = moto.child.try_wait() {
+                panic!(
+                    "moto_server exited with {status} ({MOTO_MISSING}):\n{}",
+                    moto.log()
+                );
+            }
+            if http(port, "GET", "/moto-api/").is_ok() {
+                return moto;
+            }
+            if Instant::now() > deadline {
+                panic!("moto_server did not answer within 30 s:\n{}", moto.log());
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    /// `http://127.0.0.1:PORT`
+    pub fn endpoint(&self) -> String {
+        format!("http://127.0.0.1:{}", self.port)
+    }
+
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    /// The server's own stdout and stderr so far.
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.path().join("moto.log")).unwrap_or_default()
+    }
+
+    /// Wipes all moto state.
+    pub fn reset(&self) {
+        self.api("POST", "/moto-api/reset");
+    }
+
+    pub fn start_recording(&self) {
+        self.api("POST", "/moto-api/recorder/start-recording");
+    }
+
+    pub fn stop_recording(&self) {
+        self.api("POST", "/moto-api/recorder/stop-recording");
+    }
+
+    /// The recorded requests (headers, method, url, body), one per entry.
+    /// The bodies of the recorded requests, decoded (moto stores them in
+    /// base64 when `body_encoded` is set).
+    pub fn recorded_bodies(&self) -> Vec<String> {
+        use base64::Engine;
+        self.recording()
+            .iter()
+            .map(|request| {
+                let body = request["body"].as_str().unwrap_or_default();
+                if request["body_encoded"] == Value::Bool(true) {
+                    let bytes = base64::engine::general_purpose::STANDARD
+                        .decode(body)
+                        .unwrap_or_default();
+                    String::from_utf8_lossy(&bytes).into_owned()
+                } else {
+                    body.to_string()
+                }
+            })
+            .collect()
+    }
+
+    pub fn recording(&self) -> Vec<Value> {
+        let text = self.api("GET", "/moto-api/recorder/download-recording");
+        let lines = text.lines().filter(|l| !l.trim().is_empty());
+        lines
+            .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("recording line {l}: {e}")))
+            .collect()
+    }
+
+    fn api(&self, method: &str, path: &str) -> String {
+        match http(self.port, method, path) {
+            Ok((200, body)) => body,
+            Ok((status, body)) => panic!("moto {method} {path}: {status} {body}"),
+            Err(e) => panic!("moto {method} {path}: {e}"),
+        }
+    }
+
+    /// Runs the real `aws` CLI against this moto (region us-east-1, test
+    /// credentials, JSON output) and returns its parsed stdout (`Null` when
+    /// it prints nothing). Panics with stderr when the command fails.
+    pub fn aws(&self, args: &[&str]) -> Value {
+        let nowhere = self.dir.path().join("no-such-aws-file");
+        let output = Command::new("aws")
+            .args(["--endpoint-url", &self.endpoint(), "--region", "us-east-1"])
+            .args(["--output", "json"])
+            .args(args)
+            .env("AWS_ACCESS_KEY_ID", "testing")
+            .env("AWS_SECRET_ACCESS_KEY", "testing")
+            .env("AWS_EC2_METADATA_DISABLED", "true")
+            .env("AWS_CONFIG_FILE", &nowhere)
+            .env("AWS_SHARED_CREDENTIALS_FILE", &nowhere)
+            .env_remove("AWS_PROFILE")
+            .env_remove("AWS_SESSION_TOKEN")
+            .stdin(Stdio::null())
+            .output();
+        let output = match output {
+            Ok(output) => output,
+            Err(e) if e.kind() == ErrorKind::NotFound => {
+                panic!("aws CLI not found: pip install awscli")
+            }
+            Err(e) => panic!("cannot run aws: {e}"),
+        };
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(
+            output.status.success(),
+            "aws {args:?} failed ({}):\n{stderr}",
+            output.status
+        );
+        let stdout = String::from_utf8_lossy(&output.stdout);
+        if stdout.trim().is_empty() {
+            return Value::Null;
+        }
+        serde_json::from_str(&stdout).unwrap_or_else(|e| panic!("aws {args:?}: {e}:\n{stdout}"))
+    }
+}
+
+impl Drop for Moto {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A blocking HTTP/1.0 request with no body (so the answer is never
+/// chunked): returns the status and the body text.
+fn http(port: u16, method: &str, path: &str) -> std::io::Result<(u16, String)> {
+    let mut stream = TcpStream::connect(("127.0.0.1", port))?;
+    stream.set_read_timeout(Some(Duration::from_secs(30)))?;
+    let request =
+        format!("{method} {path} HTTP/1.0\r\nHost: 127.0.0.1:{port}\r\nContent-Length: 0\r\n\r\n");
+    stream.write_all(request.as_bytes())?;
+    let mut raw = Vec::new();
+    stream.read_to_end(&mut raw)?;
+    let text = String::from_utf8_lossy(&raw);
+    let (head, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
+    let status = head.split_whitespace().nth(1).and_then(|s| s.parse().ok());
+    let status = status.ok_or_else(|| std::io::Error::other(format!("bad answer: {head}")))?;
+    Ok((status, body.to_string()))
+}

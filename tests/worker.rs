@@ -1,0 +1,578 @@
+//! `tendril start` end to end: the compiled binary against the fake Trellis
+//! (tests/support/fake_trellis.rs, a fake: no real Trellis runs here) and
+//! real moto for AWS, with the real `aws` CLI.
+//!
+//! Tests that need a job to run for a while, print, or misbehave under a
+//! signal put a test wrapper named `aws` first on the job's PATH: it runs a
+//! hook script the test writes (print lines, sleep, ignore SIGINT), then
+//! hands over to the real `aws` CLI, which answers from moto.
+
+mod support;
+
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use serde_json::{json, Value};
+use support::fake_trellis::FakeTrellis;
+use support::moto::Moto;
+use support::tendril::{worker_env, Tendril, TendrilProcess};
+
+const LONG: Duration = Duration::from_secs(90);
+
+/// One test's world: moto, the fake Trellis, a work dir and the hook.
+struct World {
+    moto: Moto,
+    trellis: FakeTrellis,
+    scratch: support::TempDir,
+    worker_id: String,
+    worker_token: String,
+    vars: Vec<(String, String)>,
+}
+
+impl World {
+    fn new() -> World {
+        let moto = Moto::start();
+        let trellis = FakeTrellis::start();
+        let scratch = support::TempDir::new("tendril-worker-test");
+        let work_dir = scratch.path().join("work");
+        let env = worker_env(&trellis, &work_dir);
+        let tools = scratch.path().join("tools");
+        std::fs::create_dir_all(&tools).unwrap();
+        let real_aws = which("aws");
+        write_executable(
+            &tools.join("aws"),
+            "#!/bin/sh\n# Test wrapper in front of the real aws CLI: runs the test's hook, then the real CLI.\n\
+             if [ -f \"$TENDRIL_TEST_HOOK\" ]; then . \"$TENDRIL_TEST_HOOK\"; fi\nexec \"$TENDRIL_TEST_REAL_AWS\" \"$@\"\n",
+        );
+        let mut vars = env.vars.clone();
+        let path = format!("{}:{}", tools.display(), std::env::var("PATH").unwrap());
+        vars.retain(|(k, _)| k != "PATH");
+        vars.extend([
+            ("PATH".to_string(), path),
+            ("AWS_ENDPOINT_URL".into(), moto.endpoint()),
+            ("AWS_ACCESS_KEY_ID".into(), "testing".into()),
+            ("AWS_SECRET_ACCESS_KEY".into(), "testing".into()),
+            ("AWS_REGION".into(), "us-east-1".into()),
+            ("AWS_EC2_METADATA_DISABLED".into(), "true".into()),
+            ("TENDRIL_AWS_REGIONS".into(), "us-east-1".into()),
+            (
+                "TENDRIL_PASS_ENV".into(),
+                "TENDRIL_TEST_HOOK,TENDRIL_TEST_REAL_AWS,AWS_EC2_METADATA_DISABLED".into(),
+            ),
+            (
+                "TENDRIL_TEST_HOOK".into(),
+                scratch.path().join("hook.sh").display().to_string(),
+            ),
+            (
+                "TENDRIL_TEST_REAL_AWS".into(),
+                real_aws.display().to_string(),
+            ),
+            ("TENDRIL_CANCEL_GRACE".into(), "2s".into()),
+            ("TENDRIL_RETRY_MAX_DELAY".into(), "1s".into()),
+            ("GRAPE_WORKER_MODE".into(), "cloud-hosted".into()),
+        ]);
+        World {
+            moto,
+            trellis,
+            scratch,
+            worker_id: env.id,
+            worker_token: env.token,
+            vars,
+        }
+    }
+
+    /// Sets the hook every `aws` call of the job runs first.
+    fn hook(&self, script: &str) {
+        std::fs::write(self.scratch.path().join("hook.sh"), script).unwrap();
+    }
+
+    fn marker(&self, name: &str) -> PathBuf {
+        self.scratch.path().join(name)
+    }
+
+    fn work_dir(&self) -> PathBuf {
+        self.scratch.path().join("work")
+    }
+
+    fn start(&self) -> TendrilProcess {
+        self.start_with(&[])
+    }
+
+    fn start_with(&self, extra: &[(&str, &str)]) -> TendrilProcess {
+        let mut command = Tendril::command();
+        command.arg("start");
+        command.envs(self.vars.iter().map(|(k, v)| (k.as_str(), v.as_str())));
+        command.envs(extra.iter().copied());
+        TendrilProcess::spawn(command)
+    }
+
+    /// Queues an AWS job acting as a role in `account` (moto keeps each
+    /// account apart).
+    fn enqueue_aws(&self, job_type: &str, account: &str) -> String {
+        let role = format!("arn:aws:iam::{account}:role/vintner-tendril");
+        self.trellis.enqueue_with_identity(
+            json!({"job_type": job_type, "config_snapshot": {"role_arn": role, "account_id": account}}),
+            json!({"provider": "aws", "role_arn": role, "external_id": "ext-4242", "account_id": account}),
+        )
+    }
+
+    fn wait_status(&self, job: &str, status: &str) -> Value {
+        self.trellis
+            .wait_until(LONG, &format!("job {job} to be {status}"), |t| {
+                t.job(job).is_some_and(|row| row["status"] == status)
+            });
+        self.trellis.job(job).unwrap()
+    }
+
+    fn heartbeat_statuses(&self) -> Vec<String> {
+        self.trellis
+            .heartbeats(&self.worker_id)
+            .iter()
+            .map(|h| h["status"].as_str().unwrap_or_default().to_string())
+            .collect()
+    }
+}
+
+fn which(tool: &str) -> PathBuf {
+    std::env::var("PATH")
+        .unwrap()
+        .split(':')
+        .map(|dir| Path::new(dir).join(tool))
+        .find(|path| path.is_file())
+        .unwrap_or_else(|| panic!("{tool} not found on PATH: run scripts/install-peers.sh"))
+}
+
+fn write_executable(path: &Path, text: &str) {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::write(path, text).unwrap();
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o755)).unwrap();
+}
+
+fn wait_exit(process: &mut TendrilProcess) -> i32 {
+    let status = process
+        .wait_timeout(LONG)
+        .unwrap_or_else(|| panic!("tendril did not exit; its output:\n{}", process.output()));
+    status.code().unwrap_or(-1)
+}
+
+#[test]
+fn connection_test_and_fetch_resources_discover_moto_through_the_assumed_role() {
+    let world = World::new();
+    // A VPC of the user's own, made in the role's account.
+    let creds = world.moto.aws(&[
+        "sts",
+        "assume-role",
+        "--role-arn",
+        "arn:aws:iam::111111111111:role/setup",
+        "--role-session-name",
+        "setup",
+    ]);
+    let key = |name: &str| creds["Credentials"][name].as_str().unwrap().to_string();
+    let created = std::process::Command::new("aws")
+        .args([
+            "ec2",
+            "create-vpc",
+            "--cidr-block",
+            "10.42.0.0/16",
+            "--region",
+            "us-east-1",
+            "--output",
+            "json",
+        ])
+        .args(["--endpoint-url", &world.moto.endpoint()])
+        .env("AWS_ACCESS_KEY_ID", key("AccessKeyId"))
+        .env("AWS_SECRET_ACCESS_KEY", key("SecretAccessKey"))
+        .env("AWS_SESSION_TOKEN", key("SessionToken"))
+        .output()
+        .unwrap();
+    assert!(
+        created.status.success(),
+        "{}",
+        String::from_utf8_lossy(&created.stderr)
+    );
+    let vpc_id = serde_json::from_slice::<Value>(&created.stdout).unwrap()["Vpc"]["VpcId"]
+        .as_str()
+        .unwrap()
+        .to_string();
+
+    world.moto.start_recording();
+    let test = world.enqueue_aws("CONNECTION_TEST", "111111111111");
+    let fetch = world.enqueue_aws("FETCH_RESOURCES", "111111111111");
+    let mut tendril = world.start();
+    let tested = world.wait_status(&test, "SUCCESS");
+    let fetched = world.wait_status(&fetch, "SUCCESS");
+    world.moto.stop_recording();
+    tendril.signal(libc::SIGTERM);
+    assert_eq!(wait_exit(&mut tendril), 0);
+
+    let metadata = &tested["execution_metadata"];
+    assert_eq!(metadata["identity"]["account"], "111111111111");
+    assert!(metadata["identity"]["arn"]
+        .as_str()
+        .unwrap()
+        .contains("vintner-tendril"));
+    for row in [&tested, &fetched] {
+        let cached = &row["execution_metadata"]["cached_resources"];
+        assert_eq!(cached["regions"], json!(["us-east-1"]));
+        let vpcs = cached["vpcs"]["us-east-1"].as_array().unwrap();
+        assert!(
+            vpcs.iter().any(|v| v["vpc_id"] == vpc_id.as_str()),
+            "{vpcs:?}"
+        );
+        assert!(cached["subnets"]["us-east-1"].is_object());
+        assert!(
+            cached["security_groups"]["us-east-1"]
+                .as_array()
+                .unwrap()
+                .len()
+                >= 2
+        );
+        assert!(cached["hosted_zones"].is_array() && cached["iam_users"].is_array());
+    }
+    assert!(fetched["execution_metadata"].get("identity").is_none());
+
+    let assume_roles: Vec<String> = world
+        .moto
+        .recorded_bodies()
+        .into_iter()
+        .filter(|body| body.contains("Action=AssumeRole"))
+        .collect();
+    assert!(!assume_roles.is_empty(), "moto recorded no AssumeRole");
+    for body in &assume_roles {
+        assert!(
+            body.contains("ExternalId=ext-4242"),
+            "AssumeRole without the external id: {body}"
+        );
+        assert!(body.contains("RoleSessionName=tendril-"), "{body}");
+    }
+}
+
+#[test]
+fn logs_arrive_whole_ordered_and_masked() {
+    let world = World::new();
+    world.hook(&format!(
+        "if [ ! -f {marker} ]; then touch {marker}\n\
+         i=1; while [ $i -le 3000 ]; do echo \"line $i of the test tool\" >&2; i=$((i+1)); done\n\
+         echo \"key=$AWS_SECRET_ACCESS_KEY token=$AWS_SESSION_TOKEN\" >&2\nfi\n",
+        marker = world.marker("printed").display()
+    ));
+    let job = world.enqueue_aws("FETCH_RESOURCES", "222222222222");
+    let mut tendril = world.start();
+    world.wait_status(&job, "SUCCESS");
+    tendril.signal(libc::SIGTERM);
+    assert_eq!(wait_exit(&mut tendril), 0);
+
+    let chunks = world.trellis.logs(&job);
+    assert!(
+        chunks.iter().all(|(_, chunk)| chunk.ends_with('\n')),
+        "every chunk holds whole lines"
+    );
+    assert!(chunks.iter().all(|(_, chunk)| chunk.len() <= 64 * 1024));
+    let stderr: String = chunks
+        .iter()
+        .filter(|(s, _)| s == "STDERR")
+        .map(|(_, c)| c.as_str())
+        .collect();
+    let numbered: Vec<&str> = stderr.lines().filter(|l| l.starts_with("line ")).collect();
+    let expected: Vec<String> = (1..=3000)
+        .map(|i| format!("line {i} of the test tool"))
+        .collect();
+    assert_eq!(numbered, expected, "all lines, whole and in order");
+    assert!(
+        stderr.contains("key=*** token=***"),
+        "assumed keys are masked: {}",
+        &stderr[stderr.len().saturating_sub(300)..]
+    );
+    let system: String = chunks
+        .iter()
+        .filter(|(s, _)| s == "SYSTEM")
+        .map(|(_, c)| c.as_str())
+        .collect();
+    assert!(
+        system.contains("==> discovering AWS resources"),
+        "phases are SYSTEM lines"
+    );
+    assert!(
+        !tendril.output().contains(&world.worker_token),
+        "the worker token never reaches Tendril's own log"
+    );
+}
+
+#[test]
+fn a_trellis_outage_of_twenty_seconds_loses_no_line_and_no_status() {
+    let world = World::new();
+    world.hook(&format!(
+        "if [ ! -f {marker} ]; then touch {marker}\n\
+         i=1; while [ $i -le 120 ]; do echo \"outage line $i\" >&2; sleep 0.1; i=$((i+1)); done\nfi\n",
+        marker = world.marker("printed").display()
+    ));
+    let job = world.enqueue_aws("FETCH_RESOURCES", "333333333333");
+    let mut tendril = world.start();
+    world.trellis.wait_until(LONG, "the first log line", |t| {
+        t.log_text(&job).contains("outage line 1\n")
+    });
+    world.trellis.outage(Duration::from_secs(20));
+    world.wait_status(&job, "SUCCESS");
+    tendril.signal(libc::SIGTERM);
+    assert_eq!(wait_exit(&mut tendril), 0);
+
+    let text = world.trellis.log_text(&job);
+    let lines: Vec<&str> = text
+        .lines()
+        .filter(|l| l.starts_with("outage line"))
+        .collect();
+    let mut unique = lines.clone();
+    unique.dedup();
+    let expected: Vec<String> = (1..=120).map(|i| format!("outage line {i}")).collect();
+    assert_eq!(
+        unique, expected,
+        "every line once, in order (a retried chunk may repeat, never reorder)"
+    );
+    let history = world.trellis.status_history(&job);
+    assert_eq!(history.first().unwrap()["status"], "PROCESSING");
+    assert_eq!(history.last().unwrap()["status"], "SUCCESS");
+    assert!(history.last().unwrap()["execution_metadata"]["cached_resources"].is_object());
+}
+
+#[test]
+fn a_terminal_status_left_by_sigkill_is_delivered_at_the_next_start() {
+    let world = World::new();
+    let job = world.enqueue_aws("FETCH_RESOURCES", "444444444444");
+    let mut tendril = world.start();
+    world.trellis.wait_until(LONG, "PROCESSING", |t| {
+        t.job(&job).is_some_and(|r| r["status"] == "PROCESSING")
+    });
+    world
+        .trellis
+        .fail_next_matching("PUT", "/api/jobs/", 100_000, 503);
+    let outbox = world.work_dir().join("outbox");
+    let terminal_saved = || {
+        std::fs::read_dir(&outbox)
+            .map(|entries| {
+                entries
+                    .flatten()
+                    .any(|e| e.path().join("terminal.json").exists())
+            })
+            .unwrap_or(false)
+    };
+    let deadline = Instant::now() + LONG;
+    while !terminal_saved() {
+        assert!(
+            Instant::now() < deadline,
+            "no terminal status in the outbox:\n{}",
+            tendril.output()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    tendril.signal(libc::SIGKILL);
+    wait_exit(&mut tendril);
+    assert_eq!(world.trellis.job(&job).unwrap()["status"], "PROCESSING");
+
+    world.trellis.clear_faults();
+    let mut restarted = world.start();
+    let row = world.wait_status(&job, "SUCCESS");
+    assert!(row["execution_metadata"]["cached_resources"].is_object());
+    assert!(world
+        .trellis
+        .log_text(&job)
+        .contains("==> FETCH_RESOURCES succeeded"));
+    restarted.signal(libc::SIGTERM);
+    assert_eq!(wait_exit(&mut restarted), 0);
+    assert!(
+        std::fs::read_dir(&outbox).unwrap().next().is_none(),
+        "the outbox is empty once delivered"
+    );
+}
+
+#[test]
+fn an_idle_sigterm_reports_draining_then_offline_and_exits_zero() {
+    let world = World::new();
+    let mut tendril = world.start();
+    world.trellis.wait_until(LONG, "the announcement", |t| {
+        !t.heartbeats(&world.worker_id).is_empty()
+    });
+    let first = &world.trellis.heartbeats(&world.worker_id)[0];
+    assert_eq!(first["status"], "ONLINE");
+    assert_eq!(first["mode"], "cloud-hosted");
+    assert!(first["tools"]["aws"].is_string() && first["hostname"].is_string());
+    tendril.signal(libc::SIGTERM);
+    assert_eq!(wait_exit(&mut tendril), 0);
+    let statuses = world.heartbeat_statuses();
+    let tail: Vec<&str> = statuses
+        .iter()
+        .rev()
+        .take(2)
+        .rev()
+        .map(String::as_str)
+        .collect();
+    assert_eq!(tail, ["DRAINING", "OFFLINE"], "{statuses:?}");
+    assert!(
+        !world.trellis.requests().iter().any(|r| r.method == "PATCH"),
+        "the worker never replaces its own metadata"
+    );
+}
+
+#[test]
+fn sigterm_during_a_job_lets_it_finish() {
+    let world = World::new();
+    world.hook(&format!(
+        "if [ ! -f {marker} ]; then touch {marker}; echo busy >&2; sleep 4; fi\n",
+        marker = world.marker("slept").display()
+    ));
+    let job = world.enqueue_aws("FETCH_RESOURCES", "555555555555");
+    let mut tendril = world.start();
+    world.trellis.wait_until(LONG, "the job's first line", |t| {
+        t.log_text(&job).contains("busy")
+    });
+    tendril.signal(libc::SIGTERM);
+    assert_eq!(wait_exit(&mut tendril), 0);
+    assert_eq!(world.trellis.job(&job).unwrap()["status"], "SUCCESS");
+    let heartbeats = world.trellis.heartbeats(&world.worker_id);
+    assert!(
+        heartbeats
+            .iter()
+            .any(|h| h["status"] == "DRAINING" && h["current_job_id"] == job.as_str()),
+        "DRAINING while the job runs: {heartbeats:?}"
+    );
+    assert_eq!(heartbeats.last().unwrap()["status"], "OFFLINE");
+}
+
+#[test]
+fn a_second_sigterm_interrupts_the_tool_with_sigint() {
+    let world = World::new();
+    world
+        .hook("trap 'echo tool-got-sigint >&2; exit 130' INT\necho waiting >&2\nsleep 60 & wait\n");
+    let job = world.enqueue_aws("FETCH_RESOURCES", "666666666666");
+    let mut tendril = world.start();
+    world.trellis.wait_until(LONG, "the tool to start", |t| {
+        t.log_text(&job).contains("waiting")
+    });
+    tendril.signal(libc::SIGTERM);
+    world.trellis.wait_until(LONG, "DRAINING", |t| {
+        t.heartbeats(&world.worker_id)
+            .iter()
+            .any(|h| h["status"] == "DRAINING")
+    });
+    tendril.signal(libc::SIGTERM);
+    assert_eq!(wait_exit(&mut tendril), 1);
+    let row = world.trellis.job(&job).unwrap();
+    assert_eq!(row["status"], "FAILED");
+    assert_eq!(
+        row["error_message"],
+        "interrupted: the worker was shut down"
+    );
+    assert!(
+        world.trellis.log_text(&job).contains("tool-got-sigint"),
+        "the tool received SIGINT"
+    );
+    assert_eq!(
+        world.trellis.heartbeats(&world.worker_id).last().unwrap()["status"],
+        "OFFLINE"
+    );
+}
+
+#[test]
+fn a_tool_that_ignores_sigint_is_killed_after_the_grace() {
+    let world = World::new();
+    world.hook("trap '' INT TERM\necho stubborn >&2\nsleep 120\n");
+    let job = world.enqueue_aws("FETCH_RESOURCES", "777777777777");
+    let mut tendril = world.start_with(&[("TENDRIL_DRAIN_GRACE", "1s")]);
+    world.trellis.wait_until(LONG, "the tool to start", |t| {
+        t.log_text(&job).contains("stubborn")
+    });
+    let signalled = Instant::now();
+    tendril.signal(libc::SIGTERM);
+    assert_eq!(
+        wait_exit(&mut tendril),
+        1,
+        "the drain grace ran out: the job was interrupted"
+    );
+    assert!(
+        signalled.elapsed() < Duration::from_secs(60),
+        "the tool was killed, not waited for"
+    );
+    let row = world.trellis.job(&job).unwrap();
+    assert_eq!(row["status"], "FAILED");
+    assert_eq!(
+        row["error_message"],
+        "interrupted: the worker was shut down"
+    );
+    assert!(world.trellis.log_text(&job).contains("SIGKILL after 2s"));
+}
+
+#[test]
+fn a_job_cancelled_in_trellis_stops_and_gets_no_further_status() {
+    let world = World::new();
+    world.hook(&format!(
+        "if [ ! -f {marker} ]; then touch {marker}; echo long-running >&2; sleep 120; fi\n",
+        marker = world.marker("once").display()
+    ));
+    let cancelled = world.enqueue_aws("FETCH_RESOURCES", "888888888888");
+    let mut tendril = world.start();
+    world.trellis.wait_until(LONG, "the tool to start", |t| {
+        t.log_text(&cancelled).contains("long-running")
+    });
+    world.trellis.cancel_job(&cancelled);
+    let next = world.trellis.enqueue(json!({"job_type": "MAKE_COFFEE"}));
+    world.wait_status(&next, "FAILED");
+    assert_eq!(
+        world.trellis.job(&cancelled).unwrap()["status"],
+        "CANCELLED"
+    );
+    let history = world.trellis.status_history(&cancelled);
+    assert!(
+        history.iter().all(|u| u["status"] == "PROCESSING"),
+        "no status after the cancel: {history:?}"
+    );
+    tendril.signal(libc::SIGTERM);
+    assert_eq!(wait_exit(&mut tendril), 0);
+}
+
+#[test]
+fn malformed_and_unknown_jobs_fail_with_a_message_and_the_worker_goes_on() {
+    let world = World::new();
+    let malformed = world
+        .trellis
+        .enqueue_raw(json!({"id": "malformed-1", "job_type": "PLAN", "config_snapshot": "oops"}));
+    let unknown = world
+        .trellis
+        .enqueue(json!({"job_type": "MAKE_COFFEE", "config_snapshot": {}}));
+    let mut tendril = world.start();
+    let failed = world.wait_status(&malformed, "FAILED");
+    assert!(
+        failed["error_message"]
+            .as_str()
+            .unwrap()
+            .starts_with("malformed job:"),
+        "{failed}"
+    );
+    let failed = world.wait_status(&unknown, "FAILED");
+    assert!(
+        failed["error_message"]
+            .as_str()
+            .unwrap()
+            .starts_with("unknown job type 'MAKE_COFFEE'"),
+        "{failed}"
+    );
+    assert!(world
+        .trellis
+        .log_text(&unknown)
+        .contains("unknown job type"));
+    tendril.signal(libc::SIGTERM);
+    assert_eq!(wait_exit(&mut tendril), 0);
+}
+
+#[test]
+fn a_bad_token_exits_2_with_the_message() {
+    let world = World::new();
+    let mut tendril = world.start_with(&[("GRAPE_WORKER_TOKEN", "not-the-token")]);
+    assert_eq!(wait_exit(&mut tendril), 2);
+    assert!(
+        tendril
+            .output()
+            .contains("Trellis rejected the worker ID or token"),
+        "{}",
+        tendril.output()
+    );
+    assert!(!tendril.output().contains("not-the-token"));
+}
