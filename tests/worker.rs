@@ -576,3 +576,91 @@ fn a_bad_token_exits_2_with_the_message() {
     );
     assert!(!tendril.output().contains("not-the-token"));
 }
+
+#[test]
+fn a_job_past_its_timeout_is_stopped_and_fails_with_the_reason() {
+    let world = World::new();
+    world.hook("echo slow >&2\nsleep 120\n");
+    let job = world.enqueue_aws("FETCH_RESOURCES", "121212121212");
+    let mut tendril = world.start_with(&[("TENDRIL_JOB_TIMEOUT", "3s")]);
+    let row = world.wait_status(&job, "FAILED");
+    assert_eq!(
+        row["error_message"],
+        "timed out after 3s (TENDRIL_JOB_TIMEOUT)"
+    );
+    tendril.signal(libc::SIGTERM);
+    assert_eq!(
+        wait_exit(&mut tendril),
+        0,
+        "a timed-out job is not an interrupted worker"
+    );
+}
+
+#[test]
+fn a_job_requeued_to_another_worker_stops_without_a_status() {
+    let world = World::new();
+    world.hook(&format!(
+        "if [ ! -f {marker} ]; then touch {marker}; echo long-running >&2; sleep 120; fi\n",
+        marker = world.marker("once").display()
+    ));
+    let job = world.enqueue_aws("FETCH_RESOURCES", "131313131313");
+    let mut tendril = world.start();
+    world.trellis.wait_until(LONG, "the tool to start", |t| {
+        t.log_text(&job).contains("long-running")
+    });
+    world.trellis.add_worker("w-other", "tok-other-worker");
+    world.trellis.reassign_job(&job, "w-other");
+    let next = world.trellis.enqueue(json!({"job_type": "MAKE_COFFEE"}));
+    world.wait_status(&next, "FAILED");
+    let history = world.trellis.status_history(&job);
+    assert!(
+        history.iter().all(|u| u["status"] == "PROCESSING"),
+        "{history:?}"
+    );
+    tendril.signal(libc::SIGTERM);
+    assert_eq!(wait_exit(&mut tendril), 0);
+    assert!(
+        tendril.output().contains("w-other"),
+        "Tendril's log says who took the job"
+    );
+}
+
+#[test]
+fn a_silent_job_gets_still_running_lines_and_a_long_log_is_truncated() {
+    let world = World::new();
+    world.hook(&format!(
+        "if [ ! -f {marker} ]; then touch {marker}\n\
+         i=1; while [ $i -le 500 ]; do echo \"filler line $i with some padding to make it longer\" >&2; i=$((i+1)); done\n\
+         sleep 3; fi\n",
+        marker = world.marker("once").display()
+    ));
+    let job = world.enqueue_aws("FETCH_RESOURCES", "141414141414");
+    let mut tendril = world.start_with(&[
+        ("TENDRIL_PROGRESS_INTERVAL", "1s"),
+        ("TENDRIL_LOG_LIMIT", "8KiB"),
+    ]);
+    world.wait_status(&job, "SUCCESS");
+    tendril.signal(libc::SIGTERM);
+    assert_eq!(wait_exit(&mut tendril), 0);
+    let text = world.trellis.log_text(&job);
+    assert!(
+        text.contains("log truncated: this job's log reached its limit of 8.0 KiB"),
+        "{text}"
+    );
+    assert!(
+        !text.contains("filler line 500 "),
+        "output past the limit is dropped"
+    );
+    assert!(
+        text.contains("still running: discovering AWS resources, "),
+        "{text}"
+    );
+    let system: usize = world
+        .trellis
+        .logs(&job)
+        .iter()
+        .filter(|(s, _)| s == "SYSTEM")
+        .map(|(_, c)| c.len())
+        .sum();
+    assert!(system > 0, "SYSTEM lines still flow past the limit");
+}

@@ -1,0 +1,89 @@
+//! `tendril exec`: one job from a file, no Trellis, against real moto.
+
+mod support;
+
+use serde_json::Value;
+use support::moto::Moto;
+use support::tendril::{Tendril, TendrilProcess};
+use support::TempDir;
+
+fn exec(moto: &Moto, job_file: &str, out: &std::path::Path) -> (i32, String) {
+    let mut command = Tendril::command();
+    command
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .args(["exec", job_file, "--out"])
+        .arg(out)
+        .envs([
+            ("AWS_ENDPOINT_URL", moto.endpoint().as_str()),
+            ("AWS_ACCESS_KEY_ID", "testing"),
+            ("AWS_SECRET_ACCESS_KEY", "testing"),
+            ("AWS_REGION", "us-east-1"),
+            ("AWS_EC2_METADATA_DISABLED", "true"),
+            ("TENDRIL_AWS_REGIONS", "us-east-1"),
+        ]);
+    let mut process = TendrilProcess::spawn(command);
+    let status = process
+        .wait_timeout(std::time::Duration::from_secs(120))
+        .unwrap_or_else(|| panic!("exec did not finish:\n{}", process.output()));
+    (status.code().unwrap_or(-1), process.output())
+}
+
+fn result(out: &std::path::Path) -> Value {
+    serde_json::from_slice(&std::fs::read(out.join("result.json")).unwrap()).unwrap()
+}
+
+#[test]
+fn exec_runs_the_example_connection_test_and_writes_its_result() {
+    let moto = Moto::start();
+    let scratch = TempDir::new("tendril-exec-test");
+    let out = scratch.path().join("out");
+    let (code, output) = exec(&moto, "examples/connection-test.json", &out);
+    assert_eq!(code, 0, "{output}");
+    let result = result(&out);
+    assert_eq!(result["status"], "SUCCESS");
+    assert_eq!(
+        result["execution_metadata"]["identity"]["account"],
+        "210987654321"
+    );
+    assert!(result["execution_metadata"]["cached_resources"]["vpcs"]["us-east-1"].is_array());
+    let log = std::fs::read_to_string(out.join("job.log")).unwrap();
+    assert!(log.contains("==> CONNECTION_TEST succeeded"), "{log}");
+    assert!(
+        output.contains("$ aws ec2 describe-vpcs --region us-east-1"),
+        "logs go to the terminal"
+    );
+}
+
+#[test]
+fn exec_of_a_job_it_cannot_run_fails_with_exit_1_and_a_result() {
+    let moto = Moto::start();
+    let scratch = TempDir::new("tendril-exec-test");
+    let job_file = scratch.path().join("job.json");
+    std::fs::write(
+        &job_file,
+        r#"{"job": {"id": "j-gcp", "job_type": "FETCH_RESOURCES", "config_snapshot": {}},
+        "cloud_identity": {"provider": "gcp", "project_id": "p"}}"#,
+    )
+    .unwrap();
+    let out = scratch.path().join("out");
+    let (code, output) = exec(&moto, job_file.to_str().unwrap(), &out);
+    assert_eq!(code, 1, "{output}");
+    let result = result(&out);
+    assert_eq!(result["status"], "FAILED");
+    assert_eq!(result["error_message"], "provider gcp is not supported yet");
+}
+
+#[test]
+fn exec_of_a_file_that_is_not_a_job_exits_2_naming_it() {
+    let moto = Moto::start();
+    let scratch = TempDir::new("tendril-exec-test");
+    let job_file = scratch.path().join("job.json");
+    std::fs::write(&job_file, "not json").unwrap();
+    let (code, output) = exec(
+        &moto,
+        job_file.to_str().unwrap(),
+        &scratch.path().join("out"),
+    );
+    assert_eq!(code, 2);
+    assert!(output.contains("is not a claim"), "{output}");
+}
