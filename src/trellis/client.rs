@@ -14,7 +14,7 @@ use serde::de::DeserializeOwned;
 use serde_json::{Map, Value};
 
 use super::model::*;
-use crate::config::AgentSettings;
+use crate::config::{AgentSettings, WorkerMode};
 
 /// The most Trellis accepts as a plan artifact.
 pub const MAX_PLAN_ARTIFACT_BYTES: usize = 52_428_800;
@@ -224,6 +224,43 @@ impl TrellisClient {
         send(self.request(Method::DELETE, &["workers", worker_id])).await?;
         Ok(())
     }
+}
+
+/// `POST /tendrils/register`: registers a new worker with the platform's
+/// registration secret (not a worker's credentials), always naming its mode.
+pub async fn register(
+    trellis_url: &str,
+    allow_insecure_http: bool,
+    registration_secret: &str,
+    name: &str,
+    mode: WorkerMode,
+) -> Result<Registration, TrellisError> {
+    let mut url =
+        api_base(trellis_url, allow_insecure_http).map_err(|e| TrellisError::Rejected {
+            status: 0,
+            message: e.to_string(),
+        })?;
+    if let Ok(mut path) = url.path_segments_mut() {
+        path.extend(["tendrils", "register"]);
+    }
+    let mut secret =
+        HeaderValue::from_str(&format!("Bearer {registration_secret}")).map_err(|_| {
+            TrellisError::Rejected {
+                status: 0,
+                message: "the registration secret is not plain text".into(),
+            }
+        })?;
+    secret.set_sensitive(true);
+    let request = reqwest::Client::builder()
+        .user_agent(format!("tendril/{}", crate::VERSION))
+        .timeout(Duration::from_secs(30))
+        .use_rustls_tls()
+        .build()
+        .map_err(transport)?
+        .post(url)
+        .header(reqwest::header::AUTHORIZATION, secret)
+        .json(&serde_json::json!({"name": name, "mode": mode.as_str()}));
+    json_body(send(request).await?).await
 }
 
 /// Checks `TRELLIS_URL` and returns the `/api` base: https, or plain http

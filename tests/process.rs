@@ -1,0 +1,155 @@
+//! The process runner, as a library, with real processes: output streaming,
+//! failure messages, and the supervisor's guarantees.
+
+mod support;
+
+use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
+
+use support::TempDir;
+use tendril::logs::terminal::TerminalLog;
+use tendril::logs::{Destination, JobLog};
+use tendril::tools::{run, ToolCommand, ToolError};
+use tokio_util::sync::CancellationToken;
+
+fn command(dir: &TempDir, script: &str) -> ToolCommand {
+    let env = BTreeMap::from([("PATH".to_string(), std::env::var("PATH").unwrap())]);
+    ToolCommand::new(
+        "sh",
+        &["-c", script],
+        env,
+        dir.path().to_path_buf(),
+        Duration::from_secs(1),
+    )
+}
+
+fn log(dir: &TempDir) -> JobLog {
+    let terminal = TerminalLog::create(&dir.path().join("job.log")).unwrap();
+    JobLog::new(
+        Destination::Terminal(terminal),
+        1 << 20,
+        Duration::from_secs(60),
+    )
+}
+
+fn logged(dir: &TempDir) -> String {
+    std::fs::read_to_string(dir.path().join("job.log")).unwrap()
+}
+
+fn alive(pid: i32) -> bool {
+    // SAFETY: signal 0 only checks that the process exists.
+    unsafe { libc::kill(pid, 0) == 0 }
+}
+
+#[tokio::test]
+async fn output_streams_and_a_failure_carries_the_last_stderr_lines() {
+    let dir = TempDir::new("tendril-process-test");
+    let log = log(&dir);
+    let stop = CancellationToken::new();
+    let error = run(
+        &command(&dir, "echo out; echo 'Error: it broke' >&2; exit 3"),
+        &log,
+        &stop,
+    )
+    .await
+    .unwrap_err();
+    assert_eq!(
+        error.to_string(),
+        "sh failed (exit code 3):\nError: it broke"
+    );
+    let text = logged(&dir);
+    assert!(
+        text.contains("out\n") && text.contains("stderr| Error: it broke\n"),
+        "{text}"
+    );
+    let missing = run(
+        &ToolCommand {
+            program: "no-such-tool".into(),
+            ..command(&dir, "")
+        },
+        &log,
+        &stop,
+    )
+    .await;
+    assert!(matches!(missing, Err(ToolError::NotFound { .. })));
+}
+
+#[tokio::test]
+async fn a_grandchild_holding_stdout_cannot_hang_the_run() {
+    let dir = TempDir::new("tendril-process-test");
+    let started = Instant::now();
+    let output = run(
+        &command(&dir, "sleep 60 & echo started"),
+        &log(&dir),
+        &CancellationToken::new(),
+    )
+    .await
+    .unwrap();
+    assert!(output.status.success());
+    assert!(
+        started.elapsed() < Duration::from_secs(30),
+        "reading stopped shortly after the exit"
+    );
+    assert!(logged(&dir).contains("started"));
+}
+
+#[tokio::test]
+async fn a_stop_sends_sigint_to_the_group_then_sigkill_after_the_grace() {
+    let dir = TempDir::new("tendril-process-test");
+    let stop = CancellationToken::new();
+    let stopper = stop.clone();
+    tokio::spawn(async move {
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        stopper.cancel();
+    });
+    let script = "trap 'echo got-sigint; exit 1' INT; sleep 60 & wait";
+    let error = run(&command(&dir, script), &log(&dir), &stop)
+        .await
+        .unwrap_err();
+    assert!(matches!(error, ToolError::Stopped { .. }));
+    assert!(logged(&dir).contains("got-sigint"));
+
+    let pid_file = dir.path().join("pid");
+    let stubborn = format!("trap '' INT; echo $$ > {}; sleep 60", pid_file.display());
+    let stop = CancellationToken::new();
+    let stopper = stop.clone();
+    tokio::spawn(async move {
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        stopper.cancel();
+    });
+    let started = Instant::now();
+    run(&command(&dir, &stubborn), &log(&dir), &stop)
+        .await
+        .unwrap_err();
+    assert!(started.elapsed() < Duration::from_secs(30));
+    let pid: i32 = std::fs::read_to_string(&pid_file)
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
+    assert!(!alive(pid), "the tool that ignored SIGINT was killed");
+}
+
+#[tokio::test]
+async fn dropping_the_run_ends_and_reaps_the_tool() {
+    let dir = TempDir::new("tendril-process-test");
+    let pid_file = dir.path().join("pid");
+    let script = format!("echo $$ > {}; exec sleep 60", pid_file.display());
+    let log = log(&dir);
+    let stop = CancellationToken::new();
+    let cmd = command(&dir, &script);
+    let running = run(&cmd, &log, &stop);
+    let _ = tokio::time::timeout(Duration::from_millis(500), running).await;
+    let pid: i32 = std::fs::read_to_string(&pid_file)
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
+    tokio::time::timeout(Duration::from_secs(10), async {
+        while alive(pid) {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    })
+    .await
+    .expect("the dropped run's tool was ended and reaped");
+}

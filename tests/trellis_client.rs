@@ -1,0 +1,233 @@
+//! The Trellis client and the ordered status queue, as a library, against
+//! the fake Trellis (a fake: no real Trellis runs here).
+
+mod support;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde_json::{json, Map, Value};
+use support::fake_trellis::FakeTrellis;
+use tendril::config::{AgentSettings, WorkerMode};
+use tendril::report::status_queue::StatusQueue;
+use tendril::secrets::Secret;
+use tendril::trellis::client::{register, MAX_PLAN_ARTIFACT_BYTES};
+use tendril::trellis::retry::{retry, RetryPolicy};
+use tendril::trellis::{JobStatus, StatusUpdate, TrellisClient, TrellisError};
+
+fn client(trellis: &FakeTrellis, token: &str) -> TrellisClient {
+    trellis.add_worker("w-client", "tok-client-test-token");
+    TrellisClient::new(&AgentSettings {
+        trellis_url: trellis.url(),
+        worker_id: "w-client".into(),
+        worker_token: Secret::new_registered(token.into()),
+        poll_interval: Duration::from_secs(10),
+        heartbeat_interval: Duration::from_secs(30),
+        drain_grace: Duration::from_secs(60),
+        final_delivery_timeout: Duration::from_secs(10),
+        request_timeout: Duration::from_secs(5),
+        artifact_timeout: Duration::from_secs(60),
+        retry_max_delay: Duration::from_millis(200),
+        allow_insecure_http: false,
+    })
+    .unwrap()
+}
+
+fn quick() -> RetryPolicy {
+    RetryPolicy::until_accepted(Duration::from_millis(100))
+}
+
+/// A job claimed by the client's worker.
+async fn claimed(trellis: &FakeTrellis, client: &TrellisClient) -> String {
+    let id = trellis.enqueue(json!({"job_type": "PLAN", "config_snapshot": {}}));
+    let claim = client.claim().await.unwrap().unwrap();
+    assert_eq!(claim.job["id"], id.as_str());
+    id
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn every_request_carries_the_worker_headers() {
+    let trellis = FakeTrellis::start();
+    let client = client(&trellis, "tok-client-test-token");
+    assert!(
+        client.claim().await.unwrap().is_none(),
+        "an empty queue is no job"
+    );
+    let request = trellis.requests().pop().unwrap();
+    assert_eq!(request.header("x-worker-id"), Some("w-client"));
+    assert_eq!(
+        request.header("x-worker-token"),
+        Some("tok-client-test-token")
+    );
+    assert!(request
+        .header("user-agent")
+        .unwrap()
+        .starts_with("tendril/"));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_wrong_token_is_unauthorized_and_not_transient() {
+    let trellis = FakeTrellis::start();
+    let client = client(&trellis, "tok-wrong-token");
+    let error = client.claim().await.unwrap_err();
+    assert!(
+        matches!(&error, TrellisError::Unauthorized(m) if m == "Invalid worker ID or token"),
+        "{error}"
+    );
+    assert!(!error.is_transient());
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn server_errors_are_retried_and_a_job_taken_away_is_not() {
+    let trellis = FakeTrellis::start();
+    let client = client(&trellis, "tok-client-test-token");
+    let job = claimed(&trellis, &client).await;
+    let processing = StatusUpdate::processing();
+    trellis.fail_next(3, 503);
+    retry(quick(), "test", || {
+        client.update_status(&job, &processing)
+    })
+    .await
+    .unwrap();
+    assert_eq!(trellis.job(&job).unwrap()["status"], "PROCESSING");
+
+    trellis.reassign_job(&job, "w-someone-else");
+    let error = retry(quick(), "test", || {
+        client.update_status(&job, &processing)
+    })
+    .await
+    .unwrap_err();
+    assert!(matches!(error, TrellisError::JobGone(_)), "{error}");
+    let attempts = trellis
+        .requests()
+        .iter()
+        .filter(|r| r.method == "PUT" && r.status == 500)
+        .count();
+    assert_eq!(attempts, 1, "the permanent 500 is not retried");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn plan_artifacts_round_trip_and_the_limit_is_checked_before_sending() {
+    let trellis = FakeTrellis::start();
+    let client = client(&trellis, "tok-client-test-token");
+    let job = claimed(&trellis, &client).await;
+    let key = client
+        .upload_plan_artifact(&job, b"plan bytes".to_vec())
+        .await
+        .unwrap();
+    assert_eq!(key, format!("{job}/terraform.plan.out"));
+    assert_eq!(
+        client.download_plan_artifact(&job).await.unwrap().unwrap(),
+        b"plan bytes"
+    );
+    assert_eq!(
+        client.download_plan_artifact("no-such-job").await.unwrap(),
+        None
+    );
+
+    let before = trellis.requests().len();
+    let error = client
+        .upload_plan_artifact(&job, vec![0; MAX_PLAN_ARTIFACT_BYTES + 1])
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(error, TrellisError::ArtifactTooLarge(_)),
+        "{error}"
+    );
+    assert_eq!(trellis.requests().len(), before, "nothing was sent");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn jobs_metadata_deletion_and_registration() {
+    let trellis = FakeTrellis::start();
+    let client = client(&trellis, "tok-client-test-token");
+    let job = claimed(&trellis, &client).await;
+    assert_eq!(
+        client.get_job(&job).await.unwrap().unwrap()["worker_id"],
+        "w-client"
+    );
+    assert_eq!(client.get_job("missing").await.unwrap(), None);
+
+    trellis.add_worker("w-deployed", "tok-deployed-worker");
+    let metadata: Map<String, Value> =
+        serde_json::from_value(json!({"deploy_config": {"region": "eu-west-1"}})).unwrap();
+    client
+        .replace_worker_metadata("w-deployed", &metadata)
+        .await
+        .unwrap();
+    assert_eq!(
+        trellis.worker_metadata("w-deployed").unwrap(),
+        Value::Object(metadata)
+    );
+    client.delete_worker("w-deployed").await.unwrap();
+    assert!(!trellis.worker_exists("w-deployed"));
+
+    trellis.set_registration_secret("registration-secret-value");
+    let registered = register(
+        &trellis.url(),
+        false,
+        "registration-secret-value",
+        "pool-1",
+        WorkerMode::CloudHosted,
+    )
+    .await
+    .unwrap();
+    assert!(trellis.worker_exists(&registered.tendril_id));
+    let body = trellis.requests().pop().unwrap().json().unwrap();
+    assert_eq!(body, json!({"name": "pool-1", "mode": "cloud-hosted"}));
+    let refused = register(
+        &trellis.url(),
+        false,
+        "wrong",
+        "pool-2",
+        WorkerMode::SelfHosted,
+    )
+    .await
+    .unwrap_err();
+    assert!(
+        matches!(refused, TrellisError::Unauthorized(_)),
+        "{refused}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn progress_never_lands_after_the_queue_is_closed() {
+    let trellis = FakeTrellis::start();
+    let client = client(&trellis, "tok-client-test-token");
+    let job = claimed(&trellis, &client).await;
+    let queue = Arc::new(StatusQueue::default());
+    let progress = |step: u32| StatusUpdate {
+        status: JobStatus::Processing,
+        error_message: None,
+        execution_metadata: Some(Map::from_iter([("step".to_string(), json!(step))])),
+    };
+    trellis.set_delay(Duration::from_millis(300));
+    queue.push(progress(1));
+    queue.push(progress(2));
+    queue.push(progress(3));
+    let delivering = {
+        let (queue, client, job) = (queue.clone(), client.clone(), job.clone());
+        tokio::spawn(async move { queue.deliver(&client, &job, quick()).await })
+    };
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    queue.close();
+    queue.push(progress(4));
+    delivering.await.unwrap().unwrap();
+    trellis.set_delay(Duration::ZERO);
+    client
+        .update_status(&job, &StatusUpdate::success(Map::new()))
+        .await
+        .unwrap();
+
+    let history = trellis.status_history(&job);
+    let steps: Vec<Value> = history
+        .iter()
+        .map(|u| u["execution_metadata"]["step"].clone())
+        .collect();
+    assert_eq!(
+        steps,
+        [json!(1), Value::Null],
+        "the update in flight lands, pending ones are dropped: {history:?}"
+    );
+    assert_eq!(history.last().unwrap()["status"], "SUCCESS");
+}
