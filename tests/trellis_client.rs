@@ -84,19 +84,15 @@ async fn server_errors_are_retried_and_a_job_taken_away_is_not() {
     let job = claimed(&trellis, &client).await;
     let processing = StatusUpdate::processing();
     trellis.fail_next(3, 503);
-    retry(quick(), "test", || {
-        client.update_status(&job, &processing)
-    })
-    .await
-    .unwrap();
+    retry(quick(), "test", || client.update_status(&job, &processing))
+        .await
+        .unwrap();
     assert_eq!(trellis.job(&job).unwrap()["status"], "PROCESSING");
 
     trellis.reassign_job(&job, "w-someone-else");
-    let error = retry(quick(), "test", || {
-        client.update_status(&job, &processing)
-    })
-    .await
-    .unwrap_err();
+    let error = retry(quick(), "test", || client.update_status(&job, &processing))
+        .await
+        .unwrap_err();
     assert!(matches!(error, TrellisError::JobGone(_)), "{error}");
     let attempts = trellis
         .requests()

@@ -1,0 +1,143 @@
+//! The command line: settings errors, secrets kept out of `--help`, and
+//! `tendril version`.
+
+mod support;
+
+use support::tendril::Tendril;
+
+fn run(args: &[&str], env: &[(&str, &str)]) -> (i32, String) {
+    let output = Tendril::command()
+        .args(args)
+        .envs(env.iter().copied())
+        .output()
+        .unwrap();
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    (output.status.code().unwrap_or(-1), text)
+}
+
+#[test]
+fn a_missing_or_invalid_setting_is_one_line_naming_the_variable_and_exit_2() {
+    let (code, text) = run(&["start"], &[]);
+    assert_eq!(code, 2);
+    assert_eq!(text.lines().count(), 1, "{text}");
+    assert!(text.contains("TRELLIS_URL"), "{text}");
+
+    let base = [
+        ("TRELLIS_URL", "https://trellis.example.com"),
+        ("GRAPE_WORKER_ID", "w-1"),
+    ];
+    let (code, text) = run(&["start"], &base);
+    assert_eq!((code, text.lines().count()), (2, 1), "{text}");
+    assert!(text.contains("GRAPE_WORKER_TOKEN"), "{text}");
+
+    let mut env = base.to_vec();
+    env.extend([
+        ("GRAPE_WORKER_TOKEN", "tok-cli-test-value"),
+        ("TENDRIL_POLL_INTERVAL", "soon"),
+    ]);
+    let (code, text) = run(&["start"], &env);
+    assert_eq!((code, text.lines().count()), (2, 1), "{text}");
+    assert!(text.contains("TENDRIL_POLL_INTERVAL"), "{text}");
+
+    let (code, text) = run(&["start"], &[("GRAPE_WORKER_MODE", "sometimes")]);
+    assert_eq!((code, text.lines().count()), (2, 1), "{text}");
+    assert!(text.contains("GRAPE_WORKER_MODE"), "{text}");
+}
+
+#[test]
+fn plain_http_to_another_host_is_refused() {
+    let env = [
+        ("TRELLIS_URL", "http://trellis.example.com"),
+        ("GRAPE_WORKER_ID", "w-1"),
+        ("GRAPE_WORKER_TOKEN", "tok-cli-test-value"),
+    ];
+    let (code, text) = run(&["start"], &env);
+    assert_eq!(code, 2);
+    assert!(text.contains("refusing plain http://"), "{text}");
+}
+
+#[test]
+fn help_never_shows_a_secret_and_secrets_are_no_flags() {
+    let env = [
+        ("GRAPE_WORKER_TOKEN", "tok-secret-in-env"),
+        ("SUPABASE_STORAGE_SECRET_KEY", "storage-secret-in-env"),
+        ("INFRACOST_API_KEY", "infracost-secret-in-env"),
+    ];
+    let (code, text) = run(&["start", "--help"], &env);
+    assert_eq!(code, 0);
+    assert!(!text.contains("secret-in-env"), "{text}");
+    assert!(
+        !text.contains("--worker-token") && !text.contains("--storage-secret"),
+        "{text}"
+    );
+}
+
+#[test]
+fn the_token_can_come_from_a_file() {
+    let scratch = support::TempDir::new("tendril-cli-test");
+    let token_file = scratch.path().join("token");
+    std::fs::write(&token_file, "tok-from-file\n").unwrap();
+    let trellis = support::fake_trellis::FakeTrellis::start();
+    trellis.add_worker("w-file", "tok-from-file");
+    let mut command = Tendril::command();
+    command.arg("start").envs([
+        ("TRELLIS_URL", trellis.url().as_str()),
+        ("GRAPE_WORKER_ID", "w-file"),
+        ("GRAPE_WORKER_TOKEN_FILE", token_file.to_str().unwrap()),
+        ("TENDRIL_WORK_DIR", scratch.path().to_str().unwrap()),
+    ]);
+    let mut process = support::tendril::TendrilProcess::spawn(command);
+    trellis.wait_until(
+        std::time::Duration::from_secs(60),
+        "the announcement",
+        |t| !t.heartbeats("w-file").is_empty(),
+    );
+    process.signal(libc::SIGTERM);
+    assert_eq!(
+        process
+            .wait_timeout(std::time::Duration::from_secs(60))
+            .unwrap()
+            .code(),
+        Some(0)
+    );
+}
+
+#[test]
+fn version_lists_tendril_and_every_tool() {
+    let (code, text) = run(&["version"], &[]);
+    assert_eq!(code, 0);
+    assert!(
+        text.starts_with(&format!("tendril {}\n", env!("CARGO_PKG_VERSION"))),
+        "{text}"
+    );
+    for tool in [
+        "terraform",
+        "helm",
+        "kubectl",
+        "aws",
+        "gcloud",
+        "az",
+        "infracost",
+    ] {
+        assert!(
+            text.lines().any(|l| l.starts_with(&format!("{tool} "))),
+            "{tool} missing from:\n{text}"
+        );
+    }
+    let (_, without_path) = {
+        let output = Tendril::command()
+            .arg("version")
+            .env("PATH", "/nonexistent")
+            .output()
+            .unwrap();
+        (
+            output.status.code(),
+            String::from_utf8_lossy(&output.stdout).into_owned(),
+        )
+    };
+    assert!(without_path.contains("aws missing"), "{without_path}");
+}
