@@ -86,8 +86,13 @@ impl World {
         std::fs::write(self.scratch.path().join("hook.sh"), script).unwrap();
     }
 
-    fn marker(&self, name: &str) -> PathBuf {
-        self.scratch.path().join(name)
+    /// Sets a hook that runs on the job's first `aws` call only.
+    fn hook_once(&self, script: &str) {
+        let marker = self.scratch.path().join("hook-ran");
+        self.hook(&format!(
+            "if [ ! -f {m} ]; then touch {m}\n{script}\nfi\n",
+            m = marker.display()
+        ));
     }
 
     fn work_dir(&self) -> PathBuf {
@@ -148,6 +153,12 @@ fn write_executable(path: &Path, text: &str) {
     std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o755)).unwrap();
 }
 
+/// SIGTERM, then the exit code.
+fn drain(process: &mut TendrilProcess) -> i32 {
+    process.signal(libc::SIGTERM);
+    wait_exit(process)
+}
+
 fn wait_exit(process: &mut TendrilProcess) -> i32 {
     let status = process
         .wait_timeout(LONG)
@@ -202,8 +213,7 @@ fn connection_test_and_fetch_resources_discover_moto_through_the_assumed_role() 
     let tested = world.wait_status(&test, "SUCCESS");
     let fetched = world.wait_status(&fetch, "SUCCESS");
     world.moto.stop_recording();
-    tendril.signal(libc::SIGTERM);
-    assert_eq!(wait_exit(&mut tendril), 0);
+    assert_eq!(drain(&mut tendril), 0);
 
     let metadata = &tested["execution_metadata"];
     assert_eq!(metadata["identity"]["account"], "111111111111");
@@ -250,17 +260,13 @@ fn connection_test_and_fetch_resources_discover_moto_through_the_assumed_role() 
 #[test]
 fn logs_arrive_whole_ordered_and_masked() {
     let world = World::new();
-    world.hook(&format!(
-        "if [ ! -f {marker} ]; then touch {marker}\n\
-         i=1; while [ $i -le 3000 ]; do echo \"line $i of the test tool\" >&2; i=$((i+1)); done\n\
-         echo \"key=$AWS_SECRET_ACCESS_KEY token=$AWS_SESSION_TOKEN\" >&2\nfi\n",
-        marker = world.marker("printed").display()
-    ));
+    world.hook_once(
+        "i=1; while [ $i -le 3000 ]; do echo \"line $i of the test tool\" >&2; i=$((i+1)); done\necho \"key=$AWS_SECRET_ACCESS_KEY token=$AWS_SESSION_TOKEN\" >&2",
+    );
     let job = world.enqueue_aws("FETCH_RESOURCES", "222222222222");
     let mut tendril = world.start();
     world.wait_status(&job, "SUCCESS");
-    tendril.signal(libc::SIGTERM);
-    assert_eq!(wait_exit(&mut tendril), 0);
+    assert_eq!(drain(&mut tendril), 0);
 
     let chunks = world.trellis.logs(&job);
     assert!(
@@ -301,11 +307,9 @@ fn logs_arrive_whole_ordered_and_masked() {
 #[test]
 fn a_trellis_outage_of_twenty_seconds_loses_no_line_and_no_status() {
     let world = World::new();
-    world.hook(&format!(
-        "if [ ! -f {marker} ]; then touch {marker}\n\
-         i=1; while [ $i -le 120 ]; do echo \"outage line $i\" >&2; sleep 0.1; i=$((i+1)); done\nfi\n",
-        marker = world.marker("printed").display()
-    ));
+    world.hook_once(
+        "i=1; while [ $i -le 120 ]; do echo \"outage line $i\" >&2; sleep 0.1; i=$((i+1)); done",
+    );
     let job = world.enqueue_aws("FETCH_RESOURCES", "333333333333");
     let mut tendril = world.start();
     world.trellis.wait_until(LONG, "the first log line", |t| {
@@ -313,8 +317,7 @@ fn a_trellis_outage_of_twenty_seconds_loses_no_line_and_no_status() {
     });
     world.trellis.outage(Duration::from_secs(20));
     world.wait_status(&job, "SUCCESS");
-    tendril.signal(libc::SIGTERM);
-    assert_eq!(wait_exit(&mut tendril), 0);
+    assert_eq!(drain(&mut tendril), 0);
 
     let text = world.trellis.log_text(&job);
     let lines: Vec<&str> = text
@@ -376,8 +379,7 @@ fn a_terminal_status_left_by_sigkill_is_delivered_at_the_next_start() {
         .trellis
         .log_text(&job)
         .contains("==> FETCH_RESOURCES succeeded"));
-    restarted.signal(libc::SIGTERM);
-    assert_eq!(wait_exit(&mut restarted), 0);
+    assert_eq!(drain(&mut restarted), 0);
     assert!(
         std::fs::read_dir(&outbox).unwrap().next().is_none(),
         "the outbox is empty once delivered"
@@ -395,8 +397,7 @@ fn an_idle_sigterm_reports_draining_then_offline_and_exits_zero() {
     assert_eq!(first["status"], "ONLINE");
     assert_eq!(first["mode"], "cloud-hosted");
     assert!(first["tools"]["aws"].is_string() && first["hostname"].is_string());
-    tendril.signal(libc::SIGTERM);
-    assert_eq!(wait_exit(&mut tendril), 0);
+    assert_eq!(drain(&mut tendril), 0);
     let statuses = world.heartbeat_statuses();
     let tail: Vec<&str> = statuses
         .iter()
@@ -415,17 +416,13 @@ fn an_idle_sigterm_reports_draining_then_offline_and_exits_zero() {
 #[test]
 fn sigterm_during_a_job_lets_it_finish() {
     let world = World::new();
-    world.hook(&format!(
-        "if [ ! -f {marker} ]; then touch {marker}; echo busy >&2; sleep 4; fi\n",
-        marker = world.marker("slept").display()
-    ));
+    world.hook_once("echo busy >&2; sleep 4");
     let job = world.enqueue_aws("FETCH_RESOURCES", "555555555555");
     let mut tendril = world.start();
     world.trellis.wait_until(LONG, "the job's first line", |t| {
         t.log_text(&job).contains("busy")
     });
-    tendril.signal(libc::SIGTERM);
-    assert_eq!(wait_exit(&mut tendril), 0);
+    assert_eq!(drain(&mut tendril), 0);
     assert_eq!(world.trellis.job(&job).unwrap()["status"], "SUCCESS");
     let heartbeats = world.trellis.heartbeats(&world.worker_id);
     assert!(
@@ -503,10 +500,7 @@ fn a_tool_that_ignores_sigint_is_killed_after_the_grace() {
 #[test]
 fn a_job_cancelled_in_trellis_stops_and_gets_no_further_status() {
     let world = World::new();
-    world.hook(&format!(
-        "if [ ! -f {marker} ]; then touch {marker}; echo long-running >&2; sleep 120; fi\n",
-        marker = world.marker("once").display()
-    ));
+    world.hook_once("echo long-running >&2; sleep 120");
     let cancelled = world.enqueue_aws("FETCH_RESOURCES", "888888888888");
     let mut tendril = world.start();
     world.trellis.wait_until(LONG, "the tool to start", |t| {
@@ -524,8 +518,7 @@ fn a_job_cancelled_in_trellis_stops_and_gets_no_further_status() {
         history.iter().all(|u| u["status"] == "PROCESSING"),
         "no status after the cancel: {history:?}"
     );
-    tendril.signal(libc::SIGTERM);
-    assert_eq!(wait_exit(&mut tendril), 0);
+    assert_eq!(drain(&mut tendril), 0);
 }
 
 #[test]
@@ -558,8 +551,7 @@ fn malformed_and_unknown_jobs_fail_with_a_message_and_the_worker_goes_on() {
         .trellis
         .log_text(&unknown)
         .contains("unknown job type"));
-    tendril.signal(libc::SIGTERM);
-    assert_eq!(wait_exit(&mut tendril), 0);
+    assert_eq!(drain(&mut tendril), 0);
 }
 
 #[test]
@@ -599,10 +591,7 @@ fn a_job_past_its_timeout_is_stopped_and_fails_with_the_reason() {
 #[test]
 fn a_job_requeued_to_another_worker_stops_without_a_status() {
     let world = World::new();
-    world.hook(&format!(
-        "if [ ! -f {marker} ]; then touch {marker}; echo long-running >&2; sleep 120; fi\n",
-        marker = world.marker("once").display()
-    ));
+    world.hook_once("echo long-running >&2; sleep 120");
     let job = world.enqueue_aws("FETCH_RESOURCES", "131313131313");
     let mut tendril = world.start();
     world.trellis.wait_until(LONG, "the tool to start", |t| {
@@ -617,8 +606,7 @@ fn a_job_requeued_to_another_worker_stops_without_a_status() {
         history.iter().all(|u| u["status"] == "PROCESSING"),
         "{history:?}"
     );
-    tendril.signal(libc::SIGTERM);
-    assert_eq!(wait_exit(&mut tendril), 0);
+    assert_eq!(drain(&mut tendril), 0);
     assert!(
         tendril.output().contains("w-other"),
         "Tendril's log says who took the job"
@@ -628,20 +616,16 @@ fn a_job_requeued_to_another_worker_stops_without_a_status() {
 #[test]
 fn a_silent_job_gets_still_running_lines_and_a_long_log_is_truncated() {
     let world = World::new();
-    world.hook(&format!(
-        "if [ ! -f {marker} ]; then touch {marker}\n\
-         i=1; while [ $i -le 500 ]; do echo \"filler line $i with some padding to make it longer\" >&2; i=$((i+1)); done\n\
-         sleep 3; fi\n",
-        marker = world.marker("once").display()
-    ));
+    world.hook_once(
+        "i=1; while [ $i -le 500 ]; do echo \"filler line $i with some padding to make it longer\" >&2; i=$((i+1)); done\nsleep 3",
+    );
     let job = world.enqueue_aws("FETCH_RESOURCES", "141414141414");
     let mut tendril = world.start_with(&[
         ("TENDRIL_PROGRESS_INTERVAL", "1s"),
         ("TENDRIL_LOG_LIMIT", "8KiB"),
     ]);
     world.wait_status(&job, "SUCCESS");
-    tendril.signal(libc::SIGTERM);
-    assert_eq!(wait_exit(&mut tendril), 0);
+    assert_eq!(drain(&mut tendril), 0);
     let text = world.trellis.log_text(&job);
     assert!(
         text.contains("log truncated: this job's log reached its limit of 8.0 KiB"),
