@@ -109,7 +109,7 @@ pub struct StartArgs {
     #[arg(long, env = "TENDRIL_HEARTBEAT_INTERVAL", value_name = "DURATION")]
     pub heartbeat_interval: Option<String>,
     /// How long the first SIGTERM waits for the running job
-    /// [default: 10m self-hosted, 60s cloud-hosted].
+    /// [default: 10m self-hosted, 50s cloud-hosted].
     #[arg(long, env = "TENDRIL_DRAIN_GRACE", value_name = "DURATION")]
     pub drain_grace: Option<String>,
     /// The most time spent delivering the last statuses, logs and the
@@ -139,6 +139,10 @@ pub struct ExecArgs {
     /// Where artifacts and result.json go [default: ./tendril-out/<job id>].
     #[arg(long, value_name = "DIR")]
     pub out: Option<PathBuf>,
+    /// For a DEPLOY: the --out directory of the earlier PLAN whose plan it
+    /// applies (its job.json, result.json and terraform.plan.out).
+    #[arg(long, value_name = "DIR")]
+    pub plan_from: Option<PathBuf>,
     #[command(flatten)]
     pub job: JobArgs,
 }
@@ -178,6 +182,18 @@ pub struct JobArgs {
     /// How many regions are discovered at once [default: 4].
     #[arg(long, env = "TENDRIL_DISCOVERY_CONCURRENCY", value_name = "N")]
     pub discovery_concurrency: Option<String>,
+    /// Where Terraform state lives when no SUPABASE_S3_ENDPOINT is set
+    /// [default: $XDG_DATA_HOME/tendril/state or ~/.local/share/tendril/state].
+    #[arg(long, env = "TENDRIL_STATE_DIR", value_name = "DIR")]
+    pub state_dir: Option<PathBuf>,
+    /// Time Terraform gets between SIGINT and SIGKILL when a job is stopped
+    /// (it writes state and releases its lock) [default: 5m self-hosted,
+    /// 40s cloud-hosted].
+    #[arg(long, env = "TENDRIL_TERRAFORM_GRACE", value_name = "DURATION")]
+    pub terraform_grace: Option<String>,
+    /// How long Terraform waits for a state lock held by another run [default: 5m].
+    #[arg(long, env = "TENDRIL_TERRAFORM_LOCK_TIMEOUT", value_name = "DURATION")]
+    pub terraform_lock_timeout: Option<String>,
     /// S3-compatible endpoint of the Terraform state bucket.
     #[arg(long, env = "SUPABASE_S3_ENDPOINT", value_name = "URL")]
     pub s3_endpoint: Option<String>,
@@ -200,6 +216,9 @@ pub struct JobSettings {
     pub aws_regions: Vec<String>,
     pub discovery_concurrency: usize,
     pub state_storage: Option<StateStorage>,
+    pub state_dir: PathBuf,
+    pub terraform_grace: Duration,
+    pub terraform_lock_timeout: Duration,
     pub infracost_api_key: Option<Secret>,
 }
 
@@ -264,6 +283,15 @@ fn list(value: &Option<String>) -> Vec<String> {
         .filter(|item| !item.is_empty())
         .map(String::from)
         .collect()
+}
+
+/// The local state directory of the embedded default.
+fn default_state_dir() -> PathBuf {
+    let data = std::env::var_os("XDG_DATA_HOME")
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|home| PathBuf::from(home).join(".local/share")))
+        .unwrap_or_else(std::env::temp_dir);
+    data.join("tendril").join("state")
 }
 
 /// Reads a secret from `NAME`, or from the file named by `NAME_FILE`.
@@ -352,6 +380,20 @@ impl JobArgs {
             aws_regions: list(&self.aws_regions),
             discovery_concurrency,
             state_storage: self.state_storage()?,
+            state_dir: self.state_dir.clone().unwrap_or_else(default_state_dir),
+            terraform_grace: duration(
+                "TENDRIL_TERRAFORM_GRACE (--terraform-grace)",
+                &self.terraform_grace,
+                match mode {
+                    WorkerMode::SelfHosted => Duration::from_secs(300),
+                    WorkerMode::CloudHosted => Duration::from_secs(40),
+                },
+            )?,
+            terraform_lock_timeout: duration(
+                "TENDRIL_TERRAFORM_LOCK_TIMEOUT (--terraform-lock-timeout)",
+                &self.terraform_lock_timeout,
+                Duration::from_secs(300),
+            )?,
             infracost_api_key: secret_from_env("INFRACOST_API_KEY")?,
         })
     }
@@ -415,7 +457,7 @@ impl StartArgs {
         })?;
         let drain_default = match mode {
             WorkerMode::SelfHosted => Duration::from_secs(600),
-            WorkerMode::CloudHosted => Duration::from_secs(60),
+            WorkerMode::CloudHosted => Duration::from_secs(50),
         };
         Ok(AgentSettings {
             trellis_url,
@@ -468,13 +510,15 @@ pub fn shutdown_budget_warning(
     agent: &AgentSettings,
     job: &JobSettings,
 ) -> Option<String> {
-    let total = agent.drain_grace + job.cancel_grace + agent.final_delivery_timeout;
+    let stop_grace = job.cancel_grace.max(job.terraform_grace);
+    let total = agent.drain_grace + stop_grace + agent.final_delivery_timeout;
     (mode == WorkerMode::CloudHosted && total > ECS_SHUTDOWN_BUDGET).then(|| {
         format!(
-            "drain grace {} + cancel grace {} + final delivery {} = {} does not fit in the {} ECS allows \
-             after SIGTERM (aim for {}): a job may be killed without a terminal status",
+            "drain grace {} + tool grace {} (the longer of the cancel and Terraform graces) + final delivery {} \
+             = {} does not fit in the {} ECS allows after SIGTERM (aim for {}): a job may be killed without a \
+             terminal status",
             format_duration(agent.drain_grace),
-            format_duration(job.cancel_grace),
+            format_duration(stop_grace),
             format_duration(agent.final_delivery_timeout),
             format_duration(total),
             format_duration(ECS_STOP_TIMEOUT),
@@ -499,6 +543,9 @@ mod tests {
             pass_env: Some("FOO, BAR,,".into()),
             aws_regions: None,
             discovery_concurrency: None,
+            state_dir: None,
+            terraform_grace: None,
+            terraform_lock_timeout: None,
             s3_endpoint: None,
             s3_region: None,
         }
@@ -530,7 +577,7 @@ mod tests {
             worker_token: Secret::new_registered("token-for-budget-test".into()),
             poll_interval: Duration::from_secs(10),
             heartbeat_interval: Duration::from_secs(30),
-            drain_grace: Duration::from_secs(60),
+            drain_grace: Duration::from_secs(50),
             final_delivery_timeout: Duration::from_secs(10),
             request_timeout: Duration::from_secs(30),
             artifact_timeout: Duration::from_secs(600),

@@ -45,6 +45,7 @@ pub enum ExecError {
 pub async fn run(
     job_file: &Path,
     out: Option<PathBuf>,
+    plan_from: Option<PathBuf>,
     settings: JobSettings,
 ) -> Result<bool, ExecError> {
     let text = std::fs::read_to_string(job_file).map_err(|source| ExecError::Read {
@@ -55,6 +56,7 @@ pub async fn run(
         path: job_file.into(),
         source,
     })?;
+    let job_row = claim.job.clone();
     let checked = claim.into_job();
     let job_id = match &checked {
         Ok(Some(claimed)) => claimed.job.id.clone(),
@@ -76,7 +78,7 @@ pub async fn run(
         settings.log_limit,
         settings.progress_interval,
     );
-    let report = Arc::new(LocalReport::new(&out_dir));
+    let report = Arc::new(LocalReport::new(&out_dir, plan_from, &job_row).map_err(output_error)?);
 
     let shutdown = Shutdown::listen(None).map_err(ExecError::Signals)?;
     let stop = JobStop::default();

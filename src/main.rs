@@ -50,7 +50,7 @@ async fn async_main(command: Command) -> ExitCode {
                 Ok(settings) => settings,
                 Err(error) => return configuration_error(error),
             };
-            match tendril::exec::run(&args.job_file, args.out, settings).await {
+            match tendril::exec::run(&args.job_file, args.out, args.plan_from, settings).await {
                 Ok(true) => ExitCode::SUCCESS,
                 Ok(false) => ExitCode::from(1),
                 Err(error) => configuration_error(error),

@@ -11,6 +11,9 @@
 pub mod discovery;
 pub mod environment;
 pub mod error;
+pub mod redact;
+pub mod vine;
+pub mod vine_inputs;
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, OnceLock};
@@ -301,6 +304,10 @@ async fn execute(context: &JobContext) -> Result<Map<String, Value>, JobError> {
     match JobType::parse(job_type) {
         Some(JobType::ConnectionTest) => discovery::connection_test(context).await,
         Some(JobType::FetchResources) => discovery::fetch_resources(context).await,
+        Some(JobType::Plan) => vine::plan(context).await,
+        Some(JobType::Deploy) => vine::deploy(context).await,
+        Some(JobType::Destroy) => vine::destroy(context).await,
+        Some(JobType::Bootstrap) => vine::bootstrap(context).await,
         Some(other) => Err(JobError::Invalid(format!(
             "{other} jobs are not supported by this Tendril ({}) yet",
             crate::VERSION

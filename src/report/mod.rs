@@ -1,32 +1,86 @@
-//! How an executor reports: progress metadata during a job, and the
-//! terminal outcome at its end. Two implementations: to Trellis (through
-//! the outbox, see [`trellis`]) and to local files (for `tendril exec`, see
-//! [`local`]).
+//! How an executor reports and fetches what it needs from outside the job:
+//! progress metadata during a job, the plan artifact, and the PLAN job a
+//! DEPLOY applies. Two implementations: Trellis (through the outbox, see
+//! [`trellis`]) and local files (for `tendril exec`, see [`local`]).
 
 pub mod local;
 pub mod status_queue;
 pub mod trellis;
 
+use std::sync::Arc;
+use std::time::Duration;
+
 use serde_json::{Map, Value};
 
-/// Where an executor's progress goes.
+use crate::jobs::JobError;
+use crate::trellis::retry::{retry, RetryPolicy};
+use crate::trellis::{JobStatus, StatusUpdate, TrellisClient};
+
+/// The Trellis side of a running job's reporting.
+#[derive(Clone)]
+pub struct TrellisReporter {
+    pub statuses: Arc<status_queue::StatusQueue>,
+    pub client: TrellisClient,
+    pub retry_max_delay: Duration,
+}
+
+/// Where an executor's progress goes and its inputs come from.
 #[derive(Clone)]
 pub enum Reporter {
-    Trellis(std::sync::Arc<status_queue::StatusQueue>),
-    Local(std::sync::Arc<local::LocalReport>),
+    Trellis(TrellisReporter),
+    Local(Arc<local::LocalReport>),
 }
+
+/// Attempts of an artifact or job read before the job fails.
+const FETCH_ATTEMPTS: u32 = 5;
 
 impl Reporter {
     /// Progress metadata (a PROCESSING update): merged shallowly into the
     /// job's `execution_metadata`; never delivered after the terminal update.
     pub fn progress(&self, metadata: Map<String, Value>) {
         match self {
-            Reporter::Trellis(queue) => queue.push(crate::trellis::StatusUpdate {
-                status: crate::trellis::JobStatus::Processing,
+            Reporter::Trellis(trellis) => trellis.statuses.push(StatusUpdate {
+                status: JobStatus::Processing,
                 error_message: None,
                 execution_metadata: Some(metadata),
             }),
             Reporter::Local(report) => report.merge(metadata),
+        }
+    }
+
+    fn policy(max_delay: Duration) -> RetryPolicy {
+        RetryPolicy { max_attempts: Some(FETCH_ATTEMPTS), ..RetryPolicy::until_accepted(max_delay) }
+    }
+
+    /// Stores a job's binary plan; returns its key.
+    pub async fn upload_plan_artifact(&self, job_id: &str, plan: Vec<u8>) -> Result<String, JobError> {
+        match self {
+            Reporter::Trellis(t) => Ok(retry(Self::policy(t.retry_max_delay), "uploading the plan", || {
+                t.client.upload_plan_artifact(job_id, plan.clone())
+            })
+            .await?),
+            Reporter::Local(report) => report.save_plan(job_id, &plan),
+        }
+    }
+
+    /// The binary plan of a PLAN job, if it has one.
+    pub async fn plan_artifact(&self, plan_job_id: &str) -> Result<Option<Vec<u8>>, JobError> {
+        match self {
+            Reporter::Trellis(t) => Ok(retry(Self::policy(t.retry_max_delay), "downloading the plan", || {
+                t.client.download_plan_artifact(plan_job_id)
+            })
+            .await?),
+            Reporter::Local(report) => report.planned_artifact(plan_job_id),
+        }
+    }
+
+    /// Another job's row (the PLAN job of a DEPLOY), if it exists.
+    pub async fn job_row(&self, job_id: &str) -> Result<Option<Value>, JobError> {
+        match self {
+            Reporter::Trellis(t) => {
+                Ok(retry(Self::policy(t.retry_max_delay), "reading the plan job", || t.client.get_job(job_id)).await?)
+            }
+            Reporter::Local(report) => report.planned_job(job_id),
         }
     }
 }

@@ -11,7 +11,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use super::status_queue::StatusQueue;
-use super::Reporter;
+use super::{Reporter, TrellisReporter};
 use crate::logs::spool::{self, DeliveryError, Spool};
 use crate::logs::Destination;
 use crate::outbox::{Outbox, OutboxEntry};
@@ -58,7 +58,11 @@ impl JobReport {
     }
 
     pub fn reporter(&self) -> Reporter {
-        Reporter::Trellis(self.statuses.clone())
+        Reporter::Trellis(TrellisReporter {
+            statuses: self.statuses.clone(),
+            client: self.client.clone(),
+            retry_max_delay: self.retry_max_delay,
+        })
     }
 
     /// Delivers logs and progress while the job runs, and after [`Self::close`]

@@ -2,6 +2,7 @@
 
 pub mod aws;
 pub mod process;
+pub mod terraform;
 pub mod versions;
 
 pub use process::{run, ToolCommand, ToolError, ToolOutput};

@@ -1,0 +1,142 @@
+//! The Terraform CLI, as the jobs use it: always `-no-color`, `-input=false`
+//! where Terraform takes it, a lock timeout, output through the job's log.
+//! The environment (`TF_IN_AUTOMATION`, `CHECKPOINT_DISABLE`, the CLI config
+//! that disables the checkpoint, the plugin cache) comes with the job's
+//! base environment.
+//!
+//! A stopped Terraform gets its own grace (it finishes provider calls,
+//! writes state and releases the lock on SIGINT, which can take minutes).
+
+use std::path::Path;
+use std::time::Duration;
+
+use serde_json::{Map, Value};
+use tokio_util::sync::CancellationToken;
+
+use super::{run, ToolCommand, ToolError, ToolOutput};
+use crate::logs::JobLog;
+use crate::units::format_duration;
+
+/// Terraform in one working directory, for one job.
+pub struct Terraform<'a> {
+    base: ToolCommand,
+    log: &'a JobLog,
+    stop: &'a CancellationToken,
+    lock_timeout: Duration,
+}
+
+impl<'a> Terraform<'a> {
+    /// `base` carries the environment and working directory; its grace is
+    /// Terraform's own.
+    pub fn new(base: ToolCommand, log: &'a JobLog, stop: &'a CancellationToken, lock_timeout: Duration) -> Self {
+        Terraform { base: ToolCommand { program: "terraform".into(), args: Vec::new(), ..base }, log, stop, lock_timeout }
+    }
+
+    fn command(&self, args: &[&str]) -> ToolCommand {
+        ToolCommand { args: args.iter().map(|a| a.to_string()).collect(), ..self.base.clone() }
+    }
+
+    async fn run(&self, command: ToolCommand) -> Result<ToolOutput, ToolError> {
+        self.log.system(&format!("$ {}", command.display()));
+        run(&command, self.log, self.stop).await
+    }
+
+    fn lock_timeout(&self) -> String {
+        format!("-lock-timeout={}", format_duration(self.lock_timeout))
+    }
+
+    /// `terraform init`, with the backend settings file when there is one.
+    pub async fn init(&self, backend_config: Option<&Path>) -> Result<(), ToolError> {
+        let mut args = vec!["init".to_string(), "-input=false".into(), "-no-color".into(), "-reconfigure".into()];
+        if let Some(file) = backend_config {
+            args.push(format!("-backend-config={}", file.display()));
+        }
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        self.run(self.command(&args)).await.map(drop)
+    }
+
+    /// `terraform plan -out`.
+    pub async fn plan(&self, var_file: &str, plan_file: &str) -> Result<(), ToolError> {
+        let (lock, out, vars) = (self.lock_timeout(), format!("-out={plan_file}"), format!("-var-file={var_file}"));
+        self.run(self.command(&["plan", "-input=false", "-no-color", &lock, &out, &vars])).await.map(drop)
+    }
+
+    /// `terraform show -json` of a saved plan.
+    pub async fn show_json(&self, plan_file: &str) -> Result<Value, ToolError> {
+        self.json(self.command(&["show", "-json", "-no-color", plan_file])).await
+    }
+
+    /// `terraform apply` of a saved plan: exactly what was reviewed.
+    pub async fn apply(&self, plan_file: &str) -> Result<(), ToolError> {
+        let lock = self.lock_timeout();
+        self.run(self.command(&["apply", "-input=false", "-no-color", "-auto-approve", &lock, plan_file])).await.map(drop)
+    }
+
+    /// `terraform output -json`: every output as Terraform gives it
+    /// (`{"value": ..., "sensitive": ..., "type": ...}`).
+    pub async fn output_json(&self) -> Result<Map<String, Value>, ToolError> {
+        match self.json(self.command(&["output", "-json", "-no-color"])).await? {
+            Value::Object(outputs) => Ok(outputs),
+            _ => Ok(Map::new()),
+        }
+    }
+
+    /// `terraform state list`: the addresses the state holds.
+    pub async fn state_list(&self) -> Result<Vec<String>, ToolError> {
+        let output = self.run(self.command(&["state", "list", "-no-color"]).capturing_stdout()).await?;
+        Ok(output.stdout.lines().map(str::trim).filter(|l| !l.is_empty()).map(String::from).collect())
+    }
+
+    /// `terraform state push` of a state file (an interrupted run's
+    /// `errored.tfstate`), bounded by `stop` of its own.
+    pub async fn state_push(&self, state_file: &str, stop: &CancellationToken) -> Result<(), ToolError> {
+        let lock = self.lock_timeout();
+        let command = self.command(&["state", "push", &lock, state_file]);
+        self.log.system(&format!("$ {}", command.display()));
+        run(&command, self.log, stop).await.map(drop)
+    }
+
+    /// `terraform destroy -auto-approve`.
+    pub async fn destroy(&self, var_file: &str) -> Result<(), ToolError> {
+        let (lock, vars) = (self.lock_timeout(), format!("-var-file={var_file}"));
+        self.run(self.command(&["destroy", "-auto-approve", "-input=false", "-no-color", &lock, &vars])).await.map(drop)
+    }
+
+    async fn json(&self, command: ToolCommand) -> Result<Value, ToolError> {
+        let output = self.run(command.capturing_stdout()).await?;
+        serde_json::from_str(&output.stdout).map_err(|error| ToolError::Failed {
+            program: "terraform".into(),
+            status: format!("an answer that is not JSON ({error})"),
+            stderr_tail: output.stderr_tail,
+        })
+    }
+}
+
+/// The lock ID Terraform names when it cannot take or release a lock
+/// (`Lock Info:` ... `ID: <id>`), from its error lines.
+pub fn lock_id(lines: &[String]) -> Option<String> {
+    let info = lines.iter().position(|l| l.contains("Lock Info:"))?;
+    lines[info..]
+        .iter()
+        .find_map(|l| l.trim().trim_start_matches('│').trim().strip_prefix("ID:").map(|id| id.trim().to_string()))
+        .filter(|id| !id.is_empty())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::lock_id;
+
+    #[test]
+    fn the_lock_id_is_read_from_terraforms_lock_info() {
+        let lines: Vec<String> = [
+            "│ Error: Error acquiring the state lock",
+            "│ Lock Info:",
+            "│   ID:        5b0b1c5e-8f2f-4c4e-9f59-1c0c0a7e3f11",
+            "│   Path:      vine-terraform-state/x/terraform.tfstate",
+        ]
+        .map(String::from)
+        .to_vec();
+        assert_eq!(lock_id(&lines).as_deref(), Some("5b0b1c5e-8f2f-4c4e-9f59-1c0c0a7e3f11"));
+        assert_eq!(lock_id(&["Error: nothing".to_string()]), None);
+    }
+}
