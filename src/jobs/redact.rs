@@ -17,7 +17,12 @@ pub fn redact(value: &Value, sensitive: &Value) -> Value {
         (Value::Object(values), Value::Object(marks)) => Value::Object(
             values
                 .iter()
-                .map(|(key, value)| (key.clone(), redact(value, marks.get(key).unwrap_or(&Value::Null))))
+                .map(|(key, value)| {
+                    (
+                        key.clone(),
+                        redact(value, marks.get(key).unwrap_or(&Value::Null)),
+                    )
+                })
                 .collect(),
         ),
         (Value::Array(values), Value::Array(marks)) => Value::Array(
@@ -42,7 +47,8 @@ pub fn plan_result(plan: &Value) -> Value {
         .map(|change| {
             let mut change = change.clone();
             if let Some(inner) = change.get_mut("change").and_then(Value::as_object_mut) {
-                for (field, marks) in [("before", "before_sensitive"), ("after", "after_sensitive")] {
+                for (field, marks) in [("before", "before_sensitive"), ("after", "after_sensitive")]
+                {
                     let mark = inner.get(marks).cloned().unwrap_or(Value::Null);
                     if let Some(value) = inner.get(field) {
                         let redacted = redact(value, &mark);
@@ -70,14 +76,19 @@ fn leaves(value: &Value, out: &mut Vec<String>) {
 /// The outputs of `terraform output -json`, unwrapped to plain values, with
 /// sensitive ones redacted; the sensitive values are registered for masking
 /// (the guards keep them registered for the rest of the job).
-pub fn outputs(raw: &Map<String, Value>) -> (Map<String, Value>, Map<String, Value>, Vec<SecretGuard>) {
+pub fn outputs(
+    raw: &Map<String, Value>,
+) -> (Map<String, Value>, Map<String, Value>, Vec<SecretGuard>) {
     let (mut plain, mut redacted, mut guards) = (Map::new(), Map::new(), Vec::new());
     for (name, output) in raw {
         let value = match output {
             Value::Object(wrapped) if wrapped.contains_key("value") => wrapped["value"].clone(),
             other => other.clone(),
         };
-        let sensitive = output.get("sensitive").and_then(Value::as_bool).unwrap_or(false);
+        let sensitive = output
+            .get("sensitive")
+            .and_then(Value::as_bool)
+            .unwrap_or(false);
         if sensitive {
             let mut texts = Vec::new();
             leaves(&value, &mut texts);
@@ -115,7 +126,10 @@ mod tests {
                 "after_sensitive": {"input": true}}}]
         });
         let result = plan_result(&plan);
-        assert_eq!(result["resource_changes"][0]["change"]["after"]["input"], "(sensitive)");
+        assert_eq!(
+            result["resource_changes"][0]["change"]["after"]["input"],
+            "(sensitive)"
+        );
         assert!(!result.to_string().contains("hunter22"));
     }
 

@@ -14,7 +14,9 @@ use serde_json::{json, Map, Value};
 use tokio_util::sync::CancellationToken;
 
 use super::redact;
-use super::vine_inputs::{copy_template, tfvars, vine_state_key, write_backend, StateBackend, STATE_BUCKET};
+use super::vine_inputs::{
+    copy_template, tfvars, vine_state_key, write_backend, StateBackend, STATE_BUCKET,
+};
 use super::{JobContext, JobError};
 use crate::tools::terraform::{lock_id, Terraform};
 use crate::tools::ToolError;
@@ -25,7 +27,8 @@ const VAR_FILE: &str = "terraform.tfvars.json";
 const ERRORED_STATE: &str = "errored.tfstate";
 
 /// The exact message of a DEPLOY whose vine changed after its plan.
-pub const CONFIGURATION_CHANGED: &str = "Configuration has changed since the plan was generated. Please re-plan.";
+pub const CONFIGURATION_CHANGED: &str =
+    "Configuration has changed since the plan was generated. Please re-plan.";
 
 /// A vine's Terraform configuration in the job's workspace, initialised.
 struct Vine<'a> {
@@ -50,26 +53,43 @@ impl<'a> Vine<'a> {
             .map_err(|e| JobError::io("cannot write terraform.tfvars.json", e))?;
         let backend = match &context.settings.state_storage {
             Some(storage) => {
-                context.log.system(&format!("state: s3://{STATE_BUCKET}/{state_key} at {}", storage.endpoint));
+                context.log.system(&format!(
+                    "state: s3://{STATE_BUCKET}/{state_key} at {}",
+                    storage.endpoint
+                ));
                 StateBackend::Bucket(storage)
             }
             None => {
                 let path = context.settings.state_dir.join(&state_key);
-                context.log.system(&format!("state: {} (local: no SUPABASE_S3_ENDPOINT is set)", path.display()));
+                context.log.system(&format!(
+                    "state: {} (local: no SUPABASE_S3_ENDPOINT is set)",
+                    path.display()
+                ));
                 StateBackend::Local(&context.settings.state_dir)
             }
         };
         let backend_config = write_backend(&backend, &state_key, &context.workspace, &dir)?;
-        let mut vine = Vine { context, dir, state_key, timings: Map::new() };
+        let mut vine = Vine {
+            context,
+            dir,
+            state_key,
+            timings: Map::new(),
+        };
         vine.record("prepare", phase.finish());
         let phase = context.log.phase("terraform init");
-        vine.terraform().await?.init(backend_config.as_deref()).await?;
+        vine.terraform()
+            .await?
+            .init(backend_config.as_deref())
+            .await?;
         vine.record("terraform_init", phase.finish());
         Ok(vine)
     }
 
     fn record(&mut self, name: &str, took: Duration) {
-        self.timings.insert(name.into(), json!((took.as_secs_f64() * 10.0).round() / 10.0));
+        self.timings.insert(
+            name.into(),
+            json!((took.as_secs_f64() * 10.0).round() / 10.0),
+        );
     }
 
     /// Terraform in the vine's directory, with fresh credentials and its own grace.
@@ -77,7 +97,12 @@ impl<'a> Vine<'a> {
         let mut base = self.context.command("terraform", &[]).await?;
         base.cwd = self.dir.clone();
         base.grace = self.context.settings.terraform_grace;
-        Ok(Terraform::new(base, &self.context.log, &self.context.stop, self.context.settings.terraform_lock_timeout))
+        Ok(Terraform::new(
+            base,
+            &self.context.log,
+            &self.context.stop,
+            self.context.settings.terraform_lock_timeout,
+        ))
     }
 
     async fn plan(&mut self) -> Result<(), JobError> {
@@ -130,26 +155,35 @@ impl<'a> Vine<'a> {
         let bound = self.context.settings.terraform_grace + Duration::from_secs(60);
         let push = async {
             match self.terraform().await {
-                Ok(terraform) => terraform.state_push(ERRORED_STATE, &stop).await.map_err(JobError::from),
+                Ok(terraform) => terraform
+                    .state_push(ERRORED_STATE, &stop)
+                    .await
+                    .map_err(JobError::from),
                 Err(error) => Err(error),
             }
         };
         match tokio::time::timeout(bound, push).await {
-            Ok(Ok(())) => self.context.log.system("errored.tfstate was pushed: the state is up to date"),
+            Ok(Ok(())) => self
+                .context
+                .log
+                .system("errored.tfstate was pushed: the state is up to date"),
             Ok(Err(error)) => self.context.log.system(&format!(
                 "pushing errored.tfstate failed ({error}): the state at {} may miss resources",
                 self.state_key
             )),
             Err(_) => {
                 stop.cancel();
-                self.context.log.system("pushing errored.tfstate took too long and was stopped");
+                self.context
+                    .log
+                    .system("pushing errored.tfstate took too long and was stopped");
             }
         }
     }
 
     /// Reads the plan file, for upload.
     fn plan_bytes(&self) -> Result<Vec<u8>, JobError> {
-        let bytes = std::fs::read(self.dir.join(PLAN_FILE)).map_err(|e| JobError::io("cannot read the plan file", e))?;
+        let bytes = std::fs::read(self.dir.join(PLAN_FILE))
+            .map_err(|e| JobError::io("cannot read the plan file", e))?;
         if bytes.len() > MAX_PLAN_ARTIFACT_BYTES {
             return Err(JobError::Invalid(format!(
                 "the plan file is {} bytes, over the 52,428,800 bytes (50 MiB) Trellis stores: split the vine \
@@ -167,7 +201,10 @@ pub async fn plan(context: &JobContext) -> Result<Map<String, Value>, JobError> 
     vine.plan().await?;
     let shown = vine.terraform().await?.show_json(PLAN_FILE).await?;
     let phase = context.log.phase("uploading the plan");
-    let key = context.reporter.upload_plan_artifact(&context.job.id, vine.plan_bytes()?).await?;
+    let key = context
+        .reporter
+        .upload_plan_artifact(&context.job.id, vine.plan_bytes()?)
+        .await?;
     vine.record("upload_plan", phase.finish());
     let mut metadata = Map::new();
     metadata.insert("plan_completed".into(), json!(true));
@@ -188,7 +225,10 @@ pub async fn deploy(context: &JobContext) -> Result<Map<String, Value>, JobError
     deploy_with(context, plan_job.as_deref()).await
 }
 
-async fn deploy_with(context: &JobContext, plan_job_id: Option<&str>) -> Result<Map<String, Value>, JobError> {
+async fn deploy_with(
+    context: &JobContext,
+    plan_job_id: Option<&str>,
+) -> Result<Map<String, Value>, JobError> {
     if let Some(id) = plan_job_id {
         check_plan_job(context, id).await?;
     }
@@ -211,7 +251,11 @@ async fn deploy_with(context: &JobContext, plan_job_id: Option<&str>) -> Result<
     vine.apply().await?;
     let raw = vine.terraform().await?.output_json().await?;
     let (plain, redacted, _masked) = redact::outputs(&raw);
-    let fact = |names: &[&str]| names.iter().find_map(|n| plain.get(*n).filter(|v| !v.is_null()).cloned());
+    let fact = |names: &[&str]| {
+        names
+            .iter()
+            .find_map(|n| plain.get(*n).filter(|v| !v.is_null()).cloned())
+    };
     let cluster_name = fact(&["eks_cluster_name", "cluster_name"]);
     if cluster_name.is_some() {
         return Err(JobError::Invalid(
@@ -220,11 +264,19 @@ async fn deploy_with(context: &JobContext, plan_job_id: Option<&str>) -> Result<
                 .into(),
         ));
     }
-    context.log.system("no cluster in the Terraform outputs: skipping kubeconfig, ArgoCD and App of Apps");
+    context
+        .log
+        .system("no cluster in the Terraform outputs: skipping kubeconfig, ArgoCD and App of Apps");
     let mut metadata = Map::new();
     metadata.insert("cluster_name".into(), Value::Null);
-    metadata.insert("cluster_endpoint".into(), fact(&["eks_cluster_endpoint", "cluster_endpoint"]).unwrap_or_default());
-    metadata.insert("cluster_arn".into(), fact(&["eks_cluster_arn", "cluster_arn"]).unwrap_or_default());
+    metadata.insert(
+        "cluster_endpoint".into(),
+        fact(&["eks_cluster_endpoint", "cluster_endpoint"]).unwrap_or_default(),
+    );
+    metadata.insert(
+        "cluster_arn".into(),
+        fact(&["eks_cluster_arn", "cluster_arn"]).unwrap_or_default(),
+    );
     metadata.insert("argocd_url".into(), Value::Null);
     metadata.insert("argocd_admin_password".into(), Value::Null);
     metadata.insert("outputs".into(), Value::Object(redacted));
@@ -238,17 +290,26 @@ async fn check_plan_job(context: &JobContext, plan_job_id: &str) -> Result<(), J
     let Some(plan) = context.reporter.job_row(plan_job_id).await? else {
         return invalid(format!("the PLAN job {plan_job_id} does not exist"));
     };
-    let text = |row: &Value, key: &str| row.get(key).and_then(Value::as_str).unwrap_or_default().to_string();
+    let text = |row: &Value, key: &str| {
+        row.get(key)
+            .and_then(Value::as_str)
+            .unwrap_or_default()
+            .to_string()
+    };
     let job_type = text(&plan, "job_type");
     if job_type != "PLAN" {
         return invalid(format!("job {plan_job_id} is a {job_type} job, not a PLAN"));
     }
     if plan.get("vine_id").and_then(Value::as_str) != context.job.vine_id.as_deref() {
-        return invalid(format!("the PLAN job {plan_job_id} belongs to another vine"));
+        return invalid(format!(
+            "the PLAN job {plan_job_id} belongs to another vine"
+        ));
     }
     let status = text(&plan, "status");
     if status != "SUCCESS" {
-        return invalid(format!("the PLAN job {plan_job_id} is {status}, not SUCCESS: there is no plan to apply"));
+        return invalid(format!(
+            "the PLAN job {plan_job_id} is {status}, not SUCCESS: there is no plan to apply"
+        ));
     }
     let plan_hash = text(&plan, "configuration_hash");
     let own_hash = context.job.configuration_hash.clone().unwrap_or_default();
@@ -269,9 +330,14 @@ pub async fn destroy(context: &JobContext) -> Result<Map<String, Value>, JobErro
     let mut vine = Vine::prepare(context).await?;
     let resources = vine.terraform().await?.state_list().await?;
     if resources.is_empty() {
-        return Err(JobError::Invalid(format!("no state at {}: nothing was destroyed", vine.state_key)));
+        return Err(JobError::Invalid(format!(
+            "no state at {}: nothing was destroyed",
+            vine.state_key
+        )));
     }
-    context.log.system(&format!("{} resources in the state", resources.len()));
+    context
+        .log
+        .system(&format!("{} resources in the state", resources.len()));
     vine.destroy().await?;
     let mut metadata = Map::new();
     metadata.insert("destroyed_resources".into(), json!(resources));

