@@ -105,12 +105,18 @@ fn throughput() {
         t.last_log_chunk(&job).is_some()
     });
     let started = Instant::now();
-    let last = format!("benchmark line {LINES}\n");
-    trellis.wait_until(Duration::from_secs(600), "the last line", |t| {
-        t.last_log_chunk(&job)
-            .is_some_and(|chunk| chunk.contains(&last))
+    // The terminal status goes out only after the job's last log chunk.
+    trellis.wait_until(Duration::from_secs(600), "the job to end", |t| {
+        t.job(&job)
+            .is_some_and(|row| row["status"] == "SUCCESS" || row["status"] == "FAILED")
     });
     let took = started.elapsed();
+    let delivered = trellis
+        .log_text(&job)
+        .lines()
+        .filter(|l| l.starts_with("benchmark line "))
+        .count();
+    assert_eq!(delivered, LINES, "every line was delivered");
     println!("log pipeline, {LINES} lines from a child into the fake Trellis:");
     println!(
         "  lines/s           {:.0}",
