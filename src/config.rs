@@ -194,6 +194,19 @@ pub struct JobArgs {
     /// How long Terraform waits for a state lock held by another run [default: 5m].
     #[arg(long, env = "TENDRIL_TERRAFORM_LOCK_TIMEOUT", value_name = "DURATION")]
     pub terraform_lock_timeout: Option<String>,
+    /// The argo-cd Helm chart: a name in the repository below, or a path to
+    /// a chart directory or archive [default: argo-cd].
+    #[arg(long, env = "TENDRIL_ARGOCD_CHART", value_name = "CHART")]
+    pub argocd_chart: Option<String>,
+    /// The Helm repository of the argo-cd chart [default: https://argoproj.github.io/argo-helm].
+    #[arg(long, env = "TENDRIL_ARGOCD_CHART_REPOSITORY", value_name = "URL")]
+    pub argocd_chart_repository: Option<String>,
+    /// The argo-cd chart version [default: 7.7.11].
+    #[arg(long, env = "TENDRIL_ARGOCD_CHART_VERSION", value_name = "VERSION")]
+    pub argocd_chart_version: Option<String>,
+    /// How long the ArgoCD install may take to become ready [default: 10m].
+    #[arg(long, env = "TENDRIL_ARGOCD_TIMEOUT", value_name = "DURATION")]
+    pub argocd_timeout: Option<String>,
     /// S3-compatible endpoint of the Terraform state bucket.
     #[arg(long, env = "SUPABASE_S3_ENDPOINT", value_name = "URL")]
     pub s3_endpoint: Option<String>,
@@ -219,7 +232,17 @@ pub struct JobSettings {
     pub state_dir: PathBuf,
     pub terraform_grace: Duration,
     pub terraform_lock_timeout: Duration,
+    pub argocd: ArgoCdSettings,
     pub infracost_api_key: Option<Secret>,
+}
+
+/// Which argo-cd chart a DEPLOY installs, and how long it may take.
+#[derive(Debug, Clone)]
+pub struct ArgoCdSettings {
+    pub chart: String,
+    pub repository: String,
+    pub version: String,
+    pub timeout: Duration,
 }
 
 /// The S3-compatible bucket that holds Terraform state.
@@ -394,6 +417,25 @@ impl JobArgs {
                 &self.terraform_lock_timeout,
                 Duration::from_secs(300),
             )?,
+            argocd: ArgoCdSettings {
+                chart: self
+                    .argocd_chart
+                    .clone()
+                    .unwrap_or_else(|| "argo-cd".into()),
+                repository: self
+                    .argocd_chart_repository
+                    .clone()
+                    .unwrap_or_else(|| "https://argoproj.github.io/argo-helm".into()),
+                version: self
+                    .argocd_chart_version
+                    .clone()
+                    .unwrap_or_else(|| "7.7.11".into()),
+                timeout: positive_duration(
+                    "TENDRIL_ARGOCD_TIMEOUT (--argocd-timeout)",
+                    &self.argocd_timeout,
+                    Duration::from_secs(600),
+                )?,
+            },
             infracost_api_key: secret_from_env("INFRACOST_API_KEY")?,
         })
     }
@@ -546,6 +588,10 @@ mod tests {
             state_dir: None,
             terraform_grace: None,
             terraform_lock_timeout: None,
+            argocd_chart: None,
+            argocd_chart_repository: None,
+            argocd_chart_version: None,
+            argocd_timeout: None,
             s3_endpoint: None,
             s3_region: None,
         }

@@ -461,3 +461,203 @@ fn an_apply_deaf_to_sigint_is_killed_after_terraforms_grace_and_its_state_stays_
         );
     }
 }
+
+/// Recording fakes of `helm` and `kubectl` against a cluster (no Kubernetes
+/// API server exists here). `helm template` is the real Helm; `helm upgrade
+/// --install` is recorded and then checked by the real Helm as `helm install
+/// ... --dry-run=client` on the test chart. kubectl answers what ArgoCD would.
+fn cluster_fakes(vines: &Vines) -> (PathBuf, PathBuf) {
+    let tools = vines.scratch.path().join("cluster-tools");
+    let records = vines.scratch.path().join("records");
+    std::fs::create_dir_all(&tools).unwrap();
+    std::fs::create_dir_all(&records).unwrap();
+    let real_helm = String::from_utf8(
+        std::process::Command::new("sh")
+            .args(["-c", "command -v helm"])
+            .output()
+            .unwrap()
+            .stdout,
+    )
+    .unwrap();
+    let r = records.display();
+    let scripts = [
+        (
+            "helm",
+            format!(
+                "#!/bin/sh\n# Recording fake of helm against a cluster; real helm for what needs no cluster.\n\
+                 echo \"helm $*\" >> {r}/calls\n\
+                 if [ \"$1\" = template ]; then exec {real} \"$@\"; fi\n\
+                 if [ \"$1\" = upgrade ] && [ \"$2\" = --install ]; then shift 2; exec {real} install \"$@\" --dry-run=client >/dev/null; fi\n\
+                 exit 3\n",
+                real = real_helm.trim()
+            ),
+        ),
+        (
+            "kubectl",
+            format!(
+                "#!/bin/sh\n# Recording fake of kubectl: answers as a cluster with ArgoCD would.\n\
+                 echo \"kubectl $*\" >> {r}/calls\n\
+                 stat -c %a \"$KUBECONFIG\" > {r}/kubeconfig.mode; cp \"$KUBECONFIG\" {r}/kubeconfig\n\
+                 case \"$*\" in\n\
+                 *'get deployments,statefulsets'*) printf 'deployment.apps/argocd-server\\nstatefulset.apps/argocd-application-controller\\n' ;;\n\
+                 *'get secret argocd-initial-admin-secret'*) [ -f {r}/secret-gone ] || printf '%s' \"$(printf argo-admin-pass-123 | base64)\" ;;\n\
+                 *'apply --filename'*) f=\"$3\"; stat -c %a \"$f\" >> {r}/applied.modes; cat \"$f\" >> {r}/applied; echo applied ;;\n\
+                 *'rollout status'*) echo 'successfully rolled out' ;;\n\
+                 *) exit 4 ;;\n\
+                 esac\n"
+            ),
+        ),
+    ];
+    for (name, text) in scripts {
+        let path = tools.join(name);
+        std::fs::write(&path, text).unwrap();
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).unwrap();
+    }
+    (tools, records)
+}
+
+#[test]
+fn a_deploy_with_a_cluster_writes_a_kubeconfig_installs_argocd_and_applies_the_app_of_apps() {
+    let vines = Vines::new();
+    let account = "212121212121";
+    // The EKS cluster Terraform would have made, in moto, in the role's account.
+    let creds = vines.moto.aws(&[
+        "sts",
+        "assume-role",
+        "--role-arn",
+        &format!("arn:aws:iam::{account}:role/setup"),
+        "--role-session-name",
+        "setup",
+    ]);
+    let key = |name: &str| creds["Credentials"][name].as_str().unwrap().to_string();
+    let created = std::process::Command::new("aws")
+        .args([
+            "eks",
+            "create-cluster",
+            "--name",
+            "shop-eks",
+            "--region",
+            "eu-west-1",
+            "--role-arn",
+            &format!("arn:aws:iam::{account}:role/eks"),
+            "--resources-vpc-config",
+            "subnetIds=subnet-1",
+        ])
+        .args(["--endpoint-url", &vines.moto.endpoint(), "--output", "json"])
+        .envs([
+            ("AWS_ACCESS_KEY_ID", key("AccessKeyId")),
+            ("AWS_SECRET_ACCESS_KEY", key("SecretAccessKey")),
+            ("AWS_SESSION_TOKEN", key("SessionToken")),
+        ])
+        .output()
+        .unwrap();
+    assert!(
+        created.status.success(),
+        "{}",
+        String::from_utf8_lossy(&created.stderr)
+    );
+
+    let (tools, records) = cluster_fakes(&vines);
+    let chart =
+        PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/charts/test-argo-cd");
+    let path = format!("{}:{}", tools.display(), std::env::var("PATH").unwrap());
+    let mut tendril = vines.start(&[
+        ("PATH", path.as_str()),
+        ("TENDRIL_ARGOCD_CHART", chart.to_str().unwrap()),
+        (
+            "TENDRIL_TEMPLATES_DIR",
+            &format!("{}/tests/fixtures/templates", env!("CARGO_MANIFEST_DIR")),
+        ),
+    ]);
+    let mut snapshot = snapshot("shop");
+    snapshot["cluster_name"] = json!("shop-eks");
+    snapshot["gitops_repository_url"] = json!("https://git.example/shop/gitops.git");
+    snapshot["dns_hosted_zone"] = json!("Z123");
+    let job = vines.enqueue("BOOTSTRAP", account, json!({"config_snapshot": snapshot}));
+    let row = vines.succeed(&job);
+    let metadata = &row["execution_metadata"];
+    assert_eq!(metadata["cluster_name"], "shop-eks");
+    assert_eq!(
+        metadata["cluster_endpoint"],
+        "https://shop-eks.eks.internal"
+    );
+    assert_eq!(metadata["argocd_url"], "https://argocd.shop.example");
+    assert_eq!(metadata["argocd_admin_password"], "argo-admin-pass-123");
+    for phase in ["kubeconfig", "argocd", "app_of_apps"] {
+        assert!(
+            metadata["timings"][phase].is_number(),
+            "timing of {phase}: {metadata}"
+        );
+    }
+
+    let calls = std::fs::read_to_string(records.join("calls")).unwrap();
+    let helm_install = format!(
+        "helm upgrade --install argocd {} --version 7.7.11 --namespace argocd --create-namespace --wait --timeout 10m",
+        chart.display()
+    );
+    assert!(calls.lines().any(|l| l == helm_install), "{calls}");
+    assert!(calls.contains(
+        "kubectl --namespace argocd rollout status deployment.apps/argocd-server --timeout=10m"
+    ));
+    assert!(calls.contains(
+        "kubectl --namespace argocd rollout status statefulset.apps/argocd-application-controller"
+    ));
+    let kubeconfig = std::fs::read_to_string(records.join("kubeconfig")).unwrap();
+    assert!(
+        kubeconfig.contains("shop-eks") && kubeconfig.contains("kind: Config"),
+        "the real aws CLI wrote it: {kubeconfig}"
+    );
+    assert_eq!(
+        std::fs::read_to_string(records.join("kubeconfig.mode"))
+            .unwrap()
+            .trim(),
+        "600"
+    );
+
+    let applied = std::fs::read_to_string(records.join("applied")).unwrap();
+    assert!(
+        applied.contains("kind: Application") && applied.contains("name: shop-test-apps"),
+        "{applied}"
+    );
+    for fact in [
+        "name: shop-eks",
+        "database_endpoint: shop-test-db.cluster.internal",
+        "region: eu-west-1",
+        "zone_id: Z123",
+        "repoURL: \"https://git.example/shop/gitops.git\"",
+    ] {
+        assert!(applied.contains(fact), "{fact} missing from\n{applied}");
+    }
+    assert!(
+        applied.contains(GIT_TOKEN),
+        "the repository credentials went to the cluster"
+    );
+    let modes = std::fs::read_to_string(records.join("applied.modes")).unwrap();
+    assert!(
+        modes.lines().all(|m| m == "600"),
+        "every applied file is private: {modes}"
+    );
+    let log = vines.trellis.log_text(&job);
+    assert!(
+        !log.contains("argo-admin-pass-123") && !log.contains(GIT_TOKEN),
+        "{log}"
+    );
+
+    // A re-deploy after the operators deleted the initial secret.
+    std::fs::write(records.join("secret-gone"), "").unwrap();
+    let mut again = self::snapshot("shop");
+    again["cluster_name"] = json!("shop-eks");
+    let redeploy = vines.enqueue("BOOTSTRAP", account, json!({"config_snapshot": again}));
+    let row = vines.succeed(&redeploy);
+    assert_eq!(
+        row["execution_metadata"]["argocd_admin_password"],
+        "(unchanged)"
+    );
+    assert!(vines
+        .trellis
+        .log_text(&redeploy)
+        .contains("App of Apps skipped"));
+    tendril.signal(libc::SIGTERM);
+    assert_eq!(tendril.wait_timeout(LONG).unwrap().code(), Some(0));
+}

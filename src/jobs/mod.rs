@@ -8,6 +8,7 @@
 //! async functions from a [`JobContext`] to metadata: they know nothing of
 //! HTTP, signals or retries.
 
+pub mod cluster;
 pub mod discovery;
 pub mod environment;
 pub mod error;

@@ -13,6 +13,7 @@ use std::time::Duration;
 use serde_json::{json, Map, Value};
 use tokio_util::sync::CancellationToken;
 
+use super::cluster::{self, output_fact};
 use super::redact;
 use super::vine_inputs::{
     copy_template, tfvars, vine_state_key, write_backend, StateBackend, STATE_BUCKET,
@@ -29,6 +30,11 @@ const ERRORED_STATE: &str = "errored.tfstate";
 /// The exact message of a DEPLOY whose vine changed after its plan.
 pub const CONFIGURATION_CHANGED: &str =
     "Configuration has changed since the plan was generated. Please re-plan.";
+
+/// A phase's duration in seconds, to a tenth.
+fn seconds(took: Duration) -> Value {
+    json!((took.as_secs_f64() * 10.0).round() / 10.0)
+}
 
 /// A vine's Terraform configuration in the job's workspace, initialised.
 struct Vine<'a> {
@@ -251,34 +257,38 @@ async fn deploy_with(
     vine.apply().await?;
     let raw = vine.terraform().await?.output_json().await?;
     let (plain, redacted, _masked) = redact::outputs(&raw);
-    let fact = |names: &[&str]| {
-        names
-            .iter()
-            .find_map(|n| plain.get(*n).filter(|v| !v.is_null()).cloned())
+    let cluster_name = output_fact(&plain, &["eks_cluster_name", "cluster_name"]);
+    let setup = match cluster_name.as_str() {
+        Some(name) => {
+            let timings = &mut vine.timings;
+            let mut record = |phase: &str, took: Duration| {
+                timings.insert(phase.into(), seconds(took));
+            };
+            Some(cluster::set_up(context, &plain, name, &mut record).await?)
+        }
+        None => {
+            context.log.system(
+                "no cluster in the Terraform outputs: skipping kubeconfig, ArgoCD and App of Apps",
+            );
+            None
+        }
     };
-    let cluster_name = fact(&["eks_cluster_name", "cluster_name"]);
-    if cluster_name.is_some() {
-        return Err(JobError::Invalid(
-            "the plan was applied, but this Tendril cannot yet set up the cluster (kubeconfig, ArgoCD, App of \
-             Apps); run a Tendril that can, with DEPLOY again"
-                .into(),
-        ));
-    }
-    context
-        .log
-        .system("no cluster in the Terraform outputs: skipping kubeconfig, ArgoCD and App of Apps");
     let mut metadata = Map::new();
-    metadata.insert("cluster_name".into(), Value::Null);
+    metadata.insert("cluster_name".into(), cluster_name);
     metadata.insert(
         "cluster_endpoint".into(),
-        fact(&["eks_cluster_endpoint", "cluster_endpoint"]).unwrap_or_default(),
+        output_fact(&plain, &["eks_cluster_endpoint", "cluster_endpoint"]),
     );
     metadata.insert(
         "cluster_arn".into(),
-        fact(&["eks_cluster_arn", "cluster_arn"]).unwrap_or_default(),
+        output_fact(&plain, &["eks_cluster_arn", "cluster_arn"]),
     );
-    metadata.insert("argocd_url".into(), Value::Null);
-    metadata.insert("argocd_admin_password".into(), Value::Null);
+    let (argocd_url, password) = match setup {
+        Some(setup) => (setup.argocd_url, setup.argocd_admin_password),
+        None => (Value::Null, Value::Null),
+    };
+    metadata.insert("argocd_url".into(), argocd_url);
+    metadata.insert("argocd_admin_password".into(), password);
     metadata.insert("outputs".into(), Value::Object(redacted));
     metadata.insert("timings".into(), Value::Object(vine.timings));
     Ok(metadata)
