@@ -123,6 +123,11 @@ impl Vines {
         row["error_message"].as_str().unwrap().to_string()
     }
 
+    /// An object of moto's bucket, parsed; panics if it is missing.
+    fn object(&self, key: &str) -> Value {
+        self.state(key).unwrap_or_else(|| panic!("no object {key}"))
+    }
+
     /// The state object in moto's bucket, parsed.
     fn state(&self, key: &str) -> Option<Value> {
         let target = self.scratch.path().join("state.json");
@@ -434,11 +439,11 @@ fn an_apply_stopped_by_sigint_releases_its_lock() {
 }
 
 #[test]
-fn an_apply_deaf_to_sigint_is_killed_after_terraforms_grace_and_its_state_stays_readable() {
+fn a_terraform_that_outlives_its_grace_is_killed_and_its_lock_is_named() {
     require_real_terraform();
     let vines = Vines::new();
     let mut snapshot = snapshot("deaf");
-    snapshot["apply_command"] = json!("trap '' INT TERM; echo deaf-step; sleep 600");
+    snapshot["apply_command"] = json!("echo deaf-step; sleep 600");
     let mut tendril = vines.start(&[("TENDRIL_TERRAFORM_GRACE", "3s")]);
     let job = vines.enqueue(
         "BOOTSTRAP",
@@ -448,18 +453,36 @@ fn an_apply_deaf_to_sigint_is_killed_after_terraforms_grace_and_its_state_stays_
     vines.trellis.wait_until(LONG, "the apply to start", |t| {
         t.log_text(&job).contains("deaf-step")
     });
+    // The state backend stops answering: Terraform, stopping, cannot write
+    // its state or release its lock, and outlives its grace.
+    let lock_key = "vy-1/deaf-test-eu-west-1/terraform.tfstate.tflock";
+    assert!(
+        vines.objects().iter().any(|k| k == lock_key),
+        "the apply holds its lock"
+    );
+    vines.moto.freeze();
     tendril.signal(libc::SIGTERM);
     std::thread::sleep(Duration::from_millis(500));
     tendril.signal(libc::SIGTERM);
+    vines
+        .trellis
+        .wait_until(LONG, "Terraform to be killed", |t| {
+            t.log_text(&job)
+                .contains("terraform stopped (killed by signal 9)")
+        });
+    vines.moto.thaw();
     assert_eq!(tendril.wait_timeout(LONG).unwrap().code(), Some(1));
-    assert_eq!(vines.fail(&job), "interrupted: the worker was shut down");
+    let message = vines.fail(&job);
+    let lock = vines.object(lock_key);
+    let id = lock["ID"].as_str().unwrap();
+    assert_eq!(
+        message,
+        format!(
+            "interrupted: the worker was shut down; the state lock {id} was left at \
+             s3://vine-terraform-state/{lock_key}: once no run is active, release it with `terraform force-unlock {id}`"
+        )
+    );
     assert!(vines.trellis.log_text(&job).contains("SIGKILL after 3s"));
-    if let Some(state) = vines.state("vy-1/deaf-test-eu-west-1/terraform.tfstate") {
-        assert!(
-            state["resources"].is_array(),
-            "a state that was written is whole JSON"
-        );
-    }
 }
 
 /// Recording fakes of `helm` and `kubectl` against a cluster (no Kubernetes

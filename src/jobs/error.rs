@@ -20,6 +20,10 @@ pub enum JobError {
     /// The job was stopped (signal, timeout, cancellation); the caller knows why.
     #[error("the job was stopped")]
     Stopped,
+    /// Stopped, with something the user must know about what was left
+    /// behind (a state lock).
+    #[error("the job was stopped; {0}")]
+    StoppedLeaving(String),
 }
 
 impl From<ToolError> for JobError {

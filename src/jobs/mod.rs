@@ -178,18 +178,24 @@ pub async fn run(
         Ok(context) => execute_isolated(context, stop, services.settings.cancel_grace).await,
         Err(error) => Err(error),
     };
+    let left_behind = |error: &JobError| match error {
+        JobError::StoppedLeaving(note) => format!("; {note}"),
+        _ => String::new(),
+    };
     let outcome = match (result, stop.reason()) {
         (_, Some(reason @ (StopReason::Cancelled | StopReason::Reassigned(_)))) => {
             Outcome::Abandon(reason.clone())
         }
         (Ok(metadata), _) => Outcome::Report(StatusUpdate::success(metadata)),
-        (Err(_), Some(StopReason::Shutdown)) => {
-            Outcome::Report(StatusUpdate::failed(SHUTDOWN_MESSAGE))
-        }
-        (Err(_), Some(StopReason::Timeout(limit))) => {
+        (Err(error), Some(StopReason::Shutdown)) => Outcome::Report(StatusUpdate::failed(format!(
+            "{SHUTDOWN_MESSAGE}{}",
+            left_behind(&error)
+        ))),
+        (Err(error), Some(StopReason::Timeout(limit))) => {
             Outcome::Report(StatusUpdate::failed(format!(
-                "timed out after {} (TENDRIL_JOB_TIMEOUT)",
-                format_duration(*limit)
+                "timed out after {} (TENDRIL_JOB_TIMEOUT){}",
+                format_duration(*limit),
+                left_behind(&error)
             )))
         }
         (Err(error), None) => {

@@ -139,6 +139,16 @@ impl<'a> Vine<'a> {
     async fn after_state_change(&self, result: Result<(), ToolError>) -> Result<(), JobError> {
         let Err(error) = result else { return Ok(()) };
         self.push_errored_state().await;
+        if let ToolError::Stopped { .. } = error {
+            return Err(match self.left_lock().await {
+                Some(id) => JobError::StoppedLeaving(format!(
+                    "the state lock {id} was left at s3://{STATE_BUCKET}/{}.tflock: once no run is active, \
+                     release it with `terraform force-unlock {id}`",
+                    self.state_key
+                )),
+                None => JobError::Stopped,
+            });
+        }
         match &error {
             ToolError::Failed { stderr_tail, .. } => match lock_id(stderr_tail) {
                 Some(id) => Err(JobError::Invalid(format!(
@@ -149,6 +159,50 @@ impl<'a> Vine<'a> {
             },
             _ => Err(error.into()),
         }
+    }
+
+    /// The ID of a lock a killed Terraform left in the bucket, if any (a
+    /// local state's lock dies with the process that held it).
+    async fn left_lock(&self) -> Option<String> {
+        let storage = self.context.settings.state_storage.as_ref()?;
+        let lock_file = self.context.workspace.path().join("left-lock.json");
+        let key = format!("{}.tflock", self.state_key);
+        let target = lock_file.display().to_string();
+        let args = [
+            "s3api",
+            "get-object",
+            "--bucket",
+            STATE_BUCKET,
+            "--key",
+            &key,
+            &target,
+        ];
+        let mut command = self.context.command("aws", &args).await.ok()?;
+        command.args.extend([
+            "--endpoint-url".into(),
+            storage.endpoint.clone(),
+            "--region".into(),
+            storage.region.clone(),
+        ]);
+        command.env.remove("AWS_SESSION_TOKEN");
+        command
+            .env
+            .insert("AWS_ACCESS_KEY_ID".into(), storage.key_id.expose().into());
+        command.env.insert(
+            "AWS_SECRET_ACCESS_KEY".into(),
+            storage.secret_key.expose().into(),
+        );
+        self.context
+            .log
+            .system(&format!("checking for a state lock left at {key}"));
+        let stop = CancellationToken::new();
+        let read = crate::tools::run(&command, &self.context.log, &stop);
+        tokio::time::timeout(Duration::from_secs(60), read)
+            .await
+            .ok()?
+            .ok()?;
+        let lock: Value = serde_json::from_slice(&std::fs::read(&lock_file).ok()?).ok()?;
+        lock.get("ID").and_then(Value::as_str).map(String::from)
     }
 
     async fn push_errored_state(&self) {

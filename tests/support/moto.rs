@@ -68,6 +68,23 @@ impl Moto {
         self.port
     }
 
+    /// Freezes the server (SIGSTOP): it accepts connections and answers
+    /// nothing, like a state backend behind a network partition.
+    pub fn freeze(&self) {
+        self.signal(libc::SIGSTOP);
+    }
+
+    /// Lets a frozen server answer again.
+    pub fn thaw(&self) {
+        self.signal(libc::SIGCONT);
+    }
+
+    fn signal(&self, signal: i32) {
+        let pid = libc::pid_t::try_from(self.child.id()).expect("pid fits pid_t");
+        // SAFETY: kill(2) on our own, not yet reaped, child.
+        unsafe { libc::kill(pid, signal) };
+    }
+
     /// The server's own stdout and stderr so far.
     pub fn log(&self) -> String {
         std::fs::read_to_string(self.dir.path().join("moto.log")).unwrap_or_default()
