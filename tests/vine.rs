@@ -684,3 +684,58 @@ fn a_deploy_with_a_cluster_writes_a_kubeconfig_installs_argocd_and_applies_the_a
     tendril.signal(libc::SIGTERM);
     assert_eq!(tendril.wait_timeout(LONG).unwrap().code(), Some(0));
 }
+
+#[test]
+fn a_plan_gets_costs_from_infracost_and_survives_its_failure() {
+    let vines = Vines::new();
+    let tools = vines.scratch.path().join("infracost-tools");
+    std::fs::create_dir_all(&tools).unwrap();
+    let failing = vines.scratch.path().join("infracost-fails");
+    let script = format!(
+        "#!/bin/sh\n# Fake of Infracost (no real one here): checks its inputs, answers a canned report.\n\
+         [ -f {failing} ] && {{ echo 'Error: invalid API key' >&2; exit 1; }}\n\
+         [ \"$INFRACOST_API_KEY\" = ico-test-key-123 ] || {{ echo 'no API key' >&2; exit 2; }}\n\
+         echo \"using key $INFRACOST_API_KEY\" >&2\n\
+         grep -q resource_changes \"$3\" || {{ echo 'not a plan' >&2; exit 3; }}\n\
+         echo '{{\"totalMonthlyCost\": \"12.5\", \"totalHourlyCost\": \"0.017\", \"diffTotalMonthlyCost\": \"12.5\", \
+         \"summary\": {{\"totalDetectedResources\": 3, \"totalSupportedResources\": 1, \"totalNoPriceResources\": 2}}, \
+         \"projects\": [{{\"breakdown\": {{\"resources\": [{{\"name\": \"terraform_data.database\", \"resourceType\": \"terraform_data\", \
+         \"monthlyCost\": \"12.5\", \"hourlyCost\": \"0.017\"}}]}}}}]}}'\n",
+        failing = failing.display()
+    );
+    let fake = tools.join("infracost");
+    std::fs::write(&fake, script).unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&fake, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let path = format!("{}:{}", tools.display(), std::env::var("PATH").unwrap());
+    let mut tendril = vines.start(&[
+        ("PATH", path.as_str()),
+        ("INFRACOST_API_KEY", "ico-test-key-123"),
+    ]);
+
+    let priced = vines.enqueue("PLAN", "222222222222", json!({}));
+    let row = vines.succeed(&priced);
+    let metadata = &row["execution_metadata"];
+    assert_eq!(metadata["cost_summary"]["total_monthly"], 12.5);
+    assert_eq!(metadata["cost_summary"]["total_resources"], 3);
+    assert_eq!(
+        metadata["cost_breakdown"][0]["name"],
+        "terraform_data.database"
+    );
+    let log = vines.trellis.log_text(&priced);
+    assert!(
+        log.contains("using key ***") && !log.contains("ico-test-key-123"),
+        "the key is masked"
+    );
+
+    std::fs::write(&failing, "").unwrap();
+    let unpriced = vines.enqueue("PLAN", "222222222222", json!({}));
+    let row = vines.succeed(&unpriced);
+    assert!(row["execution_metadata"].get("cost_summary").is_none());
+    assert!(vines
+        .trellis
+        .log_text(&unpriced)
+        .contains("warning: Infracost failed"));
+    tendril.signal(libc::SIGTERM);
+    assert_eq!(tendril.wait_timeout(LONG).unwrap().code(), Some(0));
+}

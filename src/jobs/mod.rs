@@ -9,6 +9,7 @@
 //! HTTP, signals or retries.
 
 pub mod cluster;
+pub mod costs;
 pub mod discovery;
 pub mod environment;
 pub mod error;

@@ -14,10 +14,10 @@ use serde_json::{json, Map, Value};
 use tokio_util::sync::CancellationToken;
 
 use super::cluster::{self, output_fact};
-use super::redact;
 use super::vine_inputs::{
     copy_template, tfvars, vine_state_key, write_backend, StateBackend, STATE_BUCKET,
 };
+use super::{costs, redact};
 use super::{JobContext, JobError};
 use crate::tools::terraform::{lock_id, Terraform};
 use crate::tools::ToolError;
@@ -270,6 +270,10 @@ pub async fn plan(context: &JobContext) -> Result<Map<String, Value>, JobError> 
     metadata.insert("plan_completed".into(), json!(true));
     metadata.insert("plan_file_key".into(), json!(key));
     metadata.insert("plan_result".into(), redact::plan_result(&shown));
+    if let Some((breakdown, summary)) = costs::estimate(context, &shown).await {
+        metadata.insert("cost_breakdown".into(), breakdown);
+        metadata.insert("cost_summary".into(), summary);
+    }
     metadata.insert("timings".into(), Value::Object(vine.timings));
     Ok(metadata)
 }
