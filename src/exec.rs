@@ -71,7 +71,7 @@ pub async fn run(
         path: out_dir.clone(),
         source,
     };
-    crate::outbox::create_private_dir(&out_dir).map_err(output_error)?;
+    crate::private_files::create_private_dir(&out_dir).map_err(output_error)?;
     let terminal = TerminalLog::create(&out_dir.join("job.log")).map_err(output_error)?;
     let log = JobLog::new(
         Destination::Terminal(terminal),

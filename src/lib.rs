@@ -15,6 +15,7 @@ pub mod exec;
 pub mod jobs;
 pub mod logs;
 pub mod outbox;
+pub mod private_files;
 pub mod report;
 pub mod secrets;
 pub mod telemetry;

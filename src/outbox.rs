@@ -11,11 +11,11 @@
 
 use std::fs;
 use std::io;
-use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
+use crate::private_files::{create_private_dir, write_private_file};
 use crate::trellis::StatusUpdate;
 
 /// The outbox directory under a work root.
@@ -34,32 +34,6 @@ pub struct OutboxEntry {
 #[derive(Serialize, Deserialize)]
 struct EntryRecord {
     job_id: String,
-}
-
-/// Creates a private (0700) directory and its parents.
-pub fn create_private_dir(path: &Path) -> io::Result<()> {
-    fs::DirBuilder::new()
-        .recursive(true)
-        .mode(0o700)
-        .create(path)?;
-    fs::set_permissions(path, fs::Permissions::from_mode(0o700))
-}
-
-/// Writes a file readable by its owner only, atomically (through a rename),
-/// so a crash leaves the old content or the new, never half of one.
-pub fn write_private_file(path: &Path, contents: &[u8]) -> io::Result<()> {
-    use std::io::Write;
-    use std::os::unix::fs::OpenOptionsExt;
-    let temporary = path.with_extension("tmp");
-    let mut file = fs::OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .mode(0o600)
-        .open(&temporary)?;
-    file.write_all(contents)?;
-    drop(file);
-    fs::rename(&temporary, path)
 }
 
 /// A job id as a directory name: ids are UUIDs, but a malformed one must
@@ -162,6 +136,7 @@ impl OutboxEntry {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::os::unix::fs::PermissionsExt;
 
     #[test]
     fn entries_survive_a_restart_with_their_terminal_status() {

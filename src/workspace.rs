@@ -3,10 +3,9 @@
 
 use std::fs;
 use std::io;
-use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 
-use crate::outbox::create_private_dir;
+use crate::private_files::{create_private_dir, write_private_file};
 
 /// The directory under the work root that holds the workspaces.
 fn workspaces_root(work_root: &Path) -> PathBuf {
@@ -53,15 +52,8 @@ impl Workspace {
 
     /// Writes a file only the worker's user can read (0600).
     pub fn write_private(&self, name: &str, contents: &[u8]) -> io::Result<PathBuf> {
-        use std::io::Write;
         let path = self.dir.join(name);
-        let mut file = fs::OpenOptions::new()
-            .write(true)
-            .create(true)
-            .truncate(true)
-            .mode(0o600)
-            .open(&path)?;
-        file.write_all(contents)?;
+        write_private_file(&path, contents)?;
         Ok(path)
     }
 }

@@ -205,7 +205,11 @@ async fn progress_never_lands_after_the_queue_is_closed() {
         let (queue, client, job) = (queue.clone(), client.clone(), job.clone());
         tokio::spawn(async move { queue.deliver(&client, &job, quick()).await })
     };
-    tokio::time::sleep(Duration::from_millis(100)).await;
+    // The fake applies an update before its delayed answer: once the first
+    // is recorded, it is in flight.
+    trellis.wait_until(Duration::from_secs(30), "the first update", |t| {
+        t.status_history(&job).len() == 1
+    });
     queue.close();
     queue.push(progress(4));
     delivering.await.unwrap().unwrap();

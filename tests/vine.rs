@@ -545,17 +545,10 @@ fn a_deploy_with_a_cluster_writes_a_kubeconfig_installs_argocd_and_applies_the_a
     let vines = Vines::new();
     let account = "212121212121";
     // The EKS cluster Terraform would have made, in moto, in the role's account.
-    let creds = vines.moto.aws(&[
-        "sts",
-        "assume-role",
-        "--role-arn",
-        &format!("arn:aws:iam::{account}:role/setup"),
-        "--role-session-name",
-        "setup",
-    ]);
-    let key = |name: &str| creds["Credentials"][name].as_str().unwrap().to_string();
-    let created = std::process::Command::new("aws")
-        .args([
+    let eks_role = format!("arn:aws:iam::{account}:role/eks");
+    vines.moto.aws_as(
+        account,
+        &[
             "eks",
             "create-cluster",
             "--name",
@@ -563,22 +556,10 @@ fn a_deploy_with_a_cluster_writes_a_kubeconfig_installs_argocd_and_applies_the_a
             "--region",
             "eu-west-1",
             "--role-arn",
-            &format!("arn:aws:iam::{account}:role/eks"),
+            &eks_role,
             "--resources-vpc-config",
             "subnetIds=subnet-1",
-        ])
-        .args(["--endpoint-url", &vines.moto.endpoint(), "--output", "json"])
-        .envs([
-            ("AWS_ACCESS_KEY_ID", key("AccessKeyId")),
-            ("AWS_SECRET_ACCESS_KEY", key("SecretAccessKey")),
-            ("AWS_SESSION_TOKEN", key("SessionToken")),
-        ])
-        .output()
-        .unwrap();
-    assert!(
-        created.status.success(),
-        "{}",
-        String::from_utf8_lossy(&created.stderr)
+        ],
     );
 
     let (tools, records) = cluster_fakes(&vines);

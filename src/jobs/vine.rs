@@ -55,7 +55,7 @@ impl<'a> Vine<'a> {
         let phase = context.log.phase("preparing the Terraform configuration");
         copy_template(&template, &dir)?;
         let vars = serde_json::to_vec_pretty(&tfvars(&job.config_snapshot)).unwrap_or_default();
-        crate::outbox::write_private_file(&dir.join(VAR_FILE), &vars)
+        crate::private_files::write_private_file(&dir.join(VAR_FILE), &vars)
             .map_err(|e| JobError::io("cannot write terraform.tfvars.json", e))?;
         let backend = match &context.settings.state_storage {
             Some(storage) => {
@@ -306,7 +306,7 @@ async fn deploy_with(
                      never applied); plan again"
                 ))
             })?;
-            crate::outbox::write_private_file(&vine.dir.join(PLAN_FILE), &plan)
+            crate::private_files::write_private_file(&vine.dir.join(PLAN_FILE), &plan)
                 .map_err(|e| JobError::io("cannot write the plan file", e))?;
             vine.record("download_plan", phase.finish());
         }

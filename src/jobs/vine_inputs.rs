@@ -18,7 +18,7 @@ use serde_json::{Map, Value};
 
 use super::JobError;
 use crate::config::StateStorage;
-use crate::outbox::{create_private_dir, write_private_file};
+use crate::private_files::{create_private_dir, write_private_file};
 use crate::workspace::Workspace;
 
 /// Settings that are secrets: they go only to the step that needs them.

@@ -20,7 +20,8 @@ use std::time::{Duration, Instant};
 use tokio::sync::Notify;
 
 use super::MAX_CHUNK_BYTES;
-use crate::outbox::{write_private_file, OutboxEntry};
+use crate::outbox::OutboxEntry;
+use crate::private_files::write_private_file;
 use crate::trellis::retry::{retry, RetryPolicy};
 use crate::trellis::{LogChunk, StreamType, TrellisClient, TrellisError};
 

@@ -10,7 +10,7 @@ use std::sync::Mutex;
 use serde_json::{json, Map, Value};
 
 use crate::jobs::JobError;
-use crate::outbox::write_private_file;
+use crate::private_files::write_private_file;
 use crate::trellis::StatusUpdate;
 
 /// The plan artifact's file name in an output directory.

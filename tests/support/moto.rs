@@ -144,18 +144,52 @@ impl Moto {
     /// credentials, JSON output) and returns its parsed stdout (`Null` when
     /// it prints nothing). Panics with stderr when the command fails.
     pub fn aws(&self, args: &[&str]) -> Value {
+        self.aws_with(("testing", "testing", None), args)
+    }
+
+    /// Runs the real `aws` CLI acting as a role in `account` (moto keeps
+    /// each account's resources apart). A later `--region` in `args` wins.
+    pub fn aws_as(&self, account: &str, args: &[&str]) -> Value {
+        let role = format!("arn:aws:iam::{account}:role/test-setup");
+        let answer = self.aws(&[
+            "sts",
+            "assume-role",
+            "--role-arn",
+            &role,
+            "--role-session-name",
+            "test-setup",
+        ]);
+        let key = |name: &str| answer["Credentials"][name].as_str().unwrap().to_string();
+        let (id, secret, token) = (
+            key("AccessKeyId"),
+            key("SecretAccessKey"),
+            key("SessionToken"),
+        );
+        self.aws_with((&id, &secret, Some(&token)), args)
+    }
+
+    fn aws_with(
+        &self,
+        (key_id, secret, token): (&str, &str, Option<&str>),
+        args: &[&str],
+    ) -> Value {
         let nowhere = self.dir.path().join("no-such-aws-file");
-        let output = Command::new("aws")
+        let mut command = Command::new("aws");
+        if let Some(token) = token {
+            command.env("AWS_SESSION_TOKEN", token);
+        } else {
+            command.env_remove("AWS_SESSION_TOKEN");
+        }
+        let output = command
             .args(["--endpoint-url", &self.endpoint(), "--region", "us-east-1"])
             .args(["--output", "json"])
             .args(args)
-            .env("AWS_ACCESS_KEY_ID", "testing")
-            .env("AWS_SECRET_ACCESS_KEY", "testing")
+            .env("AWS_ACCESS_KEY_ID", key_id)
+            .env("AWS_SECRET_ACCESS_KEY", secret)
             .env("AWS_EC2_METADATA_DISABLED", "true")
             .env("AWS_CONFIG_FILE", &nowhere)
             .env("AWS_SHARED_CREDENTIALS_FILE", &nowhere)
             .env_remove("AWS_PROFILE")
-            .env_remove("AWS_SESSION_TOKEN")
             .stdin(Stdio::null())
             .output();
         let output = match output {
