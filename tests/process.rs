@@ -93,16 +93,27 @@ async fn a_grandchild_holding_stdout_cannot_hang_the_run() {
     assert!(logged(&dir).contains("started"));
 }
 
+/// Cancels `stop` once the job's log shows `marker` (the tool is ready).
+fn stop_when_logged(dir: &TempDir, marker: &'static str) -> CancellationToken {
+    let stop = CancellationToken::new();
+    let (stopper, log_file) = (stop.clone(), dir.path().join("job.log"));
+    tokio::spawn(async move {
+        while !std::fs::read_to_string(&log_file)
+            .unwrap_or_default()
+            .contains(marker)
+        {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        stopper.cancel();
+    });
+    stop
+}
+
 #[tokio::test]
 async fn a_stop_sends_sigint_to_the_group_then_sigkill_after_the_grace() {
     let dir = TempDir::new("tendril-process-test");
-    let stop = CancellationToken::new();
-    let stopper = stop.clone();
-    tokio::spawn(async move {
-        tokio::time::sleep(Duration::from_millis(500)).await;
-        stopper.cancel();
-    });
-    let script = "trap 'echo got-sigint; exit 1' INT; sleep 60 & wait";
+    let stop = stop_when_logged(&dir, "ready-1");
+    let script = "trap 'echo got-sigint; exit 1' INT; echo ready-1; sleep 60 & wait";
     let error = run(&command(&dir, script), &log(&dir), &stop)
         .await
         .unwrap_err();
@@ -110,13 +121,11 @@ async fn a_stop_sends_sigint_to_the_group_then_sigkill_after_the_grace() {
     assert!(logged(&dir).contains("got-sigint"));
 
     let pid_file = dir.path().join("pid");
-    let stubborn = format!("trap '' INT; echo $$ > {}; sleep 60", pid_file.display());
-    let stop = CancellationToken::new();
-    let stopper = stop.clone();
-    tokio::spawn(async move {
-        tokio::time::sleep(Duration::from_millis(500)).await;
-        stopper.cancel();
-    });
+    let stubborn = format!(
+        "trap '' INT; echo $$ > {}; echo ready-2; sleep 60",
+        pid_file.display()
+    );
+    let stop = stop_when_logged(&dir, "ready-2");
     let started = Instant::now();
     run(&command(&dir, &stubborn), &log(&dir), &stop)
         .await
@@ -134,12 +143,22 @@ async fn a_stop_sends_sigint_to_the_group_then_sigkill_after_the_grace() {
 async fn dropping_the_run_ends_and_reaps_the_tool() {
     let dir = TempDir::new("tendril-process-test");
     let pid_file = dir.path().join("pid");
-    let script = format!("echo $$ > {}; exec sleep 60", pid_file.display());
+    let script = format!(
+        "echo $$ > {}.tmp; mv {0}.tmp {0}; exec sleep 60",
+        pid_file.display()
+    );
     let log = log(&dir);
     let stop = CancellationToken::new();
     let cmd = command(&dir, &script);
-    let running = run(&cmd, &log, &stop);
-    let _ = tokio::time::timeout(Duration::from_millis(500), running).await;
+    let started = async {
+        while !pid_file.exists() {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    };
+    tokio::select! {
+        _ = run(&cmd, &log, &stop) => panic!("the tool ended by itself"),
+        _ = started => {}
+    }
     let pid: i32 = std::fs::read_to_string(&pid_file)
         .unwrap()
         .trim()
