@@ -620,3 +620,69 @@ fn a_silent_job_gets_still_running_lines_and_a_long_log_is_truncated() {
         .sum();
     assert!(system > 0, "SYSTEM lines still flow past the limit");
 }
+
+#[test]
+fn on_ecs_the_task_is_protected_from_claim_to_terminal_status() {
+    let world = World::new();
+    let agent_uri = format!("{}/ecs-agent/task-1", world.trellis.url());
+    let job = world.enqueue_aws("FETCH_RESOURCES", "232323232323");
+    let mut tendril = world.start_with(&[
+        ("ECS_AGENT_URI", agent_uri.as_str()),
+        ("TENDRIL_JOB_TIMEOUT", "1h"),
+    ]);
+    world.wait_status(&job, "SUCCESS");
+    world
+        .trellis
+        .wait_until(LONG, "the protection to be lifted", |t| {
+            t.requests()
+                .iter()
+                .filter(|r| r.path.starts_with("/ecs-agent/"))
+                .count()
+                == 2
+        });
+    assert_eq!(drain(&mut tendril), 0);
+    let calls: Vec<(String, Value)> = world
+        .trellis
+        .requests()
+        .into_iter()
+        .filter(|r| r.path.starts_with("/ecs-agent/") || r.method == "PUT")
+        .map(|r| (r.path.clone(), r.json().unwrap_or(Value::Null)))
+        .collect();
+    let protection = |enabled: bool| {
+        let body = if enabled {
+            json!({"ProtectionEnabled": true, "ExpiresInMinutes": 75})
+        } else {
+            json!({"ProtectionEnabled": false})
+        };
+        (
+            "/ecs-agent/task-1/task-protection/v1/state".to_string(),
+            body,
+        )
+    };
+    assert_eq!(
+        calls.first(),
+        Some(&protection(true)),
+        "on before anything else: {calls:?}"
+    );
+    assert_eq!(
+        calls.last(),
+        Some(&protection(false)),
+        "off after the terminal status: {calls:?}"
+    );
+    assert_eq!(calls[calls.len() - 2].1["status"], "SUCCESS");
+}
+
+#[test]
+fn off_ecs_there_is_no_protection_call() {
+    let world = World::new();
+    let job = world.enqueue_aws("FETCH_RESOURCES", "242424242424");
+    let mut tendril = world.start();
+    world.wait_status(&job, "SUCCESS");
+    assert_eq!(drain(&mut tendril), 0);
+    assert!(!world
+        .trellis
+        .requests()
+        .iter()
+        .any(|r| r.path.starts_with("/ecs-agent/")));
+    assert!(!tendril.output().contains("task protection"));
+}

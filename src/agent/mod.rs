@@ -9,6 +9,7 @@
 //! what is reported.
 
 pub mod heartbeat;
+pub mod protection;
 pub mod shutdown;
 
 use std::sync::Arc;
@@ -30,6 +31,7 @@ use crate::trellis::{
     Announcement, Claim, Heartbeat, StatusUpdate, TrellisClient, TrellisError, WorkerStatus,
 };
 use heartbeat::Heartbeats;
+use protection::TaskProtection;
 use shutdown::Shutdown;
 
 /// How `tendril start` ended.
@@ -51,6 +53,7 @@ pub struct Agent {
     client: TrellisClient,
     outbox: Outbox,
     shutdown: Shutdown,
+    protection: Option<TaskProtection>,
 }
 
 impl Agent {
@@ -61,12 +64,34 @@ impl Agent {
         outbox: Outbox,
         shutdown: Shutdown,
     ) -> Self {
+        let protection = TaskProtection::from_agent_uri(
+            services.host.get("ECS_AGENT_URI"),
+            services.settings.job_timeout,
+        );
         Agent {
             settings,
             services,
             client,
             outbox,
             shutdown,
+            protection,
+        }
+    }
+
+    /// Turns ECS task protection on or off, when on ECS; returns the
+    /// problem, if any (a warning, never a failed job).
+    async fn protect(&self, enabled: bool) -> Option<String> {
+        let protection = self.protection.as_ref()?;
+        let state = if enabled { "on" } else { "off" };
+        match protection.set(enabled).await {
+            Ok(()) => {
+                tracing::info!("ECS task protection {state}");
+                None
+            }
+            Err(problem) => {
+                tracing::warn!("cannot turn ECS task protection {state}: {problem}");
+                Some(problem)
+            }
         }
     }
 
@@ -211,6 +236,7 @@ impl Agent {
             },
         };
         tracing::info!("claimed job {job_id}");
+        let unprotected = self.protect(true).await;
         let report = match JobReport::open(
             &self.client,
             &self.outbox,
@@ -222,6 +248,7 @@ impl Agent {
                 tracing::error!(
                     "cannot open job {job_id}'s outbox entry: {error}; the job is not run"
                 );
+                self.protect(false).await;
                 return Exit::Drained;
             }
         };
@@ -232,6 +259,11 @@ impl Agent {
             settings.log_limit,
             settings.progress_interval,
         );
+        if let Some(problem) = unprotected {
+            log.system(&format!(
+                "warning: ECS task protection could not be turned on ({problem}); ECS may stop this task during the job"
+            ));
+        }
         let stop = JobStop::default();
         let job = async {
             match claimed {
@@ -329,6 +361,7 @@ impl Agent {
             }
         }
         heartbeats.set_job(None);
+        self.protect(false).await;
         exit
     }
 }

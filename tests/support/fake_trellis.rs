@@ -475,6 +475,28 @@ async fn register(AxState(db): AxState<Db>, headers: HeaderMap, body: Bytes) -> 
     Ok(Json(answer).into_response())
 }
 
+/// A fake of the ECS agent's task protection endpoint (the agent sets
+/// `ECS_AGENT_URI` to `.../ecs-agent/<task>`), served here so that its calls
+/// are recorded in one order with the Trellis calls. It checks the body as
+/// the agent does.
+async fn task_protection(Path(task): Path<String>, body: Bytes) -> Reply {
+    let req = json_object(&body)?;
+    let Some(enabled) = req.get("ProtectionEnabled").and_then(Value::as_bool) else {
+        return Err(error(400, "ProtectionEnabled is required"));
+    };
+    let expiry = req.get("ExpiresInMinutes");
+    if enabled
+        && !expiry
+            .and_then(Value::as_u64)
+            .is_some_and(|m| (1..=2880).contains(&m))
+    {
+        return Err(error(400, "ExpiresInMinutes must be between 1 and 2880"));
+    }
+    let task_arn = format!("arn:aws:ecs:eu-west-1:123456789012:task/pool/{task}");
+    let answer = json!({"protection": {"ProtectionEnabled": enabled, "TaskArn": task_arn}});
+    Ok(Json(answer).into_response())
+}
+
 async fn not_found() -> ApiError {
     error(404, "Not found")
 }
@@ -493,6 +515,10 @@ fn router(db: Db) -> Router {
         .route("/api/workers/{id}/metadata", patch(patch_metadata))
         .route("/api/workers/{id}", delete(delete_worker))
         .route("/api/tendrils/register", post(register))
+        .route(
+            "/ecs-agent/{task}/task-protection/v1/state",
+            put(task_protection),
+        )
         .fallback(not_found)
         .method_not_allowed_fallback(not_found)
         // Large enough that a 50 MiB + 1 upload reaches the handler's 413.
