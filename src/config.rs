@@ -191,6 +191,11 @@ pub struct JobArgs {
     /// 40s cloud-hosted].
     #[arg(long, env = "TENDRIL_TERRAFORM_GRACE", value_name = "DURATION")]
     pub terraform_grace: Option<String>,
+    /// A Terraform provider mirror directory (`terraform providers mirror`):
+    /// the providers it holds are installed from it alone, so a registry
+    /// outage cannot fail them; others come from the registry [default: none].
+    #[arg(long, env = "TENDRIL_TERRAFORM_PROVIDER_MIRROR", value_name = "DIR")]
+    pub terraform_provider_mirror: Option<PathBuf>,
     /// How long Terraform waits for a state lock held by another run [default: 5m].
     #[arg(long, env = "TENDRIL_TERRAFORM_LOCK_TIMEOUT", value_name = "DURATION")]
     pub terraform_lock_timeout: Option<String>,
@@ -232,6 +237,7 @@ pub struct JobSettings {
     pub state_dir: PathBuf,
     pub terraform_grace: Duration,
     pub terraform_lock_timeout: Duration,
+    pub terraform_provider_mirror: Option<PathBuf>,
     pub argocd: ArgoCdSettings,
     pub infracost_api_key: Option<Secret>,
 }
@@ -417,6 +423,7 @@ impl JobArgs {
                 &self.terraform_lock_timeout,
                 Duration::from_secs(300),
             )?,
+            terraform_provider_mirror: self.terraform_provider_mirror.clone(),
             argocd: ArgoCdSettings {
                 chart: self
                     .argocd_chart
@@ -588,6 +595,7 @@ mod tests {
             state_dir: None,
             terraform_grace: None,
             terraform_lock_timeout: None,
+            terraform_provider_mirror: None,
             argocd_chart: None,
             argocd_chart_repository: None,
             argocd_chart_version: None,

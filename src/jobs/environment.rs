@@ -9,6 +9,7 @@
 //! ambient credentials are what such a job is meant to use.
 
 use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
 
 use crate::config::{JobSettings, WorkerMode};
 use crate::workspace::Workspace;
@@ -28,8 +29,53 @@ const NETWORK_VARIABLES: [&str; 8] = [
 /// The host's own cloud credentials and where the CLIs keep them.
 const AMBIENT_CREDENTIAL_PREFIXES: [&str; 5] = ["AWS_", "AZURE_", "ARM_", "GOOGLE_", "CLOUDSDK_"];
 
-/// The Terraform CLI configuration every job uses: no checkpoint calls.
-pub const TERRAFORM_CLI_CONFIG: &str = "disable_checkpoint = true\n";
+/// The Terraform CLI configuration every job uses: no checkpoint calls,
+/// and, with a provider mirror, the providers it holds from the mirror alone
+/// (a registry outage cannot fail them); any other from the registry.
+pub fn terraform_cli_config(provider_mirror: Option<&Path>) -> String {
+    let mut config = String::from("disable_checkpoint = true\n");
+    let mirrored = provider_mirror.map(mirrored_providers).unwrap_or_default();
+    if let (Some(mirror), false) = (provider_mirror, mirrored.is_empty()) {
+        let quote = |text: &str| serde_json::to_string(text).unwrap_or_default();
+        let list = mirrored
+            .iter()
+            .map(|p| quote(p))
+            .collect::<Vec<_>>()
+            .join(", ");
+        config.push_str(&format!(
+            "provider_installation {{\n  filesystem_mirror {{\n    path    = {}\n    include = [{list}]\n  }}\n  \
+             direct {{\n    exclude = [{list}]\n  }}\n}}\n",
+            quote(&mirror.display().to_string())
+        ));
+    }
+    config
+}
+
+/// The providers a mirror holds (`<host>/<namespace>/<type>` directories).
+fn mirrored_providers(mirror: &Path) -> Vec<String> {
+    let children = |dir: &Path| -> Vec<PathBuf> {
+        let mut found: Vec<PathBuf> = std::fs::read_dir(dir)
+            .into_iter()
+            .flatten()
+            .flatten()
+            .map(|entry| entry.path())
+            .filter(|path| path.is_dir())
+            .collect();
+        found.sort();
+        found
+    };
+    let mut providers = Vec::new();
+    for host in children(mirror) {
+        for namespace in children(&host) {
+            for provider in children(&namespace) {
+                if let Ok(relative) = provider.strip_prefix(mirror) {
+                    providers.push(relative.display().to_string());
+                }
+            }
+        }
+    }
+    providers
+}
 
 /// Tendril's own environment, read once; never modified.
 #[derive(Debug, Clone)]
@@ -191,6 +237,29 @@ mod tests {
         );
         drop(workspace);
         std::fs::remove_dir_all(root).unwrap();
+    }
+
+    #[test]
+    fn mirrored_providers_come_from_the_mirror_alone() {
+        assert_eq!(terraform_cli_config(None), "disable_checkpoint = true\n");
+        let mirror =
+            std::env::temp_dir().join(format!("tendril-mirror-test-{}", std::process::id()));
+        assert_eq!(
+            terraform_cli_config(Some(&mirror)),
+            "disable_checkpoint = true\n",
+            "an empty mirror is no mirror"
+        );
+        std::fs::create_dir_all(mirror.join("registry.terraform.io/hashicorp/aws/5.80.0")).unwrap();
+        let config = terraform_cli_config(Some(&mirror));
+        assert!(
+            config.contains(r#"include = ["registry.terraform.io/hashicorp/aws"]"#),
+            "{config}"
+        );
+        assert!(
+            config.contains(r#"exclude = ["registry.terraform.io/hashicorp/aws"]"#),
+            "{config}"
+        );
+        std::fs::remove_dir_all(mirror).unwrap();
     }
 
     #[test]

@@ -33,7 +33,7 @@ use crate::tools::{self, ToolCommand, ToolOutput};
 use crate::trellis::{ClaimedJob, CloudIdentity, Job, JobType, StatusUpdate};
 use crate::units::format_duration;
 use crate::workspace::Workspace;
-use environment::{base_environment, uses_ambient_credentials, HostEnv, TERRAFORM_CLI_CONFIG};
+use environment::{base_environment, terraform_cli_config, uses_ambient_credentials, HostEnv};
 pub use error::JobError;
 
 /// The message of a job interrupted by the worker's shutdown.
@@ -233,7 +233,10 @@ fn prepare(
     let workspace = Workspace::create(&settings.work_dir, &job.id)
         .map_err(|e| JobError::io("cannot create the job workspace", e))?;
     workspace
-        .write_private("terraform.rc", TERRAFORM_CLI_CONFIG.as_bytes())
+        .write_private(
+            "terraform.rc",
+            terraform_cli_config(settings.terraform_provider_mirror.as_deref()).as_bytes(),
+        )
         .map_err(|e| JobError::io("cannot write the Terraform CLI configuration", e))?;
     let ambient = uses_ambient_credentials(settings.mode, identity.is_some());
     let base_env = base_environment(&services.host, &settings, &workspace, ambient);
