@@ -55,6 +55,27 @@ pub enum Command {
     Exec(ExecArgs),
     /// Print Tendril's version and the versions of the tools it finds on PATH.
     Version,
+    /// Register a new worker with Trellis (for setting up a self-hosted one)
+    /// and print the environment lines it runs with. The platform's
+    /// registration secret is read from TENDRIL_REGISTRATION_SECRET (or
+    /// TENDRIL_REGISTRATION_SECRET_FILE).
+    Register(RegisterArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct RegisterArgs {
+    /// The worker's name, as Trellis shows it.
+    #[arg(long)]
+    pub name: String,
+    /// cloud-hosted or self-hosted.
+    #[arg(long, default_value = "self-hosted")]
+    pub mode: String,
+    /// Base URL of Trellis (falls back to GRAPE_WEB_ORIGIN).
+    #[arg(long, env = "TRELLIS_URL", hide_env_values = true)]
+    pub trellis_url: Option<String>,
+    /// Allow plain http:// to a host other than loopback (never in production).
+    #[arg(long, env = "TENDRIL_ALLOW_INSECURE_HTTP")]
+    pub allow_insecure_http: bool,
 }
 
 #[derive(Debug, Args)]

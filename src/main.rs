@@ -45,6 +45,7 @@ async fn async_main(command: Command) -> ExitCode {
             }
             ExitCode::SUCCESS
         }
+        Command::Register(args) => register(args).await,
         Command::Exec(args) => {
             let settings = match args.job.resolve() {
                 Ok(settings) => settings,
@@ -98,6 +99,61 @@ async fn async_main(command: Command) -> ExitCode {
                 Exit::Interrupted => ExitCode::from(1),
                 Exit::Rejected(message) => configuration_error(message),
             }
+        }
+    }
+}
+
+/// `tendril register`: the token goes to standard output only, as the
+/// environment lines to paste, never to a log.
+async fn register(args: tendril::config::RegisterArgs) -> ExitCode {
+    let mode = match args.mode.as_str() {
+        "self-hosted" => tendril::config::WorkerMode::SelfHosted,
+        "cloud-hosted" => tendril::config::WorkerMode::CloudHosted,
+        other => {
+            return configuration_error(format!(
+                "--mode: '{other}' is not cloud-hosted or self-hosted"
+            ))
+        }
+    };
+    let Some(url) = args
+        .trellis_url
+        .clone()
+        .or_else(|| std::env::var("GRAPE_WEB_ORIGIN").ok())
+    else {
+        return configuration_error(
+            "TRELLIS_URL (--trellis-url): is not set (the base URL of Trellis)",
+        );
+    };
+    let secret =
+        match tendril::config::secret_from_env("TENDRIL_REGISTRATION_SECRET") {
+            Ok(Some(secret)) => secret,
+            Ok(None) => return configuration_error(
+                "TENDRIL_REGISTRATION_SECRET: is not set (the platform's registration secret, or \
+                 TENDRIL_REGISTRATION_SECRET_FILE)",
+            ),
+            Err(error) => return configuration_error(error),
+        };
+    let url = url.trim().trim_end_matches('/').to_string();
+    match tendril::trellis::client::register(
+        &url,
+        args.allow_insecure_http,
+        secret.expose(),
+        &args.name,
+        mode,
+    )
+    .await
+    {
+        Ok(registration) => {
+            println!("GRAPE_WORKER_ID={}", registration.tendril_id);
+            println!("GRAPE_WORKER_TOKEN={}", registration.tendril_token);
+            ExitCode::SUCCESS
+        }
+        Err(tendril::trellis::TrellisError::Unauthorized(_)) => configuration_error(
+            "Trellis rejected the registration secret (TENDRIL_REGISTRATION_SECRET)",
+        ),
+        Err(error) => {
+            eprintln!("tendril: registration failed: {error}");
+            ExitCode::from(1)
         }
     }
 }

@@ -141,3 +141,48 @@ fn version_lists_tendril_and_every_tool() {
     };
     assert!(without_path.contains("aws missing"), "{without_path}");
 }
+
+#[test]
+fn register_prints_the_environment_lines_of_a_new_worker() {
+    let trellis = support::fake_trellis::FakeTrellis::start();
+    trellis.set_registration_secret("registration-secret-for-test");
+    let url = trellis.url();
+    let (code, text) = run(
+        &["register", "--name", "vm-worker-1"],
+        &[
+            ("TRELLIS_URL", url.as_str()),
+            (
+                "TENDRIL_REGISTRATION_SECRET",
+                "registration-secret-for-test",
+            ),
+        ],
+    );
+    assert_eq!(code, 0, "{text}");
+    let id = text
+        .lines()
+        .find_map(|l| l.strip_prefix("GRAPE_WORKER_ID="))
+        .expect("an id line");
+    let token = text
+        .lines()
+        .find_map(|l| l.strip_prefix("GRAPE_WORKER_TOKEN="))
+        .expect("a token line");
+    assert!(trellis.worker_exists(id) && token.len() > 16);
+    let body = trellis.requests().pop().unwrap().json().unwrap();
+    assert_eq!(
+        body,
+        serde_json::json!({"name": "vm-worker-1", "mode": "self-hosted"})
+    );
+
+    let (code, text) = run(
+        &["register", "--name", "vm-worker-2"],
+        &[
+            ("TRELLIS_URL", url.as_str()),
+            ("TENDRIL_REGISTRATION_SECRET", "wrong-secret"),
+        ],
+    );
+    assert_eq!(code, 2);
+    assert!(
+        text.contains("rejected the registration secret") && !text.contains("wrong-secret"),
+        "{text}"
+    );
+}
