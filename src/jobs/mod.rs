@@ -16,6 +16,7 @@ pub mod error;
 pub mod redact;
 pub mod vine;
 pub mod vine_inputs;
+pub mod worker;
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, OnceLock};
@@ -103,6 +104,8 @@ pub struct JobContext {
     /// The AWS role the job acts as, when its identity names one.
     pub aws_role: Option<AssumedRole>,
     base_env: BTreeMap<String, String>,
+    /// The snapshot's secret settings, masked while the job runs.
+    _masked: Vec<secrets::SecretGuard>,
 }
 
 impl JobContext {
@@ -241,6 +244,11 @@ fn prepare(
     let ambient = uses_ambient_credentials(settings.mode, identity.is_some());
     let base_env = base_environment(&services.host, &settings, &workspace, ambient);
     let aws_role = aws_role(&job, identity.as_ref());
+    let masked = vine_inputs::SECRET_SETTINGS
+        .iter()
+        .filter_map(|name| job.config_snapshot.get(*name).and_then(Value::as_str))
+        .map(secrets::register)
+        .collect();
     Ok(JobContext {
         job,
         identity,
@@ -251,6 +259,7 @@ fn prepare(
         stop: stop.token().clone(),
         aws_role,
         base_env,
+        _masked: masked,
     })
 }
 
@@ -319,6 +328,7 @@ async fn execute(context: &JobContext) -> Result<Map<String, Value>, JobError> {
         Some(JobType::Deploy) => vine::deploy(context).await,
         Some(JobType::Destroy) => vine::destroy(context).await,
         Some(JobType::Bootstrap) => vine::bootstrap(context).await,
+        Some(JobType::UpdateWorker) => worker::update_worker(context).await,
         Some(other) => Err(JobError::Invalid(format!(
             "{other} jobs are not supported by this Tendril ({}) yet",
             crate::VERSION

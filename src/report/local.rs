@@ -70,6 +70,21 @@ impl LocalReport {
         Ok((row["id"] == plan_job_id).then_some(dir))
     }
 
+    /// What Trellis would be sent as the worker's metadata, as
+    /// `worker-metadata.json`.
+    pub fn save_worker_metadata(
+        &self,
+        worker_id: &str,
+        metadata: &Map<String, Value>,
+    ) -> Result<(), JobError> {
+        let record = json!({"worker_id": worker_id, "metadata": metadata});
+        write_private_file(
+            &self.out_dir.join("worker-metadata.json"),
+            record.to_string().as_bytes(),
+        )
+        .map_err(|e| JobError::io("cannot write worker-metadata.json", e))
+    }
+
     /// The PLAN job's row as Trellis would hold it: the row it ran with,
     /// with the status it ended with.
     pub fn planned_job(&self, plan_job_id: &str) -> Result<Option<Value>, JobError> {

@@ -85,6 +85,24 @@ impl Reporter {
         }
     }
 
+    /// Replaces a worker's metadata in Trellis (for a worker a job deployed
+    /// or updated; never the running worker's own).
+    pub async fn replace_worker_metadata(
+        &self,
+        worker_id: &str,
+        metadata: Map<String, Value>,
+    ) -> Result<(), JobError> {
+        match self {
+            Reporter::Trellis(t) => Ok(retry(
+                Self::policy(t.retry_max_delay),
+                "recording the worker's metadata",
+                || t.client.replace_worker_metadata(worker_id, &metadata),
+            )
+            .await?),
+            Reporter::Local(report) => report.save_worker_metadata(worker_id, &metadata),
+        }
+    }
+
     /// Another job's row (the PLAN job of a DEPLOY), if it exists.
     pub async fn job_row(&self, job_id: &str) -> Result<Option<Value>, JobError> {
         match self {
