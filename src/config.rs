@@ -261,6 +261,8 @@ pub struct JobSettings {
     pub terraform_provider_mirror: Option<PathBuf>,
     pub argocd: ArgoCdSettings,
     pub infracost_api_key: Option<Secret>,
+    /// The platform's secret for registering the workers DEPLOY_WORKER deploys.
+    pub registration_secret: Option<Secret>,
 }
 
 /// Which argo-cd chart a DEPLOY installs, and how long it may take.
@@ -465,6 +467,7 @@ impl JobArgs {
                 )?,
             },
             infracost_api_key: secret_from_env("INFRACOST_API_KEY")?,
+            registration_secret: secret_from_env("TENDRIL_REGISTRATION_SECRET")?,
         })
     }
 

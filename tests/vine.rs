@@ -351,6 +351,11 @@ fn a_deploy_refuses_a_stale_missing_or_foreign_plan() {
         .fail(&on_missing)
         .contains("has no plan artifact: nothing was applied"));
     assert!(vines.state(STATE_KEY).is_none(), "nothing was applied");
+    let never_deployed = vines.enqueue("DESTROY", "171717171717", json!({}));
+    assert_eq!(
+        vines.fail(&never_deployed),
+        format!("no state at {STATE_KEY}: nothing was destroyed")
+    );
     tendril.signal(libc::SIGTERM);
     assert_eq!(tendril.wait_timeout(LONG).unwrap().code(), Some(0));
 }

@@ -4,6 +4,8 @@
 
 mod support;
 
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::Path;
 use std::time::Duration;
 
 use serde_json::{json, Value};
@@ -194,4 +196,258 @@ fn update_worker_registers_a_copy_with_only_the_image_changed_and_redeploys() {
         "never the token"
     );
     assert!(!trellis.log_text(&job).contains("tok-updated-worker-secret"));
+}
+
+/// `variable` names of a template (with whether they have a default) and
+/// its `output` names, from the HCL text.
+fn declarations(dir: &str) -> (BTreeMap<String, bool>, BTreeSet<String>) {
+    let (mut variables, mut outputs) = (BTreeMap::new(), BTreeSet::new());
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join(dir);
+    for entry in std::fs::read_dir(&root).unwrap().flatten() {
+        let text = std::fs::read_to_string(entry.path()).unwrap();
+        for block in text
+            .split("\nvariable \"")
+            .skip(1)
+            .chain(text.strip_prefix("variable \""))
+        {
+            let (name, body) = block.split_once('"').unwrap();
+            let body = body.split("\n}").next().unwrap();
+            variables.insert(name.to_string(), body.contains("\n  default"));
+        }
+        for block in text
+            .split("\noutput \"")
+            .skip(1)
+            .chain(text.strip_prefix("output \""))
+        {
+            outputs.insert(block.split_once('"').unwrap().0.to_string());
+        }
+    }
+    (variables, outputs)
+}
+
+#[test]
+fn the_fixture_has_the_real_worker_templates_variables_and_outputs() {
+    let (real_variables, real_outputs) = declarations("templates/worker/aws");
+    let (fixture_variables, fixture_outputs) = declarations("tests/fixtures/templates/worker/aws");
+    assert!(!real_variables.is_empty() && !real_outputs.is_empty());
+    assert_eq!(fixture_variables, real_variables);
+    assert_eq!(fixture_outputs, real_outputs);
+}
+
+#[test]
+fn the_real_worker_template_grants_task_protection_and_keeps_one_task() {
+    let text = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/templates/worker/aws/main.tf"
+    ))
+    .unwrap();
+    for needed in [
+        "ecs:UpdateTaskProtection",
+        "ecs:GetTaskProtection",
+        "stopTimeout = 120",
+        "GRAPE_WORKER_MODE\", value = \"cloud-hosted\"",
+        "deployment_maximum_percent         = 100",
+        "ignore_changes = [desired_count, task_definition]",
+        "\"tendril:pool\"      = \"true\"",
+        "desired_count                      = 1",
+    ] {
+        assert!(text.contains(needed), "the worker template lacks {needed}");
+    }
+    assert!(!text.contains("ingress"), "egress only");
+}
+
+struct Fleet {
+    moto: Moto,
+    trellis: FakeTrellis,
+    scratch: TempDir,
+    capture: std::path::PathBuf,
+    tendril: TendrilProcess,
+}
+
+impl Fleet {
+    fn start() -> Fleet {
+        let moto = Moto::start();
+        moto.aws(&["s3api", "create-bucket", "--bucket", "vine-terraform-state"]);
+        let trellis = FakeTrellis::start();
+        trellis.set_registration_secret("platform-registration-secret");
+        let scratch = TempDir::new("tendril-fleet-test");
+        let capture = scratch.path().join("capture");
+        std::fs::create_dir_all(&capture).unwrap();
+        let env = worker_env(&trellis, &scratch.path().join("work"));
+        let mut command = env.command();
+        let templates = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/templates");
+        command.arg("start").envs([
+            ("AWS_ENDPOINT_URL", moto.endpoint().as_str()),
+            ("AWS_ACCESS_KEY_ID", "testing"),
+            ("AWS_SECRET_ACCESS_KEY", "testing"),
+            ("AWS_REGION", "us-east-1"),
+            ("AWS_EC2_METADATA_DISABLED", "true"),
+            ("GRAPE_WORKER_MODE", "cloud-hosted"),
+            ("TENDRIL_TEMPLATES_DIR", templates),
+            ("SUPABASE_S3_ENDPOINT", moto.endpoint().as_str()),
+            ("SUPABASE_S3_REGION", "us-east-1"),
+            ("SUPABASE_STORAGE_KEY_ID", "storagekeyid"),
+            ("SUPABASE_STORAGE_SECRET_KEY", "storage-secret-key-value"),
+            (
+                "TENDRIL_REGISTRATION_SECRET",
+                "platform-registration-secret",
+            ),
+            ("TENDRIL_PASS_ENV", "TENDRIL_TEST_CAPTURE_DIR"),
+            ("TENDRIL_TEST_CAPTURE_DIR", capture.to_str().unwrap()),
+        ]);
+        let tendril = TendrilProcess::spawn(command);
+        Fleet {
+            moto,
+            trellis,
+            scratch,
+            capture,
+            tendril,
+        }
+    }
+
+    fn run(&self, job_type: &str, snapshot: Value) -> Value {
+        let job = self
+            .trellis
+            .enqueue(json!({"job_type": job_type, "config_snapshot": snapshot}));
+        self.trellis.wait_until(LONG, "the job to end", |t| {
+            t.job(&job)
+                .is_some_and(|r| r["status"] == "SUCCESS" || r["status"] == "FAILED")
+        });
+        let mut row = self.trellis.job(&job).unwrap();
+        row["log"] = json!(self.trellis.log_text(&job));
+        row
+    }
+
+    fn state(&self, key: &str) -> Option<Value> {
+        let target = self.scratch.path().join("state.json");
+        let output = std::process::Command::new("aws")
+            .args([
+                "s3api",
+                "get-object",
+                "--bucket",
+                "vine-terraform-state",
+                "--key",
+                key,
+            ])
+            .arg(&target)
+            .args([
+                "--endpoint-url",
+                &self.moto.endpoint(),
+                "--region",
+                "us-east-1",
+            ])
+            .envs([
+                ("AWS_ACCESS_KEY_ID", "testing"),
+                ("AWS_SECRET_ACCESS_KEY", "testing"),
+            ])
+            .output()
+            .unwrap();
+        output
+            .status
+            .success()
+            .then(|| serde_json::from_slice(&std::fs::read(&target).unwrap()).unwrap())
+    }
+}
+
+fn worker_snapshot() -> Value {
+    json!({"worker_name": "pool-eu-1", "image_tag": "1.0.0", "region": "eu-west-1", "cloud_provider": "aws",
+           "trellis_url": "https://trellis.example.com", "cpu": 1024, "memory": 2048,
+           "image_repository": "ghcr.io/acme/tendril"})
+}
+
+#[test]
+fn deploy_worker_registers_applies_and_records_and_destroy_worker_undoes_it() {
+    let mut fleet = Fleet::start();
+    let deployed = fleet.run("DEPLOY_WORKER", worker_snapshot());
+    assert_eq!(deployed["status"], "SUCCESS", "{deployed}");
+    let metadata = &deployed["execution_metadata"];
+    let worker_id = metadata["worker_id"].as_str().unwrap().to_string();
+    assert_eq!(metadata["registered"], true);
+    assert!(
+        fleet.trellis.worker_exists(&worker_id),
+        "registered in Trellis"
+    );
+    let register = fleet
+        .trellis
+        .requests()
+        .into_iter()
+        .find(|r| r.path == "/api/tendrils/register")
+        .unwrap();
+    assert_eq!(
+        register.json().unwrap(),
+        json!({"name": "pool-eu-1", "mode": "cloud-hosted"})
+    );
+    let short = &worker_id[..8];
+    assert_eq!(
+        metadata["worker_outputs"]["cluster_name"],
+        format!("tendril-{short}")
+    );
+    let key = format!("workers/{short}/terraform.tfstate");
+    let state = fleet
+        .state(&key)
+        .expect("the worker's state is under the worker key");
+    assert_eq!(state["resources"].as_array().unwrap().len(), 2);
+    let recorded = fleet.trellis.worker_metadata(&worker_id).unwrap();
+    assert_eq!(recorded["deploy_config"]["image_tag"], "1.0.0");
+    assert_eq!(
+        recorded["deploy_config"]["image_repository"],
+        "ghcr.io/acme/tendril"
+    );
+
+    // What the job set, against what the real template declares.
+    let tfvars: Value = serde_json::from_slice(
+        &std::fs::read(fleet.capture.join("terraform.tfvars.json")).unwrap(),
+    )
+    .unwrap();
+    let (declared, _) = declarations("templates/worker/aws");
+    let mut set: BTreeSet<String> = tfvars.as_object().unwrap().keys().cloned().collect();
+    set.insert("worker_token".into()); // TF_VAR_worker_token, never tfvars
+    for name in &set {
+        assert!(
+            declared.contains_key(name),
+            "the job sets {name}, which the real template does not declare"
+        );
+    }
+    for (name, has_default) in &declared {
+        assert!(
+            *has_default || set.contains(name),
+            "the real template needs {name}, which the job does not set"
+        );
+    }
+    let token = fleet.trellis.worker_token(&worker_id).unwrap();
+    let everything = format!("{}{}{recorded}{}", deployed["log"], metadata, tfvars);
+    assert!(
+        !everything.contains(&token),
+        "the worker token is in no log, metadata or tfvars"
+    );
+
+    let mut destroy = worker_snapshot();
+    destroy["worker_id"] = json!(worker_id);
+    let destroyed = fleet.run("DESTROY_WORKER", destroy.clone());
+    assert_eq!(destroyed["status"], "SUCCESS", "{destroyed}");
+    assert!(fleet.state(&key).unwrap()["resources"]
+        .as_array()
+        .unwrap()
+        .is_empty());
+    assert!(
+        !fleet.trellis.worker_exists(&worker_id),
+        "the registration is deleted"
+    );
+
+    fleet.trellis.add_worker(
+        "0f0f0f0f-0000-4000-8000-000000000000",
+        "tok-kept-worker-token",
+    );
+    destroy["worker_id"] = json!("0f0f0f0f-0000-4000-8000-000000000000");
+    let empty = fleet.run("DESTROY_WORKER", destroy);
+    assert_eq!(empty["status"], "FAILED");
+    assert_eq!(
+        empty["error_message"],
+        "no state at workers/0f0f0f0f/terraform.tfstate: nothing was destroyed, and the worker's registration is kept"
+    );
+    assert!(fleet
+        .trellis
+        .worker_exists("0f0f0f0f-0000-4000-8000-000000000000"));
+    fleet.tendril.signal(libc::SIGTERM);
+    assert_eq!(fleet.tendril.wait_timeout(LONG).unwrap().code(), Some(0));
 }

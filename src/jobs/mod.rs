@@ -14,6 +14,7 @@ pub mod discovery;
 pub mod environment;
 pub mod error;
 pub mod redact;
+pub mod stack;
 pub mod vine;
 pub mod vine_inputs;
 pub mod worker;
@@ -241,7 +242,8 @@ fn prepare(
             terraform_cli_config(settings.terraform_provider_mirror.as_deref()).as_bytes(),
         )
         .map_err(|e| JobError::io("cannot write the Terraform CLI configuration", e))?;
-    let ambient = uses_ambient_credentials(settings.mode, identity.is_some());
+    // Worker jobs act with the platform's own credentials: Tendril's.
+    let ambient = !user_job || uses_ambient_credentials(settings.mode, identity.is_some());
     let base_env = base_environment(&services.host, &settings, &workspace, ambient);
     let aws_role = aws_role(&job, identity.as_ref());
     let masked = vine_inputs::SECRET_SETTINGS
@@ -328,11 +330,9 @@ async fn execute(context: &JobContext) -> Result<Map<String, Value>, JobError> {
         Some(JobType::Deploy) => vine::deploy(context).await,
         Some(JobType::Destroy) => vine::destroy(context).await,
         Some(JobType::Bootstrap) => vine::bootstrap(context).await,
+        Some(JobType::DeployWorker) => worker::deploy_worker(context).await,
         Some(JobType::UpdateWorker) => worker::update_worker(context).await,
-        Some(other) => Err(JobError::Invalid(format!(
-            "{other} jobs are not supported by this Tendril ({}) yet",
-            crate::VERSION
-        ))),
+        Some(JobType::DestroyWorker) => worker::destroy_worker(context).await,
         None => Err(unknown_job_type(job_type)),
     }
 }

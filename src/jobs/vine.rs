@@ -7,257 +7,38 @@
 //! the job. An interrupted apply or destroy pushes any `errored.tfstate` back
 //! to the backend before the workspace goes, and a held lock is named.
 
-use std::path::PathBuf;
+use std::collections::BTreeMap;
 use std::time::Duration;
 
 use serde_json::{json, Map, Value};
-use tokio_util::sync::CancellationToken;
 
 use super::cluster::{self, output_fact};
-use super::vine_inputs::{
-    copy_template, tfvars, vine_state_key, write_backend, StateBackend, STATE_BUCKET,
-};
-use super::{costs, redact};
-use super::{JobContext, JobError};
-use crate::tools::terraform::{lock_id, Terraform};
-use crate::tools::ToolError;
-use crate::trellis::client::MAX_PLAN_ARTIFACT_BYTES;
-
-const PLAN_FILE: &str = "terraform.plan.out";
-const VAR_FILE: &str = "terraform.tfvars.json";
-const ERRORED_STATE: &str = "errored.tfstate";
+use super::redact;
+use super::stack::{seconds, Stack, PLAN_FILE};
+use super::vine_inputs::{tfvars, vine_state_key};
+use super::{costs, JobContext, JobError};
 
 /// The exact message of a DEPLOY whose vine changed after its plan.
 pub const CONFIGURATION_CHANGED: &str =
     "Configuration has changed since the plan was generated. Please re-plan.";
 
-/// A phase's duration in seconds, to a tenth.
-fn seconds(took: Duration) -> Value {
-    json!((took.as_secs_f64() * 10.0).round() / 10.0)
-}
-
-/// A vine's Terraform configuration in the job's workspace, initialised.
-struct Vine<'a> {
-    context: &'a JobContext,
-    dir: PathBuf,
-    state_key: String,
-    timings: Map<String, Value>,
-}
-
-impl<'a> Vine<'a> {
-    /// Copies the template, writes tfvars and the backend, runs `init`.
-    async fn prepare(context: &'a JobContext) -> Result<Vine<'a>, JobError> {
-        let job = &context.job;
-        let state_key = vine_state_key(job.vineyard_id.as_deref(), &job.config_snapshot)?;
-        let provider = context.provider();
-        let template = context.settings.templates_dir.join("vine").join(&provider);
-        let dir = context.workspace.path().join("vine");
-        let phase = context.log.phase("preparing the Terraform configuration");
-        copy_template(&template, &dir)?;
-        let vars = serde_json::to_vec_pretty(&tfvars(&job.config_snapshot)).unwrap_or_default();
-        crate::private_files::write_private_file(&dir.join(VAR_FILE), &vars)
-            .map_err(|e| JobError::io("cannot write terraform.tfvars.json", e))?;
-        let backend = match &context.settings.state_storage {
-            Some(storage) => {
-                context.log.system(&format!(
-                    "state: s3://{STATE_BUCKET}/{state_key} at {}",
-                    storage.endpoint
-                ));
-                StateBackend::Bucket(storage)
-            }
-            None => {
-                let path = context.settings.state_dir.join(&state_key);
-                context.log.system(&format!(
-                    "state: {} (local: no SUPABASE_S3_ENDPOINT is set)",
-                    path.display()
-                ));
-                StateBackend::Local(&context.settings.state_dir)
-            }
-        };
-        let backend_config = write_backend(&backend, &state_key, &context.workspace, &dir)?;
-        let mut vine = Vine {
-            context,
-            dir,
-            state_key,
-            timings: Map::new(),
-        };
-        vine.record("prepare", phase.finish());
-        let phase = context.log.phase("terraform init");
-        vine.terraform()
-            .await?
-            .init(backend_config.as_deref())
-            .await?;
-        vine.record("terraform_init", phase.finish());
-        Ok(vine)
-    }
-
-    fn record(&mut self, name: &str, took: Duration) {
-        self.timings.insert(
-            name.into(),
-            json!((took.as_secs_f64() * 10.0).round() / 10.0),
-        );
-    }
-
-    /// Terraform in the vine's directory, with fresh credentials and its own grace.
-    async fn terraform(&self) -> Result<Terraform<'a>, JobError> {
-        let mut base = self.context.command("terraform", &[]).await?;
-        base.cwd = self.dir.clone();
-        base.grace = self.context.settings.terraform_grace;
-        Ok(Terraform::new(
-            base,
-            &self.context.log,
-            &self.context.stop,
-            self.context.settings.terraform_lock_timeout,
-        ))
-    }
-
-    async fn plan(&mut self) -> Result<(), JobError> {
-        let phase = self.context.log.phase("terraform plan");
-        self.terraform().await?.plan(VAR_FILE, PLAN_FILE).await?;
-        self.record("terraform_plan", phase.finish());
-        Ok(())
-    }
-
-    async fn apply(&mut self) -> Result<(), JobError> {
-        let phase = self.context.log.phase("terraform apply");
-        let result = self.terraform().await?.apply(PLAN_FILE).await;
-        self.after_state_change(result).await?;
-        self.record("terraform_apply", phase.finish());
-        Ok(())
-    }
-
-    async fn destroy(&mut self) -> Result<(), JobError> {
-        let phase = self.context.log.phase("terraform destroy");
-        let result = self.terraform().await?.destroy(VAR_FILE).await;
-        self.after_state_change(result).await?;
-        self.record("terraform_destroy", phase.finish());
-        Ok(())
-    }
-
-    /// After an apply or destroy that did not finish: the state Terraform
-    /// could not write goes back to the backend, and a held lock is named.
-    async fn after_state_change(&self, result: Result<(), ToolError>) -> Result<(), JobError> {
-        let Err(error) = result else { return Ok(()) };
-        self.push_errored_state().await;
-        if let ToolError::Stopped { .. } = error {
-            return Err(match self.left_lock().await {
-                Some(id) => JobError::StoppedLeaving(format!(
-                    "the state lock {id} was left at s3://{STATE_BUCKET}/{}.tflock: once no run is active, \
-                     release it with `terraform force-unlock {id}`",
-                    self.state_key
-                )),
-                None => JobError::Stopped,
-            });
-        }
-        match &error {
-            ToolError::Failed { stderr_tail, .. } => match lock_id(stderr_tail) {
-                Some(id) => Err(JobError::Invalid(format!(
-                    "{error}\nThe state lock {id} is held; once no other run is active, release it with \
-                     `terraform force-unlock {id}`"
-                ))),
-                None => Err(error.into()),
-            },
-            _ => Err(error.into()),
-        }
-    }
-
-    /// The ID of a lock a killed Terraform left in the bucket, if any (a
-    /// local state's lock dies with the process that held it).
-    async fn left_lock(&self) -> Option<String> {
-        let storage = self.context.settings.state_storage.as_ref()?;
-        let lock_file = self.context.workspace.path().join("left-lock.json");
-        let key = format!("{}.tflock", self.state_key);
-        let target = lock_file.display().to_string();
-        let args = [
-            "s3api",
-            "get-object",
-            "--bucket",
-            STATE_BUCKET,
-            "--key",
-            &key,
-            &target,
-        ];
-        let mut command = self.context.command("aws", &args).await.ok()?;
-        command.args.extend([
-            "--endpoint-url".into(),
-            storage.endpoint.clone(),
-            "--region".into(),
-            storage.region.clone(),
-        ]);
-        command.env.remove("AWS_SESSION_TOKEN");
-        command
-            .env
-            .insert("AWS_ACCESS_KEY_ID".into(), storage.key_id.expose().into());
-        command.env.insert(
-            "AWS_SECRET_ACCESS_KEY".into(),
-            storage.secret_key.expose().into(),
-        );
-        self.context
-            .log
-            .system(&format!("checking for a state lock left at {key}"));
-        let stop = CancellationToken::new();
-        let read = crate::tools::run(&command, &self.context.log, &stop);
-        tokio::time::timeout(Duration::from_secs(60), read)
-            .await
-            .ok()?
-            .ok()?;
-        let lock: Value = serde_json::from_slice(&std::fs::read(&lock_file).ok()?).ok()?;
-        lock.get("ID").and_then(Value::as_str).map(String::from)
-    }
-
-    async fn push_errored_state(&self) {
-        if !self.dir.join(ERRORED_STATE).exists() {
-            return;
-        }
-        self.context.log.system("Terraform could not save its state and left errored.tfstate: pushing it to the backend");
-        // The job's own stop may be cancelled by now: the push gets its own bound.
-        let stop = CancellationToken::new();
-        let bound = self.context.settings.terraform_grace + Duration::from_secs(60);
-        let push = async {
-            match self.terraform().await {
-                Ok(terraform) => terraform
-                    .state_push(ERRORED_STATE, &stop)
-                    .await
-                    .map_err(JobError::from),
-                Err(error) => Err(error),
-            }
-        };
-        match tokio::time::timeout(bound, push).await {
-            Ok(Ok(())) => self
-                .context
-                .log
-                .system("errored.tfstate was pushed: the state is up to date"),
-            Ok(Err(error)) => self.context.log.system(&format!(
-                "pushing errored.tfstate failed ({error}): the state at {} may miss resources",
-                self.state_key
-            )),
-            Err(_) => {
-                stop.cancel();
-                self.context
-                    .log
-                    .system("pushing errored.tfstate took too long and was stopped");
-            }
-        }
-    }
-
-    /// Reads the plan file, for upload.
-    fn plan_bytes(&self) -> Result<Vec<u8>, JobError> {
-        let bytes = std::fs::read(self.dir.join(PLAN_FILE))
-            .map_err(|e| JobError::io("cannot read the plan file", e))?;
-        if bytes.len() > MAX_PLAN_ARTIFACT_BYTES {
-            return Err(JobError::Invalid(format!(
-                "the plan file is {} bytes, over the 52,428,800 bytes (50 MiB) Trellis stores: split the vine \
-                 or plan fewer changes at once",
-                bytes.len()
-            )));
-        }
-        Ok(bytes)
-    }
+/// The vine's stack: its template, its snapshot's variables, its state key.
+async fn vine_stack(context: &JobContext) -> Result<Stack<'_>, JobError> {
+    let job = &context.job;
+    let state_key = vine_state_key(job.vineyard_id.as_deref(), &job.config_snapshot)?;
+    Stack::prepare(
+        context,
+        "vine",
+        &tfvars(&job.config_snapshot),
+        state_key,
+        BTreeMap::new(),
+    )
+    .await
 }
 
 /// PLAN: plan, show, upload the plan for a later DEPLOY.
 pub async fn plan(context: &JobContext) -> Result<Map<String, Value>, JobError> {
-    let mut vine = Vine::prepare(context).await?;
+    let mut vine = vine_stack(context).await?;
     vine.plan().await?;
     let shown = vine.terraform().await?.show_json(PLAN_FILE).await?;
     let phase = context.log.phase("uploading the plan");
@@ -296,7 +77,7 @@ async fn deploy_with(
     if let Some(id) = plan_job_id {
         check_plan_job(context, id).await?;
     }
-    let mut vine = Vine::prepare(context).await?;
+    let mut vine = vine_stack(context).await?;
     match plan_job_id {
         Some(id) => {
             let phase = context.log.phase("downloading the reviewed plan");
@@ -395,7 +176,7 @@ async fn check_plan_job(context: &JobContext, plan_job_id: &str) -> Result<(), J
 
 /// DESTROY: from the snapshot and the remote state alone.
 pub async fn destroy(context: &JobContext) -> Result<Map<String, Value>, JobError> {
-    let mut vine = Vine::prepare(context).await?;
+    let mut vine = vine_stack(context).await?;
     let resources = vine.terraform().await?.state_list().await?;
     if resources.is_empty() {
         return Err(JobError::Invalid(format!(

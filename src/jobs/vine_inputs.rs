@@ -144,7 +144,8 @@ fn copy_dir(from: &Path, to: &Path) -> io::Result<()> {
         if name_text == ".terraform" || name_text.contains(".tfstate") {
             continue;
         }
-        let kind = entry.file_type()?;
+        // Links are followed: a template may share files with another.
+        let kind = fs::metadata(entry.path())?;
         if kind.is_dir() {
             copy_dir(&entry.path(), &to.join(&name))?;
         } else if kind.is_file() {

@@ -1,18 +1,30 @@
 //! The worker-infrastructure jobs, which manage cloud-hosted Tendrils with
 //! the platform's own AWS credentials (not a user's identity).
 //!
+//! DEPLOY_WORKER applies `templates/worker/<provider>` with the worker state
+//! key (registering the worker first when the snapshot has none), records
+//! `deploy_config` in the worker's metadata and reports `worker_outputs`.
+//! DESTROY_WORKER destroys that state, then deletes the registration. The
+//! worker token reaches Terraform only as `TF_VAR_worker_token` (never tfvars;
+//! a worker job has no plan artifact), and is masked.
+//!
 //! UPDATE_WORKER moves a worker's ECS service to a new Tendril image: it
 //! registers a new revision of the service's task definition that copies
 //! every field the ECS API lets one set, with only the Tendril container's
 //! image changed, and forces a new deployment (the old task drains).
 
+use std::collections::BTreeMap;
+
 use aws_sdk_ecs::types::{ContainerDefinition, TaskDefinition};
 use serde_json::{json, Map, Value};
 
+use super::redact;
+use super::stack::Stack;
 use super::vine_inputs::setting;
 use super::{JobContext, JobError};
 use crate::cloud::aws::platform_config;
 use crate::cloud::CloudError;
+use crate::secrets;
 
 /// The name of the Tendril container in a worker's task definition.
 const CONTAINER: &str = "tendril";
@@ -31,6 +43,136 @@ pub fn worker_short_id(worker_id: &str) -> String {
     worker_id.chars().take(8).collect()
 }
 
+/// A worker's state key: the original's `workers/<first 8 characters>/`, so
+/// that workers it deployed can still be updated and destroyed.
+pub fn worker_state_key(worker_id: &str) -> String {
+    format!("workers/{}/terraform.tfstate", worker_short_id(worker_id))
+}
+
+/// The variables a worker job sets (all declared by the worker template;
+/// the token goes through the environment instead).
+fn worker_vars(context: &JobContext, worker_id: &str) -> Map<String, Value> {
+    let snapshot = &context.job.config_snapshot;
+    let mut vars = Map::new();
+    vars.insert("worker_id".into(), json!(worker_id));
+    for name in [
+        "worker_name",
+        "region",
+        "image_repository",
+        "image_tag",
+        "trellis_url",
+        "cpu",
+        "memory",
+    ] {
+        if let Some(value) = snapshot.get(name).filter(|v| !v.is_null()) {
+            vars.insert(name.into(), value.clone());
+        }
+    }
+    vars
+}
+
+fn token_env(token: &str) -> BTreeMap<String, String> {
+    BTreeMap::from([("TF_VAR_worker_token".to_string(), token.to_string())])
+}
+
+/// DEPLOY_WORKER.
+pub async fn deploy_worker(context: &JobContext) -> Result<Map<String, Value>, JobError> {
+    let spec = WorkerSpec::from_snapshot(context, false)?;
+    let snapshot = &context.job.config_snapshot;
+    let (worker_id, token, registered) = match (
+        setting(snapshot, &["worker_id"]),
+        setting(snapshot, &["worker_token"]),
+    ) {
+        (Some(id), Some(token)) => (id, token, false),
+        _ => {
+            let secret = context.settings.registration_secret.as_ref().ok_or_else(|| {
+                    JobError::Invalid(
+                        "the snapshot has no worker_id and worker_token, and no TENDRIL_REGISTRATION_SECRET is set \
+                         to register the worker"
+                            .into(),
+                    )
+                })?;
+            let name = setting(snapshot, &["worker_name"]).unwrap_or_else(|| "tendril".into());
+            let phase = context.log.phase(&format!("registering worker {name}"));
+            let registration = context
+                .reporter
+                .register_worker(secret.expose(), &name)
+                .await?;
+            phase.finish();
+            (registration.tendril_id, registration.tendril_token, true)
+        }
+    };
+    let _masked = secrets::register(&token);
+    context.log.system(&format!(
+        "worker {worker_id}{}",
+        if registered { " (registered now)" } else { "" }
+    ));
+    let vars = worker_vars(context, &worker_id);
+    let mut stack = Stack::prepare(
+        context,
+        "worker",
+        &vars,
+        worker_state_key(&worker_id),
+        token_env(&token),
+    )
+    .await?;
+    stack.plan().await?;
+    stack.apply().await?;
+    let raw = stack.terraform().await?.output_json().await?;
+    let (_, outputs, _masked_outputs) = redact::outputs(&raw);
+    let deploy_config = spec.deploy_config(context);
+    context
+        .reporter
+        .replace_worker_metadata(
+            &worker_id,
+            Map::from_iter([("deploy_config".to_string(), deploy_config)]),
+        )
+        .await?;
+    let mut metadata = Map::new();
+    metadata.insert("worker_id".into(), json!(worker_id));
+    metadata.insert("registered".into(), json!(registered));
+    metadata.insert("worker_outputs".into(), Value::Object(outputs));
+    metadata.insert("timings".into(), Value::Object(stack.timings));
+    Ok(metadata)
+}
+
+/// DESTROY_WORKER: an empty state fails, and keeps the registration.
+pub async fn destroy_worker(context: &JobContext) -> Result<Map<String, Value>, JobError> {
+    let snapshot = &context.job.config_snapshot;
+    let worker_id = setting(snapshot, &["worker_id"])
+        .ok_or_else(|| JobError::Invalid("the worker job's snapshot has no worker_id".into()))?;
+    // Destroying needs every variable, the token too, but uses none of them.
+    let token =
+        setting(snapshot, &["worker_token"]).unwrap_or_else(|| "not-needed-to-destroy".into());
+    let _masked = secrets::register(&token);
+    let vars = worker_vars(context, &worker_id);
+    let mut stack = Stack::prepare(
+        context,
+        "worker",
+        &vars,
+        worker_state_key(&worker_id),
+        token_env(&token),
+    )
+    .await?;
+    let resources = stack.terraform().await?.state_list().await?;
+    if resources.is_empty() {
+        return Err(JobError::Invalid(format!(
+            "no state at {}: nothing was destroyed, and the worker's registration is kept",
+            stack.state_key
+        )));
+    }
+    stack.destroy().await?;
+    let phase = context
+        .log
+        .phase(&format!("deleting worker {worker_id}'s registration"));
+    context.reporter.delete_worker(&worker_id).await?;
+    stack.record("delete_registration", phase.finish());
+    let mut metadata = Map::new();
+    metadata.insert("destroyed_resources".into(), json!(resources));
+    metadata.insert("timings".into(), Value::Object(stack.timings));
+    Ok(metadata)
+}
+
 /// What a `*_WORKER` snapshot says about the worker.
 struct WorkerSpec {
     worker_id: String,
@@ -40,7 +182,8 @@ struct WorkerSpec {
 }
 
 impl WorkerSpec {
-    fn from(context: &JobContext) -> Result<WorkerSpec, JobError> {
+    /// Reads the snapshot; `worker_id` is required unless the job may register one.
+    fn from_snapshot(context: &JobContext, needs_worker_id: bool) -> Result<WorkerSpec, JobError> {
         let snapshot = &context.job.config_snapshot;
         let required = |name: &str| {
             setting(snapshot, &[name]).ok_or_else(|| {
@@ -48,7 +191,11 @@ impl WorkerSpec {
             })
         };
         Ok(WorkerSpec {
-            worker_id: required("worker_id")?,
+            worker_id: if needs_worker_id {
+                required("worker_id")?
+            } else {
+                String::new()
+            },
             region: required("region")?,
             image_tag: required("image_tag")?,
             image_repository: setting(snapshot, &["image_repository"]),
@@ -126,7 +273,7 @@ fn with_new_image(
 
 /// UPDATE_WORKER.
 pub async fn update_worker(context: &JobContext) -> Result<Map<String, Value>, JobError> {
-    let spec = WorkerSpec::from(context)?;
+    let spec = WorkerSpec::from_snapshot(context, true)?;
     let short = worker_short_id(&spec.worker_id);
     let (cluster, service) = (format!("tendril-{short}"), format!("tendril-{short}"));
     let config = aws_sdk_ecs::config::Builder::from(platform_config().await)

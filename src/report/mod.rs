@@ -12,9 +12,10 @@ use std::time::Duration;
 
 use serde_json::{Map, Value};
 
+use crate::config::WorkerMode;
 use crate::jobs::JobError;
 use crate::trellis::retry::{retry, RetryPolicy};
-use crate::trellis::{JobStatus, StatusUpdate, TrellisClient};
+use crate::trellis::{JobStatus, Registration, StatusUpdate, TrellisClient};
 
 /// The Trellis side of a running job's reporting.
 #[derive(Clone)]
@@ -100,6 +101,39 @@ impl Reporter {
             )
             .await?),
             Reporter::Local(report) => report.save_worker_metadata(worker_id, &metadata),
+        }
+    }
+
+    /// Registers a new cloud-hosted worker; returns its id and token.
+    pub async fn register_worker(
+        &self,
+        secret: &str,
+        name: &str,
+    ) -> Result<Registration, JobError> {
+        match self {
+            Reporter::Trellis(t) => Ok(retry(Self::policy(t.retry_max_delay), "registering the worker", || {
+                t.client.register_worker(secret, name, WorkerMode::CloudHosted)
+            })
+            .await?),
+            Reporter::Local(_) => Err(JobError::Invalid(
+                "registering a worker needs Trellis: give the job file's snapshot a worker_id and worker_token".into(),
+            )),
+        }
+    }
+
+    /// Deletes a worker's registration in Trellis.
+    pub async fn delete_worker(&self, worker_id: &str) -> Result<(), JobError> {
+        match self {
+            Reporter::Trellis(t) => Ok(retry(
+                Self::policy(t.retry_max_delay),
+                "deleting the worker's registration",
+                || t.client.delete_worker(worker_id),
+            )
+            .await?),
+            Reporter::Local(report) => report.save_worker_metadata(
+                worker_id,
+                &Map::from_iter([("deleted".to_string(), Value::Bool(true))]),
+            ),
         }
     }
 

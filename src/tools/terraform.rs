@@ -131,21 +131,32 @@ impl<'a> Terraform<'a> {
         }
     }
 
-    /// `terraform state list`: the addresses the state holds.
+    /// `terraform state list`: the addresses the state holds (none when
+    /// there is no state at all yet).
     pub async fn state_list(&self) -> Result<Vec<String>, ToolError> {
-        let output = self
+        match self
             .run(
                 self.command(&["state", "list", "-no-color"])
                     .capturing_stdout(),
             )
-            .await?;
-        Ok(output
-            .stdout
-            .lines()
-            .map(str::trim)
-            .filter(|l| !l.is_empty())
-            .map(String::from)
-            .collect())
+            .await
+        {
+            Ok(output) => Ok(output
+                .stdout
+                .lines()
+                .map(str::trim)
+                .filter(|l| !l.is_empty())
+                .map(String::from)
+                .collect()),
+            Err(ToolError::Failed { stderr_tail, .. })
+                if stderr_tail
+                    .iter()
+                    .any(|line| line.contains("No state file was found")) =>
+            {
+                Ok(Vec::new())
+            }
+            Err(error) => Err(error),
+        }
     }
 
     /// `terraform state push` of a state file (an interrupted run's

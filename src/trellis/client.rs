@@ -219,6 +219,23 @@ impl TrellisClient {
         Ok(())
     }
 
+    /// `POST /tendrils/register`, for a worker a DEPLOY_WORKER deploys.
+    pub async fn register_worker(
+        &self,
+        registration_secret: &str,
+        name: &str,
+        mode: WorkerMode,
+    ) -> Result<Registration, TrellisError> {
+        register_at(
+            &self.http,
+            self.url(&["tendrils", "register"]),
+            registration_secret,
+            name,
+            mode,
+        )
+        .await
+    }
+
     /// `DELETE /workers/{id}`.
     pub async fn delete_worker(&self, worker_id: &str) -> Result<(), TrellisError> {
         send(self.request(Method::DELETE, &["workers", worker_id])).await?;
@@ -226,8 +243,33 @@ impl TrellisClient {
     }
 }
 
-/// `POST /tendrils/register`: registers a new worker with the platform's
-/// registration secret (not a worker's credentials), always naming its mode.
+/// `POST /tendrils/register` at `url`: registers a new worker with the
+/// platform's registration secret (not a worker's credentials), always
+/// naming its mode.
+async fn register_at(
+    http: &reqwest::Client,
+    url: Url,
+    registration_secret: &str,
+    name: &str,
+    mode: WorkerMode,
+) -> Result<Registration, TrellisError> {
+    let mut secret =
+        HeaderValue::from_str(&format!("Bearer {registration_secret}")).map_err(|_| {
+            TrellisError::Rejected {
+                status: 0,
+                message: "the registration secret is not plain text".into(),
+            }
+        })?;
+    secret.set_sensitive(true);
+    let request = http
+        .post(url)
+        .header(reqwest::header::AUTHORIZATION, secret)
+        .json(&serde_json::json!({"name": name, "mode": mode.as_str()}));
+    json_body(send(request).await?).await
+}
+
+/// `POST /tendrils/register` for a caller that is no worker (`tendril
+/// register`).
 pub async fn register(
     trellis_url: &str,
     allow_insecure_http: bool,
@@ -243,24 +285,13 @@ pub async fn register(
     if let Ok(mut path) = url.path_segments_mut() {
         path.extend(["tendrils", "register"]);
     }
-    let mut secret =
-        HeaderValue::from_str(&format!("Bearer {registration_secret}")).map_err(|_| {
-            TrellisError::Rejected {
-                status: 0,
-                message: "the registration secret is not plain text".into(),
-            }
-        })?;
-    secret.set_sensitive(true);
-    let request = reqwest::Client::builder()
+    let http = reqwest::Client::builder()
         .user_agent(format!("tendril/{}", crate::VERSION))
         .timeout(Duration::from_secs(30))
         .use_rustls_tls()
         .build()
-        .map_err(transport)?
-        .post(url)
-        .header(reqwest::header::AUTHORIZATION, secret)
-        .json(&serde_json::json!({"name": name, "mode": mode.as_str()}));
-    json_body(send(request).await?).await
+        .map_err(transport)?;
+    register_at(&http, url, registration_secret, name, mode).await
 }
 
 /// Checks `TRELLIS_URL` and returns the `/api` base: https, or plain http

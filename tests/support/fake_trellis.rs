@@ -770,6 +770,11 @@ impl FakeTrellis {
         self.st().registration_secret = Some(secret.to_string()).filter(|s| !s.is_empty());
     }
 
+    /// The token a worker authenticates with (e.g. one `register` made).
+    pub fn worker_token(&self, id: &str) -> Option<String> {
+        self.st().workers.get(id).map(|w| w.token.clone())
+    }
+
     pub fn worker_exists(&self, id: &str) -> bool {
         self.st().workers.contains_key(id)
     }

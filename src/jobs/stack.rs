@@ -1,0 +1,259 @@
+//! A Terraform configuration in a job's workspace, initialised: the
+//! template of its kind copied in, its variables, its state backend. PLAN,
+//! DEPLOY, DESTROY and the worker jobs all run Terraform through a stack.
+//!
+//! An interrupted apply or destroy pushes any `errored.tfstate` back to the
+//! backend before the workspace goes, and a lock left in the bucket by a
+//! Terraform killed after its grace is named in the job's error.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use serde_json::{json, Map, Value};
+use tokio_util::sync::CancellationToken;
+
+use super::vine_inputs::{copy_template, write_backend, StateBackend, STATE_BUCKET};
+use super::{JobContext, JobError};
+use crate::private_files::write_private_file;
+use crate::tools::terraform::{lock_id, Terraform};
+use crate::tools::ToolError;
+use crate::trellis::client::MAX_PLAN_ARTIFACT_BYTES;
+
+pub const PLAN_FILE: &str = "terraform.plan.out";
+const VAR_FILE: &str = "terraform.tfvars.json";
+const ERRORED_STATE: &str = "errored.tfstate";
+
+/// A phase's duration in seconds, to a tenth.
+pub fn seconds(took: Duration) -> Value {
+    json!((took.as_secs_f64() * 10.0).round() / 10.0)
+}
+
+/// A Terraform configuration in the job's workspace, initialised.
+pub struct Stack<'a> {
+    context: &'a JobContext,
+    pub dir: PathBuf,
+    pub state_key: String,
+    pub timings: Map<String, Value>,
+    /// Variables for Terraform's environment (`TF_VAR_...` of secrets).
+    env: BTreeMap<String, String>,
+}
+
+impl<'a> Stack<'a> {
+    /// Copies `templates/<kind>/<provider>` into the workspace, writes the
+    /// variables and the backend for `state_key`, runs `init`.
+    pub async fn prepare(
+        context: &'a JobContext,
+        kind: &str,
+        vars: &Map<String, Value>,
+        state_key: String,
+        env: BTreeMap<String, String>,
+    ) -> Result<Stack<'a>, JobError> {
+        let template = context
+            .settings
+            .templates_dir
+            .join(kind)
+            .join(context.provider());
+        let dir = context.workspace.path().join(kind);
+        let phase = context.log.phase("preparing the Terraform configuration");
+        copy_template(&template, &dir)?;
+        let vars = serde_json::to_vec_pretty(vars).unwrap_or_default();
+        write_private_file(&dir.join(VAR_FILE), &vars)
+            .map_err(|e| JobError::io("cannot write terraform.tfvars.json", e))?;
+        let backend = match &context.settings.state_storage {
+            Some(storage) => {
+                context.log.system(&format!(
+                    "state: s3://{STATE_BUCKET}/{state_key} at {}",
+                    storage.endpoint
+                ));
+                StateBackend::Bucket(storage)
+            }
+            None => {
+                let path = context.settings.state_dir.join(&state_key);
+                context.log.system(&format!(
+                    "state: {} (local: no SUPABASE_S3_ENDPOINT is set)",
+                    path.display()
+                ));
+                StateBackend::Local(&context.settings.state_dir)
+            }
+        };
+        let backend_config = write_backend(&backend, &state_key, &context.workspace, &dir)?;
+        let mut stack = Stack {
+            context,
+            dir,
+            state_key,
+            timings: Map::new(),
+            env,
+        };
+        stack.record("prepare", phase.finish());
+        let phase = context.log.phase("terraform init");
+        stack
+            .terraform()
+            .await?
+            .init(backend_config.as_deref())
+            .await?;
+        stack.record("terraform_init", phase.finish());
+        Ok(stack)
+    }
+
+    pub fn record(&mut self, name: &str, took: Duration) {
+        self.timings.insert(name.into(), seconds(took));
+    }
+
+    /// Terraform in the stack's directory, with fresh credentials and its own grace.
+    pub async fn terraform(&self) -> Result<Terraform<'a>, JobError> {
+        let mut base = self.context.command("terraform", &[]).await?;
+        base.env.extend(self.env.clone());
+        base.cwd = self.dir.clone();
+        base.grace = self.context.settings.terraform_grace;
+        Ok(Terraform::new(
+            base,
+            &self.context.log,
+            &self.context.stop,
+            self.context.settings.terraform_lock_timeout,
+        ))
+    }
+
+    pub async fn plan(&mut self) -> Result<(), JobError> {
+        let phase = self.context.log.phase("terraform plan");
+        self.terraform().await?.plan(VAR_FILE, PLAN_FILE).await?;
+        self.record("terraform_plan", phase.finish());
+        Ok(())
+    }
+
+    pub async fn apply(&mut self) -> Result<(), JobError> {
+        let phase = self.context.log.phase("terraform apply");
+        let result = self.terraform().await?.apply(PLAN_FILE).await;
+        self.after_state_change(result).await?;
+        self.record("terraform_apply", phase.finish());
+        Ok(())
+    }
+
+    pub async fn destroy(&mut self) -> Result<(), JobError> {
+        let phase = self.context.log.phase("terraform destroy");
+        let result = self.terraform().await?.destroy(VAR_FILE).await;
+        self.after_state_change(result).await?;
+        self.record("terraform_destroy", phase.finish());
+        Ok(())
+    }
+
+    /// After an apply or destroy that did not finish: the state Terraform
+    /// could not write goes back to the backend, and a held lock is named.
+    async fn after_state_change(&self, result: Result<(), ToolError>) -> Result<(), JobError> {
+        let Err(error) = result else { return Ok(()) };
+        self.push_errored_state().await;
+        if let ToolError::Stopped { .. } = error {
+            return Err(match self.left_lock().await {
+                Some(id) => JobError::StoppedLeaving(format!(
+                    "the state lock {id} was left at s3://{STATE_BUCKET}/{}.tflock: once no run is active, \
+                     release it with `terraform force-unlock {id}`",
+                    self.state_key
+                )),
+                None => JobError::Stopped,
+            });
+        }
+        match &error {
+            ToolError::Failed { stderr_tail, .. } => match lock_id(stderr_tail) {
+                Some(id) => Err(JobError::Invalid(format!(
+                    "{error}\nThe state lock {id} is held; once no other run is active, release it with \
+                     `terraform force-unlock {id}`"
+                ))),
+                None => Err(error.into()),
+            },
+            _ => Err(error.into()),
+        }
+    }
+
+    /// The ID of a lock a killed Terraform left in the bucket, if any (a
+    /// local state's lock dies with the process that held it).
+    async fn left_lock(&self) -> Option<String> {
+        let storage = self.context.settings.state_storage.as_ref()?;
+        let lock_file = self.context.workspace.path().join("left-lock.json");
+        let key = format!("{}.tflock", self.state_key);
+        let target = lock_file.display().to_string();
+        let args = [
+            "s3api",
+            "get-object",
+            "--bucket",
+            STATE_BUCKET,
+            "--key",
+            &key,
+            &target,
+        ];
+        let mut command = self.context.command("aws", &args).await.ok()?;
+        command.args.extend([
+            "--endpoint-url".into(),
+            storage.endpoint.clone(),
+            "--region".into(),
+            storage.region.clone(),
+        ]);
+        command.env.remove("AWS_SESSION_TOKEN");
+        command
+            .env
+            .insert("AWS_ACCESS_KEY_ID".into(), storage.key_id.expose().into());
+        command.env.insert(
+            "AWS_SECRET_ACCESS_KEY".into(),
+            storage.secret_key.expose().into(),
+        );
+        self.context
+            .log
+            .system(&format!("checking for a state lock left at {key}"));
+        let stop = CancellationToken::new();
+        let read = crate::tools::run(&command, &self.context.log, &stop);
+        tokio::time::timeout(Duration::from_secs(60), read)
+            .await
+            .ok()?
+            .ok()?;
+        let lock: Value = serde_json::from_slice(&std::fs::read(&lock_file).ok()?).ok()?;
+        lock.get("ID").and_then(Value::as_str).map(String::from)
+    }
+
+    async fn push_errored_state(&self) {
+        if !self.dir.join(ERRORED_STATE).exists() {
+            return;
+        }
+        self.context.log.system("Terraform could not save its state and left errored.tfstate: pushing it to the backend");
+        // The job's own stop may be cancelled by now: the push gets its own bound.
+        let stop = CancellationToken::new();
+        let bound = self.context.settings.terraform_grace + Duration::from_secs(60);
+        let push = async {
+            match self.terraform().await {
+                Ok(terraform) => terraform
+                    .state_push(ERRORED_STATE, &stop)
+                    .await
+                    .map_err(JobError::from),
+                Err(error) => Err(error),
+            }
+        };
+        match tokio::time::timeout(bound, push).await {
+            Ok(Ok(())) => self
+                .context
+                .log
+                .system("errored.tfstate was pushed: the state is up to date"),
+            Ok(Err(error)) => self.context.log.system(&format!(
+                "pushing errored.tfstate failed ({error}): the state at {} may miss resources",
+                self.state_key
+            )),
+            Err(_) => {
+                stop.cancel();
+                self.context
+                    .log
+                    .system("pushing errored.tfstate took too long and was stopped");
+            }
+        }
+    }
+
+    /// Reads the plan file, for upload.
+    pub fn plan_bytes(&self) -> Result<Vec<u8>, JobError> {
+        let bytes = std::fs::read(self.dir.join(PLAN_FILE))
+            .map_err(|e| JobError::io("cannot read the plan file", e))?;
+        if bytes.len() > MAX_PLAN_ARTIFACT_BYTES {
+            return Err(JobError::Invalid(format!(
+                "the plan file is {} bytes, over the 52,428,800 bytes (50 MiB) Trellis stores: split the vine \
+                 or plan fewer changes at once",
+                bytes.len()
+            )));
+        }
+        Ok(bytes)
+    }
+}
