@@ -233,6 +233,12 @@ pub struct JobArgs {
     /// How long the ArgoCD install may take to become ready [default: 10m].
     #[arg(long, env = "TENDRIL_ARGOCD_TIMEOUT", value_name = "DURATION")]
     pub argocd_timeout: Option<String>,
+    /// Microsoft Entra's authority host [default: https://login.microsoftonline.com].
+    #[arg(long, env = "TENDRIL_AZURE_AUTHORITY_HOST", value_name = "URL")]
+    pub azure_authority_host: Option<String>,
+    /// Azure Resource Manager [default: https://management.azure.com].
+    #[arg(long, env = "TENDRIL_AZURE_RESOURCE_MANAGER", value_name = "URL")]
+    pub azure_resource_manager: Option<String>,
     /// S3-compatible endpoint of the Terraform state bucket.
     #[arg(long, env = "SUPABASE_S3_ENDPOINT", value_name = "URL")]
     pub s3_endpoint: Option<String>,
@@ -260,6 +266,7 @@ pub struct JobSettings {
     pub terraform_lock_timeout: Duration,
     pub terraform_provider_mirror: Option<PathBuf>,
     pub argocd: ArgoCdSettings,
+    pub azure: crate::cloud::azure::AzureEndpoints,
     pub infracost_api_key: Option<Secret>,
     /// The platform's secret for registering the workers DEPLOY_WORKER deploys.
     pub registration_secret: Option<Secret>,
@@ -466,6 +473,16 @@ impl JobArgs {
                     Duration::from_secs(600),
                 )?,
             },
+            azure: crate::cloud::azure::AzureEndpoints {
+                authority: self
+                    .azure_authority_host
+                    .clone()
+                    .unwrap_or_else(|| "https://login.microsoftonline.com".into()),
+                resource_manager: self
+                    .azure_resource_manager
+                    .clone()
+                    .unwrap_or_else(|| "https://management.azure.com".into()),
+            },
             infracost_api_key: secret_from_env("INFRACOST_API_KEY")?,
             registration_secret: secret_from_env("TENDRIL_REGISTRATION_SECRET")?,
         })
@@ -624,6 +641,8 @@ mod tests {
             argocd_chart_repository: None,
             argocd_chart_version: None,
             argocd_timeout: None,
+            azure_authority_host: None,
+            azure_resource_manager: None,
             s3_endpoint: None,
             s3_region: None,
         }

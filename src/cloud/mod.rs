@@ -1,6 +1,7 @@
 //! Cloud identities: getting credentials for a job and checking them.
 
 pub mod aws;
+pub mod azure;
 
 /// A failure of a cloud provider, in the provider's words.
 #[derive(Debug, thiserror::Error)]

@@ -35,6 +35,28 @@ pub async fn connection_test(context: &JobContext) -> Result<Map<String, Value>,
             metadata.insert("identity".into(), identity);
             Ok(metadata)
         }
+        "azure" => {
+            let phase = context.log.phase("verifying the Azure identity");
+            let session = context.azure_session().await?;
+            let subscription = session.get("", "2022-12-01").await?;
+            phase.finish();
+            let name = subscription
+                .get("displayName")
+                .cloned()
+                .unwrap_or(Value::Null);
+            context.log.system(&format!(
+                "signed in as {} to subscription {}",
+                session.client_id, session.subscription_id
+            ));
+            let identity = json!({"subscription_id": session.subscription_id, "subscription_name": name,
+                                  "tenant_id": session.tenant_id, "client_id": session.client_id});
+            context
+                .reporter
+                .progress(Map::from_iter([("identity".to_string(), identity.clone())]));
+            let mut metadata = discover_azure(context).await?;
+            metadata.insert("identity".into(), identity);
+            Ok(metadata)
+        }
         other => Err(unsupported(other)),
     }
 }
@@ -43,8 +65,82 @@ pub async fn connection_test(context: &JobContext) -> Result<Map<String, Value>,
 pub async fn fetch_resources(context: &JobContext) -> Result<Map<String, Value>, JobError> {
     match context.provider().as_str() {
         "aws" => discover_aws(context).await,
+        "azure" => discover_azure(context).await,
         other => Err(unsupported(other)),
     }
+}
+
+/// Azure: locations, VNets with their subnets, DNS zones; a list that fails
+/// is reported under `errors`.
+async fn discover_azure(context: &JobContext) -> Result<Map<String, Value>, JobError> {
+    let phase = context.log.phase("discovering Azure resources");
+    let session = context.azure_session().await?;
+    let mut errors = Map::new();
+    let mut list = |name: &str, result: Result<Value, crate::cloud::CloudError>| match result {
+        Ok(items) => items.as_array().cloned().unwrap_or_default(),
+        Err(error) => {
+            context
+                .log
+                .system(&format!("{name}: discovery failed: {error}"));
+            errors.insert(name.to_string(), Value::String(error.to_string()));
+            Vec::new()
+        }
+    };
+    let locations = list("locations", session.get("/locations", "2022-12-01").await);
+    let vnets = list(
+        "vnets",
+        session
+            .get("/providers/Microsoft.Network/virtualNetworks", "2023-09-01")
+            .await,
+    );
+    let zones = list(
+        "dns_zones",
+        session
+            .get("/providers/Microsoft.Network/dnszones", "2018-05-01")
+            .await,
+    );
+    let resource_group = |id: &str| {
+        let parts: Vec<&str> = id.split('/').collect();
+        parts
+            .iter()
+            .position(|p| p.eq_ignore_ascii_case("resourceGroups"))
+            .and_then(|i| parts.get(i + 1))
+            .map(|g| g.to_string())
+    };
+    let mut subnets = Map::new();
+    let vnet_records: Vec<Value> = vnets
+        .iter()
+        .map(|vnet| {
+            let name = text(vnet, "name");
+            let subnet_records: Vec<Value> = items(&vnet["properties"], "subnets")
+                .iter()
+                .map(|subnet| json!({"name": text(subnet, "name"), "id": text(subnet, "id"),
+                                     "address_prefix": subnet.pointer("/properties/addressPrefix").cloned().unwrap_or(Value::Null)}))
+                .collect();
+            subnets.insert(name.clone(), Value::Array(subnet_records));
+            json!({"name": name, "id": text(vnet, "id"), "location": text(vnet, "location"),
+                   "resource_group": resource_group(&text(vnet, "id")),
+                   "address_prefixes": vnet.pointer("/properties/addressSpace/addressPrefixes").cloned().unwrap_or(json!([]))})
+        })
+        .collect();
+    let zone_records: Vec<Value> = zones
+        .iter()
+        .map(|zone| json!({"name": text(zone, "name"), "id": text(zone, "id"), "resource_group": resource_group(&text(zone, "id"))}))
+        .collect();
+    let location_names: Vec<Value> = locations.iter().map(|l| json!(text(l, "name"))).collect();
+    phase.finish();
+    let mut cached = Map::new();
+    cached.insert("locations".into(), Value::Array(location_names));
+    cached.insert("vnets".into(), Value::Array(vnet_records));
+    cached.insert("subnets".into(), Value::Object(subnets));
+    cached.insert("dns_zones".into(), Value::Array(zone_records));
+    if !errors.is_empty() {
+        cached.insert("errors".into(), Value::Object(errors));
+    }
+    Ok(Map::from_iter([(
+        "cached_resources".to_string(),
+        Value::Object(cached),
+    )]))
 }
 
 fn unsupported(provider: &str) -> JobError {

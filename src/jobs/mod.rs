@@ -27,6 +27,7 @@ use serde_json::{Map, Value};
 use tokio_util::sync::CancellationToken;
 
 use crate::cloud::aws::AssumedRole;
+use crate::cloud::azure::AzureSession;
 use crate::config::{JobSettings, WorkerMode};
 use crate::logs::JobLog;
 use crate::report::Reporter;
@@ -104,6 +105,10 @@ pub struct JobContext {
     pub stop: CancellationToken,
     /// The AWS role the job acts as, when its identity names one.
     pub aws_role: Option<AssumedRole>,
+    /// The job's Azure sign-in, made when first needed.
+    azure: tokio::sync::OnceCell<AzureSession>,
+    /// `AZURE_FEDERATED_TOKEN_FILE` of Tendril's own environment.
+    azure_token_file: Option<String>,
     base_env: BTreeMap<String, String>,
     /// The snapshot's secret settings, masked while the job runs.
     _masked: Vec<secrets::SecretGuard>,
@@ -132,7 +137,28 @@ impl JobContext {
         if let Some(role) = &self.aws_role {
             env.extend(role.keys().await?.environment());
         }
+        if self.provider() == "azure" && self.identity.is_some() {
+            env.extend(self.azure_session().await?.environment());
+        }
         Ok(env)
+    }
+
+    /// The job's Azure identity, signed in (once) with the federated token.
+    pub async fn azure_session(&self) -> Result<&AzureSession, JobError> {
+        let identity = self.identity.clone().unwrap_or_default();
+        let session = self
+            .azure
+            .get_or_try_init(|| {
+                AzureSession::sign_in(
+                    &self.settings.azure,
+                    &identity.tenant_id,
+                    &identity.client_id,
+                    &identity.subscription_id,
+                    self.azure_token_file.as_deref(),
+                )
+            })
+            .await?;
+        Ok(session)
     }
 
     /// A tool command in the workspace with the job's environment.
@@ -260,6 +286,11 @@ fn prepare(
         reporter,
         stop: stop.token().clone(),
         aws_role,
+        azure: tokio::sync::OnceCell::new(),
+        azure_token_file: services
+            .host
+            .get("AZURE_FEDERATED_TOKEN_FILE")
+            .map(String::from),
         base_env,
         _masked: masked,
     })

@@ -6,6 +6,7 @@
 //! hence the one module-level `dead_code` allowance.
 #![allow(dead_code)]
 
+pub mod fake_azure;
 pub mod fake_trellis;
 pub mod moto;
 pub mod tendril;
