@@ -233,6 +233,15 @@ pub struct JobArgs {
     /// How long the ArgoCD install may take to become ready [default: 10m].
     #[arg(long, env = "TENDRIL_ARGOCD_TIMEOUT", value_name = "DURATION")]
     pub argocd_timeout: Option<String>,
+    /// Compute Engine API [default: https://compute.googleapis.com/compute/v1].
+    #[arg(long, env = "TENDRIL_GCP_COMPUTE_ENDPOINT", value_name = "URL")]
+    pub gcp_compute_endpoint: Option<String>,
+    /// Cloud DNS API [default: https://dns.googleapis.com/dns/v1].
+    #[arg(long, env = "TENDRIL_GCP_DNS_ENDPOINT", value_name = "URL")]
+    pub gcp_dns_endpoint: Option<String>,
+    /// Hosts a wif_config may name besides googleapis.com (tests only).
+    #[arg(long, env = "TENDRIL_GCP_ALLOWED_HOSTS", value_name = "HOSTS")]
+    pub gcp_allowed_hosts: Option<String>,
     /// Microsoft Entra's authority host [default: https://login.microsoftonline.com].
     #[arg(long, env = "TENDRIL_AZURE_AUTHORITY_HOST", value_name = "URL")]
     pub azure_authority_host: Option<String>,
@@ -267,6 +276,7 @@ pub struct JobSettings {
     pub terraform_provider_mirror: Option<PathBuf>,
     pub argocd: ArgoCdSettings,
     pub azure: crate::cloud::azure::AzureEndpoints,
+    pub gcp: crate::cloud::gcp::GcpEndpoints,
     pub infracost_api_key: Option<Secret>,
     /// The platform's secret for registering the workers DEPLOY_WORKER deploys.
     pub registration_secret: Option<Secret>,
@@ -483,6 +493,17 @@ impl JobArgs {
                     .clone()
                     .unwrap_or_else(|| "https://management.azure.com".into()),
             },
+            gcp: crate::cloud::gcp::GcpEndpoints {
+                compute: self
+                    .gcp_compute_endpoint
+                    .clone()
+                    .unwrap_or_else(|| "https://compute.googleapis.com/compute/v1".into()),
+                dns: self
+                    .gcp_dns_endpoint
+                    .clone()
+                    .unwrap_or_else(|| "https://dns.googleapis.com/dns/v1".into()),
+                extra_allowed_hosts: list(&self.gcp_allowed_hosts),
+            },
             infracost_api_key: secret_from_env("INFRACOST_API_KEY")?,
             registration_secret: secret_from_env("TENDRIL_REGISTRATION_SECRET")?,
         })
@@ -641,6 +662,9 @@ mod tests {
             argocd_chart_repository: None,
             argocd_chart_version: None,
             argocd_timeout: None,
+            gcp_compute_endpoint: None,
+            gcp_dns_endpoint: None,
+            gcp_allowed_hosts: None,
             azure_authority_host: None,
             azure_resource_manager: None,
             s3_endpoint: None,

@@ -2,6 +2,7 @@
 
 pub mod aws;
 pub mod azure;
+pub mod gcp;
 
 /// A failure of a cloud provider, in the provider's words.
 #[derive(Debug, thiserror::Error)]

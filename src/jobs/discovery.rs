@@ -35,6 +35,23 @@ pub async fn connection_test(context: &JobContext) -> Result<Map<String, Value>,
             metadata.insert("identity".into(), identity);
             Ok(metadata)
         }
+        "gcp" => {
+            let phase = context.log.phase("verifying the GCP identity");
+            let session = context.gcp_session().await?;
+            phase.finish();
+            context.log.system(&format!(
+                "acting as {} in project {}",
+                session.principal, session.project_id
+            ));
+            let identity =
+                json!({"project_id": session.project_id, "principal": session.principal});
+            context
+                .reporter
+                .progress(Map::from_iter([("identity".to_string(), identity.clone())]));
+            let mut metadata = discover_gcp(context).await?;
+            metadata.insert("identity".into(), identity);
+            Ok(metadata)
+        }
         "azure" => {
             let phase = context.log.phase("verifying the Azure identity");
             let session = context.azure_session().await?;
@@ -65,9 +82,97 @@ pub async fn connection_test(context: &JobContext) -> Result<Map<String, Value>,
 pub async fn fetch_resources(context: &JobContext) -> Result<Map<String, Value>, JobError> {
     match context.provider().as_str() {
         "aws" => discover_aws(context).await,
+        "gcp" => discover_gcp(context).await,
         "azure" => discover_azure(context).await,
         other => Err(unsupported(other)),
     }
+}
+
+/// GCP: regions, VPC networks, subnets by network, DNS managed zones; a
+/// list that fails is reported under `errors`.
+async fn discover_gcp(context: &JobContext) -> Result<Map<String, Value>, JobError> {
+    use crate::cloud::gcp::Api;
+    let phase = context.log.phase("discovering GCP resources");
+    let session = context.gcp_session().await?;
+    let mut errors = Map::new();
+    let mut list = |name: &str, result: Result<Vec<Value>, crate::cloud::CloudError>| match result {
+        Ok(items) => items,
+        Err(error) => {
+            context
+                .log
+                .system(&format!("{name}: discovery failed: {error}"));
+            errors.insert(name.to_string(), Value::String(error.to_string()));
+            Vec::new()
+        }
+    };
+    let regions = list(
+        "regions",
+        session.list(Api::Compute, "/regions", "items").await,
+    );
+    let networks = list(
+        "networks",
+        session
+            .list(Api::Compute, "/global/networks", "items")
+            .await,
+    );
+    let scoped = list(
+        "subnets",
+        session
+            .list(Api::Compute, "/aggregated/subnetworks", "items")
+            .await,
+    );
+    let zones = list(
+        "managed_zones",
+        session
+            .list(Api::Dns, "/managedZones", "managedZones")
+            .await,
+    );
+    let last = |link: &str| link.rsplit('/').next().unwrap_or_default().to_string();
+    let mut subnets = Map::new();
+    for subnet in scoped.iter().flat_map(|scope| items(scope, "subnetworks")) {
+        let network = last(&text(subnet, "network"));
+        let entry = subnets
+            .entry(network)
+            .or_insert_with(|| Value::Array(Vec::new()));
+        if let Value::Array(list) = entry {
+            list.push(
+                json!({"name": text(subnet, "name"), "region": last(&text(subnet, "region")),
+                             "ip_cidr_range": text(subnet, "ipCidrRange")}),
+            );
+        }
+    }
+    phase.finish();
+    let mut cached = Map::new();
+    cached.insert(
+        "regions".into(),
+        regions.iter().map(|r| json!(text(r, "name"))).collect(),
+    );
+    cached.insert(
+        "networks".into(),
+        networks
+            .iter()
+            .map(|n| {
+                json!({"name": text(n, "name"), "auto_create_subnetworks":
+                            n.get("autoCreateSubnetworks").cloned().unwrap_or(Value::Null)})
+            })
+            .collect(),
+    );
+    cached.insert("subnets".into(), Value::Object(subnets));
+    cached.insert(
+        "managed_zones".into(),
+        zones
+            .iter()
+            .map(|z| json!({"name": text(z, "name"), "dns_name": text(z, "dnsName").trim_end_matches('.'),
+                            "visibility": text(z, "visibility")}))
+            .collect(),
+    );
+    if !errors.is_empty() {
+        cached.insert("errors".into(), Value::Object(errors));
+    }
+    Ok(Map::from_iter([(
+        "cached_resources".to_string(),
+        Value::Object(cached),
+    )]))
 }
 
 /// Azure: locations, VNets with their subnets, DNS zones; a list that fails

@@ -28,6 +28,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::cloud::aws::AssumedRole;
 use crate::cloud::azure::AzureSession;
+use crate::cloud::gcp::GcpSession;
 use crate::config::{JobSettings, WorkerMode};
 use crate::logs::JobLog;
 use crate::report::Reporter;
@@ -105,6 +106,8 @@ pub struct JobContext {
     pub stop: CancellationToken,
     /// The AWS role the job acts as, when its identity names one.
     pub aws_role: Option<AssumedRole>,
+    /// The job's GCP sign-in, made when first needed.
+    gcp: tokio::sync::OnceCell<GcpSession>,
     /// The job's Azure sign-in, made when first needed.
     azure: tokio::sync::OnceCell<AzureSession>,
     /// `AZURE_FEDERATED_TOKEN_FILE` of Tendril's own environment.
@@ -141,6 +144,22 @@ impl JobContext {
             env.extend(self.azure_session().await?.environment());
         }
         Ok(env)
+    }
+
+    /// The job's GCP identity, signed in (once) through its wif_config.
+    pub async fn gcp_session(&self) -> Result<&GcpSession, JobError> {
+        let identity = self.identity.clone().unwrap_or_default();
+        let session = self
+            .gcp
+            .get_or_try_init(|| {
+                GcpSession::sign_in(
+                    &self.settings.gcp,
+                    &identity.project_id,
+                    &identity.wif_config,
+                )
+            })
+            .await?;
+        Ok(session)
     }
 
     /// The job's Azure identity, signed in (once) with the federated token.
@@ -270,7 +289,21 @@ fn prepare(
         .map_err(|e| JobError::io("cannot write the Terraform CLI configuration", e))?;
     // Worker jobs act with the platform's own credentials: Tendril's.
     let ambient = !user_job || uses_ambient_credentials(settings.mode, identity.is_some());
-    let base_env = base_environment(&services.host, &settings, &workspace, ambient);
+    let mut base_env = base_environment(&services.host, &settings, &workspace, ambient);
+    if let Some(gcp) = identity
+        .as_ref()
+        .filter(|i| i.provider == "gcp" && !i.wif_config.is_empty())
+    {
+        let file = workspace
+            .write_private("gcp-credentials.json", gcp.wif_config.as_bytes())
+            .map_err(|e| JobError::io("cannot write the GCP credential configuration", e))?;
+        base_env.insert(
+            "GOOGLE_APPLICATION_CREDENTIALS".into(),
+            file.display().to_string(),
+        );
+        base_env.insert("CLOUDSDK_CORE_PROJECT".into(), gcp.project_id.clone());
+        base_env.insert("GOOGLE_PROJECT".into(), gcp.project_id.clone());
+    }
     let aws_role = aws_role(&job, identity.as_ref());
     let masked = vine_inputs::SECRET_SETTINGS
         .iter()
@@ -286,6 +319,7 @@ fn prepare(
         reporter,
         stop: stop.token().clone(),
         aws_role,
+        gcp: tokio::sync::OnceCell::new(),
         azure: tokio::sync::OnceCell::new(),
         azure_token_file: services
             .host

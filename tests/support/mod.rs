@@ -7,6 +7,7 @@
 #![allow(dead_code)]
 
 pub mod fake_azure;
+pub mod fake_gcp;
 pub mod fake_trellis;
 pub mod moto;
 pub mod tendril;

@@ -1,0 +1,133 @@
+//! CONNECTION_TEST and FETCH_RESOURCES on GCP, with `tendril exec`, against
+//! a local fake of Google's STS, IAM Credentials, Compute and Cloud DNS
+//! (tests/support/fake_gcp.rs; no real GCP is reachable here).
+
+mod support;
+
+use serde_json::{json, Value};
+use support::fake_gcp::{FakeGcp, AUDIENCE, FEDERATED_TOKEN, SERVICE_ACCOUNT_TOKEN};
+use support::tendril::{Tendril, TendrilProcess};
+use support::TempDir;
+
+const SUBJECT: &str = "eyJhbGciOiJSUzI1NiJ9.oidc-subject-token.signature";
+
+fn wif_config(base: &str, token_file: &str) -> String {
+    json!({
+        "type": "external_account",
+        "audience": AUDIENCE,
+        "subject_token_type": "urn:ietf:params:oauth:token-type:jwt",
+        "token_url": format!("{base}/v1/token"),
+        "service_account_impersonation_url":
+            format!("{base}/v1/projects/-/serviceAccounts/tendril@shop-prod.iam.gserviceaccount.com:generateAccessToken"),
+        "credential_source": {"file": token_file, "format": {"type": "json", "subject_token_field_name": "id_token"}}
+    })
+    .to_string()
+}
+
+fn exec(
+    gcp: &FakeGcp,
+    scratch: &TempDir,
+    job_type: &str,
+    subject: &str,
+    allow_local: bool,
+) -> (i32, Value, String) {
+    let token_file = scratch.path().join(format!("subject-{job_type}.json"));
+    std::fs::write(&token_file, json!({"id_token": subject}).to_string()).unwrap();
+    let claim = json!({"job": {"id": format!("gcp-{}", job_type.to_lowercase()), "job_type": job_type, "config_snapshot": {}},
+                       "cloud_identity": {"provider": "gcp", "project_id": "shop-prod",
+                                          "service_account_email": "tendril@shop-prod.iam.gserviceaccount.com",
+                                          "wif_config": wif_config(&gcp.url(), token_file.to_str().unwrap())}});
+    let job_file = scratch.path().join(format!("{job_type}.json"));
+    std::fs::write(&job_file, claim.to_string()).unwrap();
+    let out = scratch.path().join(format!("out-{job_type}"));
+    let mut command = Tendril::command();
+    command
+        .arg("exec")
+        .arg(&job_file)
+        .arg("--out")
+        .arg(&out)
+        .envs([
+            (
+                "TENDRIL_GCP_COMPUTE_ENDPOINT",
+                format!("{}/compute/v1", gcp.url()),
+            ),
+            ("TENDRIL_GCP_DNS_ENDPOINT", format!("{}/dns/v1", gcp.url())),
+        ]);
+    if allow_local {
+        command.env("TENDRIL_GCP_ALLOWED_HOSTS", "127.0.0.1");
+    }
+    let mut process = TendrilProcess::spawn(command);
+    let status = process
+        .wait_timeout(std::time::Duration::from_secs(60))
+        .expect("exec finished");
+    let result = serde_json::from_slice(&std::fs::read(out.join("result.json")).unwrap()).unwrap();
+    (status.code().unwrap_or(-1), result, process.output())
+}
+
+#[test]
+fn gcp_identity_is_checked_by_the_token_exchange_and_its_resources_discovered() {
+    let gcp = FakeGcp::start(SUBJECT);
+    let scratch = TempDir::new("tendril-gcp-test");
+    let (code, result, output) = exec(&gcp, &scratch, "CONNECTION_TEST", SUBJECT, true);
+    assert_eq!(code, 0, "{output}");
+    let metadata = &result["execution_metadata"];
+    assert_eq!(
+        metadata["identity"]["principal"],
+        "tendril@shop-prod.iam.gserviceaccount.com"
+    );
+    let cached = &metadata["cached_resources"];
+    assert_eq!(
+        cached["regions"],
+        json!(["europe-west1", "us-central1"]),
+        "both pages"
+    );
+    assert_eq!(
+        cached["networks"][1],
+        json!({"name": "shop-vpc", "auto_create_subnetworks": false})
+    );
+    assert_eq!(
+        cached["subnets"]["shop-vpc"],
+        json!([{"name": "shop-eu", "region": "europe-west1",
+                                                     "ip_cidr_range": "10.10.0.0/20"}])
+    );
+    assert_eq!(
+        cached["managed_zones"],
+        json!([{"name": "shop", "dns_name": "shop.example", "visibility": "public"}])
+    );
+    for token in [SUBJECT, FEDERATED_TOKEN, SERVICE_ACCOUNT_TOKEN] {
+        assert!(!output.contains(token), "{token} in the output");
+    }
+    let (code, result, _) = exec(&gcp, &scratch, "FETCH_RESOURCES", SUBJECT, true);
+    assert_eq!(code, 0);
+    assert!(result["execution_metadata"].get("identity").is_none());
+}
+
+#[test]
+fn a_wrong_subject_token_fails_with_the_providers_message() {
+    let gcp = FakeGcp::start(SUBJECT);
+    let scratch = TempDir::new("tendril-gcp-test");
+    let (code, result, _) = exec(
+        &gcp,
+        &scratch,
+        "CONNECTION_TEST",
+        "eyJ.some-other-token.sig",
+        true,
+    );
+    assert_eq!(code, 1);
+    assert_eq!(
+        result["error_message"],
+        "gcp: the token exchange failed: The audience in ID Token does not match the expected audience."
+    );
+}
+
+#[test]
+fn a_wif_config_naming_another_host_is_refused() {
+    let gcp = FakeGcp::start(SUBJECT);
+    let scratch = TempDir::new("tendril-gcp-test");
+    let (code, result, _) = exec(&gcp, &scratch, "CONNECTION_TEST", SUBJECT, false);
+    assert_eq!(code, 1);
+    assert_eq!(
+        result["error_message"],
+        "gcp: wif_config names 127.0.0.1, which is not googleapis.com: refusing to send a token there"
+    );
+}
