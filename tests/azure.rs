@@ -6,7 +6,7 @@ mod support;
 
 use serde_json::{json, Value};
 use support::fake_azure::{FakeAzure, ACCESS_TOKEN};
-use support::tendril::{Tendril, TendrilProcess};
+use support::tendril::exec_claim;
 use support::TempDir;
 
 const TENANT: &str = "11111111-2222-3333-4444-555555555555";
@@ -17,29 +17,18 @@ const FEDERATED: &str = "eyJhbGciOiJSUzI1NiJ9.federated-token-for-tests.signatur
 fn exec(azure: &FakeAzure, scratch: &TempDir, job_type: &str, token: &str) -> (i32, Value, String) {
     let token_file = scratch.path().join(format!("token-{job_type}"));
     std::fs::write(&token_file, token).unwrap();
-    let job_file = scratch.path().join(format!("{job_type}.json"));
     let claim = json!({"job": {"id": format!("az-{}", job_type.to_lowercase()), "job_type": job_type, "config_snapshot": {}},
                        "cloud_identity": {"provider": "azure", "tenant_id": TENANT, "client_id": CLIENT,
                                           "subscription_id": SUBSCRIPTION}});
-    std::fs::write(&job_file, claim.to_string()).unwrap();
-    let out = scratch.path().join(format!("out-{job_type}"));
-    let mut command = Tendril::command();
-    command
-        .arg("exec")
-        .arg(&job_file)
-        .arg("--out")
-        .arg(&out)
-        .envs([
-            ("AZURE_FEDERATED_TOKEN_FILE", token_file.to_str().unwrap()),
-            ("TENDRIL_AZURE_AUTHORITY_HOST", azure.url().as_str()),
-            ("TENDRIL_AZURE_RESOURCE_MANAGER", azure.url().as_str()),
-        ]);
-    let mut process = TendrilProcess::spawn(command);
-    let status = process
-        .wait_timeout(std::time::Duration::from_secs(60))
-        .expect("exec finished");
-    let result = serde_json::from_slice(&std::fs::read(out.join("result.json")).unwrap()).unwrap();
-    (status.code().unwrap_or(-1), result, process.output())
+    let env = [
+        (
+            "AZURE_FEDERATED_TOKEN_FILE",
+            token_file.display().to_string(),
+        ),
+        ("TENDRIL_AZURE_AUTHORITY_HOST", azure.url()),
+        ("TENDRIL_AZURE_RESOURCE_MANAGER", azure.url()),
+    ];
+    exec_claim(scratch.path(), job_type, &claim, &env)
 }
 
 #[test]

@@ -61,8 +61,8 @@ fn exec_of_a_job_it_cannot_run_fails_with_exit_1_and_a_result() {
     let job_file = scratch.path().join("job.json");
     std::fs::write(
         &job_file,
-        r#"{"job": {"id": "j-gcp", "job_type": "FETCH_RESOURCES", "config_snapshot": {}},
-        "cloud_identity": {"provider": "gcp", "project_id": "p"}}"#,
+        r#"{"job": {"id": "j-oci", "job_type": "FETCH_RESOURCES", "config_snapshot": {}},
+        "cloud_identity": {"provider": "oci", "project_id": "p"}}"#,
     )
     .unwrap();
     let out = scratch.path().join("out");
@@ -70,7 +70,7 @@ fn exec_of_a_job_it_cannot_run_fails_with_exit_1_and_a_result() {
     assert_eq!(code, 1, "{output}");
     let result = result(&out);
     assert_eq!(result["status"], "FAILED");
-    assert_eq!(result["error_message"], "provider gcp is not supported yet");
+    assert_eq!(result["error_message"], "provider oci is not supported yet");
 }
 
 #[test]

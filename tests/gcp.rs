@@ -6,7 +6,7 @@ mod support;
 
 use serde_json::{json, Value};
 use support::fake_gcp::{FakeGcp, AUDIENCE, FEDERATED_TOKEN, SERVICE_ACCOUNT_TOKEN};
-use support::tendril::{Tendril, TendrilProcess};
+use support::tendril::exec_claim;
 use support::TempDir;
 
 const SUBJECT: &str = "eyJhbGciOiJSUzI1NiJ9.oidc-subject-token.signature";
@@ -37,31 +37,17 @@ fn exec(
                        "cloud_identity": {"provider": "gcp", "project_id": "shop-prod",
                                           "service_account_email": "tendril@shop-prod.iam.gserviceaccount.com",
                                           "wif_config": wif_config(&gcp.url(), token_file.to_str().unwrap())}});
-    let job_file = scratch.path().join(format!("{job_type}.json"));
-    std::fs::write(&job_file, claim.to_string()).unwrap();
-    let out = scratch.path().join(format!("out-{job_type}"));
-    let mut command = Tendril::command();
-    command
-        .arg("exec")
-        .arg(&job_file)
-        .arg("--out")
-        .arg(&out)
-        .envs([
-            (
-                "TENDRIL_GCP_COMPUTE_ENDPOINT",
-                format!("{}/compute/v1", gcp.url()),
-            ),
-            ("TENDRIL_GCP_DNS_ENDPOINT", format!("{}/dns/v1", gcp.url())),
-        ]);
+    let mut env = vec![
+        (
+            "TENDRIL_GCP_COMPUTE_ENDPOINT",
+            format!("{}/compute/v1", gcp.url()),
+        ),
+        ("TENDRIL_GCP_DNS_ENDPOINT", format!("{}/dns/v1", gcp.url())),
+    ];
     if allow_local {
-        command.env("TENDRIL_GCP_ALLOWED_HOSTS", "127.0.0.1");
+        env.push(("TENDRIL_GCP_ALLOWED_HOSTS", "127.0.0.1".to_string()));
     }
-    let mut process = TendrilProcess::spawn(command);
-    let status = process
-        .wait_timeout(std::time::Duration::from_secs(60))
-        .expect("exec finished");
-    let result = serde_json::from_slice(&std::fs::read(out.join("result.json")).unwrap()).unwrap();
-    (status.code().unwrap_or(-1), result, process.output())
+    exec_claim(scratch.path(), job_type, &claim, &env)
 }
 
 #[test]

@@ -130,33 +130,7 @@ impl Vines {
 
     /// The state object in moto's bucket, parsed.
     fn state(&self, key: &str) -> Option<Value> {
-        let target = self.scratch.path().join("state.json");
-        let output = std::process::Command::new("aws")
-            .args([
-                "s3api",
-                "get-object",
-                "--bucket",
-                "vine-terraform-state",
-                "--key",
-                key,
-            ])
-            .arg(&target)
-            .args([
-                "--endpoint-url",
-                &self.moto.endpoint(),
-                "--region",
-                "us-east-1",
-            ])
-            .envs([
-                ("AWS_ACCESS_KEY_ID", "testing"),
-                ("AWS_SECRET_ACCESS_KEY", "testing"),
-            ])
-            .output()
-            .unwrap();
-        output
-            .status
-            .success()
-            .then(|| serde_json::from_slice(&std::fs::read(&target).unwrap()).unwrap())
+        self.moto.s3_object("vine-terraform-state", key)
     }
 
     fn objects(&self) -> Vec<String> {

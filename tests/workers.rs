@@ -259,7 +259,8 @@ fn the_real_worker_template_grants_task_protection_and_keeps_one_task() {
 struct Fleet {
     moto: Moto,
     trellis: FakeTrellis,
-    scratch: TempDir,
+    /// Holds the work directory for the life of the test.
+    _scratch: TempDir,
     capture: std::path::PathBuf,
     tendril: TendrilProcess,
 }
@@ -299,7 +300,7 @@ impl Fleet {
         Fleet {
             moto,
             trellis,
-            scratch,
+            _scratch: scratch,
             capture,
             tendril,
         }
@@ -319,33 +320,7 @@ impl Fleet {
     }
 
     fn state(&self, key: &str) -> Option<Value> {
-        let target = self.scratch.path().join("state.json");
-        let output = std::process::Command::new("aws")
-            .args([
-                "s3api",
-                "get-object",
-                "--bucket",
-                "vine-terraform-state",
-                "--key",
-                key,
-            ])
-            .arg(&target)
-            .args([
-                "--endpoint-url",
-                &self.moto.endpoint(),
-                "--region",
-                "us-east-1",
-            ])
-            .envs([
-                ("AWS_ACCESS_KEY_ID", "testing"),
-                ("AWS_SECRET_ACCESS_KEY", "testing"),
-            ])
-            .output()
-            .unwrap();
-        output
-            .status
-            .success()
-            .then(|| serde_json::from_slice(&std::fs::read(&target).unwrap()).unwrap())
+        self.moto.s3_object("vine-terraform-state", key)
     }
 }
 

@@ -12,9 +12,9 @@ use crate::cloud::aws::{self, DEFAULT_REGION};
 
 /// CONNECTION_TEST: verify the identity, record it, then discover.
 pub async fn connection_test(context: &JobContext) -> Result<Map<String, Value>, JobError> {
-    match context.provider().as_str() {
+    let phase = context.log.phase("verifying the cloud identity");
+    let identity = match context.provider().as_str() {
         "aws" => {
-            let phase = context.log.phase("verifying the AWS identity");
             let identity = match &context.aws_role {
                 Some(role) => {
                     context.log.system(&format!("assuming {}", role.role_arn()));
@@ -22,41 +22,23 @@ pub async fn connection_test(context: &JobContext) -> Result<Map<String, Value>,
                 }
                 None => aws::ambient_caller_identity().await?,
             };
-            phase.finish();
             context.log.system(&format!(
                 "acting as {} in account {}",
                 identity.arn, identity.account
             ));
-            let identity = json!({"account": identity.account, "arn": identity.arn, "user_id": identity.user_id});
-            context
-                .reporter
-                .progress(Map::from_iter([("identity".to_string(), identity.clone())]));
-            let mut metadata = discover_aws(context).await?;
-            metadata.insert("identity".into(), identity);
-            Ok(metadata)
+            json!({"account": identity.account, "arn": identity.arn, "user_id": identity.user_id})
         }
         "gcp" => {
-            let phase = context.log.phase("verifying the GCP identity");
             let session = context.gcp_session().await?;
-            phase.finish();
             context.log.system(&format!(
                 "acting as {} in project {}",
                 session.principal, session.project_id
             ));
-            let identity =
-                json!({"project_id": session.project_id, "principal": session.principal});
-            context
-                .reporter
-                .progress(Map::from_iter([("identity".to_string(), identity.clone())]));
-            let mut metadata = discover_gcp(context).await?;
-            metadata.insert("identity".into(), identity);
-            Ok(metadata)
+            json!({"project_id": session.project_id, "principal": session.principal})
         }
         "azure" => {
-            let phase = context.log.phase("verifying the Azure identity");
             let session = context.azure_session().await?;
             let subscription = session.get("", "2022-12-01").await?;
-            phase.finish();
             let name = subscription
                 .get("displayName")
                 .cloned()
@@ -65,17 +47,18 @@ pub async fn connection_test(context: &JobContext) -> Result<Map<String, Value>,
                 "signed in as {} to subscription {}",
                 session.client_id, session.subscription_id
             ));
-            let identity = json!({"subscription_id": session.subscription_id, "subscription_name": name,
-                                  "tenant_id": session.tenant_id, "client_id": session.client_id});
-            context
-                .reporter
-                .progress(Map::from_iter([("identity".to_string(), identity.clone())]));
-            let mut metadata = discover_azure(context).await?;
-            metadata.insert("identity".into(), identity);
-            Ok(metadata)
+            json!({"subscription_id": session.subscription_id, "subscription_name": name,
+                   "tenant_id": session.tenant_id, "client_id": session.client_id})
         }
-        other => Err(unsupported(other)),
-    }
+        other => return Err(unsupported(other)),
+    };
+    phase.finish();
+    context
+        .reporter
+        .progress(Map::from_iter([("identity".to_string(), identity.clone())]));
+    let mut metadata = fetch_resources(context).await?;
+    metadata.insert("identity".into(), identity);
+    Ok(metadata)
 }
 
 /// FETCH_RESOURCES: discover only.

@@ -71,8 +71,16 @@ fn worker_vars(context: &JobContext, worker_id: &str) -> Map<String, Value> {
     vars
 }
 
-fn token_env(token: &str) -> BTreeMap<String, String> {
-    BTreeMap::from([("TF_VAR_worker_token".to_string(), token.to_string())])
+/// The worker's stack: its template, its variables, its state key, and the
+/// token in Terraform's environment only.
+async fn worker_stack<'a>(
+    context: &'a JobContext,
+    worker_id: &str,
+    token: &str,
+) -> Result<Stack<'a>, JobError> {
+    let vars = worker_vars(context, worker_id);
+    let env = BTreeMap::from([("TF_VAR_worker_token".to_string(), token.to_string())]);
+    Stack::prepare(context, "worker", &vars, worker_state_key(worker_id), env).await
 }
 
 /// DEPLOY_WORKER.
@@ -107,15 +115,7 @@ pub async fn deploy_worker(context: &JobContext) -> Result<Map<String, Value>, J
         "worker {worker_id}{}",
         if registered { " (registered now)" } else { "" }
     ));
-    let vars = worker_vars(context, &worker_id);
-    let mut stack = Stack::prepare(
-        context,
-        "worker",
-        &vars,
-        worker_state_key(&worker_id),
-        token_env(&token),
-    )
-    .await?;
+    let mut stack = worker_stack(context, &worker_id, &token).await?;
     stack.plan().await?;
     stack.apply().await?;
     let raw = stack.terraform().await?.output_json().await?;
@@ -145,15 +145,7 @@ pub async fn destroy_worker(context: &JobContext) -> Result<Map<String, Value>, 
     let token =
         setting(snapshot, &["worker_token"]).unwrap_or_else(|| "not-needed-to-destroy".into());
     let _masked = secrets::register(&token);
-    let vars = worker_vars(context, &worker_id);
-    let mut stack = Stack::prepare(
-        context,
-        "worker",
-        &vars,
-        worker_state_key(&worker_id),
-        token_env(&token),
-    )
-    .await?;
+    let mut stack = worker_stack(context, &worker_id, &token).await?;
     let resources = stack.terraform().await?.state_list().await?;
     if resources.is_empty() {
         return Err(JobError::Invalid(format!(

@@ -14,6 +14,8 @@ use axum::routing::{get, post};
 use axum::{Form, Json, Router};
 use serde_json::{json, Value};
 
+use super::http_fake::HttpFake;
+
 pub const ACCESS_TOKEN: &str = "arm-access-token-0123456789";
 
 #[derive(Clone)]
@@ -26,9 +28,7 @@ struct Expected {
 }
 
 pub struct FakeAzure {
-    url: String,
-    stop: Option<tokio::sync::oneshot::Sender<()>>,
-    thread: Option<std::thread::JoinHandle<()>>,
+    server: HttpFake,
 }
 
 fn reply(status: StatusCode, body: Value) -> Response {
@@ -127,48 +127,17 @@ impl FakeAzure {
             subscription: subscription.into(),
             base: Arc::new(Mutex::new(String::new())),
         };
-        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        listener.set_nonblocking(true).unwrap();
-        let url = format!("http://{}", listener.local_addr().unwrap());
-        *expected.base.lock().unwrap() = url.clone();
-        let app = Router::new()
-            .route("/{tenant}/oauth2/v2.0/token", post(token))
-            .route("/subscriptions/{*path}", get(arm))
-            .with_state(expected);
-        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-        let thread = std::thread::spawn(move || {
-            let runtime = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-                .unwrap();
-            runtime.block_on(async move {
-                let listener = tokio::net::TcpListener::from_std(listener).unwrap();
-                let _ = axum::serve(listener, app)
-                    .with_graceful_shutdown(async {
-                        let _ = stopped.await;
-                    })
-                    .await;
-            });
+        let server = HttpFake::serve(|url| {
+            *expected.base.lock().unwrap() = url.to_string();
+            Router::new()
+                .route("/{tenant}/oauth2/v2.0/token", post(token))
+                .route("/subscriptions/{*path}", get(arm))
+                .with_state(expected)
         });
-        FakeAzure {
-            url,
-            stop: Some(stop),
-            thread: Some(thread),
-        }
+        FakeAzure { server }
     }
 
     pub fn url(&self) -> String {
-        self.url.clone()
-    }
-}
-
-impl Drop for FakeAzure {
-    fn drop(&mut self) {
-        if let Some(stop) = self.stop.take() {
-            let _ = stop.send(());
-        }
-        if let Some(thread) = self.thread.take() {
-            let _ = thread.join();
-        }
+        self.server.url()
     }
 }

@@ -13,6 +13,8 @@ use axum::routing::{get, post};
 use axum::{Form, Json, Router};
 use serde_json::{json, Value};
 
+use super::http_fake::HttpFake;
+
 pub const FEDERATED_TOKEN: &str = "federated-access-token-abc123";
 pub const SERVICE_ACCOUNT_TOKEN: &str = "ya29.impersonated-token-xyz789";
 pub const AUDIENCE: &str = "//iam.googleapis.com/projects/42/locations/global/workloadIdentityPools/vintner/providers/tendril";
@@ -23,9 +25,7 @@ struct Expected {
 }
 
 pub struct FakeGcp {
-    url: String,
-    stop: Option<tokio::sync::oneshot::Sender<()>>,
-    thread: Option<std::thread::JoinHandle<()>>,
+    server: HttpFake,
 }
 
 fn reply(status: StatusCode, body: Value) -> Response {
@@ -148,54 +148,24 @@ async fn dns(Path(project): Path<String>, headers: HeaderMap) -> Response {
 
 impl FakeGcp {
     pub fn start(subject_token: &str) -> FakeGcp {
-        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        listener.set_nonblocking(true).unwrap();
-        let url = format!("http://{}", listener.local_addr().unwrap());
-        let app = Router::new()
-            .route("/v1/token", post(exchange))
-            .route(
-                "/v1/projects/-/serviceAccounts/{account}",
-                post(impersonate),
-            )
-            .route("/compute/v1/projects/{*path}", get(compute))
-            .route("/dns/v1/projects/{project}/managedZones", get(dns))
-            .with_state(Expected {
-                subject: subject_token.into(),
-            });
-        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-        let thread = std::thread::spawn(move || {
-            let runtime = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-                .unwrap();
-            runtime.block_on(async move {
-                let listener = tokio::net::TcpListener::from_std(listener).unwrap();
-                let _ = axum::serve(listener, app)
-                    .with_graceful_shutdown(async {
-                        let _ = stopped.await;
-                    })
-                    .await;
-            });
+        let expected = Expected {
+            subject: subject_token.into(),
+        };
+        let server = HttpFake::serve(|_| {
+            Router::new()
+                .route("/v1/token", post(exchange))
+                .route(
+                    "/v1/projects/-/serviceAccounts/{account}",
+                    post(impersonate),
+                )
+                .route("/compute/v1/projects/{*path}", get(compute))
+                .route("/dns/v1/projects/{project}/managedZones", get(dns))
+                .with_state(expected)
         });
-        FakeGcp {
-            url,
-            stop: Some(stop),
-            thread: Some(thread),
-        }
+        FakeGcp { server }
     }
 
     pub fn url(&self) -> String {
-        self.url.clone()
-    }
-}
-
-impl Drop for FakeGcp {
-    fn drop(&mut self) {
-        if let Some(stop) = self.stop.take() {
-            let _ = stop.send(());
-        }
-        if let Some(thread) = self.thread.take() {
-            let _ = thread.join();
-        }
+        self.server.url()
     }
 }

@@ -9,6 +9,7 @@
 pub mod fake_azure;
 pub mod fake_gcp;
 pub mod fake_trellis;
+pub mod http_fake;
 pub mod moto;
 pub mod tendril;
 

@@ -124,6 +124,26 @@ impl Moto {
             .collect()
     }
 
+    /// An S3 object, parsed as JSON (a Terraform state or lock); `None` if
+    /// there is no such object.
+    pub fn s3_object(&self, bucket: &str, key: &str) -> Option<Value> {
+        let target = self.dir.path().join("s3-object.json");
+        let output = Command::new("aws")
+            .args(["s3api", "get-object", "--bucket", bucket, "--key", key])
+            .arg(&target)
+            .args(["--endpoint-url", &self.endpoint(), "--region", "us-east-1"])
+            .envs([
+                ("AWS_ACCESS_KEY_ID", "testing"),
+                ("AWS_SECRET_ACCESS_KEY", "testing"),
+            ])
+            .output()
+            .expect("aws CLI not found: pip install awscli");
+        output
+            .status
+            .success()
+            .then(|| serde_json::from_slice(&std::fs::read(&target).unwrap()).unwrap())
+    }
+
     pub fn recording(&self) -> Vec<Value> {
         let text = self.api("GET", "/moto-api/recorder/download-recording");
         let lines = text.lines().filter(|l| !l.trim().is_empty());

@@ -168,3 +168,26 @@ pub fn worker_env(trellis: &FakeTrellis, work_dir: &Path) -> WorkerEnv {
     let vars = vars.into_iter().map(|(k, v)| (k.to_string(), v)).collect();
     WorkerEnv { id, token, vars }
 }
+
+/// Runs `tendril exec` on `claim` (written to `dir/<name>.json`, results in
+/// `dir/out-<name>/`) with `env`; returns the exit code, `result.json` and
+/// the output.
+pub fn exec_claim(
+    dir: &Path,
+    name: &str,
+    claim: &serde_json::Value,
+    env: &[(&str, String)],
+) -> (i32, serde_json::Value, String) {
+    let job_file = dir.join(format!("{name}.json"));
+    std::fs::write(&job_file, claim.to_string()).unwrap();
+    let out = dir.join(format!("out-{name}"));
+    let mut command = Tendril::command();
+    command.arg("exec").arg(&job_file).arg("--out").arg(&out);
+    command.envs(env.iter().map(|(k, v)| (*k, v.as_str())));
+    let mut process = TendrilProcess::spawn(command);
+    let status = process
+        .wait_timeout(Duration::from_secs(60))
+        .expect("exec finished");
+    let result = serde_json::from_slice(&std::fs::read(out.join("result.json")).unwrap()).unwrap();
+    (status.code().unwrap_or(-1), result, process.output())
+}
