@@ -117,3 +117,48 @@ fn a_wif_config_naming_another_host_is_refused() {
         "gcp: wif_config names 127.0.0.1, which is not googleapis.com: refusing to send a token there"
     );
 }
+
+#[test]
+fn a_wif_config_sourced_from_aws_is_signed_with_the_platforms_aws_identity() {
+    let gcp = FakeGcp::start(SUBJECT);
+    let scratch = TempDir::new("tendril-gcp-test");
+    let config = json!({
+        "type": "external_account",
+        "audience": AUDIENCE,
+        "subject_token_type": "urn:ietf:params:aws:token-type:aws4_request",
+        "token_url": format!("{}/v1/token", gcp.url()),
+        "credential_source": {"environment_id": "aws1",
+            "regional_cred_verification_url": "https://sts.{region}.amazonaws.com?Action=GetCallerIdentity&Version=2011-06-15"}
+    });
+    let claim = json!({"job": {"id": "gcp-aws", "job_type": "CONNECTION_TEST", "config_snapshot": {}},
+                       "cloud_identity": {"provider": "gcp", "project_id": "shop-prod", "wif_config": config.to_string()}});
+    let env = [
+        ("TENDRIL_GCP_ALLOWED_HOSTS", "127.0.0.1".to_string()),
+        (
+            "TENDRIL_GCP_COMPUTE_ENDPOINT",
+            format!("{}/compute/v1", gcp.url()),
+        ),
+        ("TENDRIL_GCP_DNS_ENDPOINT", format!("{}/dns/v1", gcp.url())),
+        ("AWS_ACCESS_KEY_ID", "testing".to_string()),
+        ("AWS_SECRET_ACCESS_KEY", "testing".to_string()),
+        ("AWS_REGION", "us-east-1".to_string()),
+        ("AWS_EC2_METADATA_DISABLED", "true".to_string()),
+    ];
+    let (code, result, output) = exec_claim(scratch.path(), "aws-sourced", &claim, &env);
+    // The fake's STS accepts only a signed GetCallerIdentity of the platform's
+    // keys bound to the audience (tests/support/fake_gcp.rs).
+    assert_eq!(code, 0, "{output}");
+    let metadata = &result["execution_metadata"];
+    assert_eq!(
+        metadata["identity"]["principal"],
+        format!("federated principal of {AUDIENCE}")
+    );
+    assert_eq!(
+        metadata["cached_resources"]["regions"],
+        json!(["europe-west1", "us-central1"])
+    );
+    assert!(
+        !output.contains("testing/"),
+        "the signed request is masked, never logged"
+    );
+}

@@ -202,3 +202,72 @@ async fn caller_identity(client: aws_sdk_sts::Client) -> Result<CallerIdentity, 
         user_id: answer.user_id().unwrap_or_default().to_string(),
     })
 }
+
+/// The subject token of a GCP workload identity federation whose credential
+/// source is AWS: a GetCallerIdentity request signed with Tendril's own (the
+/// platform's) AWS identity, which Google's STS replays to AWS to learn who
+/// calls. `verification_url` is the source's `regional_cred_verification_url`
+/// (with `{region}`); `audience` is the federation's, bound into the
+/// signature as `x-goog-cloud-target-resource`.
+pub async fn gcp_subject_token(
+    verification_url: &str,
+    audience: &str,
+) -> Result<String, CloudError> {
+    use aws_credential_types::provider::ProvideCredentials;
+    use aws_sigv4::http_request::{sign, SignableBody, SignableRequest, SigningSettings};
+    use aws_sigv4::sign::v4;
+
+    let config = platform_config().await;
+    let region = config
+        .region()
+        .map(|r| r.to_string())
+        .unwrap_or_else(|| DEFAULT_REGION.to_string());
+    let template = match verification_url {
+        "" => "https://sts.{region}.amazonaws.com?Action=GetCallerIdentity&Version=2011-06-15",
+        given => given,
+    };
+    let url = template.replace("{region}", &region);
+    let host = reqwest::Url::parse(&url)
+        .ok()
+        .and_then(|u| u.host_str().map(String::from))
+        .ok_or_else(|| aws_error(format!("'{url}' is not a verification URL")))?;
+    let credentials = config
+        .credentials_provider()
+        .ok_or_else(|| aws_error("Tendril has no AWS credentials of its own to federate with GCP"))?
+        .provide_credentials()
+        .await
+        .map_err(|e| aws_error(format!("cannot load Tendril's own AWS credentials: {e}")))?;
+    let identity = credentials.into();
+    let params = v4::SigningParams::builder()
+        .identity(&identity)
+        .region(&region)
+        .name("sts")
+        .time(SystemTime::now())
+        .settings(SigningSettings::default())
+        .build()
+        .map_err(|e| aws_error(format!("cannot sign the GetCallerIdentity request: {e}")))?
+        .into();
+    let signed_headers = [
+        ("host", host.as_str()),
+        ("x-goog-cloud-target-resource", audience),
+    ];
+    let request = SignableRequest::new(
+        "POST",
+        &url,
+        signed_headers.into_iter(),
+        SignableBody::Bytes(&[]),
+    )
+    .map_err(|e| aws_error(format!("cannot sign the GetCallerIdentity request: {e}")))?;
+    let (instructions, _) = sign(request, &params)
+        .map_err(|e| aws_error(format!("cannot sign the GetCallerIdentity request: {e}")))?
+        .into_parts();
+    let mut headers: Vec<serde_json::Value> = signed_headers
+        .iter()
+        .map(|(key, value)| serde_json::json!({"key": key, "value": value}))
+        .collect();
+    for (key, value) in instructions.headers() {
+        headers.push(serde_json::json!({"key": key, "value": value}));
+    }
+    let token = serde_json::json!({"url": url, "method": "POST", "headers": headers}).to_string();
+    Ok(url::form_urlencoded::byte_serialize(token.as_bytes()).collect())
+}

@@ -6,8 +6,9 @@
 //! The configuration is user data: its `token_url` and
 //! `service_account_impersonation_url` must be on `googleapis.com` (plus the
 //! hosts a test setting allows), or a signed subject token could be sent
-//! anywhere. Subject tokens come from a file or a URL; a configuration whose
-//! credential source is AWS is not supported yet. Every token is masked.
+//! anywhere. Subject tokens come from a file, a URL, or the platform's own AWS
+//! identity (a signed GetCallerIdentity, see [`super::aws::gcp_subject_token`]).
+//! Every token is masked.
 
 use serde_json::{json, Value};
 
@@ -107,7 +108,12 @@ impl GcpSession {
             .build()
             .map_err(|e| gcp_error(e.to_string()))?;
         let mut masked = Vec::new();
-        let subject = Self::subject_token(&http, &config["credential_source"]).await?;
+        let subject = Self::subject_token(
+            &http,
+            &config["credential_source"],
+            text(&config, "audience"),
+        )
+        .await?;
         masked.push(secrets::register(&subject));
 
         let form = [
@@ -157,7 +163,18 @@ impl GcpSession {
         })
     }
 
-    async fn subject_token(http: &reqwest::Client, source: &Value) -> Result<String, CloudError> {
+    async fn subject_token(
+        http: &reqwest::Client,
+        source: &Value,
+        audience: &str,
+    ) -> Result<String, CloudError> {
+        if text(source, "environment_id").starts_with("aws") {
+            return crate::cloud::aws::gcp_subject_token(
+                text(source, "regional_cred_verification_url"),
+                audience,
+            )
+            .await;
+        }
         if let Some(file) = source.get("file").and_then(Value::as_str) {
             let content = std::fs::read_to_string(file).map_err(|e| {
                 gcp_error(format!("cannot read the subject token file {file}: {e}"))
@@ -193,9 +210,7 @@ impl GcpSession {
                 .map_err(|e| gcp_error(e.to_string()))?;
             return token_from(&content, &source["format"]);
         }
-        Err(gcp_error(
-            "wif_config's credential source is not supported yet (file and url are; aws and executable are not)",
-        ))
+        Err(gcp_error("wif_config's credential source is not supported (file, url and aws are; executable is not)"))
     }
 
     /// Sends a request of the sign-in and reads its JSON answer, or the

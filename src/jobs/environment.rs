@@ -169,6 +169,16 @@ pub fn base_environment(
     env
 }
 
+/// Tendril's own AWS identity (`AWS_*` of its environment), for the GCP
+/// federation whose credential source is AWS.
+pub fn platform_aws(host: &HostEnv) -> BTreeMap<String, String> {
+    host.vars
+        .iter()
+        .filter(|(name, _)| name.starts_with("AWS_"))
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .collect()
+}
+
 /// Whether a job runs with the host's ambient credentials: only on a
 /// self-hosted worker, and only when Trellis sent no identity.
 pub fn uses_ambient_credentials(mode: WorkerMode, has_identity: bool) -> bool {

@@ -303,6 +303,18 @@ fn prepare(
         );
         base_env.insert("CLOUDSDK_CORE_PROJECT".into(), gcp.project_id.clone());
         base_env.insert("GOOGLE_PROJECT".into(), gcp.project_id.clone());
+        // The one user job that gets the platform's AWS identity: the one the
+        // user's GCP project trusts for this federation.
+        let source = serde_json::from_str::<Value>(&gcp.wif_config).ok();
+        let environment = source
+            .as_ref()
+            .and_then(|c| c.pointer("/credential_source/environment_id"));
+        if environment
+            .and_then(Value::as_str)
+            .is_some_and(|id| id.starts_with("aws"))
+        {
+            base_env.extend(environment::platform_aws(&services.host));
+        }
     }
     let aws_role = aws_role(&job, identity.as_ref());
     let masked = vine_inputs::SECRET_SETTINGS

@@ -36,6 +36,10 @@ async fn ask_version(tool: &str, args: &[&str], path: &str) -> Option<String> {
         .args(args)
         .env_clear()
         .env("PATH", path)
+        // A version probe is no reason to call home.
+        .env("CLOUDSDK_COMPONENT_MANAGER_DISABLE_UPDATE_CHECK", "true")
+        .env("INFRACOST_SKIP_UPDATE_CHECK", "true")
+        .env("CHECKPOINT_DISABLE", "1")
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())

@@ -44,9 +44,10 @@ async fn exchange(
     Form(form): Form<HashMap<String, String>>,
 ) -> Response {
     let field = |name: &str| form.get(name).map(String::as_str).unwrap_or_default();
+    let aws = field("subject_token_type") == "urn:ietf:params:aws:token-type:aws4_request";
     if field("grant_type") != "urn:ietf:params:oauth:grant-type:token-exchange"
         || field("requested_token_type") != "urn:ietf:params:oauth:token-type:access_token"
-        || field("subject_token_type") != "urn:ietf:params:oauth:token-type:jwt"
+        || !(aws || field("subject_token_type") == "urn:ietf:params:oauth:token-type:jwt")
         || field("scope") != "https://www.googleapis.com/auth/cloud-platform"
     {
         return reply(
@@ -62,7 +63,12 @@ async fn exchange(
             "error_description": "The target service indicated by the \"audience\" parameters is invalid."}),
         );
     }
-    if field("subject_token") != expected.subject {
+    let subject_ok = if aws {
+        aws_request_ok(field("subject_token"))
+    } else {
+        field("subject_token") == expected.subject
+    };
+    if !subject_ok {
         return reply(
             StatusCode::BAD_REQUEST,
             json!({"error": "invalid_grant",
@@ -74,6 +80,43 @@ async fn exchange(
         json!({"access_token": FEDERATED_TOKEN, "issued_token_type":
         "urn:ietf:params:oauth:token-type:access_token", "token_type": "Bearer", "expires_in": 3600}),
     )
+}
+
+/// What Google's STS checks of an AWS subject token before it replays it:
+/// a URL-encoded, signed STS GetCallerIdentity request bound to the audience.
+/// (The signature itself is AWS's to check; no AWS STS is reachable here.)
+fn aws_request_ok(token: &str) -> bool {
+    let decoded: String = url::form_urlencoded::parse(format!("t={token}").as_bytes())
+        .next()
+        .map(|(_, value)| value.into_owned())
+        .unwrap_or_default();
+    let Ok(request) = serde_json::from_str::<Value>(&decoded) else {
+        return false;
+    };
+    let header = |name: &str| {
+        request["headers"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .find(|h| {
+                h["key"]
+                    .as_str()
+                    .is_some_and(|k| k.eq_ignore_ascii_case(name))
+            })
+            .and_then(|h| h["value"].as_str())
+            .unwrap_or_default()
+            .to_string()
+    };
+    let authorization = header("authorization");
+    request["url"]
+        == "https://sts.us-east-1.amazonaws.com?Action=GetCallerIdentity&Version=2011-06-15"
+        && request["method"] == "POST"
+        && header("host") == "sts.us-east-1.amazonaws.com"
+        && header("x-goog-cloud-target-resource") == AUDIENCE
+        && !header("x-amz-date").is_empty()
+        && authorization.starts_with("AWS4-HMAC-SHA256 Credential=testing/")
+        && authorization.contains("/us-east-1/sts/aws4_request")
+        && authorization.contains("x-goog-cloud-target-resource")
 }
 
 async fn impersonate(headers: HeaderMap, Json(body): Json<Value>) -> Response {
@@ -96,12 +139,21 @@ async fn impersonate(headers: HeaderMap, Json(body): Json<Value>) -> Response {
     )
 }
 
+/// The APIs take the service account's token, or a federated token used
+/// directly (no impersonation).
+fn api_token_ok(headers: &HeaderMap) -> bool {
+    matches!(
+        bearer(headers),
+        Some(SERVICE_ACCOUNT_TOKEN | FEDERATED_TOKEN)
+    )
+}
+
 async fn compute(
     Path(path): Path<String>,
     Query(query): Query<HashMap<String, String>>,
     headers: HeaderMap,
 ) -> Response {
-    if bearer(&headers) != Some(SERVICE_ACCOUNT_TOKEN) {
+    if !api_token_ok(&headers) {
         return reply(
             StatusCode::UNAUTHORIZED,
             json!({"error": {"code": 401, "message": "Invalid Credentials"}}),
@@ -134,7 +186,7 @@ async fn compute(
 }
 
 async fn dns(Path(project): Path<String>, headers: HeaderMap) -> Response {
-    if bearer(&headers) != Some(SERVICE_ACCOUNT_TOKEN) || project != "shop-prod" {
+    if !api_token_ok(&headers) || project != "shop-prod" {
         return reply(
             StatusCode::UNAUTHORIZED,
             json!({"error": {"code": 401, "message": "Invalid Credentials"}}),
