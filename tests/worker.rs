@@ -362,14 +362,35 @@ fn a_terminal_status_left_by_sigkill_is_delivered_at_the_next_start() {
 fn an_idle_sigterm_reports_draining_then_offline_and_exits_zero() {
     let world = World::new();
     let mut tendril = world.start();
-    world.trellis.wait_until(LONG, "the announcement", |t| {
-        !t.heartbeats(&world.worker_id).is_empty()
+    world.trellis.wait_until(LONG, "the first claim", |t| {
+        t.requests().iter().any(|r| r.path == "/api/jobs/claim")
     });
     let first = &world.trellis.heartbeats(&world.worker_id)[0];
     assert_eq!(first["status"], "ONLINE");
     assert_eq!(first["mode"], "cloud-hosted");
     assert!(first["tools"]["aws"].is_string() && first["hostname"].is_string());
     assert_eq!(drain(&mut tendril), 0);
+    assert_last_heartbeats_are_draining_then_offline(&world);
+    assert!(
+        !world.trellis.requests().iter().any(|r| r.method == "PATCH"),
+        "the worker never replaces its own metadata"
+    );
+}
+
+#[test]
+fn a_sigterm_while_the_announcement_is_unanswered_still_reports_offline() {
+    let world = World::new();
+    // Trellis records the announcement but answers a second later.
+    world.trellis.set_delay(Duration::from_secs(1));
+    let mut tendril = world.start();
+    world.trellis.wait_until(LONG, "the announcement", |t| {
+        !t.heartbeats(&world.worker_id).is_empty()
+    });
+    assert_eq!(drain(&mut tendril), 0);
+    assert_last_heartbeats_are_draining_then_offline(&world);
+}
+
+fn assert_last_heartbeats_are_draining_then_offline(world: &World) {
     let statuses = world.heartbeat_statuses();
     let tail: Vec<&str> = statuses
         .iter()
@@ -379,10 +400,6 @@ fn an_idle_sigterm_reports_draining_then_offline_and_exits_zero() {
         .map(String::as_str)
         .collect();
     assert_eq!(tail, ["DRAINING", "OFFLINE"], "{statuses:?}");
-    assert!(
-        !world.trellis.requests().iter().any(|r| r.method == "PATCH"),
-        "the worker never replaces its own metadata"
-    );
 }
 
 #[test]

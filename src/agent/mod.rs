@@ -30,7 +30,7 @@ use crate::trellis::retry::{retry, RetryPolicy};
 use crate::trellis::{
     Announcement, Claim, Heartbeat, StatusUpdate, TrellisClient, TrellisError, WorkerStatus,
 };
-use heartbeat::Heartbeats;
+use heartbeat::{Heartbeats, OFFLINE_BUDGET};
 use protection::TaskProtection;
 use shutdown::Shutdown;
 
@@ -145,16 +145,34 @@ impl Agent {
         let announce = retry(policy, "announcing the worker to Trellis", || {
             self.client.heartbeat(&heartbeat)
         });
-        tokio::select! {
-            result = announce => match result {
-                Ok(()) => {
-                    tracing::info!("announced to Trellis as worker {} (Tendril {})", self.client.worker_id(), crate::VERSION);
-                    Ok(true)
+        tokio::pin!(announce);
+        let result = tokio::select! {
+            result = &mut announce => result,
+            _ = self.shutdown.drain.cancelled() => {
+                // An announcement in flight may already have reached Trellis:
+                // let it land, so that Trellis also hears DRAINING and OFFLINE
+                // rather than seeing an ONLINE worker fall silent.
+                match tokio::time::timeout(OFFLINE_BUDGET, announce).await {
+                    Ok(Ok(())) => Ok(()),
+                    _ => return Ok(false),
                 }
-                Err(TrellisError::Unauthorized(_)) => Err("Trellis rejected the worker ID or token".into()),
-                Err(error) => Err(format!("Trellis refused the worker's announcement: {error}")),
-            },
-            _ = self.shutdown.drain.cancelled() => Ok(false),
+            }
+        };
+        match result {
+            Ok(()) => {
+                tracing::info!(
+                    "announced to Trellis as worker {} (Tendril {})",
+                    self.client.worker_id(),
+                    crate::VERSION
+                );
+                Ok(true)
+            }
+            Err(TrellisError::Unauthorized(_)) => {
+                Err("Trellis rejected the worker ID or token".into())
+            }
+            Err(error) => Err(format!(
+                "Trellis refused the worker's announcement: {error}"
+            )),
         }
     }
 
