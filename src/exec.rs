@@ -83,10 +83,7 @@ pub async fn run(
     let shutdown = Shutdown::listen(None).map_err(ExecError::Signals)?;
     let stop = JobStop::default();
     let job_timeout = settings.job_timeout;
-    let services = JobServices {
-        settings: Arc::new(settings),
-        host: Arc::new(crate::jobs::environment::HostEnv::capture()),
-    };
+    let services = JobServices::new(settings);
     let job = async {
         match checked {
             Ok(Some(claimed)) => {

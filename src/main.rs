@@ -6,8 +6,9 @@ use std::process::ExitCode;
 
 use clap::Parser;
 
-use tendril::agent::{self, shutdown::Shutdown, Agent, Exit};
+use tendril::agent::{shutdown::Shutdown, Agent, Exit};
 use tendril::config::{shutdown_budget_warning, Cli, Command};
+use tendril::jobs::JobServices;
 use tendril::outbox::Outbox;
 use tendril::tools::versions::tool_versions;
 use tendril::trellis::TrellisClient;
@@ -92,7 +93,7 @@ async fn async_main(command: Command) -> ExitCode {
                     return configuration_error(format!("cannot listen for signals: {error}"))
                 }
             };
-            let services = agent::services(job_settings);
+            let services = JobServices::new(job_settings);
             let agent = Agent::new(settings, services, client, outbox, shutdown);
             match agent.run().await {
                 Exit::Drained => ExitCode::SUCCESS,

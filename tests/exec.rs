@@ -13,14 +13,8 @@ fn exec(moto: &Moto, job_file: &str, out: &std::path::Path) -> (i32, String) {
         .current_dir(env!("CARGO_MANIFEST_DIR"))
         .args(["exec", job_file, "--out"])
         .arg(out)
-        .envs([
-            ("AWS_ENDPOINT_URL", moto.endpoint().as_str()),
-            ("AWS_ACCESS_KEY_ID", "testing"),
-            ("AWS_SECRET_ACCESS_KEY", "testing"),
-            ("AWS_REGION", "us-east-1"),
-            ("AWS_EC2_METADATA_DISABLED", "true"),
-            ("TENDRIL_AWS_REGIONS", "us-east-1"),
-        ]);
+        .envs(moto.platform_env())
+        .env("TENDRIL_AWS_REGIONS", "us-east-1");
     let mut process = TendrilProcess::spawn(command);
     let status = process
         .wait_timeout(std::time::Duration::from_secs(120))

@@ -48,13 +48,9 @@ impl Vines {
         let env = worker_env(&trellis, &scratch.path().join("work"));
         let templates = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/templates");
         let mut vars = env.vars.clone();
+        vars.extend(moto.platform_env());
         vars.extend(
             [
-                ("AWS_ENDPOINT_URL", moto.endpoint()),
-                ("AWS_ACCESS_KEY_ID", "testing".into()),
-                ("AWS_SECRET_ACCESS_KEY", "testing".into()),
-                ("AWS_REGION", "us-east-1".into()),
-                ("AWS_EC2_METADATA_DISABLED", "true".into()),
                 ("GRAPE_WORKER_MODE", "cloud-hosted".into()),
                 ("TENDRIL_TEMPLATES_DIR", templates.display().to_string()),
                 ("TENDRIL_RETRY_MAX_DELAY", "1s".into()),

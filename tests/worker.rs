@@ -47,13 +47,9 @@ impl World {
         let mut vars = env.vars.clone();
         let path = format!("{}:{}", tools.display(), std::env::var("PATH").unwrap());
         vars.retain(|(k, _)| k != "PATH");
+        vars.extend(moto.platform_env());
         vars.extend([
             ("PATH".to_string(), path),
-            ("AWS_ENDPOINT_URL".into(), moto.endpoint()),
-            ("AWS_ACCESS_KEY_ID".into(), "testing".into()),
-            ("AWS_SECRET_ACCESS_KEY".into(), "testing".into()),
-            ("AWS_REGION".into(), "us-east-1".into()),
-            ("AWS_EC2_METADATA_DISABLED".into(), "true".into()),
             ("TENDRIL_AWS_REGIONS".into(), "us-east-1".into()),
             (
                 "TENDRIL_PASS_ENV".into(),

@@ -103,14 +103,10 @@ fn update_worker_registers_a_copy_with_only_the_image_changed_and_redeploys() {
 
     let env = worker_env(&trellis, &scratch.path().join("work"));
     let mut command = env.command();
-    command.arg("start").envs([
-        ("AWS_ENDPOINT_URL", moto.endpoint().as_str()),
-        ("AWS_ACCESS_KEY_ID", "testing"),
-        ("AWS_SECRET_ACCESS_KEY", "testing"),
-        ("AWS_REGION", "us-east-1"),
-        ("AWS_EC2_METADATA_DISABLED", "true"),
-        ("GRAPE_WORKER_MODE", "cloud-hosted"),
-    ]);
+    command
+        .arg("start")
+        .envs(moto.platform_env())
+        .env("GRAPE_WORKER_MODE", "cloud-hosted");
     let mut tendril = TendrilProcess::spawn(command);
     trellis.add_worker(WORKER_ID, "tok-updated-worker-secret");
     let job = trellis.enqueue(json!({"job_type": "UPDATE_WORKER", "config_snapshot": {
@@ -277,12 +273,7 @@ impl Fleet {
         let env = worker_env(&trellis, &scratch.path().join("work"));
         let mut command = env.command();
         let templates = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/templates");
-        command.arg("start").envs([
-            ("AWS_ENDPOINT_URL", moto.endpoint().as_str()),
-            ("AWS_ACCESS_KEY_ID", "testing"),
-            ("AWS_SECRET_ACCESS_KEY", "testing"),
-            ("AWS_REGION", "us-east-1"),
-            ("AWS_EC2_METADATA_DISABLED", "true"),
+        command.arg("start").envs(moto.platform_env()).envs([
             ("GRAPE_WORKER_MODE", "cloud-hosted"),
             ("TENDRIL_TEMPLATES_DIR", templates),
             ("SUPABASE_S3_ENDPOINT", moto.endpoint().as_str()),

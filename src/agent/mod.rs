@@ -12,13 +12,12 @@ pub mod heartbeat;
 pub mod protection;
 pub mod shutdown;
 
-use std::sync::Arc;
 use std::time::Duration;
 
 use rand::Rng;
 use serde_json::Value;
 
-use crate::config::{AgentSettings, JobSettings};
+use crate::config::AgentSettings;
 use crate::jobs::{self, JobServices, JobStop, Outcome, StopReason};
 use crate::logs::spool::DeliveryError;
 use crate::logs::JobLog;
@@ -433,14 +432,6 @@ pub fn hostname() -> String {
     }
     let end = buffer.iter().position(|b| *b == 0).unwrap_or(buffer.len());
     String::from_utf8_lossy(&buffer[..end]).into_owned()
-}
-
-/// Wires an agent from settings: used by `tendril start`.
-pub fn services(settings: JobSettings) -> JobServices {
-    JobServices {
-        settings: Arc::new(settings),
-        host: Arc::new(crate::jobs::environment::HostEnv::capture()),
-    }
 }
 
 #[cfg(test)]

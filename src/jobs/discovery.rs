@@ -77,34 +77,24 @@ async fn discover_gcp(context: &JobContext) -> Result<Map<String, Value>, JobErr
     use crate::cloud::gcp::Api;
     let phase = context.log.phase("discovering GCP resources");
     let session = context.gcp_session().await?;
-    let mut errors = Map::new();
-    let mut list = |name: &str, result: Result<Vec<Value>, crate::cloud::CloudError>| match result {
-        Ok(items) => items,
-        Err(error) => {
-            context
-                .log
-                .system(&format!("{name}: discovery failed: {error}"));
-            errors.insert(name.to_string(), Value::String(error.to_string()));
-            Vec::new()
-        }
-    };
-    let regions = list(
+    let mut findings = Findings::new(context);
+    let regions = findings.listed(
         "regions",
         session.list(Api::Compute, "/regions", "items").await,
     );
-    let networks = list(
+    let networks = findings.listed(
         "networks",
         session
             .list(Api::Compute, "/global/networks", "items")
             .await,
     );
-    let scoped = list(
+    let scoped = findings.listed(
         "subnets",
         session
             .list(Api::Compute, "/aggregated/subnetworks", "items")
             .await,
     );
-    let zones = list(
+    let zones = findings.listed(
         "managed_zones",
         session
             .list(Api::Dns, "/managedZones", "managedZones")
@@ -125,13 +115,12 @@ async fn discover_gcp(context: &JobContext) -> Result<Map<String, Value>, JobErr
         }
     }
     phase.finish();
-    let mut cached = Map::new();
-    cached.insert(
-        "regions".into(),
+    findings.set(
+        "regions",
         regions.iter().map(|r| json!(text(r, "name"))).collect(),
     );
-    cached.insert(
-        "networks".into(),
+    findings.set(
+        "networks",
         networks
             .iter()
             .map(|n| {
@@ -140,22 +129,16 @@ async fn discover_gcp(context: &JobContext) -> Result<Map<String, Value>, JobErr
             })
             .collect(),
     );
-    cached.insert("subnets".into(), Value::Object(subnets));
-    cached.insert(
-        "managed_zones".into(),
+    findings.set("subnets", Value::Object(subnets));
+    findings.set(
+        "managed_zones",
         zones
             .iter()
             .map(|z| json!({"name": text(z, "name"), "dns_name": text(z, "dnsName").trim_end_matches('.'),
                             "visibility": text(z, "visibility")}))
             .collect(),
     );
-    if !errors.is_empty() {
-        cached.insert("errors".into(), Value::Object(errors));
-    }
-    Ok(Map::from_iter([(
-        "cached_resources".to_string(),
-        Value::Object(cached),
-    )]))
+    Ok(findings.into_metadata())
 }
 
 /// Azure: locations, VNets with their subnets, DNS zones; a list that fails
@@ -163,29 +146,25 @@ async fn discover_gcp(context: &JobContext) -> Result<Map<String, Value>, JobErr
 async fn discover_azure(context: &JobContext) -> Result<Map<String, Value>, JobError> {
     let phase = context.log.phase("discovering Azure resources");
     let session = context.azure_session().await?;
-    let mut errors = Map::new();
-    let mut list = |name: &str, result: Result<Value, crate::cloud::CloudError>| match result {
-        Ok(items) => items.as_array().cloned().unwrap_or_default(),
-        Err(error) => {
-            context
-                .log
-                .system(&format!("{name}: discovery failed: {error}"));
-            errors.insert(name.to_string(), Value::String(error.to_string()));
-            Vec::new()
-        }
-    };
-    let locations = list("locations", session.get("/locations", "2022-12-01").await);
-    let vnets = list(
+    let mut findings = Findings::new(context);
+    let array = |list: Value| list.as_array().cloned().unwrap_or_default();
+    let locations = findings.listed(
+        "locations",
+        session.get("/locations", "2022-12-01").await.map(array),
+    );
+    let vnets = findings.listed(
         "vnets",
         session
             .get("/providers/Microsoft.Network/virtualNetworks", "2023-09-01")
-            .await,
+            .await
+            .map(array),
     );
-    let zones = list(
+    let zones = findings.listed(
         "dns_zones",
         session
             .get("/providers/Microsoft.Network/dnszones", "2018-05-01")
-            .await,
+            .await
+            .map(array),
     );
     let resource_group = |id: &str| {
         let parts: Vec<&str> = id.split('/').collect();
@@ -217,18 +196,63 @@ async fn discover_azure(context: &JobContext) -> Result<Map<String, Value>, JobE
         .collect();
     let location_names: Vec<Value> = locations.iter().map(|l| json!(text(l, "name"))).collect();
     phase.finish();
-    let mut cached = Map::new();
-    cached.insert("locations".into(), Value::Array(location_names));
-    cached.insert("vnets".into(), Value::Array(vnet_records));
-    cached.insert("subnets".into(), Value::Object(subnets));
-    cached.insert("dns_zones".into(), Value::Array(zone_records));
-    if !errors.is_empty() {
-        cached.insert("errors".into(), Value::Object(errors));
+    findings.set("locations", Value::Array(location_names));
+    findings.set("vnets", Value::Array(vnet_records));
+    findings.set("subnets", Value::Object(subnets));
+    findings.set("dns_zones", Value::Array(zone_records));
+    Ok(findings.into_metadata())
+}
+
+/// What a discovery found (the `cached_resources` of the metadata), and
+/// under `errors` each list or region it could not read.
+struct Findings<'a> {
+    context: &'a JobContext,
+    cached: Map<String, Value>,
+    errors: Map<String, Value>,
+}
+
+impl<'a> Findings<'a> {
+    fn new(context: &'a JobContext) -> Self {
+        Findings {
+            context,
+            cached: Map::new(),
+            errors: Map::new(),
+        }
     }
-    Ok(Map::from_iter([(
-        "cached_resources".to_string(),
-        Value::Object(cached),
-    )]))
+
+    /// What was listed, or nothing with the failure logged and recorded.
+    fn listed<E: std::fmt::Display>(
+        &mut self,
+        name: &str,
+        result: Result<Vec<Value>, E>,
+    ) -> Vec<Value> {
+        result.unwrap_or_else(|error| {
+            self.failed(name, &error);
+            Vec::new()
+        })
+    }
+
+    /// Logs and records that `name` could not be discovered.
+    fn failed(&mut self, name: &str, error: &dyn std::fmt::Display) {
+        self.context
+            .log
+            .system(&format!("{name}: discovery failed: {error}"));
+        self.errors
+            .insert(name.to_string(), Value::String(error.to_string()));
+    }
+
+    fn set(&mut self, key: &str, value: Value) {
+        self.cached.insert(key.to_string(), value);
+    }
+
+    /// The job's metadata: `{"cached_resources": {..., "errors": {...}}}`.
+    fn into_metadata(mut self) -> Map<String, Value> {
+        if !self.errors.is_empty() {
+            self.cached
+                .insert("errors".into(), Value::Object(self.errors));
+        }
+        Map::from_iter([("cached_resources".to_string(), Value::Object(self.cached))])
+    }
 }
 
 fn unsupported(provider: &str) -> JobError {
@@ -248,7 +272,7 @@ async fn discover_aws(context: &JobContext) -> Result<Map<String, Value>, JobErr
         [] => enabled_regions(context).await?,
         configured => configured.to_vec(),
     };
-    let mut errors = Map::new();
+    let mut findings = Findings::new(context);
     let (mut vpcs, mut subnets, mut security_groups) = (Map::new(), Map::new(), Map::new());
     let mut per_region = stream::iter(regions.iter().cloned())
         .map(|region| async move {
@@ -275,18 +299,13 @@ async fn discover_aws(context: &JobContext) -> Result<Map<String, Value>, JobErr
                 security_groups.insert(region, Value::Array(found.security_groups));
             }
             Err(JobError::Stopped) => return Err(JobError::Stopped),
-            Err(error) => {
-                context
-                    .log
-                    .system(&format!("{region}: discovery failed: {error}"));
-                errors.insert(region, Value::String(error.to_string()));
-            }
+            Err(error) => findings.failed(&region, &error),
         }
     }
     drop(per_region);
     let hosted_zones = global_list(
         context,
-        &mut errors,
+        &mut findings,
         "route53",
         &["route53", "list-hosted-zones"],
         "HostedZones",
@@ -295,7 +314,7 @@ async fn discover_aws(context: &JobContext) -> Result<Map<String, Value>, JobErr
     .await?;
     let iam_users = global_list(
         context,
-        &mut errors,
+        &mut findings,
         "iam",
         &["iam", "list-users"],
         "Users",
@@ -303,21 +322,13 @@ async fn discover_aws(context: &JobContext) -> Result<Map<String, Value>, JobErr
     )
     .await?;
     phase.finish();
-
-    let mut cached = Map::new();
-    cached.insert("regions".into(), json!(regions));
-    cached.insert("vpcs".into(), Value::Object(vpcs));
-    cached.insert("subnets".into(), Value::Object(subnets));
-    cached.insert("hosted_zones".into(), Value::Array(hosted_zones));
-    cached.insert("iam_users".into(), Value::Array(iam_users));
-    cached.insert("security_groups".into(), Value::Object(security_groups));
-    if !errors.is_empty() {
-        cached.insert("errors".into(), Value::Object(errors));
-    }
-    Ok(Map::from_iter([(
-        "cached_resources".to_string(),
-        Value::Object(cached),
-    )]))
+    findings.set("regions", json!(regions));
+    findings.set("vpcs", Value::Object(vpcs));
+    findings.set("subnets", Value::Object(subnets));
+    findings.set("hosted_zones", Value::Array(hosted_zones));
+    findings.set("iam_users", Value::Array(iam_users));
+    findings.set("security_groups", Value::Object(security_groups));
+    Ok(findings.into_metadata())
 }
 
 /// The regions the account has enabled.
@@ -393,7 +404,7 @@ async fn discover_region(context: &JobContext, region: &str) -> Result<RegionRes
 /// A list from a global service; a failure is recorded under `errors`.
 async fn global_list(
     context: &JobContext,
-    errors: &mut Map<String, Value>,
+    findings: &mut Findings<'_>,
     service: &str,
     args: &[&str],
     key: &str,
@@ -403,10 +414,7 @@ async fn global_list(
         Ok(answer) => Ok(items(&answer, key).iter().map(shape).collect()),
         Err(JobError::Stopped) => Err(JobError::Stopped),
         Err(error) => {
-            context
-                .log
-                .system(&format!("{service}: discovery failed: {error}"));
-            errors.insert(service.to_string(), Value::String(error.to_string()));
+            findings.failed(service, &error);
             Ok(Vec::new())
         }
     }

@@ -49,6 +49,16 @@ pub struct JobServices {
     pub host: Arc<HostEnv>,
 }
 
+impl JobServices {
+    /// The settings, and the host environment as it is now.
+    pub fn new(settings: JobSettings) -> Self {
+        JobServices {
+            settings: Arc::new(settings),
+            host: Arc::new(HostEnv::capture()),
+        }
+    }
+}
+
 /// Why a job was stopped before it ended by itself.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum StopReason {

@@ -64,6 +64,20 @@ impl Moto {
         format!("http://127.0.0.1:{}", self.port)
     }
 
+    /// The environment that makes Tendril's own AWS identity (the
+    /// platform's) this moto's test account in us-east-1.
+    pub fn platform_env(&self) -> Vec<(String, String)> {
+        [
+            ("AWS_ENDPOINT_URL", self.endpoint()),
+            ("AWS_ACCESS_KEY_ID", "testing".into()),
+            ("AWS_SECRET_ACCESS_KEY", "testing".into()),
+            ("AWS_REGION", "us-east-1".into()),
+            ("AWS_EC2_METADATA_DISABLED", "true".into()),
+        ]
+        .map(|(name, value)| (name.to_string(), value))
+        .into()
+    }
+
     pub fn port(&self) -> u16 {
         self.port
     }
