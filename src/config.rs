@@ -26,7 +26,7 @@ pub struct ConfigError {
 }
 
 impl ConfigError {
-    fn new(variable: &str, problem: impl Into<String>) -> Self {
+    pub(crate) fn new(variable: &str, problem: impl Into<String>) -> Self {
         ConfigError {
             variable: variable.to_string(),
             problem: problem.into(),
@@ -60,6 +60,11 @@ pub enum Command {
     /// registration secret is read from TENDRIL_REGISTRATION_SECRET (or
     /// TENDRIL_REGISTRATION_SECRET_FILE).
     Register(RegisterArgs),
+    /// Scale the pool of ECS worker services between zero and one task each
+    /// from the jobs waiting in Trellis's database: as a Lambda custom
+    /// runtime when AWS_LAMBDA_RUNTIME_API is set, once with --once, or else
+    /// every --interval.
+    Scaler(crate::scaler::settings::ScalerArgs),
 }
 
 #[derive(Debug, Args)]
@@ -332,7 +337,7 @@ fn duration(
     }
 }
 
-fn positive_duration(
+pub(crate) fn positive_duration(
     variable: &str,
     value: &Option<String>,
     default: Duration,
@@ -344,7 +349,7 @@ fn positive_duration(
     Ok(parsed)
 }
 
-fn list(value: &Option<String>) -> Vec<String> {
+pub(crate) fn list(value: &Option<String>) -> Vec<String> {
     value
         .iter()
         .flat_map(|text| text.split(','))

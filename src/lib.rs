@@ -17,6 +17,7 @@ pub mod logs;
 pub mod outbox;
 pub mod private_files;
 pub mod report;
+pub mod scaler;
 pub mod secrets;
 pub mod telemetry;
 pub mod tools;

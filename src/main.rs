@@ -47,6 +47,7 @@ async fn async_main(command: Command) -> ExitCode {
             ExitCode::SUCCESS
         }
         Command::Register(args) => register(args).await,
+        Command::Scaler(args) => tendril::scaler::run(args).await,
         Command::Exec(args) => {
             let settings = match args.job.resolve() {
                 Ok(settings) => settings,

@@ -213,61 +213,165 @@ pub async fn gcp_subject_token(
     verification_url: &str,
     audience: &str,
 ) -> Result<String, CloudError> {
-    use aws_credential_types::provider::ProvideCredentials;
-    use aws_sigv4::http_request::{sign, SignableBody, SignableRequest, SigningSettings};
-    use aws_sigv4::sign::v4;
-
-    let config = platform_config().await;
-    let region = config
-        .region()
-        .map(|r| r.to_string())
-        .unwrap_or_else(|| DEFAULT_REGION.to_string());
+    let region = platform_region().await;
     let template = match verification_url {
         "" => "https://sts.{region}.amazonaws.com?Action=GetCallerIdentity&Version=2011-06-15",
         given => given,
     };
     let url = template.replace("{region}", &region);
-    let host = reqwest::Url::parse(&url)
-        .ok()
-        .and_then(|u| u.host_str().map(String::from))
-        .ok_or_else(|| aws_error(format!("'{url}' is not a verification URL")))?;
-    let credentials = config
-        .credentials_provider()
-        .ok_or_else(|| aws_error("Tendril has no AWS credentials of its own to federate with GCP"))?
-        .provide_credentials()
-        .await
-        .map_err(|e| aws_error(format!("cannot load Tendril's own AWS credentials: {e}")))?;
-    let identity = credentials.into();
-    let params = v4::SigningParams::builder()
-        .identity(&identity)
-        .region(&region)
-        .name("sts")
-        .time(SystemTime::now())
-        .settings(SigningSettings::default())
-        .build()
-        .map_err(|e| aws_error(format!("cannot sign the GetCallerIdentity request: {e}")))?
-        .into();
+    let host = url_host(&url)?;
     let signed_headers = [
         ("host", host.as_str()),
         ("x-goog-cloud-target-resource", audience),
     ];
-    let request = SignableRequest::new(
-        "POST",
-        &url,
-        signed_headers.into_iter(),
-        SignableBody::Bytes(&[]),
-    )
-    .map_err(|e| aws_error(format!("cannot sign the GetCallerIdentity request: {e}")))?;
-    let (instructions, _) = sign(request, &params)
-        .map_err(|e| aws_error(format!("cannot sign the GetCallerIdentity request: {e}")))?
-        .into_parts();
-    let mut headers: Vec<serde_json::Value> = signed_headers
+    let signature = sign_request("POST", &url, &signed_headers, b"", "sts", &region)
+        .await
+        .map_err(|e| aws_error(format!("cannot sign the GetCallerIdentity request: {e}")))?;
+    let headers: Vec<serde_json::Value> = signed_headers
         .iter()
+        .map(|(key, value)| (key.to_string(), value.to_string()))
+        .chain(signature)
         .map(|(key, value)| serde_json::json!({"key": key, "value": value}))
         .collect();
-    for (key, value) in instructions.headers() {
-        headers.push(serde_json::json!({"key": key, "value": value}));
-    }
     let token = serde_json::json!({"url": url, "method": "POST", "headers": headers}).to_string();
     Ok(url::form_urlencoded::byte_serialize(token.as_bytes()).collect())
+}
+
+/// The value of a Secrets Manager secret, read with Tendril's own AWS
+/// identity (in the secret's region) and registered for masking.
+pub async fn secrets_manager_value(secret_arn: &str) -> Result<crate::secrets::Secret, CloudError> {
+    let region = match secret_arn.split(':').nth(3) {
+        Some(region) if secret_arn.starts_with("arn:") && !region.is_empty() => region.to_string(),
+        _ => platform_region().await,
+    };
+    let url = match platform_config().await.endpoint_url() {
+        Some(endpoint) => format!("{}/", endpoint.trim_end_matches('/')),
+        None => format!("https://secretsmanager.{region}.amazonaws.com/"),
+    };
+    let host = url_host(&url)?;
+    let body = serde_json::json!({"SecretId": secret_arn}).to_string();
+    let headers = [
+        ("host", host.as_str()),
+        ("content-type", "application/x-amz-json-1.1"),
+        ("x-amz-target", "secretsmanager.GetSecretValue"),
+    ];
+    let failed = |e: String| aws_error(format!("cannot read the secret {secret_arn}: {e}"));
+    let signature = sign_request(
+        "POST",
+        &url,
+        &headers,
+        body.as_bytes(),
+        "secretsmanager",
+        &region,
+    )
+    .await
+    .map_err(failed)?;
+    let mut request = reqwest::Client::new()
+        .post(&url)
+        .timeout(Duration::from_secs(30))
+        .body(body);
+    for (key, value) in headers
+        .iter()
+        .skip(1)
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .chain(signature)
+    {
+        request = request.header(key, value);
+    }
+    let answer = request
+        .send()
+        .await
+        .map_err(|e| failed(e.without_url().to_string()))?;
+    let status = answer.status();
+    let text = answer
+        .text()
+        .await
+        .map_err(|e| failed(e.without_url().to_string()))?;
+    let parsed: serde_json::Value = serde_json::from_str(&text).unwrap_or_default();
+    if !status.is_success() {
+        let message = parsed
+            .get("message")
+            .or_else(|| parsed.get("Message"))
+            .and_then(serde_json::Value::as_str)
+            .unwrap_or("no message");
+        return Err(failed(format!("{status}: {message}")));
+    }
+    match parsed
+        .get("SecretString")
+        .and_then(serde_json::Value::as_str)
+    {
+        Some(value) if !value.trim().is_empty() => Ok(crate::secrets::Secret::new_registered(
+            value.trim_end_matches(['\n', '\r']).to_string(),
+        )),
+        _ => Err(failed("it has no SecretString".into())),
+    }
+}
+
+/// The region of Tendril's own AWS configuration.
+pub async fn platform_region() -> String {
+    platform_config()
+        .await
+        .region()
+        .map(|r| r.to_string())
+        .unwrap_or_else(|| DEFAULT_REGION.to_string())
+}
+
+fn url_host(url: &str) -> Result<String, CloudError> {
+    let parsed =
+        reqwest::Url::parse(url).map_err(|e| aws_error(format!("'{url}' is not a URL: {e}")))?;
+    let host = parsed
+        .host_str()
+        .ok_or_else(|| aws_error(format!("'{url}' has no host")))?;
+    Ok(match parsed.port() {
+        Some(port) => format!("{host}:{port}"),
+        None => host.to_string(),
+    })
+}
+
+/// SigV4-signs a request with Tendril's own AWS credentials; returns the
+/// headers to add (`authorization`, `x-amz-date`, and the session token when
+/// there is one). `headers` are signed as given and must include `host`.
+async fn sign_request(
+    method: &str,
+    url: &str,
+    headers: &[(&str, &str)],
+    body: &[u8],
+    service: &str,
+    region: &str,
+) -> Result<Vec<(String, String)>, String> {
+    use aws_credential_types::provider::ProvideCredentials;
+    use aws_sigv4::http_request::{sign, SignableBody, SignableRequest, SigningSettings};
+    use aws_sigv4::sign::v4;
+
+    let credentials = platform_config()
+        .await
+        .credentials_provider()
+        .ok_or("Tendril has no AWS credentials of its own")?
+        .provide_credentials()
+        .await
+        .map_err(|e| format!("cannot load Tendril's own AWS credentials: {e}"))?;
+    let identity = credentials.into();
+    let params = v4::SigningParams::builder()
+        .identity(&identity)
+        .region(region)
+        .name(service)
+        .time(SystemTime::now())
+        .settings(SigningSettings::default())
+        .build()
+        .map_err(|e| e.to_string())?
+        .into();
+    let request = SignableRequest::new(
+        method,
+        url,
+        headers.iter().copied(),
+        SignableBody::Bytes(body),
+    )
+    .map_err(|e| e.to_string())?;
+    let (instructions, _) = sign(request, &params)
+        .map_err(|e| e.to_string())?
+        .into_parts();
+    Ok(instructions
+        .headers()
+        .map(|(key, value)| (key.to_string(), value.to_string()))
+        .collect())
 }

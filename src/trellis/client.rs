@@ -294,28 +294,29 @@ pub async fn register(
     register_at(&http, url, registration_secret, name, mode).await
 }
 
-/// Checks `TRELLIS_URL` and returns the `/api` base: https, or plain http
-/// only to loopback unless insecure http is allowed.
+/// Checks `TRELLIS_URL` and returns the `/api` base (see [`secure_url`]).
 pub fn api_base(trellis_url: &str, allow_insecure_http: bool) -> Result<Url, UrlError> {
-    let url = Url::parse(trellis_url)
-        .map_err(|e| UrlError(format!("'{trellis_url}' is not a URL: {e}")))?;
-    match url.scheme() {
-        "https" => {}
-        "http" if allow_insecure_http || is_loopback(&url) => {}
-        "http" => {
-            return Err(UrlError(format!(
-                "refusing plain http:// to {}: the worker token would cross the network in clear \
-                 (use https://, or --allow-insecure-http / TENDRIL_ALLOW_INSECURE_HTTP=true for a test network)",
-                url.host_str().unwrap_or("?")
-            )))
-        }
-        other => return Err(UrlError(format!("'{other}' is not http or https"))),
-    }
-    let mut api = url;
+    let mut api = secure_url(trellis_url, allow_insecure_http)?;
     if let Ok(mut path) = api.path_segments_mut() {
         path.pop_if_empty().push("api");
     }
     Ok(api)
+}
+
+/// Parses a URL that credentials will be sent to: https, or plain http only
+/// to loopback unless insecure http is allowed.
+pub fn secure_url(text: &str, allow_insecure_http: bool) -> Result<Url, UrlError> {
+    let url = Url::parse(text).map_err(|e| UrlError(format!("'{text}' is not a URL: {e}")))?;
+    match url.scheme() {
+        "https" => Ok(url),
+        "http" if allow_insecure_http || is_loopback(&url) => Ok(url),
+        "http" => Err(UrlError(format!(
+            "refusing plain http:// to {}: credentials would cross the network in clear \
+             (use https://, or --allow-insecure-http / TENDRIL_ALLOW_INSECURE_HTTP=true for a test network)",
+            url.host_str().unwrap_or("?")
+        ))),
+        other => Err(UrlError(format!("'{other}' is not http or https"))),
+    }
 }
 
 fn is_loopback(url: &Url) -> bool {

@@ -1,0 +1,100 @@
+//! `tendril scaler`: scales the pool of ECS worker services between zero
+//! and one task each, from the jobs waiting in Trellis's database. It runs
+//! as a Lambda custom runtime when `AWS_LAMBDA_RUNTIME_API` is set, once
+//! with `--once` (for cron), or else as a loop every `--interval`.
+
+mod lambda;
+mod pass;
+mod plan;
+mod pool;
+mod postgrest;
+pub mod settings;
+
+use std::process::ExitCode;
+
+use crate::agent::shutdown::Shutdown;
+use lambda::RuntimeApi;
+use pass::Scaler;
+use settings::ScalerArgs;
+
+/// Runs the scaler in the mode its environment and arguments ask for.
+/// Exit codes: 0 done, 1 a pass had errors (`--once`) or the Lambda
+/// Runtime API failed, 2 bad settings.
+pub async fn run(args: ScalerArgs) -> ExitCode {
+    let runtime_api = std::env::var("AWS_LAMBDA_RUNTIME_API")
+        .ok()
+        .filter(|api| !api.trim().is_empty())
+        .map(|api| RuntimeApi::new(api.trim()));
+    let started = match args.resolve().await {
+        Ok(settings) => Scaler::new(settings).await.map_err(|e| e.to_string()),
+        Err(error) => Err(error.to_string()),
+    };
+    let scaler = match started {
+        Ok(scaler) => scaler,
+        Err(message) => {
+            eprintln!("tendril: {message}");
+            if let Some(api) = &runtime_api {
+                if let Err(problem) = api.report_init_error(&message).await {
+                    eprintln!("tendril: {problem}");
+                }
+            }
+            return ExitCode::from(2);
+        }
+    };
+    if let Some(api) = runtime_api {
+        tracing::info!("scaler: serving Lambda invocations");
+        return match api.serve(&scaler).await {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(problem) => {
+                tracing::error!("{problem}");
+                ExitCode::from(1)
+            }
+        };
+    }
+    if args.once {
+        return once(&scaler).await;
+    }
+    every_interval(&scaler).await
+}
+
+/// One pass; its report as JSON on stdout.
+async fn once(scaler: &Scaler) -> ExitCode {
+    match scaler.pass().await {
+        Ok(report) => {
+            println!(
+                "{}",
+                serde_json::to_string_pretty(&report).unwrap_or_default()
+            );
+            if report.errors.is_empty() {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::from(1)
+            }
+        }
+        Err(_) => ExitCode::from(1),
+    }
+}
+
+/// A pass every interval until SIGTERM or SIGINT.
+async fn every_interval(scaler: &Scaler) -> ExitCode {
+    let shutdown = match Shutdown::listen(None) {
+        Ok(shutdown) => shutdown,
+        Err(error) => {
+            eprintln!("tendril: cannot listen for signals: {error}");
+            return ExitCode::from(2);
+        }
+    };
+    let interval = scaler.settings().interval;
+    tracing::info!(
+        "scaler: a pass every {}",
+        crate::units::format_duration(interval)
+    );
+    loop {
+        // A failed pass is logged by the pass; the next one tries again.
+        let _ = scaler.pass().await;
+        tokio::select! {
+            _ = tokio::time::sleep(interval) => {}
+            _ = shutdown.drain.cancelled() => return ExitCode::SUCCESS,
+        }
+    }
+}

@@ -1,0 +1,214 @@
+//! The scaler's settings: where the job table is, which ECS services form
+//! the pool, how long a worker may idle, and how a Function URL call proves
+//! it may start a pass. Secrets (the service-role key, the URL's shared
+//! secret) come from the environment, a `<VARIABLE>_FILE`, or a Secrets
+//! Manager secret named by `<VARIABLE>_SECRET_ARN`; never from a flag.
+
+use std::time::Duration;
+
+use clap::{Args, ValueEnum};
+use serde::Deserialize;
+use url::Url;
+
+use crate::config::{list, positive_duration, secret_from_env, ConfigError};
+use crate::secrets::Secret;
+
+/// The header a Function URL call carries the shared secret in.
+pub const SECRET_HEADER: &str = "x-tendril-scaler-secret";
+
+#[derive(Debug, Args)]
+pub struct ScalerArgs {
+    /// Run one scaling pass and exit (for cron); exit 1 if it had errors.
+    #[arg(long, conflicts_with = "interval")]
+    pub once: bool,
+    /// Time between two passes when not on Lambda and not --once
+    /// [default: 60s].
+    #[arg(long, env = "TENDRIL_SCALER_INTERVAL", value_name = "DURATION")]
+    pub interval: Option<String>,
+    /// Base URL of the Supabase project whose provision_jobs are counted.
+    /// The service-role key is read from SUPABASE_SERVICE_ROLE_KEY, the file
+    /// named by SUPABASE_SERVICE_ROLE_KEY_FILE, or the Secrets Manager secret
+    /// named by SUPABASE_SERVICE_ROLE_KEY_SECRET_ARN.
+    #[arg(long, env = "SUPABASE_URL")]
+    pub supabase_url: Option<String>,
+    /// Regions searched for ECS services tagged tendril:pool=true
+    /// (comma-separated) [default: AWS_REGION].
+    #[arg(long, env = "TENDRIL_SCALER_REGIONS", value_name = "REGIONS")]
+    pub regions: Option<String>,
+    /// More pool services, as JSON:
+    /// [{"region": ..., "cluster": ..., "service": ..., "worker_id": ...}]
+    /// (worker_id may be left to the service's tendril:worker-id tag).
+    #[arg(long, env = "WORKERS", value_name = "JSON")]
+    pub workers: Option<String>,
+    /// How long a worker stays idle before its service is scaled to 0
+    /// [default: 5m].
+    #[arg(long, env = "TENDRIL_SCALER_IDLE_TIME", value_name = "DURATION")]
+    pub idle_time: Option<String>,
+    /// Call rpc/recover_stale_jobs before counting.
+    #[arg(long, env = "TENDRIL_SCALER_RECOVER_STALE_JOBS")]
+    pub recover_stale_jobs: bool,
+    /// How a Function URL call is authenticated: `secret` (its
+    /// x-tendril-scaler-secret header must equal TENDRIL_SCALER_SECRET) or
+    /// `aws-iam` (the URL itself uses AWS_IAM auth) [default: secret].
+    #[arg(long, env = "TENDRIL_SCALER_URL_AUTH", value_enum)]
+    pub url_auth: Option<UrlAuthMode>,
+    /// Allow plain http:// to a Supabase host other than loopback.
+    #[arg(long, env = "TENDRIL_ALLOW_INSECURE_HTTP")]
+    pub allow_insecure_http: bool,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum UrlAuthMode {
+    Secret,
+    AwsIam,
+}
+
+/// How an invocation through the Function URL is let in.
+#[derive(Debug, Clone)]
+pub enum UrlAuth {
+    /// The shared secret header must match.
+    SharedSecret(Secret),
+    /// AWS checked the caller's signature before invoking.
+    AwsIam,
+}
+
+/// One pool service named in `WORKERS`.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ListedService {
+    pub region: String,
+    pub cluster: String,
+    pub service: String,
+    #[serde(default)]
+    pub worker_id: Option<String>,
+}
+
+/// The scaler's settings, resolved and checked.
+#[derive(Debug, Clone)]
+pub struct ScalerSettings {
+    pub supabase_url: Url,
+    pub service_role_key: Secret,
+    pub regions: Vec<String>,
+    pub listed: Vec<ListedService>,
+    pub idle_time: Duration,
+    pub recover_stale_jobs: bool,
+    pub url_auth: UrlAuth,
+    pub interval: Duration,
+}
+
+impl ScalerArgs {
+    /// Resolves the settings; reads secrets from Secrets Manager if named.
+    pub async fn resolve(&self) -> Result<ScalerSettings, ConfigError> {
+        let supabase_url = self
+            .supabase_url
+            .as_deref()
+            .filter(|url| !url.trim().is_empty())
+            .ok_or_else(|| ConfigError::new("SUPABASE_URL (--supabase-url)", "is required"))?;
+        let supabase_url =
+            crate::trellis::client::secure_url(supabase_url.trim(), self.allow_insecure_http)
+                .map_err(|e| ConfigError::new("SUPABASE_URL (--supabase-url)", e.to_string()))?;
+        let service_role_key = secret("SUPABASE_SERVICE_ROLE_KEY")
+            .await?
+            .ok_or_else(|| {
+                ConfigError::new(
+                    "SUPABASE_SERVICE_ROLE_KEY",
+                    "is required (or SUPABASE_SERVICE_ROLE_KEY_FILE, or SUPABASE_SERVICE_ROLE_KEY_SECRET_ARN)",
+                )
+            })?;
+        let url_auth = match self.url_auth.unwrap_or(UrlAuthMode::Secret) {
+            UrlAuthMode::AwsIam => UrlAuth::AwsIam,
+            UrlAuthMode::Secret => match secret("TENDRIL_SCALER_SECRET").await? {
+                Some(shared) => UrlAuth::SharedSecret(shared),
+                None => {
+                    return Err(ConfigError::new(
+                        "TENDRIL_SCALER_SECRET",
+                        "is required (or its _FILE or _SECRET_ARN) unless TENDRIL_SCALER_URL_AUTH=aws-iam",
+                    ))
+                }
+            },
+        };
+        let mut regions = list(&self.regions);
+        if regions.is_empty() {
+            regions.push(crate::cloud::aws::platform_region().await);
+        }
+        Ok(ScalerSettings {
+            supabase_url,
+            service_role_key,
+            regions,
+            listed: parse_workers(self.workers.as_deref())?,
+            idle_time: positive_duration(
+                "TENDRIL_SCALER_IDLE_TIME (--idle-time)",
+                &self.idle_time,
+                Duration::from_secs(300),
+            )?,
+            recover_stale_jobs: self.recover_stale_jobs,
+            url_auth,
+            interval: positive_duration(
+                "TENDRIL_SCALER_INTERVAL (--interval)",
+                &self.interval,
+                Duration::from_secs(60),
+            )?,
+        })
+    }
+}
+
+/// A secret from `NAME`, `NAME_FILE`, or the Secrets Manager secret whose
+/// ARN is in `NAME_SECRET_ARN`.
+async fn secret(name: &str) -> Result<Option<Secret>, ConfigError> {
+    if let Some(value) = secret_from_env(name)? {
+        return Ok(Some(value));
+    }
+    let arn_variable = format!("{name}_SECRET_ARN");
+    match std::env::var(&arn_variable) {
+        Ok(arn) if !arn.trim().is_empty() => crate::cloud::aws::secrets_manager_value(arn.trim())
+            .await
+            .map(Some)
+            .map_err(|e| ConfigError::new(&arn_variable, e.to_string())),
+        _ => Ok(None),
+    }
+}
+
+fn parse_workers(text: Option<&str>) -> Result<Vec<ListedService>, ConfigError> {
+    let Some(text) = text.map(str::trim).filter(|t| !t.is_empty()) else {
+        return Ok(Vec::new());
+    };
+    let listed: Vec<ListedService> = serde_json::from_str(text).map_err(|e| {
+        ConfigError::new(
+            "WORKERS (--workers)",
+            format!("is not a JSON list of {{region, cluster, service, worker_id?}}: {e}"),
+        )
+    })?;
+    if let Some(blank) = listed.iter().find(|s| {
+        [&s.region, &s.cluster, &s.service]
+            .iter()
+            .any(|f| f.trim().is_empty())
+    }) {
+        return Err(ConfigError::new(
+            "WORKERS (--workers)",
+            format!("an entry has an empty region, cluster or service: {blank:?}"),
+        ));
+    }
+    Ok(listed)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn workers_are_a_strict_json_list() {
+        let listed = parse_workers(Some(
+            r#"[{"region": "eu-west-1", "cluster": "c", "service": "s", "worker_id": "w"},
+                {"region": "eu-central-1", "cluster": "c2", "service": "s2"}]"#,
+        ))
+        .unwrap();
+        assert_eq!(listed.len(), 2);
+        assert_eq!(listed[0].worker_id.as_deref(), Some("w"));
+        assert_eq!(listed[1].worker_id, None);
+        assert!(parse_workers(None).unwrap().is_empty());
+        let typo = parse_workers(Some(r#"[{"region": "r", "cluster": "c", "servce": "s"}]"#));
+        assert!(typo.unwrap_err().to_string().starts_with("WORKERS"));
+        let blank = parse_workers(Some(r#"[{"region": "", "cluster": "c", "service": "s"}]"#));
+        assert!(blank.unwrap_err().to_string().contains("empty region"));
+    }
+}
