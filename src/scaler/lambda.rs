@@ -30,10 +30,10 @@ impl RuntimeApi {
     }
 
     /// Serves invocations until the Runtime API itself fails.
-    pub async fn serve(&self, scaler: &Scaler) -> Result<(), String> {
+    pub async fn serve(&self, scaler: &Scaler, url_auth: &UrlAuth) -> Result<(), String> {
         loop {
             let (request_id, event) = self.next().await?;
-            match handle(scaler, &event).await {
+            match handle(scaler, url_auth, &event).await {
                 Ok(response) => {
                     self.post(&format!("invocation/{request_id}/response"), &response)
                         .await?
@@ -107,10 +107,10 @@ fn error_body(message: &str) -> Value {
 }
 
 /// One invocation: a pass, unless it is a URL call that is not let in.
-async fn handle(scaler: &Scaler, event: &Value) -> Result<Value, String> {
+async fn handle(scaler: &Scaler, url_auth: &UrlAuth, event: &Value) -> Result<Value, String> {
     let through_url = event.pointer("/requestContext/http").is_some();
     if through_url {
-        if let Err(refusal) = admit(&scaler.settings().url_auth, event) {
+        if let Err(refusal) = admit(url_auth, event) {
             let source = event
                 .pointer("/requestContext/http/sourceIp")
                 .and_then(Value::as_str)

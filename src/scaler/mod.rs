@@ -25,12 +25,17 @@ pub async fn run(args: ScalerArgs) -> ExitCode {
         .ok()
         .filter(|api| !api.trim().is_empty())
         .map(|api| RuntimeApi::new(api.trim()));
-    let started = match args.resolve().await {
-        Ok(settings) => Scaler::new(settings).await.map_err(|e| e.to_string()),
-        Err(error) => Err(error.to_string()),
+    let started = async {
+        let url_auth = match runtime_api {
+            Some(_) => Some(args.url_auth().await.map_err(|e| e.to_string())?),
+            None => None,
+        };
+        let settings = args.resolve().await.map_err(|e| e.to_string())?;
+        let scaler = Scaler::new(settings).await.map_err(|e| e.to_string())?;
+        Ok::<_, String>((scaler, url_auth))
     };
-    let scaler = match started {
-        Ok(scaler) => scaler,
+    let (scaler, url_auth) = match started.await {
+        Ok(started) => started,
         Err(message) => {
             eprintln!("tendril: {message}");
             if let Some(api) = &runtime_api {
@@ -41,9 +46,9 @@ pub async fn run(args: ScalerArgs) -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    if let Some(api) = runtime_api {
+    if let (Some(api), Some(url_auth)) = (runtime_api, url_auth) {
         tracing::info!("scaler: serving Lambda invocations");
-        return match api.serve(&scaler).await {
+        return match api.serve(&scaler, &url_auth).await {
             Ok(()) => ExitCode::SUCCESS,
             Err(problem) => {
                 tracing::error!("{problem}");

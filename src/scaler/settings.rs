@@ -92,7 +92,6 @@ pub struct ScalerSettings {
     pub listed: Vec<ListedService>,
     pub idle_time: Duration,
     pub recover_stale_jobs: bool,
-    pub url_auth: UrlAuth,
     pub interval: Duration,
 }
 
@@ -115,18 +114,6 @@ impl ScalerArgs {
                     "is required (or SUPABASE_SERVICE_ROLE_KEY_FILE, or SUPABASE_SERVICE_ROLE_KEY_SECRET_ARN)",
                 )
             })?;
-        let url_auth = match self.url_auth.unwrap_or(UrlAuthMode::Secret) {
-            UrlAuthMode::AwsIam => UrlAuth::AwsIam,
-            UrlAuthMode::Secret => match secret("TENDRIL_SCALER_SECRET").await? {
-                Some(shared) => UrlAuth::SharedSecret(shared),
-                None => {
-                    return Err(ConfigError::new(
-                        "TENDRIL_SCALER_SECRET",
-                        "is required (or its _FILE or _SECRET_ARN) unless TENDRIL_SCALER_URL_AUTH=aws-iam",
-                    ))
-                }
-            },
-        };
         let mut regions = list(&self.regions);
         if regions.is_empty() {
             regions.push(crate::cloud::aws::platform_region().await);
@@ -142,13 +129,28 @@ impl ScalerArgs {
                 Duration::from_secs(300),
             )?,
             recover_stale_jobs: self.recover_stale_jobs,
-            url_auth,
             interval: positive_duration(
                 "TENDRIL_SCALER_INTERVAL (--interval)",
                 &self.interval,
                 Duration::from_secs(60),
             )?,
         })
+    }
+}
+
+impl ScalerArgs {
+    /// How Function URL calls are let in (needed on Lambda only).
+    pub async fn url_auth(&self) -> Result<UrlAuth, ConfigError> {
+        match self.url_auth.unwrap_or(UrlAuthMode::Secret) {
+            UrlAuthMode::AwsIam => Ok(UrlAuth::AwsIam),
+            UrlAuthMode::Secret => match secret("TENDRIL_SCALER_SECRET").await? {
+                Some(shared) => Ok(UrlAuth::SharedSecret(shared)),
+                None => Err(ConfigError::new(
+                    "TENDRIL_SCALER_SECRET",
+                    "is required (or its _FILE or _SECRET_ARN) unless TENDRIL_SCALER_URL_AUTH=aws-iam",
+                )),
+            },
+        }
     }
 }
 

@@ -8,6 +8,8 @@
 
 pub mod fake_azure;
 pub mod fake_gcp;
+pub mod fake_lambda;
+pub mod fake_postgrest;
 pub mod fake_trellis;
 pub mod http_fake;
 pub mod moto;
