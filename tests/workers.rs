@@ -250,6 +250,11 @@ fn the_real_worker_template_grants_task_protection_and_keeps_one_task() {
         assert!(text.contains(needed), "the worker template lacks {needed}");
     }
     assert!(!text.contains("ingress"), "egress only");
+    assert!(
+        !text.contains("provider \"aws\""),
+        "no provider block: deploy/terraform uses the template as a module with for_each"
+    );
+    assert!(text.contains("condition     = self.name == var.region"));
 }
 
 struct Fleet {
@@ -359,6 +364,11 @@ fn deploy_worker_registers_applies_and_records_and_destroy_worker_undoes_it() {
         recorded["deploy_config"]["image_repository"],
         "ghcr.io/acme/tendril"
     );
+
+    // The template has no provider block: the provider's region is the
+    // worker's (Tendril's own is us-east-1).
+    let region = std::fs::read_to_string(fleet.capture.join("aws_region")).unwrap();
+    assert_eq!(region.trim(), "eu-west-1");
 
     // What the job set, against what the real template declares.
     let tfvars: Value = serde_json::from_slice(

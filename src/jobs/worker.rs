@@ -71,15 +71,21 @@ fn worker_vars(context: &JobContext, worker_id: &str) -> Map<String, Value> {
     vars
 }
 
-/// The worker's stack: its template, its variables, its state key, and the
-/// token in Terraform's environment only.
+/// The worker's stack: its template, its variables, its state key, the
+/// token in Terraform's environment only, and the worker's region as the
+/// AWS provider's (the template has no provider block, to be a module too).
 async fn worker_stack<'a>(
     context: &'a JobContext,
     worker_id: &str,
     token: &str,
 ) -> Result<Stack<'a>, JobError> {
     let vars = worker_vars(context, worker_id);
-    let env = BTreeMap::from([("TF_VAR_worker_token".to_string(), token.to_string())]);
+    let mut env = BTreeMap::from([("TF_VAR_worker_token".to_string(), token.to_string())]);
+    if let Some(region) = vars.get("region").and_then(Value::as_str) {
+        for name in ["AWS_REGION", "AWS_DEFAULT_REGION"] {
+            env.insert(name.to_string(), region.to_string());
+        }
+    }
     Stack::prepare(context, "worker", &vars, worker_state_key(worker_id), env).await
 }
 

@@ -6,6 +6,10 @@
 # starts with one task so the new Tendril boots and shows ONLINE; later
 # changes to its desired count (the scaler's) and task definition
 # (UPDATE_WORKER's) are not Terraform's to undo.
+#
+# It has no provider block, so that deploy/terraform can also use it as a
+# module (with for_each): the AWS provider takes its region from AWS_REGION,
+# which DEPLOY_WORKER sets to var.region, and a check below refuses any other.
 
 terraform {
   required_version = ">= 1.6"
@@ -20,11 +24,16 @@ terraform {
   backend "s3" {}
 }
 
-provider "aws" {
-  region = var.region
-}
-
 data "aws_caller_identity" "current" {}
+
+data "aws_region" "current" {
+  lifecycle {
+    postcondition {
+      condition     = self.name == var.region
+      error_message = "The AWS provider's region is not var.region: set AWS_REGION to it (or pass a provider for that region)."
+    }
+  }
+}
 
 data "aws_vpc" "default" {
   count   = var.vpc_id == "" ? 1 : 0
