@@ -19,8 +19,18 @@ fn configuration_error(message: impl std::fmt::Display) -> ExitCode {
     ExitCode::from(2)
 }
 
+/// The command line; on AWS Lambda, where the binary is the function's
+/// `bootstrap` and runs without arguments, that means `tendril scaler`.
+fn arguments() -> Vec<std::ffi::OsString> {
+    let mut arguments: Vec<_> = std::env::args_os().collect();
+    if arguments.len() == 1 && std::env::var_os("AWS_LAMBDA_RUNTIME_API").is_some() {
+        arguments.push("scaler".into());
+    }
+    arguments
+}
+
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let cli = Cli::parse_from(arguments());
     if let Err(message) = tendril::telemetry::init(cli.logging.log_format, &cli.logging.log_level) {
         return configuration_error(message);
     }

@@ -402,12 +402,15 @@ fn the_lambda_loop_refuses_url_calls_without_the_secret_scales_otherwise_and_rep
     world.pool_service(svc, "worker-a", 0);
     world.jobs.add_job("QUEUED", None, None);
     let lambda = FakeLambda::start();
-    let mut command = world.scaler(&[
-        ("AWS_LAMBDA_RUNTIME_API", &lambda.address()),
-        ("SUPABASE_SERVICE_ROLE_KEY", KEY),
-        ("TENDRIL_SCALER_SECRET", URL_SECRET),
-    ]);
-    command.env("AWS_LAMBDA_FUNCTION_NAME", "tendril-scaler");
+    // As Lambda runs it: the binary is `bootstrap`, started with no argument.
+    let mut command = Tendril::command();
+    command
+        .envs(world.moto.platform_env())
+        .env("SUPABASE_URL", world.jobs.url())
+        .env("SUPABASE_SERVICE_ROLE_KEY", KEY)
+        .env("TENDRIL_SCALER_SECRET", URL_SECRET)
+        .env("AWS_LAMBDA_RUNTIME_API", lambda.address())
+        .env("AWS_LAMBDA_FUNCTION_NAME", "tendril-scaler");
     let mut scaler = TendrilProcess::spawn(command);
 
     for headers in [json!({}), json!({"x-tendril-scaler-secret": "guess"})] {
