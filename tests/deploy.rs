@@ -66,3 +66,97 @@ fn the_unit_lets_tendril_drain_and_does_not_restart_on_a_configuration_error() {
         "the workspace and outbox stay writable"
     );
 }
+
+fn deploy_file(name: &str) -> String {
+    std::fs::read_to_string(
+        Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("deploy/terraform")
+            .join(name),
+    )
+    .unwrap()
+}
+
+#[test]
+fn the_terraform_pool_sets_what_the_worker_template_declares() {
+    let main = deploy_file("main.tf");
+    let module = main
+        .split("module \"worker\" {")
+        .nth(1)
+        .and_then(|rest| rest.split("\n}").next())
+        .expect("a worker module");
+    assert!(module.contains("source   = \"../../templates/worker/aws\""));
+    assert!(module.contains("for_each = var.workers"));
+    let set: std::collections::BTreeSet<String> = module
+        .lines()
+        .filter_map(|line| {
+            line.trim()
+                .split_once(" = ")
+                .or_else(|| line.trim().split_once(" ="))
+        })
+        .map(|(name, _)| name.trim().to_string())
+        .filter(|name| !["source", "for_each"].contains(&name.as_str()))
+        .collect();
+    let (declared, _) = support::terraform::declarations("templates/worker/aws");
+    for name in &set {
+        assert!(
+            declared.contains_key(name),
+            "the pool sets {name}, which the worker template does not declare"
+        );
+    }
+    for (name, has_default) in &declared {
+        assert!(
+            *has_default || set.contains(name),
+            "the pool does not set {name}"
+        );
+    }
+}
+
+#[test]
+fn the_scaler_lambda_is_wired_as_the_scaler_expects() {
+    let scaler = deploy_file("scaler.tf");
+    for needed in [
+        "runtime                        = \"provided.al2023\"",
+        "handler                        = \"bootstrap\"",
+        "reserved_concurrent_executions = 1",
+        "schedule_expression = \"rate(1 minute)\"",
+        "authorization_type = var.scaler_url_auth == \"aws-iam\" ? \"AWS_IAM\" : \"NONE\"",
+        "variable = \"aws:ResourceTag/tendril:pool\"",
+        "values   = [\"tendril:idle-since\"]",
+    ] {
+        assert!(scaler.contains(needed), "scaler.tf lacks {needed}");
+    }
+    assert!(!scaler.contains("\"ecs:*\""), "least privilege");
+    // Every setting the Lambda is given is one `tendril scaler` reads.
+    let help = std::process::Command::new(env!("CARGO_BIN_EXE_tendril"))
+        .args(["scaler", "--help"])
+        .output()
+        .unwrap();
+    let help = String::from_utf8_lossy(&help.stdout).to_string();
+    let environment = scaler
+        .split("variables = merge(")
+        .nth(1)
+        .unwrap()
+        .split("\n  }")
+        .next()
+        .unwrap();
+    let names: Vec<&str> = environment
+        .lines()
+        .filter_map(|line| {
+            line.trim()
+                .trim_start_matches("local.url_secret == 1 ? {")
+                .trim()
+                .split_once(" = ")
+        })
+        .map(|(name, _)| name.trim())
+        .filter(|name| name.chars().all(|c| c.is_ascii_uppercase() || c == '_') && !name.is_empty())
+        .collect();
+    assert!(names.len() >= 8, "{names:?}");
+    for name in names {
+        let base = name.strip_suffix("_SECRET_ARN").unwrap_or(name);
+        let known = help.contains(name) || help.contains(base);
+        assert!(
+            known,
+            "the Lambda sets {name}, which `tendril scaler` does not read:\n{help}"
+        );
+    }
+}

@@ -4,14 +4,14 @@
 
 mod support;
 
-use std::collections::{BTreeMap, BTreeSet};
-use std::path::Path;
+use std::collections::BTreeSet;
 use std::time::Duration;
 
 use serde_json::{json, Value};
 use support::fake_trellis::FakeTrellis;
 use support::moto::Moto;
 use support::tendril::{worker_env, TendrilProcess};
+use support::terraform::declarations;
 use support::TempDir;
 
 const LONG: Duration = Duration::from_secs(120);
@@ -192,33 +192,6 @@ fn update_worker_registers_a_copy_with_only_the_image_changed_and_redeploys() {
         "never the token"
     );
     assert!(!trellis.log_text(&job).contains("tok-updated-worker-secret"));
-}
-
-/// `variable` names of a template (with whether they have a default) and
-/// its `output` names, from the HCL text.
-fn declarations(dir: &str) -> (BTreeMap<String, bool>, BTreeSet<String>) {
-    let (mut variables, mut outputs) = (BTreeMap::new(), BTreeSet::new());
-    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join(dir);
-    for entry in std::fs::read_dir(&root).unwrap().flatten() {
-        let text = std::fs::read_to_string(entry.path()).unwrap();
-        for block in text
-            .split("\nvariable \"")
-            .skip(1)
-            .chain(text.strip_prefix("variable \""))
-        {
-            let (name, body) = block.split_once('"').unwrap();
-            let body = body.split("\n}").next().unwrap();
-            variables.insert(name.to_string(), body.contains("\n  default"));
-        }
-        for block in text
-            .split("\noutput \"")
-            .skip(1)
-            .chain(text.strip_prefix("output \""))
-        {
-            outputs.insert(block.split_once('"').unwrap().0.to_string());
-        }
-    }
-    (variables, outputs)
 }
 
 #[test]

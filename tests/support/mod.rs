@@ -14,6 +14,7 @@ pub mod fake_trellis;
 pub mod http_fake;
 pub mod moto;
 pub mod tendril;
+pub mod terraform;
 
 use std::path::{Path, PathBuf};
 

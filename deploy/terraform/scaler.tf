@@ -1,0 +1,220 @@
+# The scaler: the Tendril binary as a provided.al2023 Lambda, run every
+# minute by EventBridge and at once by Trellis through its Function URL;
+# reserved concurrency 1, so passes never overlap. Its role may only read
+# the two secrets, find the pool's services, and change the desired count
+# and the tendril:idle-since tag of services tagged tendril:pool=true (or
+# listed in scaler_extra_services).
+
+locals {
+  scaler         = var.create_scaler ? 1 : 0
+  scaler_name    = "tendril-scaler"
+  scaler_regions = length(var.scaler_regions) > 0 ? var.scaler_regions : [var.region]
+  url_secret     = var.create_scaler && var.scaler_url_auth == "secret" ? 1 : 0
+  account_id     = data.aws_caller_identity.current.account_id
+  extra_service_arns = [
+    for s in var.scaler_extra_services : "arn:aws:ecs:${s.region}:${local.account_id}:service/${s.cluster}/${s.service}"
+  ]
+}
+
+resource "random_password" "url_secret" {
+  count   = local.url_secret
+  length  = 48
+  special = false
+}
+
+resource "aws_secretsmanager_secret" "url_secret" {
+  count                   = local.url_secret
+  name                    = "${local.scaler_name}/url-secret"
+  recovery_window_in_days = 0
+}
+
+resource "aws_secretsmanager_secret_version" "url_secret" {
+  count         = local.url_secret
+  secret_id     = aws_secretsmanager_secret.url_secret[0].id
+  secret_string = random_password.url_secret[0].result
+}
+
+data "aws_iam_policy_document" "lambda_assume" {
+  statement {
+    actions = ["sts:AssumeRole"]
+
+    principals {
+      type        = "Service"
+      identifiers = ["lambda.amazonaws.com"]
+    }
+  }
+}
+
+resource "aws_iam_role" "scaler" {
+  count              = local.scaler
+  name               = local.scaler_name
+  assume_role_policy = data.aws_iam_policy_document.lambda_assume.json
+}
+
+resource "aws_cloudwatch_log_group" "scaler" {
+  count             = local.scaler
+  name              = "/aws/lambda/${local.scaler_name}"
+  retention_in_days = 30
+}
+
+data "aws_iam_policy_document" "scaler" {
+  count = local.scaler
+
+  statement {
+    sid       = "Logs"
+    actions   = ["logs:CreateLogStream", "logs:PutLogEvents"]
+    resources = ["arn:aws:logs:${var.region}:${local.account_id}:log-group:/aws/lambda/${local.scaler_name}:*"]
+  }
+
+  statement {
+    sid       = "ReadSecrets"
+    actions   = ["secretsmanager:GetSecretValue"]
+    resources = concat([var.supabase_service_role_key_secret_arn], aws_secretsmanager_secret.url_secret[*].arn)
+  }
+
+  statement {
+    sid       = "FindThePool"
+    actions   = ["ecs:ListClusters", "ecs:ListServices"]
+    resources = ["*"]
+  }
+
+  statement {
+    sid       = "DescribeServices"
+    actions   = ["ecs:DescribeServices"]
+    resources = [for r in local.scaler_regions : "arn:aws:ecs:${r}:${local.account_id}:service/*/*"]
+  }
+
+  statement {
+    sid       = "ScaleTaggedServices"
+    actions   = ["ecs:UpdateService"]
+    resources = [for r in local.scaler_regions : "arn:aws:ecs:${r}:${local.account_id}:service/*/*"]
+
+    condition {
+      test     = "StringEquals"
+      variable = "aws:ResourceTag/tendril:pool"
+      values   = ["true"]
+    }
+  }
+
+  statement {
+    sid       = "MarkIdleTaggedServices"
+    actions   = ["ecs:TagResource", "ecs:UntagResource"]
+    resources = [for r in local.scaler_regions : "arn:aws:ecs:${r}:${local.account_id}:service/*/*"]
+
+    condition {
+      test     = "StringEquals"
+      variable = "aws:ResourceTag/tendril:pool"
+      values   = ["true"]
+    }
+
+    condition {
+      test     = "ForAllValues:StringEquals"
+      variable = "aws:TagKeys"
+      values   = ["tendril:idle-since"]
+    }
+  }
+
+  dynamic "statement" {
+    for_each = length(local.extra_service_arns) > 0 ? [1] : []
+
+    content {
+      sid       = "ScaleListedServices"
+      actions   = ["ecs:DescribeServices", "ecs:UpdateService", "ecs:TagResource", "ecs:UntagResource"]
+      resources = local.extra_service_arns
+    }
+  }
+}
+
+resource "aws_iam_role_policy" "scaler" {
+  count  = local.scaler
+  name   = "scale-the-pool"
+  role   = aws_iam_role.scaler[0].id
+  policy = data.aws_iam_policy_document.scaler[0].json
+}
+
+resource "aws_lambda_function" "scaler" {
+  count                          = local.scaler
+  function_name                  = local.scaler_name
+  role                           = aws_iam_role.scaler[0].arn
+  runtime                        = "provided.al2023"
+  handler                        = "bootstrap"
+  architectures                  = [var.scaler_architecture]
+  filename                       = var.scaler_zip
+  source_code_hash               = filebase64sha256(var.scaler_zip)
+  memory_size                    = 128
+  timeout                        = 60
+  reserved_concurrent_executions = 1
+
+  environment {
+    variables = merge(
+      {
+        SUPABASE_URL                         = var.supabase_url
+        SUPABASE_SERVICE_ROLE_KEY_SECRET_ARN = var.supabase_service_role_key_secret_arn
+        TENDRIL_SCALER_REGIONS               = join(",", local.scaler_regions)
+        TENDRIL_SCALER_IDLE_TIME             = var.scaler_idle_time
+        TENDRIL_SCALER_URL_AUTH              = var.scaler_url_auth
+        TENDRIL_SCALER_RECOVER_STALE_JOBS    = tostring(var.scaler_recover_stale_jobs)
+        WORKERS                              = jsonencode(var.scaler_extra_services)
+        TENDRIL_LOG_FORMAT                   = "json"
+      },
+      local.url_secret == 1 ? { TENDRIL_SCALER_SECRET_SECRET_ARN = aws_secretsmanager_secret.url_secret[0].arn } : {},
+    )
+  }
+
+  depends_on = [aws_cloudwatch_log_group.scaler, aws_iam_role_policy.scaler]
+
+  lifecycle {
+    precondition {
+      condition     = var.supabase_url != "" && var.supabase_service_role_key_secret_arn != ""
+      error_message = "The scaler needs supabase_url and supabase_service_role_key_secret_arn."
+    }
+  }
+}
+
+resource "aws_lambda_function_url" "scaler" {
+  count              = local.scaler
+  function_name      = aws_lambda_function.scaler[0].function_name
+  authorization_type = var.scaler_url_auth == "aws-iam" ? "AWS_IAM" : "NONE"
+}
+
+# With the shared secret the URL is public and the function checks the
+# header; with AWS_IAM only the listed principals may call it.
+resource "aws_lambda_permission" "public_url" {
+  count                  = local.url_secret
+  statement_id           = "FunctionUrlWithSharedSecret"
+  action                 = "lambda:InvokeFunctionUrl"
+  function_name          = aws_lambda_function.scaler[0].function_name
+  principal              = "*"
+  function_url_auth_type = "NONE"
+}
+
+resource "aws_lambda_permission" "iam_url" {
+  for_each               = var.create_scaler && var.scaler_url_auth == "aws-iam" ? toset(var.scaler_url_invokers) : toset([])
+  statement_id           = "FunctionUrlFor${substr(sha256(each.value), 0, 12)}"
+  action                 = "lambda:InvokeFunctionUrl"
+  function_name          = aws_lambda_function.scaler[0].function_name
+  principal              = each.value
+  function_url_auth_type = "AWS_IAM"
+}
+
+resource "aws_cloudwatch_event_rule" "every_minute" {
+  count               = local.scaler
+  name                = "${local.scaler_name}-every-minute"
+  description         = "The scaler's fallback pass, and what scales idle workers down."
+  schedule_expression = "rate(1 minute)"
+}
+
+resource "aws_cloudwatch_event_target" "scaler" {
+  count = local.scaler
+  rule  = aws_cloudwatch_event_rule.every_minute[0].name
+  arn   = aws_lambda_function.scaler[0].arn
+}
+
+resource "aws_lambda_permission" "every_minute" {
+  count         = local.scaler
+  statement_id  = "EveryMinuteFromEventBridge"
+  action        = "lambda:InvokeFunction"
+  function_name = aws_lambda_function.scaler[0].function_name
+  principal     = "events.amazonaws.com"
+  source_arn    = aws_cloudwatch_event_rule.every_minute[0].arn
+}
