@@ -12,6 +12,7 @@ pub mod agent;
 pub mod cloud;
 pub mod config;
 pub mod exec;
+pub mod http_error;
 pub mod jobs;
 pub mod logs;
 pub mod outbox;

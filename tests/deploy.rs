@@ -96,19 +96,7 @@ fn the_terraform_pool_sets_what_the_worker_template_declares() {
         .map(|(name, _)| name.trim().to_string())
         .filter(|name| !["source", "for_each"].contains(&name.as_str()))
         .collect();
-    let (declared, _) = support::terraform::declarations("templates/worker/aws");
-    for name in &set {
-        assert!(
-            declared.contains_key(name),
-            "the pool sets {name}, which the worker template does not declare"
-        );
-    }
-    for (name, has_default) in &declared {
-        assert!(
-            *has_default || set.contains(name),
-            "the pool does not set {name}"
-        );
-    }
+    support::terraform::assert_sets_what_it_declares("the pool", &set, "templates/worker/aws");
 }
 
 #[test]

@@ -298,8 +298,9 @@ fn an_idle_worker_goes_to_zero_only_after_the_idle_time_and_a_busy_one_never() {
     world.pool_service(busy, "worker-busy", 1);
     world.pool_service(idle, "worker-idle", 1);
     let job = world.jobs.add_job("PROCESSING", None, Some("worker-busy"));
-    let env = [("TENDRIL_SCALER_IDLE_TIME", "3s")];
+    let env = [("TENDRIL_SCALER_IDLE_TIME", "10m")];
 
+    let before = SystemTime::now() - Duration::from_secs(1);
     let (code, report, output) = world.pass(&env);
     assert_eq!(code, 0, "{output}");
     assert_eq!(
@@ -310,6 +311,10 @@ fn an_idle_worker_goes_to_zero_only_after_the_idle_time_and_a_busy_one_never() {
     let since = world
         .tag(idle, "tendril:idle-since")
         .expect("the idle time is a tag");
+    assert!(
+        since >= rfc3339(before) && since <= rfc3339(SystemTime::now()),
+        "{since}"
+    );
     assert_eq!(world.tag(busy, "tendril:idle-since"), None);
 
     // Each pass is a new process: the idle time lives in the tag only.
@@ -318,19 +323,28 @@ fn an_idle_worker_goes_to_zero_only_after_the_idle_time_and_a_busy_one_never() {
         decision(&report, "tendril-idle").starts_with("idle for"),
         "{report}"
     );
-    assert_eq!((world.desired(busy), world.desired(idle)), (1, 1));
     assert_eq!(world.tag(idle, "tendril:idle-since"), Some(since));
 
-    std::thread::sleep(Duration::from_secs(4));
+    // Time passes (the tag is moved back): not yet, then past the idle time.
+    world.set_idle_since(idle, SystemTime::now() - Duration::from_secs(9 * 60));
+    let (_, report, _) = world.pass(&env);
+    assert!(
+        decision(&report, "tendril-idle").starts_with("idle for 9m"),
+        "{report}"
+    );
+    assert_eq!((world.desired(busy), world.desired(idle)), (1, 1));
+    world.set_idle_since(idle, SystemTime::now() - Duration::from_secs(11 * 60));
+    world.set_idle_since(busy, SystemTime::now() - Duration::from_secs(11 * 60));
     let (code, report, output) = world.pass(&env);
     assert_eq!(code, 0, "{output}");
     assert!(
-        decision(&report, "tendril-idle").starts_with("scaled down: idle for"),
+        decision(&report, "tendril-idle").starts_with("scaled down: idle for 11m"),
         "{report}"
     );
     assert_eq!(world.desired(idle), 0);
     assert_eq!(world.tag(idle, "tendril:idle-since"), None);
     assert_eq!(world.desired(busy), 1, "a busy worker is never scaled down");
+    assert_eq!(world.tag(busy, "tendril:idle-since"), None, "nor idle");
 
     world.jobs.set_status(&job, "SUCCESS");
     let (_, report, _) = world.pass(&env);

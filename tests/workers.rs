@@ -11,7 +11,7 @@ use serde_json::{json, Value};
 use support::fake_trellis::FakeTrellis;
 use support::moto::Moto;
 use support::tendril::{worker_env, TendrilProcess};
-use support::terraform::declarations;
+use support::terraform::{assert_sets_what_it_declares, declarations};
 use support::TempDir;
 
 const LONG: Duration = Duration::from_secs(120);
@@ -348,21 +348,9 @@ fn deploy_worker_registers_applies_and_records_and_destroy_worker_undoes_it() {
         &std::fs::read(fleet.capture.join("terraform.tfvars.json")).unwrap(),
     )
     .unwrap();
-    let (declared, _) = declarations("templates/worker/aws");
     let mut set: BTreeSet<String> = tfvars.as_object().unwrap().keys().cloned().collect();
     set.insert("worker_token".into()); // TF_VAR_worker_token, never tfvars
-    for name in &set {
-        assert!(
-            declared.contains_key(name),
-            "the job sets {name}, which the real template does not declare"
-        );
-    }
-    for (name, has_default) in &declared {
-        assert!(
-            *has_default || set.contains(name),
-            "the real template needs {name}, which the job does not set"
-        );
-    }
+    assert_sets_what_it_declares("the job", &set, "templates/worker/aws");
     let token = fleet.trellis.worker_token(&worker_id).unwrap();
     let everything = format!("{}{}{recorded}{}", deployed["log"], metadata, tfvars);
     assert!(

@@ -59,7 +59,7 @@ impl TaskProtection {
             .json(&body)
             .send()
             .await
-            .map_err(|e| e.without_url().to_string())?;
+            .map_err(crate::http_error::describe)?;
         let status = response.status();
         let answer: Value = response.json().await.unwrap_or(Value::Null);
         let refused = answer.get("failure").or_else(|| answer.get("error"));

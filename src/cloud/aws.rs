@@ -281,12 +281,12 @@ pub async fn secrets_manager_value(secret_arn: &str) -> Result<crate::secrets::S
     let answer = request
         .send()
         .await
-        .map_err(|e| failed(e.without_url().to_string()))?;
+        .map_err(|e| failed(crate::http_error::describe(e)))?;
     let status = answer.status();
     let text = answer
         .text()
         .await
-        .map_err(|e| failed(e.without_url().to_string()))?;
+        .map_err(|e| failed(crate::http_error::describe(e)))?;
     let parsed: serde_json::Value = serde_json::from_str(&text).unwrap_or_default();
     if !status.is_success() {
         let message = parsed

@@ -80,7 +80,7 @@ impl AzureSession {
             .form(&form)
             .send()
             .await
-            .map_err(|e| azure_error(e.without_url().to_string()))?;
+            .map_err(|e| azure_error(crate::http_error::describe(e)))?;
         let status = answer.status();
         let body: Value = answer.json().await.unwrap_or(Value::Null);
         let Some(access_token) = body
@@ -128,7 +128,7 @@ impl AzureSession {
                 .bearer_auth(&self.access_token)
                 .send()
                 .await
-                .map_err(|e| azure_error(e.without_url().to_string()))?;
+                .map_err(|e| azure_error(crate::http_error::describe(e)))?;
             let status = answer.status();
             let body: Value = answer.json().await.unwrap_or(Value::Null);
             if !status.is_success() {

@@ -202,7 +202,7 @@ impl GcpSession {
                 .map_err(|e| {
                     gcp_error(format!(
                         "cannot fetch the subject token: {}",
-                        e.without_url()
+                        crate::http_error::describe(e)
                     ))
                 })?
                 .text()
@@ -219,7 +219,7 @@ impl GcpSession {
         let response = request
             .send()
             .await
-            .map_err(|e| gcp_error(format!("{what}: {}", e.without_url())))?;
+            .map_err(|e| gcp_error(format!("{what}: {}", crate::http_error::describe(e))))?;
         let status = response.status();
         let body: Value = response.json().await.unwrap_or(Value::Null);
         if status.is_success() {

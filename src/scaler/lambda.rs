@@ -55,7 +55,7 @@ impl RuntimeApi {
             .get(format!("{}/invocation/next", self.base))
             .send()
             .await
-            .map_err(|e| failed(e.without_url().to_string()))?;
+            .map_err(|e| failed(crate::http_error::describe(e)))?;
         if !answer.status().is_success() {
             return Err(failed(format!("next invocation: {}", answer.status())));
         }
@@ -68,7 +68,7 @@ impl RuntimeApi {
         let body = answer
             .bytes()
             .await
-            .map_err(|e| failed(e.without_url().to_string()))?;
+            .map_err(|e| failed(crate::http_error::describe(e)))?;
         // An event that is not JSON is still an invocation: a scheduled pass.
         let event = serde_json::from_slice(&body).unwrap_or(Value::Null);
         Ok((request_id, event))
@@ -91,10 +91,12 @@ impl RuntimeApi {
     }
 
     async fn send(&self, request: reqwest::RequestBuilder) -> Result<(), String> {
-        let answer = request
-            .send()
-            .await
-            .map_err(|e| format!("the Lambda Runtime API failed: {}", e.without_url()))?;
+        let answer = request.send().await.map_err(|e| {
+            format!(
+                "the Lambda Runtime API failed: {}",
+                crate::http_error::describe(e)
+            )
+        })?;
         match answer.status() {
             status if status.is_success() => Ok(()),
             status => Err(format!("the Lambda Runtime API answered {status}")),

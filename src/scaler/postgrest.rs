@@ -71,7 +71,7 @@ impl JobTable {
             .header(RANGE, "0-0")
             .send()
             .await
-            .map_err(|e| failed(e.without_url().to_string()))?;
+            .map_err(|e| failed(crate::http_error::describe(e)))?;
         let status = answer.status();
         if !status.is_success() {
             let body = answer.text().await.unwrap_or_default();
@@ -102,7 +102,7 @@ impl JobTable {
             .json(&serde_json::json!({}))
             .send()
             .await
-            .map_err(|e| failed(e.without_url().to_string()))?;
+            .map_err(|e| failed(crate::http_error::describe(e)))?;
         let status = answer.status();
         if status.is_success() {
             Ok(())

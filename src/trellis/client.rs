@@ -329,16 +329,7 @@ fn is_loopback(url: &Url) -> bool {
 }
 
 fn transport(error: reqwest::Error) -> TrellisError {
-    // reqwest's Display names the URL, which holds no secret (the token is a
-    // header); without_url keeps messages short all the same.
-    let error = error.without_url();
-    let mut message = error.to_string();
-    let mut source = std::error::Error::source(&error);
-    while let Some(cause) = source {
-        message = format!("{message}: {cause}");
-        source = cause.source();
-    }
-    TrellisError::Transport(message)
+    TrellisError::Transport(crate::http_error::describe(error))
 }
 
 /// Sends a request and classifies a non-2xx answer.

@@ -30,3 +30,22 @@ pub fn declarations(dir: &str) -> (BTreeMap<String, bool>, BTreeSet<String>) {
     }
     (variables, outputs)
 }
+
+/// Panics unless `set` (what a caller of the template in `dir` sets, named
+/// `caller` in messages) is declared by it and covers every variable it
+/// declares without a default.
+pub fn assert_sets_what_it_declares(caller: &str, set: &BTreeSet<String>, dir: &str) {
+    let (declared, _) = declarations(dir);
+    for name in set {
+        assert!(
+            declared.contains_key(name),
+            "{caller} sets {name}, which {dir} does not declare"
+        );
+    }
+    for (name, has_default) in &declared {
+        assert!(
+            *has_default || set.contains(name),
+            "{dir} needs {name}, which {caller} does not set"
+        );
+    }
+}
