@@ -110,6 +110,8 @@ fn the_scaler_lambda_is_wired_as_the_scaler_expects() {
         "authorization_type = var.scaler_url_auth == \"aws-iam\" ? \"AWS_IAM\" : \"NONE\"",
         "variable = \"aws:ResourceTag/tendril:pool\"",
         "values   = [\"tendril:idle-since\"]",
+        "invoked_via_function_url = true",
+        "maximum_retry_attempts = 0",
     ] {
         assert!(scaler.contains(needed), "scaler.tf lacks {needed}");
     }

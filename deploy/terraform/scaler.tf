@@ -119,8 +119,24 @@ data "aws_iam_policy_document" "scaler" {
 
     content {
       sid       = "ScaleListedServices"
-      actions   = ["ecs:DescribeServices", "ecs:UpdateService", "ecs:TagResource", "ecs:UntagResource"]
+      actions   = ["ecs:DescribeServices", "ecs:UpdateService"]
       resources = local.extra_service_arns
+    }
+  }
+
+  dynamic "statement" {
+    for_each = length(local.extra_service_arns) > 0 ? [1] : []
+
+    content {
+      sid       = "MarkIdleListedServices"
+      actions   = ["ecs:TagResource", "ecs:UntagResource"]
+      resources = local.extra_service_arns
+
+      condition {
+        test     = "ForAllValues:StringEquals"
+        variable = "aws:TagKeys"
+        values   = ["tendril:idle-since"]
+      }
     }
   }
 }
@@ -178,23 +194,40 @@ resource "aws_lambda_function_url" "scaler" {
 }
 
 # With the shared secret the URL is public and the function checks the
-# header; with AWS_IAM only the listed principals may call it.
-resource "aws_lambda_permission" "public_url" {
-  count                  = local.url_secret
-  statement_id           = "FunctionUrlWithSharedSecret"
-  action                 = "lambda:InvokeFunctionUrl"
-  function_name          = aws_lambda_function.scaler[0].function_name
-  principal              = "*"
-  function_url_auth_type = "NONE"
+# header; with AWS_IAM only the listed principals may call it. A function
+# URL call needs both lambda:InvokeFunctionUrl and lambda:InvokeFunction
+# (the latter only through the URL).
+locals {
+  url_invoker_list = var.scaler_url_auth == "aws-iam" ? [
+    for arn in var.scaler_url_invokers : { key = substr(sha256(arn), 0, 12), principal = arn, auth = "AWS_IAM" }
+  ] : [{ key = "public", principal = "*", auth = "NONE" }]
+  url_invokers = { for i in local.url_invoker_list : i.key => i if var.create_scaler }
 }
 
-resource "aws_lambda_permission" "iam_url" {
-  for_each               = var.create_scaler && var.scaler_url_auth == "aws-iam" ? toset(var.scaler_url_invokers) : toset([])
-  statement_id           = "FunctionUrlFor${substr(sha256(each.value), 0, 12)}"
+resource "aws_lambda_permission" "url" {
+  for_each               = local.url_invokers
+  statement_id           = "FunctionUrl-${each.key}"
   action                 = "lambda:InvokeFunctionUrl"
   function_name          = aws_lambda_function.scaler[0].function_name
-  principal              = each.value
-  function_url_auth_type = "AWS_IAM"
+  principal              = each.value.principal
+  function_url_auth_type = each.value.auth
+}
+
+resource "aws_lambda_permission" "invoke_through_url" {
+  for_each                 = local.url_invokers
+  statement_id             = "InvokeThroughFunctionUrl-${each.key}"
+  action                   = "lambda:InvokeFunction"
+  function_name            = aws_lambda_function.scaler[0].function_name
+  principal                = each.value.principal
+  invoked_via_function_url = true
+}
+
+# A failed scheduled pass is not retried: the next minute's pass is the
+# retry, and retries would only compete for the one concurrent execution.
+resource "aws_lambda_function_event_invoke_config" "scaler" {
+  count                  = local.scaler
+  function_name          = aws_lambda_function.scaler[0].function_name
+  maximum_retry_attempts = 0
 }
 
 resource "aws_cloudwatch_event_rule" "every_minute" {

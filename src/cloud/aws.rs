@@ -244,9 +244,17 @@ pub async fn secrets_manager_value(secret_arn: &str) -> Result<crate::secrets::S
         Some(region) if secret_arn.starts_with("arn:") && !region.is_empty() => region.to_string(),
         _ => platform_region().await,
     };
-    let url = match platform_config().await.endpoint_url() {
-        Some(endpoint) => format!("{}/", endpoint.trim_end_matches('/')),
-        None => format!("https://secretsmanager.{region}.amazonaws.com/"),
+    let endpoint = match std::env::var("AWS_ENDPOINT_URL_SECRETS_MANAGER") {
+        Ok(endpoint) if !endpoint.trim().is_empty() => Some(endpoint),
+        _ => platform_config().await.endpoint_url().map(String::from),
+    };
+    let domain = match secret_arn.starts_with("arn:aws-cn:") {
+        true => "amazonaws.com.cn",
+        false => "amazonaws.com",
+    };
+    let url = match endpoint {
+        Some(endpoint) => format!("{}/", endpoint.trim().trim_end_matches('/')),
+        None => format!("https://secretsmanager.{region}.{domain}/"),
     };
     let host = url_host(&url)?;
     let body = serde_json::json!({"SecretId": secret_arn}).to_string();
@@ -266,10 +274,13 @@ pub async fn secrets_manager_value(secret_arn: &str) -> Result<crate::secrets::S
     )
     .await
     .map_err(failed)?;
-    let mut request = reqwest::Client::new()
-        .post(&url)
+    // No redirects: the session token is a header a redirect would carry.
+    let http = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
         .timeout(Duration::from_secs(30))
-        .body(body);
+        .build()
+        .map_err(|e| failed(crate::http_error::describe(e)))?;
+    let mut request = http.post(&url).body(body);
     for (key, value) in headers
         .iter()
         .skip(1)

@@ -39,6 +39,8 @@ pub struct ServiceReport {
     pub cluster: String,
     pub service: String,
     pub worker_id: Option<String>,
+    /// Tasks running when the pass began.
+    pub running: i32,
     pub desired_before: i32,
     pub desired_after: i32,
     pub decision: String,
@@ -130,43 +132,68 @@ impl Scaler {
     }
 
     /// Counts what the pool can take: unassigned QUEUED jobs, and per pool
-    /// worker its assigned QUEUED jobs and its running ones.
+    /// worker its assigned QUEUED jobs, its running ones, and whether it
+    /// finished one since its idle time began.
     async fn demand(&self, services: &[PoolService]) -> Result<Demand, PostgrestError> {
-        let workers: BTreeSet<&str> = services
-            .iter()
-            .filter_map(|s| s.worker_id.as_deref())
-            .collect();
-        let unassigned = self
-            .table
-            .count(&[("status", "eq.QUEUED"), ("assigned_worker_id", "is.null")]);
-        let per_worker = try_join_all(workers.iter().map(|worker| async move {
-            let assigned_to = format!("eq.{worker}");
-            let assigned = self
-                .table
-                .count(&[
-                    ("status", "eq.QUEUED"),
-                    ("assigned_worker_id", &assigned_to),
-                ])
-                .await?;
-            let busy = self
-                .table
-                .count(&[
-                    ("status", "in.(CLAIMED,PROCESSING)"),
-                    ("worker_id", &assigned_to),
-                ])
-                .await?;
-            Ok::<_, PostgrestError>((worker.to_string(), assigned, busy))
+        let per_worker = try_join_all(services.iter().filter_map(|service| {
+            let worker = service.worker_id.as_deref()?;
+            Some(async move {
+                let (assigned, busy) = self.worker_jobs(worker).await?;
+                let worked = match service.idle_since {
+                    Some(since) => self.finished_since(worker, since).await? > 0,
+                    None => false,
+                };
+                Ok::<_, PostgrestError>((worker, assigned, busy, worked))
+            })
         }));
-        let (unassigned, per_worker) = futures::try_join!(unassigned, per_worker)?;
+        let (unassigned, per_worker) = futures::try_join!(self.unassigned(), per_worker)?;
         let mut demand = Demand {
             unassigned,
             ..Demand::default()
         };
-        for (worker, assigned, busy) in per_worker {
-            insert_nonzero(&mut demand.assigned, &worker, assigned);
-            insert_nonzero(&mut demand.busy, &worker, busy);
+        for (worker, assigned, busy, worked) in per_worker {
+            insert_nonzero(&mut demand.assigned, worker, assigned);
+            insert_nonzero(&mut demand.busy, worker, busy);
+            if worked {
+                demand.worked_since_idle.insert(worker.to_string());
+            }
         }
         Ok(demand)
+    }
+
+    async fn unassigned(&self) -> Result<u64, PostgrestError> {
+        self.table
+            .count(&[("status", "eq.QUEUED"), ("assigned_worker_id", "is.null")])
+            .await
+    }
+
+    /// A worker's assigned QUEUED jobs and its CLAIMED or PROCESSING ones.
+    async fn worker_jobs(&self, worker: &str) -> Result<(u64, u64), PostgrestError> {
+        let is_worker = format!("eq.{worker}");
+        let assigned = [("status", "eq.QUEUED"), ("assigned_worker_id", &is_worker)];
+        let busy = [
+            ("status", "in.(CLAIMED,PROCESSING)"),
+            ("worker_id", &is_worker),
+        ];
+        futures::try_join!(self.table.count(&assigned), self.table.count(&busy))
+    }
+
+    /// How many jobs the worker finished after `since`.
+    async fn finished_since(&self, worker: &str, since: SystemTime) -> Result<u64, PostgrestError> {
+        let is_worker = format!("eq.{worker}");
+        let after = format!("gt.{}", super::pool::format_time(since));
+        self.table
+            .count(&[("worker_id", &is_worker), ("completed_at", &after)])
+            .await
+    }
+
+    /// Whether nothing came for the worker since the counts: asked again
+    /// right before scaling its service down, so that a job claimed in the
+    /// meantime keeps it up.
+    async fn still_idle(&self, worker: &str) -> Result<bool, PostgrestError> {
+        let (unassigned, (assigned, busy)) =
+            futures::try_join!(self.unassigned(), self.worker_jobs(worker))?;
+        Ok(unassigned + assigned + busy == 0)
     }
 
     /// Carries out one decision and says what became of it.
@@ -182,13 +209,26 @@ impl Scaler {
                 ),
                 Err(e) => (service.desired, Err(e)),
             },
-            Action::ScaleDown { idle_for } => match self.pool.set_desired(service, 0).await {
-                Ok(()) => {
-                    let done = format!("scaled down: idle for {}", whole(idle_for));
-                    (0, self.forget_idle(service, tagged, done).await)
+            Action::ScaleDown { idle_for } => {
+                let worker = service.worker_id.as_deref().unwrap_or_default();
+                match self.still_idle(worker).await {
+                    Ok(true) => match self.pool.set_desired(service, 0).await {
+                        Ok(()) => {
+                            let done = format!("scaled down: idle for {}", whole(idle_for));
+                            (0, self.forget_idle(service, tagged, done).await)
+                        }
+                        Err(e) => (service.desired, Err(e)),
+                    },
+                    Ok(false) => {
+                        let done = "kept: work came while the pass ran".to_string();
+                        (
+                            service.desired,
+                            self.forget_idle(service, tagged, done).await,
+                        )
+                    }
+                    Err(e) => (service.desired, Err(e.to_string())),
                 }
-                Err(e) => (service.desired, Err(e)),
-            },
+            }
             Action::StartIdle => (
                 service.desired,
                 self.pool.mark_idle(service, now).await.map(|()| {
@@ -211,6 +251,7 @@ impl Scaler {
             cluster: service.cluster.clone(),
             service: service.name.clone(),
             worker_id: service.worker_id.clone(),
+            running: service.running,
             desired_before: service.desired,
             desired_after,
             decision: done.unwrap_or_else(|error| format!("error: {error}")),

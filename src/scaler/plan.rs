@@ -8,9 +8,11 @@
 //!   have taken theirs.
 //! - While anything waits, no service is scaled down and idle times reset.
 //! - A service goes to 0 only when nothing waits, its worker is not busy,
-//!   and it has been idle (per its tag) for the idle time.
+//!   and it has been idle (per its tag) for the idle time. A worker that
+//!   finished a job since its tag (work that came and went between two
+//!   passes), or a tag in the future, starts the idle time again.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::time::{Duration, SystemTime};
 
 use super::pool::PoolService;
@@ -24,6 +26,8 @@ pub struct Demand {
     pub assigned: BTreeMap<String, u64>,
     /// CLAIMED or PROCESSING, by pool worker id.
     pub busy: BTreeMap<String, u64>,
+    /// Pool workers that finished a job since their idle time began.
+    pub worked_since_idle: BTreeSet<String>,
 }
 
 impl Demand {
@@ -131,16 +135,16 @@ pub fn decide(
                         reason: "work is waiting in the pool".into(),
                     }
                 } else {
-                    match service.idle_since {
-                        None => Action::StartIdle,
-                        Some(since) => {
-                            let idle_for = now.duration_since(since).unwrap_or_default();
-                            if idle_for >= idle_time {
-                                Action::ScaleDown { idle_for }
-                            } else {
-                                Action::StayIdle { idle_for }
-                            }
+                    let worked = |id: &String| demand.worked_since_idle.contains(id);
+                    if service.worker_id.as_ref().is_some_and(worked) {
+                        return Action::StartIdle;
+                    }
+                    match service.idle_since.map(|since| now.duration_since(since)) {
+                        None | Some(Err(_)) => Action::StartIdle,
+                        Some(Ok(idle_for)) if idle_for >= idle_time => {
+                            Action::ScaleDown { idle_for }
                         }
+                        Some(Ok(idle_for)) => Action::StayIdle { idle_for },
                     }
                 }
             })
@@ -180,6 +184,7 @@ mod tests {
             unassigned,
             assigned: map(assigned),
             busy: map(busy),
+            worked_since_idle: BTreeSet::new(),
         }
     }
 
@@ -247,6 +252,22 @@ mod tests {
             busy.iter().all(|a| matches!(a, Action::Keep { .. })),
             "{busy:?}"
         );
+    }
+
+    #[test]
+    fn a_job_done_since_the_tag_or_a_tag_in_the_future_restarts_the_idle_time() {
+        let now = SystemTime::now();
+        let pool = [
+            service("worked", 1, Some(now - IDLE * 2)),
+            service("future", 1, Some(now + Duration::from_secs(3600))),
+            service("quiet", 1, Some(now - IDLE * 2)),
+        ];
+        let mut quiet = Demand::default();
+        quiet.worked_since_idle.insert("worked".into());
+        let actions = decide(&pool, &quiet, IDLE, now);
+        assert_eq!(actions[0], Action::StartIdle);
+        assert_eq!(actions[1], Action::StartIdle);
+        assert_eq!(actions[2], Action::ScaleDown { idle_for: IDLE * 2 });
     }
 
     #[test]

@@ -130,8 +130,8 @@ impl Pool {
             for batch in arns.chunks(DESCRIBE_BATCH) {
                 let services = self.describe(region, &cluster, batch).await?;
                 pool.extend(services.into_iter().filter(|s| {
-                    tag(s, POOL_TAG).is_some_and(|v| v.eq_ignore_ascii_case("true"))
-                        && s.status() == Some("ACTIVE")
+                    // Exactly "true", as the scaler's IAM policy matches it.
+                    tag(s, POOL_TAG) == Some("true") && s.status() == Some("ACTIVE")
                 }));
             }
         }

@@ -42,6 +42,8 @@ impl JobTable {
         let http = reqwest::Client::builder()
             .default_headers(headers)
             .timeout(Duration::from_secs(15))
+            // The key is in `apikey` too, which a redirect would carry along.
+            .redirect(reqwest::redirect::Policy::none())
             .use_rustls_tls()
             .build()
             .map_err(|e| error(e.to_string()))?;

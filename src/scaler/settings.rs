@@ -19,7 +19,8 @@ pub const SECRET_HEADER: &str = "x-tendril-scaler-secret";
 #[derive(Debug, Args)]
 pub struct ScalerArgs {
     /// Run one scaling pass and exit (for cron); exit 1 if it had errors.
-    #[arg(long, conflicts_with = "interval")]
+    /// The interval is then not used.
+    #[arg(long)]
     pub once: bool,
     /// Time between two passes when not on Lambda and not --once
     /// [default: 60s].

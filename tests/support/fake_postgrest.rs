@@ -17,7 +17,14 @@ use serde_json::{json, Value};
 
 use super::http_fake::HttpFake;
 
-const COLUMNS: [&str; 4] = ["id", "status", "assigned_worker_id", "worker_id"];
+const COLUMNS: [&str; 5] = [
+    "id",
+    "status",
+    "assigned_worker_id",
+    "worker_id",
+    "completed_at",
+];
+const TERMINAL: [&str; 3] = ["SUCCESS", "FAILED", "CANCELLED"];
 
 #[derive(Debug, Clone)]
 pub struct RecordedQuery {
@@ -32,6 +39,8 @@ struct Table {
     rows: Vec<Value>,
     requests: Vec<RecordedQuery>,
     failures: Vec<u16>,
+    /// Rows that appear once this many requests have been answered.
+    later: Vec<(usize, Value)>,
 }
 
 #[derive(Clone)]
@@ -66,14 +75,24 @@ impl FakePostgrest {
         self.server.url()
     }
 
-    /// Adds a job row: `status`, and the assigned and claiming workers.
+    /// Adds a job row: `status`, and the assigned and claiming workers (a
+    /// job with a terminal status was completed now).
     pub fn add_job(&self, status: &str, assigned: Option<&str>, worker: Option<&str>) -> String {
-        let id = format!("job-{}", super::random_hex(8));
-        self.table().rows.push(json!({"id": id, "status": status,
-            "assigned_worker_id": assigned, "worker_id": worker}));
+        let (id, row) = job_row(status, assigned, worker);
+        self.table().rows.push(row);
         id
     }
 
+    /// Like `add_job`, but the row appears only once `after` more requests
+    /// have been answered (a job claimed while a pass runs).
+    pub fn add_job_later(&self, after: usize, status: &str, worker: Option<&str>) {
+        let (_, row) = job_row(status, None, worker);
+        let mut table = self.table();
+        let at = table.requests.len() + after;
+        table.later.push((at, row));
+    }
+
+    /// Sets a job's status; a terminal one also sets `completed_at` to now.
     pub fn set_status(&self, id: &str, status: &str) {
         let mut table = self.table();
         let row = table
@@ -82,6 +101,9 @@ impl FakePostgrest {
             .find(|r| r["id"] == id)
             .expect("a job of this fake");
         row["status"] = json!(status);
+        if TERMINAL.contains(&status) {
+            row["completed_at"] = json!(super::rfc3339(std::time::SystemTime::now()));
+        }
     }
 
     /// The next `statuses.len()` requests fail with these statuses.
@@ -96,6 +118,16 @@ impl FakePostgrest {
     fn table(&self) -> std::sync::MutexGuard<'_, Table> {
         self.table.lock().unwrap()
     }
+}
+
+fn job_row(status: &str, assigned: Option<&str>, worker: Option<&str>) -> (String, Value) {
+    let id = format!("job-{}", super::random_hex(8));
+    let completed = TERMINAL
+        .contains(&status)
+        .then(|| super::rfc3339(std::time::SystemTime::now()));
+    let row = json!({"id": id, "status": status, "assigned_worker_id": assigned,
+                     "worker_id": worker, "completed_at": completed});
+    (id, row)
 }
 
 fn error(status: StatusCode, code: &str, message: &str) -> Response {
@@ -116,6 +148,12 @@ fn refusal(shared: &Shared, headers: &HeaderMap, path: &str, query: &str) -> Opt
             .map(String::from)
     };
     let mut table = shared.table.lock().unwrap();
+    let served = table.requests.len();
+    let (due, later): (Vec<_>, Vec<_>) = std::mem::take(&mut table.later)
+        .into_iter()
+        .partition(|(at, _)| *at <= served);
+    table.later = later;
+    table.rows.extend(due.into_iter().map(|(_, row)| row));
     table.requests.push(RecordedQuery {
         path: path.into(),
         query: query.into(),
@@ -143,10 +181,18 @@ fn refusal(shared: &Shared, headers: &HeaderMap, path: &str, query: &str) -> Opt
 }
 
 /// One PostgREST filter: `column=op.value`, for the operators the scaler
-/// may use (`eq`, `in`, `is.null`).
+/// may use (`eq`, `in`, `is.null`, and `gt` on `completed_at`, whose values
+/// are all RFC 3339 UTC with whole seconds, so they compare as text).
 fn matches(row: &Value, column: &str, filter: &str) -> Result<bool, String> {
     let value = row[column].as_str();
-    if let Some(wanted) = filter.strip_prefix("eq.") {
+    if let Some(bound) = filter.strip_prefix("gt.") {
+        if column != "completed_at" || bound.len() != 20 || !bound.ends_with('Z') {
+            return Err(format!(
+                "\"invalid input syntax for type timestamp: {bound}\""
+            ));
+        }
+        Ok(value.is_some_and(|v| v > bound))
+    } else if let Some(wanted) = filter.strip_prefix("eq.") {
         Ok(value == Some(wanted))
     } else if let Some(list) = filter
         .strip_prefix("in.(")
