@@ -100,6 +100,14 @@ impl World {
         );
     }
 
+    /// us-east-1 pool/tendril-a of worker-a: running, idle for an hour.
+    fn service_idle_for_an_hour(&self) -> Svc<'static> {
+        let svc = Svc(EAST, "pool", "tendril-a");
+        self.pool_service(svc, "worker-a", 1);
+        self.set_idle_since(svc, SystemTime::now() - Duration::from_secs(3600));
+        svc
+    }
+
     fn described(&self, svc: Svc) -> Value {
         let Svc(region, cluster, name) = svc;
         let answer = self.ecs(
@@ -345,9 +353,7 @@ fn an_idle_worker_goes_to_zero_only_after_the_idle_time_and_a_busy_one_never() {
 #[test]
 fn new_work_resets_the_idle_time() {
     let world = World::new();
-    let svc = Svc(EAST, "pool", "tendril-a");
-    world.pool_service(svc, "worker-a", 1);
-    world.set_idle_since(svc, SystemTime::now() - Duration::from_secs(3600));
+    let svc = world.service_idle_for_an_hour();
     let job = world.jobs.add_job("QUEUED", None, None);
 
     let (code, report, output) = world.pass(&[]);
@@ -381,9 +387,7 @@ fn new_work_resets_the_idle_time() {
 #[test]
 fn a_job_claimed_while_the_pass_runs_keeps_the_service_up() {
     let world = World::new();
-    let svc = Svc(EAST, "pool", "tendril-a");
-    world.pool_service(svc, "worker-a", 1);
-    world.set_idle_since(svc, SystemTime::now() - Duration::from_secs(3600));
+    let svc = world.service_idle_for_an_hour();
     // The pass counts four times (waiting, assigned, busy, finished since
     // the tag), then asks again before scaling down: by then it has a job.
     world.jobs.add_job_later(4, "CLAIMED", Some("worker-a"));
@@ -399,9 +403,7 @@ fn a_job_claimed_while_the_pass_runs_keeps_the_service_up() {
 #[test]
 fn a_postgrest_error_changes_no_service_and_the_pass_reports_it() {
     let world = World::new();
-    let svc = Svc(EAST, "pool", "tendril-a");
-    world.pool_service(svc, "worker-a", 1);
-    world.set_idle_since(svc, SystemTime::now() - Duration::from_secs(3600));
+    let svc = world.service_idle_for_an_hour();
     let before = world.tag(svc, "tendril:idle-since");
     world.jobs.fail_next(&[503]);
 
