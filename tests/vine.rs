@@ -391,9 +391,7 @@ fn an_apply_stopped_by_sigint_releases_its_lock() {
         "191919191919",
         json!({"config_snapshot": snapshot}),
     );
-    vines.trellis.wait_until(LONG, "the apply to start", |t| {
-        t.log_text(&job).contains("applying-step")
-    });
+    vines.trellis.wait_for_log(LONG, &job, "applying-step");
     tendril.signal(libc::SIGTERM);
     std::thread::sleep(Duration::from_millis(500));
     tendril.signal(libc::SIGTERM);
@@ -425,9 +423,7 @@ fn a_terraform_that_outlives_its_grace_is_killed_and_its_lock_is_named() {
         "202020202020",
         json!({"config_snapshot": snapshot}),
     );
-    vines.trellis.wait_until(LONG, "the apply to start", |t| {
-        t.log_text(&job).contains("deaf-step")
-    });
+    vines.trellis.wait_for_log(LONG, &job, "deaf-step");
     // The state backend stops answering: Terraform, stopping, cannot write
     // its state or release its lock, and outlives its grace.
     let lock_key = "vy-1/deaf-test-eu-west-1/terraform.tfstate.tflock";
@@ -441,10 +437,7 @@ fn a_terraform_that_outlives_its_grace_is_killed_and_its_lock_is_named() {
     tendril.signal(libc::SIGTERM);
     vines
         .trellis
-        .wait_until(LONG, "Terraform to be killed", |t| {
-            t.log_text(&job)
-                .contains("terraform stopped (killed by signal 9)")
-        });
+        .wait_for_log(LONG, &job, "terraform stopped (killed by signal 9)");
     vines.moto.thaw();
     assert_eq!(tendril.wait_timeout(LONG).unwrap().code(), Some(1));
     let message = vines.fail(&job);

@@ -278,9 +278,7 @@ fn a_trellis_outage_of_twenty_seconds_loses_no_line_and_no_status() {
     );
     let job = world.enqueue_aws("FETCH_RESOURCES", "333333333333");
     let mut tendril = world.start();
-    world.trellis.wait_until(LONG, "the first log line", |t| {
-        t.log_text(&job).contains("outage line 1\n")
-    });
+    world.trellis.wait_for_log(LONG, &job, "outage line 1\n");
     world.trellis.outage(Duration::from_secs(20));
     world.wait_status(&job, "SUCCESS");
     assert_eq!(drain(&mut tendril), 0);
@@ -404,9 +402,7 @@ fn sigterm_during_a_job_lets_it_finish() {
     world.hook_once("echo busy >&2; sleep 4");
     let job = world.enqueue_aws("FETCH_RESOURCES", "555555555555");
     let mut tendril = world.start();
-    world.trellis.wait_until(LONG, "the job's first line", |t| {
-        t.log_text(&job).contains("busy")
-    });
+    world.trellis.wait_for_log(LONG, &job, "busy");
     assert_eq!(drain(&mut tendril), 0);
     assert_eq!(world.trellis.job(&job).unwrap()["status"], "SUCCESS");
     let heartbeats = world.trellis.heartbeats(&world.worker_id);
@@ -426,9 +422,7 @@ fn a_second_sigterm_interrupts_the_tool_with_sigint() {
         .hook("trap 'echo tool-got-sigint >&2; exit 130' INT\necho waiting >&2\nsleep 60 & wait\n");
     let job = world.enqueue_aws("FETCH_RESOURCES", "666666666666");
     let mut tendril = world.start();
-    world.trellis.wait_until(LONG, "the tool to start", |t| {
-        t.log_text(&job).contains("waiting")
-    });
+    world.trellis.wait_for_log(LONG, &job, "waiting");
     tendril.signal(libc::SIGTERM);
     world.trellis.wait_until(LONG, "DRAINING", |t| {
         t.heartbeats(&world.worker_id)
@@ -459,9 +453,7 @@ fn a_tool_that_ignores_sigint_is_killed_after_the_grace() {
     world.hook("trap '' INT TERM\necho stubborn >&2\nsleep 120\n");
     let job = world.enqueue_aws("FETCH_RESOURCES", "777777777777");
     let mut tendril = world.start_with(&[("TENDRIL_DRAIN_GRACE", "1s")]);
-    world.trellis.wait_until(LONG, "the tool to start", |t| {
-        t.log_text(&job).contains("stubborn")
-    });
+    world.trellis.wait_for_log(LONG, &job, "stubborn");
     let signalled = Instant::now();
     tendril.signal(libc::SIGTERM);
     assert_eq!(
@@ -488,9 +480,7 @@ fn a_job_cancelled_in_trellis_stops_and_gets_no_further_status() {
     world.hook_once("echo long-running >&2; sleep 120");
     let cancelled = world.enqueue_aws("FETCH_RESOURCES", "888888888888");
     let mut tendril = world.start();
-    world.trellis.wait_until(LONG, "the tool to start", |t| {
-        t.log_text(&cancelled).contains("long-running")
-    });
+    world.trellis.wait_for_log(LONG, &cancelled, "long-running");
     world.trellis.cancel_job(&cancelled);
     let next = world.trellis.enqueue(json!({"job_type": "MAKE_COFFEE"}));
     world.wait_status(&next, "FAILED");
@@ -579,9 +569,7 @@ fn a_job_requeued_to_another_worker_stops_without_a_status() {
     world.hook_once("echo long-running >&2; sleep 120");
     let job = world.enqueue_aws("FETCH_RESOURCES", "131313131313");
     let mut tendril = world.start();
-    world.trellis.wait_until(LONG, "the tool to start", |t| {
-        t.log_text(&job).contains("long-running")
-    });
+    world.trellis.wait_for_log(LONG, &job, "long-running");
     world.trellis.add_worker("w-other", "tok-other-worker");
     world.trellis.reassign_job(&job, "w-other");
     let next = world.trellis.enqueue(json!({"job_type": "MAKE_COFFEE"}));

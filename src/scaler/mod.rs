@@ -23,43 +23,53 @@ use settings::ScalerArgs;
 pub async fn run(args: ScalerArgs) -> ExitCode {
     let runtime_api = std::env::var("AWS_LAMBDA_RUNTIME_API")
         .ok()
-        .filter(|api| !api.trim().is_empty())
-        .map(|api| RuntimeApi::new(api.trim()));
+        .filter(|api| !api.trim().is_empty());
+    if let Some(address) = runtime_api {
+        return on_lambda(&RuntimeApi::new(address.trim()), &args).await;
+    }
+    let scaler = match start(&args).await {
+        Ok(scaler) => scaler,
+        Err(message) => {
+            eprintln!("tendril: {message}");
+            return ExitCode::from(2);
+        }
+    };
+    if args.once {
+        return once(&scaler).await;
+    }
+    every_interval(&scaler).await
+}
+
+/// The scaler, from its settings.
+async fn start(args: &ScalerArgs) -> Result<Scaler, String> {
+    let settings = args.resolve().await.map_err(|e| e.to_string())?;
+    Scaler::new(settings).await.map_err(|e| e.to_string())
+}
+
+/// Serves Lambda invocations; bad settings are reported as an init error.
+async fn on_lambda(api: &RuntimeApi, args: &ScalerArgs) -> ExitCode {
     let started = async {
-        let url_auth = match runtime_api {
-            Some(_) => Some(args.url_auth().await.map_err(|e| e.to_string())?),
-            None => None,
-        };
-        let settings = args.resolve().await.map_err(|e| e.to_string())?;
-        let scaler = Scaler::new(settings).await.map_err(|e| e.to_string())?;
-        Ok::<_, String>((scaler, url_auth))
+        let url_auth = args.url_auth().await.map_err(|e| e.to_string())?;
+        Ok::<_, String>((start(args).await?, url_auth))
     };
     let (scaler, url_auth) = match started.await {
         Ok(started) => started,
         Err(message) => {
             eprintln!("tendril: {message}");
-            if let Some(api) = &runtime_api {
-                if let Err(problem) = api.report_init_error(&message).await {
-                    eprintln!("tendril: {problem}");
-                }
+            if let Err(problem) = api.report_init_error(&message).await {
+                eprintln!("tendril: {problem}");
             }
             return ExitCode::from(2);
         }
     };
-    if let (Some(api), Some(url_auth)) = (runtime_api, url_auth) {
-        tracing::info!("scaler: serving Lambda invocations");
-        return match api.serve(&scaler, &url_auth).await {
-            Ok(()) => ExitCode::SUCCESS,
-            Err(problem) => {
-                tracing::error!("{problem}");
-                ExitCode::from(1)
-            }
-        };
+    tracing::info!("scaler: serving Lambda invocations");
+    match api.serve(&scaler, &url_auth).await {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(problem) => {
+            tracing::error!("{problem}");
+            ExitCode::from(1)
+        }
     }
-    if args.once {
-        return once(&scaler).await;
-    }
-    every_interval(&scaler).await
 }
 
 /// One pass; its report as JSON on stdout.

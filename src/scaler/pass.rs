@@ -199,12 +199,11 @@ impl Scaler {
     /// Carries out one decision and says what became of it.
     async fn act(&self, service: &PoolService, action: Action, now: SystemTime) -> ServiceReport {
         let idle_time = format_duration(self.settings.idle_time);
-        let tagged = service.idle_since.is_some();
         let (desired_after, done) = match action {
             Action::ScaleUp { reason } => match self.pool.set_desired(service, 1).await {
                 Ok(()) => (
                     1,
-                    self.forget_idle(service, tagged, format!("scaled up: {reason}"))
+                    self.forget_idle(service, format!("scaled up: {reason}"))
                         .await,
                 ),
                 Err(e) => (service.desired, Err(e)),
@@ -215,16 +214,13 @@ impl Scaler {
                     Ok(true) => match self.pool.set_desired(service, 0).await {
                         Ok(()) => {
                             let done = format!("scaled down: idle for {}", whole(idle_for));
-                            (0, self.forget_idle(service, tagged, done).await)
+                            (0, self.forget_idle(service, done).await)
                         }
                         Err(e) => (service.desired, Err(e)),
                     },
                     Ok(false) => {
                         let done = "kept: work came while the pass ran".to_string();
-                        (
-                            service.desired,
-                            self.forget_idle(service, tagged, done).await,
-                        )
+                        (service.desired, self.forget_idle(service, done).await)
                     }
                     Err(e) => (service.desired, Err(e.to_string())),
                 }
@@ -241,8 +237,7 @@ impl Scaler {
             ),
             Action::Keep { reason } => (
                 service.desired,
-                self.forget_idle(service, tagged, format!("kept: {reason}"))
-                    .await,
+                self.forget_idle(service, format!("kept: {reason}")).await,
             ),
             Action::Skip { reason } => (service.desired, Ok(format!("skipped: {reason}"))),
         };
@@ -259,13 +254,8 @@ impl Scaler {
     }
 
     /// Removes the idle tag, if there is one, then says `done`.
-    async fn forget_idle(
-        &self,
-        service: &PoolService,
-        tagged: bool,
-        done: String,
-    ) -> Result<String, String> {
-        if tagged {
+    async fn forget_idle(&self, service: &PoolService, done: String) -> Result<String, String> {
+        if service.idle_since.is_some() {
             self.pool.clear_idle(service).await?;
         }
         Ok(done)

@@ -69,23 +69,23 @@ pub fn decide(
     now: SystemTime,
 ) -> Vec<Action> {
     let mut actions: Vec<Option<Action>> = vec![None; services.len()];
-    let worker = |s: &PoolService| s.worker_id.clone().unwrap_or_default();
 
     for (index, service) in services.iter().enumerate() {
-        let id = worker(service);
-        actions[index] = if service.worker_id.is_none() {
-            Some(Action::Skip {
+        let Some(id) = service.worker_id.as_deref() else {
+            actions[index] = Some(Action::Skip {
                 reason: format!(
                     "no worker id (tag the service with {})",
                     super::pool::WORKER_ID_TAG
                 ),
-            })
-        } else if demand.busy(&id) > 0 {
+            });
+            continue;
+        };
+        actions[index] = if demand.busy(id) > 0 {
             Some(Action::Keep {
                 reason: "its worker is busy".into(),
             })
-        } else if demand.assigned_to(&id) > 0 {
-            let jobs = demand.assigned_to(&id);
+        } else if demand.assigned_to(id) > 0 {
+            let jobs = demand.assigned_to(id);
             Some(if service.desired > 0 {
                 Action::Keep {
                     reason: format!("{} assigned to its worker", jobs_text(jobs)),

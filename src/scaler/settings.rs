@@ -137,9 +137,7 @@ impl ScalerArgs {
             )?,
         })
     }
-}
 
-impl ScalerArgs {
     /// How Function URL calls are let in (needed on Lambda only).
     pub async fn url_auth(&self) -> Result<UrlAuth, ConfigError> {
         match self.url_auth.unwrap_or(UrlAuthMode::Secret) {

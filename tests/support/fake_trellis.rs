@@ -1023,6 +1023,12 @@ impl FakeTrellis {
             std::thread::sleep(Duration::from_millis(50));
         }
     }
+
+    /// Waits (like `wait_until`) until the job's log contains `needle`.
+    pub fn wait_for_log(&self, timeout: Duration, job: &str, needle: &str) {
+        let what = format!("{needle:?} in the log of {job}");
+        self.wait_until(timeout, &what, |t| t.log_text(job).contains(needle));
+    }
 }
 
 impl Drop for FakeTrellis {
