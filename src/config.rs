@@ -37,7 +37,7 @@ impl ConfigError {
 #[derive(Debug, Parser)]
 #[command(
     name = "tendril",
-    version,
+    version = crate::VERSION,
     about = "The Tendril worker: claims jobs from Trellis and runs Terraform, Helm, kubectl and the cloud CLIs for them"
 )]
 pub struct Cli {

@@ -86,7 +86,7 @@ impl<'a> Stack<'a> {
             env,
         };
         stack.record("prepare", phase.finish());
-        let phase = context.log.phase("terraform init");
+        let phase = context.phase("init", "terraform init");
         stack
             .terraform()
             .await?
@@ -115,14 +115,14 @@ impl<'a> Stack<'a> {
     }
 
     pub async fn plan(&mut self) -> Result<(), JobError> {
-        let phase = self.context.log.phase("terraform plan");
+        let phase = self.context.phase("plan", "terraform plan");
         self.terraform().await?.plan(VAR_FILE, PLAN_FILE).await?;
         self.record("terraform_plan", phase.finish());
         Ok(())
     }
 
     pub async fn apply(&mut self) -> Result<(), JobError> {
-        let phase = self.context.log.phase("terraform apply");
+        let phase = self.context.phase("apply", "terraform apply");
         let result = self.terraform().await?.apply(PLAN_FILE).await;
         self.after_state_change(result).await?;
         self.record("terraform_apply", phase.finish());
@@ -130,7 +130,7 @@ impl<'a> Stack<'a> {
     }
 
     pub async fn destroy(&mut self) -> Result<(), JobError> {
-        let phase = self.context.log.phase("terraform destroy");
+        let phase = self.context.phase("destroy", "terraform destroy");
         let result = self.terraform().await?.destroy(VAR_FILE).await;
         self.after_state_change(result).await?;
         self.record("terraform_destroy", phase.finish());

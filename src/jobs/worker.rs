@@ -3,7 +3,8 @@
 //!
 //! DEPLOY_WORKER applies `templates/worker/<provider>` with the worker state
 //! key (registering the worker first when the snapshot has none), records
-//! `deploy_config` in the worker's metadata and reports `worker_outputs`.
+//! `deploy_config` (with the worker token, which Trellis needs to update and
+//! destroy the worker) in the worker's metadata and reports `worker_outputs`.
 //! DESTROY_WORKER destroys that state, then deletes the registration. The
 //! worker token reaches Terraform only as `TF_VAR_worker_token` (never tfvars;
 //! a worker job has no plan artifact), and is masked.
@@ -21,7 +22,7 @@ use serde_json::{json, Map, Value};
 use super::redact;
 use super::stack::Stack;
 use super::vine_inputs::setting;
-use super::{JobContext, JobError};
+use super::{snapshot, JobContext, JobError};
 use crate::cloud::aws::platform_config;
 use crate::cloud::CloudError;
 use crate::secrets;
@@ -95,7 +96,7 @@ pub async fn deploy_worker(context: &JobContext) -> Result<Map<String, Value>, J
     let snapshot = &context.job.config_snapshot;
     let (worker_id, token, registered) = match (
         setting(snapshot, &["worker_id"]),
-        setting(snapshot, &["worker_token"]),
+        snapshot::text(snapshot, "", &["worker_token"]),
     ) {
         (Some(id), Some(token)) => (id, token, false),
         _ => {
@@ -126,7 +127,7 @@ pub async fn deploy_worker(context: &JobContext) -> Result<Map<String, Value>, J
     stack.apply().await?;
     let raw = stack.terraform().await?.output_json().await?;
     let (_, outputs, _masked_outputs) = redact::outputs(&raw);
-    let deploy_config = spec.deploy_config(context);
+    let deploy_config = spec.deploy_config(context, Some(&token));
     context
         .reporter
         .replace_worker_metadata(
@@ -148,8 +149,8 @@ pub async fn destroy_worker(context: &JobContext) -> Result<Map<String, Value>, 
     let worker_id = setting(snapshot, &["worker_id"])
         .ok_or_else(|| JobError::Invalid("the worker job's snapshot has no worker_id".into()))?;
     // Destroying needs every variable, the token too, but uses none of them.
-    let token =
-        setting(snapshot, &["worker_token"]).unwrap_or_else(|| "not-needed-to-destroy".into());
+    let token = snapshot::text(snapshot, "", &["worker_token"])
+        .unwrap_or_else(|| "not-needed-to-destroy".into());
     let _masked = secrets::register(&token);
     let mut stack = worker_stack(context, &worker_id, &token).await?;
     let resources = stack.terraform().await?.state_list().await?;
@@ -200,9 +201,11 @@ impl WorkerSpec {
         })
     }
 
-    /// `deploy_config` as Trellis keeps it in the worker's metadata (never
-    /// the token).
-    fn deploy_config(&self, context: &JobContext) -> Value {
+    /// `deploy_config` as Trellis keeps it in the worker's metadata, with the
+    /// token: Trellis's Update and Destroy buttons copy it into the next
+    /// worker job's snapshot (it goes back to the party that issued it,
+    /// never to a log, tfvars or a plan).
+    fn deploy_config(&self, context: &JobContext, token: Option<&str>) -> Value {
         let snapshot = &context.job.config_snapshot;
         let mut config = Map::new();
         for key in [
@@ -219,6 +222,9 @@ impl WorkerSpec {
             );
         }
         config.insert("image_tag".into(), json!(self.image_tag));
+        if let Some(token) = token {
+            config.insert("worker_token".into(), json!(token));
+        }
         Value::Object(config)
     }
 }
@@ -353,7 +359,17 @@ pub async fn update_worker(context: &JobContext) -> Result<Map<String, Value>, J
         .to_string();
     phase.finish();
 
-    let deploy_config = spec.deploy_config(context);
+    // The metadata is replaced whole: the token Trellis needs for the next
+    // Update and Destroy comes from this job's snapshot.
+    let token = snapshot::text(&context.job.config_snapshot, "", &["worker_token"]);
+    let _masked = token.as_deref().map(secrets::register);
+    if token.is_none() {
+        context.log.system(
+            "warning: the snapshot has no worker_token: the worker's deploy_config is recorded without it, and \
+             Trellis will ask for a re-deploy before the next update",
+        );
+    }
+    let deploy_config = spec.deploy_config(context, token.as_deref());
     context
         .reporter
         .replace_worker_metadata(
