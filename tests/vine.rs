@@ -17,7 +17,7 @@ use support::trellis_reads::{cost_panel, finalize_deployment};
 use support::TempDir;
 
 const LONG: Duration = Duration::from_secs(180);
-const STORAGE_SECRET: &str = "storage-secret-key-value";
+const STORAGE_SECRET: &str = support::moto::STATE_SECRET_KEY;
 const GIT_TOKEN: &str = "ghp_gittokenvalue1234";
 
 struct Vines {
@@ -51,15 +51,12 @@ impl Vines {
         let templates = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/templates");
         let mut vars = env.vars.clone();
         vars.extend(moto.platform_env());
+        vars.extend(moto.state_bucket_env());
         vars.extend(
             [
                 ("GRAPE_WORKER_MODE", "cloud-hosted".into()),
                 ("TENDRIL_TEMPLATES_DIR", templates.display().to_string()),
                 ("TENDRIL_RETRY_MAX_DELAY", "1s".into()),
-                ("SUPABASE_S3_ENDPOINT", moto.endpoint()),
-                ("SUPABASE_S3_REGION", "us-east-1".into()),
-                ("SUPABASE_STORAGE_KEY_ID", "storagekeyid".into()),
-                ("SUPABASE_STORAGE_SECRET_KEY", STORAGE_SECRET.into()),
             ]
             .map(|(k, v)| (k.to_string(), v)),
         );
@@ -842,4 +839,73 @@ fn a_web_app_plan_then_deploy_applies_though_the_rows_bookkeeping_changed_betwee
     );
     tendril.signal(libc::SIGTERM);
     assert_eq!(tendril.wait_timeout(LONG).unwrap().code(), Some(0));
+}
+
+#[test]
+fn terraform_state_never_lives_on_a_disposable_disk() {
+    let trellis = FakeTrellis::start();
+    let scratch = TempDir::new("tendril-state-test");
+    let env = worker_env(&trellis, &scratch.path().join("work"));
+    let templates = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/templates");
+    let start = |extra: &[(&str, &str)]| {
+        let mut command = env.command();
+        command
+            .arg("start")
+            .env("TENDRIL_TEMPLATES_DIR", &templates)
+            .envs(extra.iter().copied());
+        TendrilProcess::spawn(command)
+    };
+
+    // A Fargate task without the bucket: refused before anything is claimed.
+    let mut cloud = start(&[("GRAPE_WORKER_MODE", "cloud-hosted")]);
+    let status = cloud.wait_timeout(LONG).expect("it exits at once");
+    assert_eq!(status.code(), Some(2), "{}", cloud.output());
+    let stderr = cloud.stderr();
+    assert_eq!(stderr.lines().count(), 1, "{stderr}");
+    assert!(
+        stderr.starts_with("tendril: SUPABASE_S3_ENDPOINT: is required in cloud-hosted mode"),
+        "{stderr}"
+    );
+    assert!(trellis.requests().is_empty(), "nothing was claimed");
+
+    // Self-hosted without a bucket or TENDRIL_STATE_DIR: Terraform jobs say what to set.
+    let job = trellis.enqueue(
+        json!({"job_type": "BOOTSTRAP", "vineyard_id": "vy-1", "vine_id": "vine-1",
+                                     "config_snapshot": snapshot("nowhere")}),
+    );
+    let mut homeless = start(&[]);
+    trellis.wait_until(LONG, "the job to fail", |t| {
+        t.job(&job).is_some_and(|row| row["status"] == "FAILED")
+    });
+    let row = trellis.job(&job).unwrap();
+    assert!(
+        row["error_message"]
+            .as_str()
+            .unwrap()
+            .starts_with("this worker has no Terraform state backend: set SUPABASE_S3_ENDPOINT"),
+        "{row}"
+    );
+    homeless.signal(libc::SIGTERM);
+    assert_eq!(homeless.wait_timeout(LONG).unwrap().code(), Some(0));
+
+    // With TENDRIL_STATE_DIR set, state stays on this machine, with a warning.
+    let state_dir = scratch.path().join("state");
+    let job = trellis.enqueue(
+        json!({"job_type": "BOOTSTRAP", "vineyard_id": "vy-1", "vine_id": "vine-1",
+                                     "config_snapshot": snapshot("local")}),
+    );
+    let mut local = start(&[("TENDRIL_STATE_DIR", state_dir.to_str().unwrap())]);
+    trellis.wait_until(LONG, "the job to succeed", |t| {
+        t.job(&job).is_some_and(|row| row["status"] == "SUCCESS")
+    });
+    assert!(state_dir
+        .join("vy-1/local-test-eu-west-1/terraform.tfstate")
+        .is_file());
+    local.signal(libc::SIGTERM);
+    assert_eq!(local.wait_timeout(LONG).unwrap().code(), Some(0));
+    assert!(
+        local.stderr().contains("other workers cannot see it"),
+        "{}",
+        local.stderr()
+    );
 }

@@ -48,6 +48,7 @@ impl World {
         let path = format!("{}:{}", tools.display(), std::env::var("PATH").unwrap());
         vars.retain(|(k, _)| k != "PATH");
         vars.extend(moto.platform_env());
+        vars.extend(moto.state_bucket_env());
         vars.extend([
             ("PATH".to_string(), path),
             ("TENDRIL_AWS_REGIONS".into(), "us-east-1".into()),

@@ -107,6 +107,7 @@ fn update_worker_registers_a_copy_with_only_the_image_changed_and_redeploys() {
     command
         .arg("start")
         .envs(moto.platform_env())
+        .envs(moto.state_bucket_env())
         .env("GRAPE_WORKER_MODE", "cloud-hosted");
     let mut tendril = TendrilProcess::spawn(command);
     trellis.add_worker(WORKER_ID, "tok-updated-worker-secret");
@@ -258,20 +259,20 @@ impl Fleet {
         let env = worker_env(&trellis, &scratch.path().join("work"));
         let mut command = env.command();
         let templates = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/templates");
-        command.arg("start").envs(moto.platform_env()).envs([
-            ("GRAPE_WORKER_MODE", "cloud-hosted"),
-            ("TENDRIL_TEMPLATES_DIR", templates),
-            ("SUPABASE_S3_ENDPOINT", moto.endpoint().as_str()),
-            ("SUPABASE_S3_REGION", "us-east-1"),
-            ("SUPABASE_STORAGE_KEY_ID", "storagekeyid"),
-            ("SUPABASE_STORAGE_SECRET_KEY", "storage-secret-key-value"),
-            (
-                "TENDRIL_REGISTRATION_SECRET",
-                "platform-registration-secret",
-            ),
-            ("TENDRIL_PASS_ENV", "TENDRIL_TEST_CAPTURE_DIR"),
-            ("TENDRIL_TEST_CAPTURE_DIR", capture.to_str().unwrap()),
-        ]);
+        command
+            .arg("start")
+            .envs(moto.platform_env())
+            .envs(moto.state_bucket_env())
+            .envs([
+                ("GRAPE_WORKER_MODE", "cloud-hosted"),
+                ("TENDRIL_TEMPLATES_DIR", templates),
+                (
+                    "TENDRIL_REGISTRATION_SECRET",
+                    "platform-registration-secret",
+                ),
+                ("TENDRIL_PASS_ENV", "TENDRIL_TEST_CAPTURE_DIR"),
+                ("TENDRIL_TEST_CAPTURE_DIR", capture.to_str().unwrap()),
+            ]);
         let tendril = TendrilProcess::spawn(command);
         Fleet {
             moto,
@@ -356,7 +357,8 @@ fn deploy_worker_registers_applies_and_records_and_destroy_worker_undoes_it() {
     )
     .unwrap();
     let mut set: BTreeSet<String> = tfvars.as_object().unwrap().keys().cloned().collect();
-    set.insert("worker_token".into()); // TF_VAR_worker_token, never tfvars
+    // Secrets go as TF_VAR_ environment, never tfvars.
+    set.extend(["worker_token", "state_key_id", "state_secret_key"].map(String::from));
     assert_sets_what_it_declares("the job", &set, "templates/worker/aws");
     let token = fleet.trellis.worker_token(&worker_id).unwrap();
     let everything = format!("{}{}{}", deployed["log"], metadata, tfvars);

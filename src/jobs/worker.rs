@@ -51,7 +51,9 @@ pub fn worker_state_key(worker_id: &str) -> String {
 }
 
 /// The variables a worker job sets (all declared by the worker template;
-/// the token goes through the environment instead).
+/// the secrets go through the environment instead, see [`worker_secrets`]).
+/// The new worker keeps its Terraform state in this worker's bucket: the
+/// bucket's endpoint and region are passed on.
 fn worker_vars(context: &JobContext, worker_id: &str) -> Map<String, Value> {
     let snapshot = &context.job.config_snapshot;
     let mut vars = Map::new();
@@ -69,7 +71,31 @@ fn worker_vars(context: &JobContext, worker_id: &str) -> Map<String, Value> {
             vars.insert(name.into(), value.clone());
         }
     }
+    if let Some(storage) = &context.settings.state_storage {
+        vars.insert("state_endpoint".into(), json!(storage.endpoint));
+        vars.insert("state_region".into(), json!(storage.region));
+    }
     vars
+}
+
+/// The secrets a worker job gives Terraform, as `TF_VAR_` environment
+/// (never tfvars): the worker's token, and the platform's state-bucket keys
+/// and Infracost key, which the template stores in Secrets Manager for the
+/// new worker's task.
+fn worker_secrets(context: &JobContext, token: &str) -> BTreeMap<String, String> {
+    let settings = &context.settings;
+    let mut env = BTreeMap::from([("TF_VAR_worker_token".to_string(), token.to_string())]);
+    if let Some(storage) = &settings.state_storage {
+        env.insert("TF_VAR_state_key_id".into(), storage.key_id.expose().into());
+        env.insert(
+            "TF_VAR_state_secret_key".into(),
+            storage.secret_key.expose().into(),
+        );
+    }
+    if let Some(key) = &settings.infracost_api_key {
+        env.insert("TF_VAR_infracost_api_key".into(), key.expose().into());
+    }
+    env
 }
 
 /// The worker's stack: its template, its variables, its state key, the
@@ -81,7 +107,7 @@ async fn worker_stack<'a>(
     token: &str,
 ) -> Result<Stack<'a>, JobError> {
     let vars = worker_vars(context, worker_id);
-    let mut env = BTreeMap::from([("TF_VAR_worker_token".to_string(), token.to_string())]);
+    let mut env = worker_secrets(context, token);
     if let Some(region) = vars.get("region").and_then(Value::as_str) {
         for name in ["AWS_REGION", "AWS_DEFAULT_REGION"] {
             env.insert(name.to_string(), region.to_string());
@@ -93,6 +119,13 @@ async fn worker_stack<'a>(
 /// DEPLOY_WORKER.
 pub async fn deploy_worker(context: &JobContext) -> Result<Map<String, Value>, JobError> {
     let spec = WorkerSpec::from_snapshot(context, false)?;
+    if context.settings.state_storage.is_none() {
+        return Err(JobError::Invalid(
+            "DEPLOY_WORKER gives the new worker this worker's Terraform state bucket, and this worker has none: \
+             set SUPABASE_S3_ENDPOINT, SUPABASE_S3_REGION, SUPABASE_STORAGE_KEY_ID and SUPABASE_STORAGE_SECRET_KEY"
+                .into(),
+        ));
+    }
     let snapshot = &context.job.config_snapshot;
     let (worker_id, token, registered) = match (
         setting(snapshot, &["worker_id"]),
