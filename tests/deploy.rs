@@ -109,19 +109,37 @@ fn the_scaler_lambda_is_wired_as_the_scaler_expects() {
         "schedule_expression = \"rate(1 minute)\"",
         "authorization_type = var.scaler_url_auth == \"aws-iam\" ? \"AWS_IAM\" : \"NONE\"",
         "variable = \"aws:ResourceTag/tendril:pool\"",
-        "values   = [\"tendril:idle-since\"]",
+        "values   = local.scaler_tag_keys",
         "invoked_via_function_url = true",
         "maximum_retry_attempts = 0",
     ] {
         assert!(scaler.contains(needed), "scaler.tf lacks {needed}");
     }
     assert!(!scaler.contains("\"ecs:*\""), "least privilege");
-    // Every setting the Lambda is given is one `tendril scaler` reads.
     let help = std::process::Command::new(env!("CARGO_BIN_EXE_tendril"))
         .args(["scaler", "--help"])
         .output()
         .unwrap();
     let help = String::from_utf8_lossy(&help.stdout).to_string();
+    // The tags the role may write are those the scaler keeps (its help
+    // names each), and both tag statements are limited to them.
+    let tag_keys = scaler
+        .lines()
+        .find_map(|line| line.trim().strip_prefix("scaler_tag_keys = "))
+        .expect("scaler.tf names the tags the scaler writes");
+    let tag_keys: Vec<String> = serde_json::from_str(tag_keys).unwrap();
+    assert_eq!(
+        tag_keys,
+        ["tendril:idle-since", "tendril:starting-since"],
+        "the scaler's time tags"
+    );
+    assert!(tag_keys.iter().all(|t| help.contains(t.as_str())), "{help}");
+    assert_eq!(
+        scaler.matches("values   = local.scaler_tag_keys").count(),
+        2,
+        "tagged and listed services alike"
+    );
+    // Every setting the Lambda is given is one `tendril scaler` reads.
     let environment = scaler
         .split("variables = merge(")
         .nth(1)

@@ -1,9 +1,10 @@
 # The scaler: the Tendril binary as a provided.al2023 Lambda, run every
-# minute by EventBridge and at once by Trellis through its Function URL;
-# reserved concurrency 1, so passes never overlap. Its role may only read
-# the two secrets, find the pool's services, and change the desired count
-# and the tendril:idle-since tag of services tagged tendril:pool=true (or
-# listed in scaler_extra_services).
+# minute by EventBridge (a full pass) and at once by Trellis's ping through
+# its Function URL; reserved concurrency 1, so passes never overlap. Its
+# role may only read the two secrets, find the pool's services, and change
+# the desired count and the tendril:idle-since and tendril:starting-since
+# tags of services tagged tendril:pool=true (or listed in
+# scaler_extra_services).
 
 locals {
   scaler         = var.create_scaler ? 1 : 0
@@ -11,6 +12,9 @@ locals {
   scaler_regions = length(var.scaler_regions) > 0 ? var.scaler_regions : [var.region]
   url_secret     = var.create_scaler && var.scaler_url_auth == "secret" ? 1 : 0
   account_id     = data.aws_caller_identity.current.account_id
+  # The only tags the scaler writes: when a worker went idle, and since when
+  # a service has wanted a task without running one.
+  scaler_tag_keys = ["tendril:idle-since", "tendril:starting-since"]
   extra_service_arns = [
     for s in var.scaler_extra_services : "arn:aws:ecs:${s.region}:${local.account_id}:service/${s.cluster}/${s.service}"
   ]
@@ -110,7 +114,7 @@ data "aws_iam_policy_document" "scaler" {
     condition {
       test     = "ForAllValues:StringEquals"
       variable = "aws:TagKeys"
-      values   = ["tendril:idle-since"]
+      values   = local.scaler_tag_keys
     }
   }
 
@@ -135,7 +139,7 @@ data "aws_iam_policy_document" "scaler" {
       condition {
         test     = "ForAllValues:StringEquals"
         variable = "aws:TagKeys"
-        values   = ["tendril:idle-since"]
+        values   = local.scaler_tag_keys
       }
     }
   }
@@ -168,6 +172,7 @@ resource "aws_lambda_function" "scaler" {
         SUPABASE_SERVICE_ROLE_KEY_SECRET_ARN = var.supabase_service_role_key_secret_arn
         TENDRIL_SCALER_REGIONS               = join(",", local.scaler_regions)
         TENDRIL_SCALER_IDLE_TIME             = var.scaler_idle_time
+        TENDRIL_SCALER_STARTUP_BUDGET        = var.scaler_startup_budget
         TENDRIL_SCALER_URL_AUTH              = var.scaler_url_auth
         TENDRIL_SCALER_RECOVER_STALE_JOBS    = tostring(var.scaler_recover_stale_jobs)
         WORKERS                              = jsonencode(var.scaler_extra_services)
@@ -194,9 +199,14 @@ resource "aws_lambda_function_url" "scaler" {
 }
 
 # With the shared secret the URL is public and the function checks the
-# header; with AWS_IAM only the listed principals may call it. A function
-# URL call needs both lambda:InvokeFunctionUrl and lambda:InvokeFunction
-# (the latter only through the URL).
+# header: a call with the right one runs a full pass, a call without one
+# (Trellis's bare POST, the only thing today's Trellis sends) a
+# scale-up-only pass, a call with a wrong one nothing. With AWS_IAM only the
+# listed principals may call it and AWS refuses an unsigned call before it
+# reaches the function, so today's Trellis cannot ping it: jobs then wait
+# for the minute's pass. A function URL call needs both
+# lambda:InvokeFunctionUrl and lambda:InvokeFunction (the latter only
+# through the URL).
 locals {
   url_invoker_list = var.scaler_url_auth == "aws-iam" ? [
     for arn in var.scaler_url_invokers : { key = substr(sha256(arn), 0, 12), principal = arn, auth = "AWS_IAM" }

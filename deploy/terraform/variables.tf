@@ -107,7 +107,7 @@ variable "supabase_service_role_key_secret_arn" {
 }
 
 variable "scaler_url_auth" {
-  description = "How Trellis's calls to the Function URL are checked: secret (a shared-secret header) or aws-iam (SigV4-signed calls)."
+  description = "How calls to the Function URL are checked: secret (a public URL: a call with the shared-secret header runs a full pass, one without it, such as today's Trellis's bare POST, a scale-up-only pass) or aws-iam (SigV4-signed calls only; AWS refuses Trellis's unsigned POST, so jobs wait for the minute's pass)."
   type        = string
   default     = "secret"
 
@@ -129,8 +129,14 @@ variable "scaler_idle_time" {
   default     = "5m"
 }
 
+variable "scaler_startup_budget" {
+  description = "How long a service may want a task without running one before the scaler counts it as not starting (no capacity; reported) and starts another for waiting jobs."
+  type        = string
+  default     = "5m"
+}
+
 variable "scaler_recover_stale_jobs" {
-  description = "Whether each pass first calls rpc/recover_stale_jobs."
+  description = "Whether each full pass first calls rpc/recover_stale_jobs (Trellis's database has it)."
   type        = bool
-  default     = false
+  default     = true
 }
