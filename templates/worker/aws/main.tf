@@ -100,7 +100,7 @@ locals {
 }
 
 resource "aws_secretsmanager_secret" "container" {
-  #checkov:skip=CKV_AWS_149:the AWS-managed key encrypts it; a customer-managed KMS key per secret costs money each month and guards nothing more here, since the execution role alone may read the secret
+  #checkov:skip=CKV_AWS_149:the AWS-managed key encrypts it; a customer-managed KMS key per worker would cost money each month, and IAM already limits who reads it (of this template's roles, the execution role alone)
   #checkov:skip=CKV2_AWS_57:the values come from outside AWS (Trellis issues the worker token, Supabase the storage keys, Infracost its key): a rotation Lambda cannot make new ones, and a re-deploy with new values replaces them
   for_each = local.secret_names
 
