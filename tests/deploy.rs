@@ -67,6 +67,28 @@ fn the_unit_lets_tendril_drain_and_does_not_restart_on_a_configuration_error() {
     );
 }
 
+#[test]
+fn the_unit_keeps_workspaces_outbox_and_local_state_in_its_state_directory() {
+    let unit = unit();
+    assert!(
+        unit.lines().any(|l| l == "StateDirectory=tendril"),
+        "systemd makes /var/lib/tendril, writable under ProtectSystem=strict"
+    );
+    let environment: Vec<&str> = unit
+        .lines()
+        .filter_map(|l| l.strip_prefix("Environment="))
+        .flat_map(str::split_whitespace)
+        .collect();
+    assert!(
+        environment.contains(&"TENDRIL_WORK_DIR=/var/lib/tendril"),
+        "{environment:?}"
+    );
+    assert!(
+        environment.contains(&"TENDRIL_STATE_DIR=/var/lib/tendril/state"),
+        "{environment:?}"
+    );
+}
+
 fn deploy_file(name: &str) -> String {
     std::fs::read_to_string(
         Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -97,6 +119,46 @@ fn the_terraform_pool_sets_what_the_worker_template_declares() {
         .filter(|name| !["source", "for_each"].contains(&name.as_str()))
         .collect();
     support::terraform::assert_sets_what_it_declares("the pool", &set, "templates/worker/aws");
+}
+
+#[test]
+fn the_pool_takes_secrets_as_sensitive_variables_never_in_tfvars() {
+    let variables = deploy_file("variables.tf");
+    let example = deploy_file("terraform.tfvars.example");
+    for secret in [
+        "worker_tokens",
+        "state_key_id",
+        "state_secret_key",
+        "infracost_api_key",
+    ] {
+        let block = variables
+            .split(&format!("variable \"{secret}\" {{"))
+            .nth(1)
+            .and_then(|rest| rest.split("\n}").next())
+            .unwrap_or_else(|| panic!("deploy/terraform does not declare {secret}"));
+        assert!(
+            block.contains("sensitive   = true"),
+            "{secret} is not sensitive"
+        );
+        assert!(
+            example.contains(&format!("TF_VAR_{secret}")),
+            "the example does not say to pass {secret} as TF_VAR_{secret}"
+        );
+        assert!(
+            !example
+                .lines()
+                .any(|l| l.starts_with(&format!("{secret} "))),
+            "the example sets {secret} in tfvars"
+        );
+    }
+    for setting in ["state_endpoint", "state_region"] {
+        assert!(
+            example
+                .lines()
+                .any(|l| l.starts_with(&format!("{setting} "))),
+            "the example does not show {setting}"
+        );
+    }
 }
 
 #[test]

@@ -36,6 +36,35 @@ variable "worker_tokens" {
   default     = {}
 }
 
+variable "state_endpoint" {
+  description = "The S3-compatible endpoint of the bucket the workers keep Terraform state in (SUPABASE_S3_ENDPOINT)."
+  type        = string
+}
+
+variable "state_region" {
+  description = "The region of the state bucket (SUPABASE_S3_REGION)."
+  type        = string
+}
+
+variable "state_key_id" {
+  description = "The state bucket's access key id (kept in Secrets Manager for the tasks); pass it as TF_VAR_state_key_id."
+  type        = string
+  sensitive   = true
+}
+
+variable "state_secret_key" {
+  description = "The state bucket's secret key (kept in Secrets Manager for the tasks); pass it as TF_VAR_state_secret_key."
+  type        = string
+  sensitive   = true
+}
+
+variable "infracost_api_key" {
+  description = "The Infracost API key for the workers' cost estimates, empty for none; pass it as TF_VAR_infracost_api_key."
+  type        = string
+  sensitive   = true
+  default     = ""
+}
+
 variable "vpc_id" {
   description = "The VPC of the tasks; empty for the region's default VPC."
   type        = string
