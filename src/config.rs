@@ -148,6 +148,9 @@ pub struct StartArgs {
     /// Timeout of a plan artifact upload or download [default: 10m].
     #[arg(long, env = "TENDRIL_ARTIFACT_TIMEOUT", value_name = "DURATION")]
     pub artifact_timeout: Option<String>,
+    /// The largest claimed job or job row read from Trellis [default: 32MiB].
+    #[arg(long, env = "TENDRIL_MAX_JOB_SIZE", value_name = "SIZE")]
+    pub max_job_size: Option<String>,
     /// Longest wait between two retries of a request to Trellis [default: 30s].
     #[arg(long, env = "TENDRIL_RETRY_MAX_DELAY", value_name = "DURATION")]
     pub retry_max_delay: Option<String>,
@@ -255,6 +258,11 @@ pub struct JobArgs {
     /// Azure Resource Manager [default: https://management.azure.com].
     #[arg(long, env = "TENDRIL_AZURE_RESOURCE_MANAGER", value_name = "URL")]
     pub azure_resource_manager: Option<String>,
+    /// After a stopped Terraform ended: the most time for pushing its
+    /// errored.tfstate and checking for a lock it left [default: 10s
+    /// cloud-hosted, 60s self-hosted].
+    #[arg(long, env = "TENDRIL_STOP_CLEANUP_TIMEOUT", value_name = "DURATION")]
+    pub stop_cleanup_timeout: Option<String>,
     /// No job is claimed while the work dir has less free space than this
     /// [default: 512MiB].
     #[arg(long, env = "TENDRIL_MIN_FREE_SPACE", value_name = "SIZE")]
@@ -287,6 +295,9 @@ pub struct JobSettings {
     /// `start`, defaulted for `exec`; without either, Terraform jobs fail.
     pub state_dir: Option<PathBuf>,
     pub terraform_grace: Duration,
+    /// After a stopped Terraform ended: pushing its errored.tfstate and
+    /// checking for a lock it left.
+    pub stop_cleanup: Duration,
     pub terraform_lock_timeout: Duration,
     pub terraform_provider_mirror: Option<PathBuf>,
     pub argocd: ArgoCdSettings,
@@ -295,6 +306,23 @@ pub struct JobSettings {
     pub infracost_api_key: Option<Secret>,
     /// The platform's secret for registering the workers DEPLOY_WORKER deploys.
     pub registration_secret: Option<Secret>,
+}
+
+/// Reading a stopped tool's last output after it exits, and the like.
+const WIND_DOWN_MARGIN: Duration = Duration::from_secs(5);
+
+impl JobSettings {
+    /// The longest time a tool takes between SIGINT and its end (the
+    /// longer of the cancel and Terraform graces).
+    pub fn longest_grace(&self) -> Duration {
+        self.cancel_grace.max(self.terraform_grace)
+    }
+
+    /// How long a stopped job may take to wind down by itself: its tool's
+    /// grace, the state push and lock check after Terraform, a margin.
+    pub fn wind_down(&self) -> Duration {
+        self.longest_grace() + self.stop_cleanup + WIND_DOWN_MARGIN
+    }
 }
 
 /// Which argo-cd chart a DEPLOY installs, and how long it may take.
@@ -329,6 +357,8 @@ pub struct AgentSettings {
     pub artifact_timeout: Duration,
     pub retry_max_delay: Duration,
     pub allow_insecure_http: bool,
+    /// The largest claimed job or job row read from Trellis.
+    pub max_job_size: usize,
 }
 
 /// ECS stops a Fargate task this long after SIGTERM, whatever the task does.
@@ -480,6 +510,14 @@ impl JobArgs {
                 match mode {
                     WorkerMode::SelfHosted => Duration::from_secs(300),
                     WorkerMode::CloudHosted => Duration::from_secs(40),
+                },
+            )?,
+            stop_cleanup: positive_duration(
+                "TENDRIL_STOP_CLEANUP_TIMEOUT (--stop-cleanup-timeout)",
+                &self.stop_cleanup_timeout,
+                match mode {
+                    WorkerMode::SelfHosted => Duration::from_secs(60),
+                    WorkerMode::CloudHosted => Duration::from_secs(10),
                 },
             )?,
             terraform_lock_timeout: duration(
@@ -634,6 +672,14 @@ impl StartArgs {
                 Duration::from_secs(30),
             )?,
             allow_insecure_http: self.allow_insecure_http,
+            max_job_size: match &self.max_job_size {
+                None => 32 << 20,
+                Some(text) => parse_size(text)
+                    .map(|size| size as usize)
+                    .map_err(|problem| {
+                        ConfigError::new("TENDRIL_MAX_JOB_SIZE (--max-job-size)", problem)
+                    })?,
+            },
         })
     }
 }
@@ -667,15 +713,16 @@ pub fn shutdown_budget_warning(
     agent: &AgentSettings,
     job: &JobSettings,
 ) -> Option<String> {
-    let stop_grace = job.cancel_grace.max(job.terraform_grace);
-    let total = agent.drain_grace + stop_grace + agent.final_delivery_timeout;
+    let stop = job.longest_grace() + job.stop_cleanup;
+    let total = agent.drain_grace + stop + agent.final_delivery_timeout;
     (mode == WorkerMode::CloudHosted && total > ECS_SHUTDOWN_BUDGET).then(|| {
         format!(
-            "drain grace {} + tool grace {} (the longer of the cancel and Terraform graces) + final delivery {} \
-             = {} does not fit in the {} ECS allows after SIGTERM (aim for {}): a job may be killed without a \
-             terminal status",
+            "drain grace {} + tool grace {} (the longer of the cancel and Terraform graces) + stop cleanup {} \
+             + final delivery {} = {} does not fit in the {} ECS allows after SIGTERM (aim for {}): a job may be \
+             killed without a terminal status",
             format_duration(agent.drain_grace),
-            format_duration(stop_grace),
+            format_duration(job.longest_grace()),
+            format_duration(job.stop_cleanup),
             format_duration(agent.final_delivery_timeout),
             format_duration(total),
             format_duration(ECS_STOP_TIMEOUT),
@@ -703,6 +750,7 @@ mod tests {
             discovery_concurrency: None,
             state_dir: None,
             terraform_grace: None,
+            stop_cleanup_timeout: None,
             terraform_lock_timeout: None,
             terraform_provider_mirror: None,
             argocd_chart: None,
@@ -751,6 +799,7 @@ mod tests {
             artifact_timeout: Duration::from_secs(600),
             retry_max_delay: Duration::from_secs(30),
             allow_insecure_http: false,
+            max_job_size: 32 << 20,
         };
         assert_eq!(shutdown_budget_warning(job.mode, &agent, &job), None);
         let too_long = AgentSettings {

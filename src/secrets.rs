@@ -6,6 +6,12 @@
 //! process, as a log chunk for Trellis or as Tendril's own output, goes
 //! through [`mask`] first. A job's secrets are registered with a guard and
 //! forgotten when the job ends; the worker's own are kept for good.
+//!
+//! A secret is registered with the forms it travels in besides its own:
+//! base64 (a Kubernetes secret's `data`, an HTTP Basic header), URL-encoded
+//! (a query string) and JSON-escaped (a tool printing JSON). A line that
+//! arrives in pieces (longer than a chunk) is masked across the cuts by a
+//! [`LineMasker`].
 
 use std::borrow::Cow;
 use std::fmt;
@@ -45,15 +51,39 @@ impl Drop for SecretGuard {
     }
 }
 
+/// The forms a secret value travels in: itself, base64 (standard with and
+/// without padding, URL-safe), URL-encoded and JSON-escaped.
+fn encoded_forms(value: &str) -> Vec<String> {
+    use base64::engine::general_purpose::{STANDARD, STANDARD_NO_PAD, URL_SAFE_NO_PAD};
+    use base64::Engine;
+    let bytes = value.as_bytes();
+    let json = serde_json::to_string(value).unwrap_or_default();
+    let url: String = url::form_urlencoded::byte_serialize(bytes).collect();
+    vec![
+        value.to_string(),
+        STANDARD.encode(bytes),
+        STANDARD_NO_PAD.encode(bytes),
+        URL_SAFE_NO_PAD.encode(bytes),
+        url.replace('+', "%20"),
+        url,
+        json.trim_matches('"').to_string(),
+    ]
+}
+
 /// Registers a secret until the returned guard is dropped. A multi-line
 /// value is registered whole and line by line, since logs are masked a line
-/// at a time.
+/// at a time; each of these in every form it travels in.
 pub fn register(value: &str) -> SecretGuard {
     let mut values: Vec<String> = Vec::new();
     let whole = value.trim();
-    for candidate in std::iter::once(whole).chain(whole.lines().map(str::trim)) {
-        if candidate.len() >= MIN_SECRET_LEN && !values.iter().any(|v| v == candidate) {
-            values.push(candidate.to_string());
+    for part in std::iter::once(whole).chain(whole.lines().map(str::trim)) {
+        if part.len() < MIN_SECRET_LEN {
+            continue;
+        }
+        for candidate in encoded_forms(part) {
+            if candidate.len() >= MIN_SECRET_LEN && !values.contains(&candidate) {
+                values.push(candidate);
+            }
         }
     }
     let mut secrets = registry().write().unwrap_or_else(|e| e.into_inner());
@@ -84,6 +114,41 @@ pub fn mask(text: &str) -> Cow<'_, str> {
         }
     }
     out
+}
+
+/// The longest registered value, in bytes.
+fn longest_secret() -> usize {
+    let secrets = registry().read().unwrap_or_else(|e| e.into_inner());
+    secrets.first().map(|(value, _)| value.len()).unwrap_or(0)
+}
+
+/// Masks a line that arrives in pieces (a tool's line longer than a
+/// chunk), so that a secret cut in two by a piece's end is still masked
+/// whole: what could be the start of a secret is held back until the next
+/// piece comes.
+#[derive(Default)]
+pub struct LineMasker {
+    held: String,
+}
+
+impl LineMasker {
+    /// Takes the next piece of the line (`last`: the line ends with it) and
+    /// returns what can be written now, masked.
+    pub fn feed(&mut self, piece: &str, last: bool) -> String {
+        let mut text = std::mem::take(&mut self.held);
+        text.push_str(piece);
+        let masked = mask(&text).into_owned();
+        if last {
+            return masked;
+        }
+        let keep = longest_secret().saturating_sub(1).min(masked.len());
+        let mut cut = masked.len() - keep;
+        while !masked.is_char_boundary(cut) {
+            cut -= 1;
+        }
+        self.held = masked[cut..].to_string();
+        masked[..cut].to_string()
+    }
 }
 
 /// A secret a job learns while it runs (a git token): masked from the
@@ -160,6 +225,34 @@ mod tests {
     fn multi_line_secrets_are_masked_line_by_line() {
         let _key = register("-----BEGIN KEY-----\nAAAAbbbbCCCC\n-----END KEY-----");
         assert_eq!(mask("line AAAAbbbbCCCC here"), "line *** here");
+    }
+
+    #[test]
+    fn a_secret_is_masked_in_its_encoded_forms_too() {
+        let _key = register("tok/en+with spaces&\"quotes\"");
+        use base64::Engine;
+        let encoded =
+            base64::engine::general_purpose::STANDARD.encode("tok/en+with spaces&\"quotes\"");
+        assert_eq!(mask(&format!("data: {encoded}")), "data: ***");
+        assert_eq!(
+            mask("q=tok%2Fen%2Bwith+spaces%26%22quotes%22&x=1"),
+            "q=***&x=1"
+        );
+        assert_eq!(
+            mask(r#"{"t":"tok/en+with spaces&\"quotes\""}"#),
+            r#"{"t":"***"}"#
+        );
+    }
+
+    #[test]
+    fn a_secret_cut_between_two_pieces_of_a_long_line_is_masked() {
+        let _key = register("split-across-pieces-secret");
+        let mut masker = LineMasker::default();
+        let first = masker.feed("aaaa split-across-", false);
+        let second = masker.feed("pieces-secret bbbb", true);
+        let whole = format!("{first}{second}");
+        assert_eq!(whole, "aaaa *** bbbb");
+        assert!(!first.contains("split-across"), "{first}");
     }
 
     #[test]

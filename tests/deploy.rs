@@ -54,9 +54,10 @@ fn the_unit_lets_tendril_drain_and_does_not_restart_on_a_configuration_error() {
     assert_eq!(setting("RestartPreventExitStatus"), "2");
     let stop_timeout = setting("TimeoutStopSec");
     let minutes: u64 = stop_timeout.trim_end_matches("min").parse().unwrap();
-    // Drain (10m) + Terraform's grace (5m) + final delivery (10s), the self-hosted defaults.
+    // Drain (10m) + Terraform's grace (5m) + stop cleanup (1m) + final
+    // delivery (10s), the self-hosted defaults.
     assert!(
-        minutes * 60 > 600 + 300 + 10,
+        minutes * 60 > 600 + 300 + 60 + 10,
         "TimeoutStopSec={stop_timeout} is too short"
     );
     assert_eq!(setting("ProtectSystem"), "strict");

@@ -187,10 +187,7 @@ fn the_platform_templates_are_an_optional_build_context_beside_the_shipped_ones(
     let shipped = text
         .find("COPY templates /opt/tendril/templates\n")
         .expect("the repository's templates are copied into /opt/tendril/templates");
-    assert!(
-        platform < shipped,
-        "the repository's worker template wins"
-    );
+    assert!(platform < shipped, "the repository's worker template wins");
     let runtime = text.rsplit_once("\nFROM ").unwrap().1;
     assert!(runtime.contains("TENDRIL_TEMPLATES_DIR=/opt/tendril/templates"));
     assert!(runtime.contains("COPY --from=tools /opt/tendril /opt/tendril"));

@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use serde_json::{json, Map, Value};
 use support::fake_trellis::FakeTrellis;
+use support::http_fake::HttpFake;
 use tendril::config::{AgentSettings, WorkerMode};
 use tendril::delivery::send::DeliveryPolicy;
 use tendril::delivery::status_queue::StatusQueue;
@@ -18,8 +19,14 @@ use tendril::trellis::{JobStatus, StatusUpdate, TrellisClient, TrellisError};
 
 fn client(trellis: &FakeTrellis, token: &str) -> TrellisClient {
     trellis.add_worker("w-client", "tok-client-test-token");
+    client_at(&trellis.url(), token, 32 << 20)
+}
+
+/// A client of worker `w-client` for the Trellis at `url`, reading claims
+/// and job rows up to `max_job_size` bytes.
+fn client_at(url: &str, token: &str, max_job_size: usize) -> TrellisClient {
     TrellisClient::new(&AgentSettings {
-        trellis_url: trellis.url(),
+        trellis_url: url.to_string(),
         worker_id: "w-client".into(),
         worker_token: Secret::new_registered(token.into()),
         poll_interval: Duration::from_secs(10),
@@ -30,6 +37,7 @@ fn client(trellis: &FakeTrellis, token: &str) -> TrellisClient {
         artifact_timeout: Duration::from_secs(60),
         retry_max_delay: Duration::from_millis(200),
         allow_insecure_http: false,
+        max_job_size,
     })
     .unwrap()
 }
@@ -239,4 +247,82 @@ async fn progress_never_lands_after_the_queue_is_closed() {
         "the update in flight lands, pending ones are dropped: {history:?}"
     );
     assert_eq!(history.last().unwrap()["status"], "SUCCESS");
+}
+
+/// A FAKE of a proxy in front of Trellis: it redirects every request to
+/// `elsewhere`, or answers a 404 page of its own.
+fn proxy(answer: &'static str, elsewhere: String) -> HttpFake {
+    use axum::response::IntoResponse;
+    HttpFake::serve(move |_| {
+        axum::Router::new().fallback(move || async move {
+            match answer {
+                "redirect" => (
+                    axum::http::StatusCode::FOUND,
+                    [(
+                        axum::http::header::LOCATION,
+                        format!("{elsewhere}/api/jobs/claim"),
+                    )],
+                )
+                    .into_response(),
+                _ => (
+                    axum::http::StatusCode::NOT_FOUND,
+                    "<html><body>404 Not Found (ingress)</body></html>",
+                )
+                    .into_response(),
+            }
+        })
+    })
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_redirect_is_an_error_naming_its_location_and_the_token_never_follows() {
+    let elsewhere = FakeTrellis::start();
+    let redirecting = proxy("redirect", elsewhere.url());
+    let client = client_at(&redirecting.url(), "tok-client-test-token", 32 << 20);
+    let error = client.claim().await.unwrap_err();
+    assert!(
+        matches!(&error, TrellisError::Redirected { status: 302, location } if location.starts_with(&elsewhere.url())),
+        "{error}"
+    );
+    assert!(!error.is_transient());
+    assert!(error.to_string().contains(&elsewhere.url()), "{error}");
+    assert!(
+        elsewhere.requests().is_empty(),
+        "nothing reached the other origin"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn only_trelliss_own_404_says_a_job_is_gone() {
+    let trellis = FakeTrellis::start();
+    let client = client(&trellis, "tok-client-test-token");
+    assert!(client.get_job("no-such-job").await.unwrap().is_none());
+    let ingress = proxy("not-found", String::new());
+    let behind_ingress = client_at(&ingress.url(), "tok-client-test-token", 32 << 20);
+    let error = behind_ingress.get_job("any-job").await.unwrap_err();
+    assert!(
+        error.is_transient(),
+        "an ingress page is no answer about the job: {error}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_claim_larger_than_the_limit_is_refused_naming_its_job() {
+    let trellis = FakeTrellis::start();
+    trellis.add_worker("w-client", "tok-client-test-token");
+    let client = client_at(&trellis.url(), "tok-client-test-token", 16 * 1024);
+    let big = "x".repeat(64 * 1024);
+    let id = trellis.enqueue(json!({"job_type": "PLAN", "config_snapshot": {"blob": big}}));
+    let error = client.claim().await.unwrap_err();
+    match &error {
+        TrellisError::TooLarge { job_id, limit, .. } => {
+            assert_eq!(job_id.as_deref(), Some(id.as_str()));
+            assert_eq!(*limit, 16 * 1024);
+        }
+        other => panic!("{other}"),
+    }
+    assert!(
+        error.to_string().contains("TENDRIL_MAX_JOB_SIZE"),
+        "{error}"
+    );
 }

@@ -277,6 +277,15 @@ impl Agent {
                 Err(TrellisError::Unauthorized(_)) => {
                     return Exit::Rejected("Trellis rejected the worker ID or token".into());
                 }
+                Err(
+                    ref error @ TrellisError::TooLarge {
+                        job_id: Some(ref job_id),
+                        ..
+                    },
+                ) => {
+                    self.fail_unrecorded(job_id, &error.to_string()).await;
+                    claim_now = true;
+                }
                 Err(error) => {
                     tracing::warn!("claiming a job failed: {error}; trying again at the next poll")
                 }

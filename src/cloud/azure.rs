@@ -60,6 +60,8 @@ impl AzureSession {
         let federated = federated.trim().to_string();
         let mut masked = vec![secrets::register(&federated)];
         let http = reqwest::Client::builder()
+            // The bearer token is a header: no redirect may carry it anywhere.
+            .redirect(reqwest::redirect::Policy::none())
             .use_rustls_tls()
             .timeout(std::time::Duration::from_secs(30))
             .build()

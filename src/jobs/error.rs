@@ -1,6 +1,7 @@
 //! Why a job failed, in words for the person who reads it in Trellis.
 
 use crate::cloud::CloudError;
+use crate::secrets::mask;
 use crate::tools::ToolError;
 use crate::trellis::TrellisError;
 
@@ -17,6 +18,13 @@ pub enum JobError {
     Trellis(#[from] TrellisError),
     #[error("{0}")]
     Io(String),
+    /// Tendril's own fault (a panic in the executor), masked.
+    #[error("Tendril hit an internal error while running this job ({0}); please report it")]
+    Internal(String),
+    /// A failure already put in words and masked while the job's secrets
+    /// were still registered (see [`JobError::masked`]).
+    #[error("{0}")]
+    Masked(String),
     /// The job was stopped (signal, timeout, cancellation); the caller knows why.
     #[error("the job was stopped")]
     Stopped,
@@ -38,5 +46,16 @@ impl From<ToolError> for JobError {
 impl JobError {
     pub fn io(what: &str, error: std::io::Error) -> Self {
         JobError::Io(format!("{what}: {error}"))
+    }
+
+    /// The error with every registered secret masked out of its message:
+    /// called while the job's own secrets are still registered, so that the
+    /// message Trellis shows holds none of them. Stops stay stops.
+    pub fn masked(self) -> JobError {
+        match self {
+            JobError::Stopped => JobError::Stopped,
+            JobError::StoppedLeaving(note) => JobError::StoppedLeaving(mask(&note).into_owned()),
+            other => JobError::Masked(mask(&other.to_string()).into_owned()),
+        }
     }
 }

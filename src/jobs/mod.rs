@@ -268,8 +268,8 @@ pub async fn run(
         crate::VERSION
     ));
     let result = match prepare(claimed, services, reporter, log.clone(), stop) {
-        Ok(context) => execute_isolated(context, stop, services.settings.cancel_grace).await,
-        Err(error) => Err(error),
+        Ok(context) => execute_isolated(context, stop, services.settings.wind_down()).await,
+        Err(error) => Err(error.masked()),
     };
     let left_behind = |error: &JobError| match error {
         JobError::StoppedLeaving(note) => format!("; {note}"),
@@ -291,9 +291,7 @@ pub async fn run(
                 left_behind(&error)
             )))
         }
-        (Err(error), None) => {
-            Outcome::Report(StatusUpdate::failed(secrets::mask(&error.to_string())))
-        }
+        (Err(error), None) => Outcome::Report(StatusUpdate::failed(error.to_string())),
     };
     match &outcome {
         Outcome::Report(update) => match &update.error_message {
@@ -399,30 +397,38 @@ fn aws_role(job: &Job, identity: Option<&CloudIdentity>) -> Option<AssumedRole> 
 }
 
 /// Runs the executor in a task of its own: a panic there fails the job
-/// only. After a stop, the executor gets the tools' grace to wind down
-/// before it is dropped (which ends its tools the supervisors' way).
+/// only. After a stop the executor winds down by itself: its tools get
+/// their grace (Terraform its own, longer one) and SIGKILL after it, their
+/// output is read to the end, an interrupted apply's state is pushed and its
+/// lock checked; only past all of that (`wind_down`) is it dropped. The
+/// error is masked while the job's secrets are still registered, and the
+/// workspace goes only after it.
 async fn execute_isolated(
     context: JobContext,
     stop: &JobStop,
-    grace: Duration,
+    wind_down: Duration,
 ) -> Result<Map<String, Value>, JobError> {
     let context = Arc::new(context);
-    let keep_alive = context.log.clone();
+    let held = context.clone();
     let mut task = tokio::spawn(async move { execute(&context).await });
     let joined = tokio::select! {
         joined = &mut task => joined,
-        _ = keep_alive.keep_alive() => unreachable!("keep_alive never returns"),
+        _ = held.log.keep_alive() => unreachable!("keep_alive never returns"),
         _ = stop.token().cancelled() => {
-            match tokio::time::timeout(grace + Duration::from_secs(5), &mut task).await {
+            match tokio::time::timeout(wind_down, &mut task).await {
                 Ok(joined) => joined,
                 Err(_) => {
+                    held.log.system(&format!(
+                        "the job did not wind down within {} of being stopped: its tools are killed",
+                        format_duration(wind_down)
+                    ));
                     task.abort();
                     return Err(JobError::Stopped);
                 }
             }
         }
     };
-    match joined {
+    let result = match joined {
         Ok(result) => result,
         Err(error) if error.is_panic() => {
             let payload = error.into_panic();
@@ -431,13 +437,13 @@ async fn execute_isolated(
                 .map(|s| s.to_string())
                 .or_else(|| payload.downcast_ref::<String>().cloned())
                 .unwrap_or_else(|| "no message".into());
-            Err(JobError::Invalid(format!(
-                "Tendril hit an internal error while running this job (panic: {}); please report it",
-                secrets::mask(&message)
-            )))
+            Err(JobError::Internal(format!("panic: {message}")))
         }
         Err(_) => Err(JobError::Stopped),
-    }
+    };
+    let result = result.map_err(JobError::masked);
+    drop(held);
+    result
 }
 
 /// Dispatch by job type.

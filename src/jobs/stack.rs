@@ -148,9 +148,12 @@ impl<'a> Stack<'a> {
     /// could not write goes back to the backend, and a held lock is named.
     async fn after_state_change(&self, result: Result<(), ToolError>) -> Result<(), JobError> {
         let Err(error) = result else { return Ok(()) };
-        self.push_errored_state().await;
+        // Both share one bound: a stopped worker has a shutdown to fit in.
+        let deadline = tokio::time::Instant::now() + self.context.settings.stop_cleanup;
+        self.push_errored_state(deadline).await;
         if let ToolError::Stopped { .. } = error {
-            return Err(match self.left_lock().await {
+            let lock = tokio::time::timeout_at(deadline, self.left_lock()).await;
+            return Err(match lock.ok().flatten() {
                 Some(id) => JobError::StoppedLeaving(format!(
                     "the state lock {id} was left at s3://{STATE_BUCKET}/{}.tflock: once no run is active, \
                      release it with `terraform force-unlock {id}`",
@@ -206,23 +209,20 @@ impl<'a> Stack<'a> {
             .log
             .system(&format!("checking for a state lock left at {key}"));
         let stop = CancellationToken::new();
-        let read = crate::tools::run(&command, &self.context.log, &stop);
-        tokio::time::timeout(Duration::from_secs(60), read)
+        crate::tools::run(&command, &self.context.log, &stop)
             .await
-            .ok()?
             .ok()?;
         let lock: Value = serde_json::from_slice(&std::fs::read(&lock_file).ok()?).ok()?;
         lock.get("ID").and_then(Value::as_str).map(String::from)
     }
 
-    async fn push_errored_state(&self) {
+    async fn push_errored_state(&self, deadline: tokio::time::Instant) {
         if !self.dir.join(ERRORED_STATE).exists() {
             return;
         }
         self.context.log.system("Terraform could not save its state and left errored.tfstate: pushing it to the backend");
         // The job's own stop may be cancelled by now: the push gets its own bound.
         let stop = CancellationToken::new();
-        let bound = self.context.settings.terraform_grace + Duration::from_secs(60);
         let push = async {
             match self.terraform().await {
                 Ok(terraform) => terraform
@@ -232,7 +232,7 @@ impl<'a> Stack<'a> {
                 Err(error) => Err(error),
             }
         };
-        match tokio::time::timeout(bound, push).await {
+        match tokio::time::timeout_at(deadline, push).await {
             Ok(Ok(())) => self
                 .context
                 .log

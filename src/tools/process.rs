@@ -281,23 +281,24 @@ impl Readers {
 
 /// Reads one line of at most [`MAX_LINE_BYTES`] bytes (without its
 /// newline); a longer line comes back in pieces, cut on a UTF-8 boundary.
-/// Returns `false` at the end of the stream.
+/// Returns whether the line ended with this piece, or `None` at the end of
+/// the stream.
 async fn read_line<R: AsyncRead + Unpin>(
     reader: &mut BufReader<R>,
     line: &mut Vec<u8>,
-) -> io::Result<bool> {
+) -> io::Result<Option<bool>> {
     line.clear();
     loop {
         let buffer = reader.fill_buf().await?;
         if buffer.is_empty() {
-            return Ok(!line.is_empty());
+            return Ok((!line.is_empty()).then_some(true));
         }
         let room = MAX_LINE_BYTES - line.len();
         let search = &buffer[..buffer.len().min(room + 1)];
         if let Some(newline) = search.iter().position(|b| *b == b'\n') {
             line.extend_from_slice(&buffer[..newline]);
             reader.consume(newline + 1);
-            return Ok(true);
+            return Ok(Some(true));
         }
         if buffer.len() < room {
             let taken = buffer.len();
@@ -311,7 +312,7 @@ async fn read_line<R: AsyncRead + Unpin>(
         };
         line.extend_from_slice(&buffer[..take]);
         reader.consume(take);
-        return Ok(true);
+        return Ok(Some(false));
     }
 }
 
@@ -333,9 +334,34 @@ fn utf8_prefix(bytes: &[u8]) -> usize {
     len
 }
 
-fn text(line: &[u8]) -> String {
+/// A piece of a line as text (invalid UTF-8 decoded lossily); a line's
+/// last piece loses a trailing carriage return.
+fn text(line: &[u8], ended: bool) -> String {
     let text = String::from_utf8_lossy(line);
-    text.strip_suffix('\r').unwrap_or(&text).to_string()
+    match text.strip_suffix('\r') {
+        Some(stripped) if ended => stripped.to_string(),
+        _ => text.into_owned(),
+    }
+}
+
+/// Reads a stream's lines into the log, masked whole even when a line comes
+/// in pieces; calls `each` with every masked part logged.
+async fn log_lines<R: AsyncRead + Unpin>(
+    reader: R,
+    log: &JobLog,
+    stream: StreamType,
+    mut each: impl FnMut(&str),
+) {
+    let mut reader = BufReader::new(reader);
+    let mut line = Vec::new();
+    let mut masker = secrets::LineMasker::default();
+    while let Ok(Some(ended)) = read_line(&mut reader, &mut line).await {
+        let masked = masker.feed(&text(&line, ended), ended);
+        if ended || !masked.is_empty() {
+            log.line(stream, &masked);
+            each(&masked);
+        }
+    }
 }
 
 async fn read_stdout(
@@ -354,10 +380,7 @@ async fn read_stdout(
         }
         return String::from_utf8_lossy(&bytes).into_owned();
     }
-    let mut line = Vec::new();
-    while let Ok(true) = read_line(&mut reader, &mut line).await {
-        log.line(StreamType::Stdout, &text(&line));
-    }
+    log_lines(reader, &log, StreamType::Stdout, |_| {}).await;
     String::new()
 }
 
@@ -365,17 +388,14 @@ async fn read_stderr(stderr: Option<tokio::process::ChildStderr>, log: JobLog) -
     let Some(stderr) = stderr else {
         return Vec::new();
     };
-    let mut reader = BufReader::new(stderr);
     let mut tail = VecDeque::with_capacity(STDERR_TAIL_LINES);
-    let mut line = Vec::new();
-    while let Ok(true) = read_line(&mut reader, &mut line).await {
-        let line = text(&line);
-        log.line(StreamType::Stderr, &line);
+    log_lines(stderr, &log, StreamType::Stderr, |line| {
         if tail.len() == STDERR_TAIL_LINES {
             tail.pop_front();
         }
-        tail.push_back(secrets::mask(&line).into_owned());
-    }
+        tail.push_back(line.to_string());
+    })
+    .await;
     tail.into()
 }
 
@@ -400,16 +420,19 @@ mod tests {
         let mut reader = BufReader::new(&input[..]);
         let mut line = Vec::new();
         let mut pieces = Vec::new();
-        while read_line(&mut reader, &mut line).await.unwrap() {
+        while let Some(ended) = read_line(&mut reader, &mut line).await.unwrap() {
             assert!(line.len() <= MAX_LINE_BYTES);
-            pieces.push(text(&line));
+            pieces.push((text(&line, ended), ended));
         }
         assert_eq!(
             pieces.len(),
             5,
             "two bytes per é: a line of 2 x MAX in 3 pieces, then 2 lines"
         );
-        assert_eq!(pieces[..3].concat(), "é".repeat(MAX_LINE_BYTES));
-        assert_eq!(&pieces[3..], ["short", "last"]);
+        let texts: Vec<&str> = pieces.iter().map(|(text, _)| text.as_str()).collect();
+        assert_eq!(texts[..3].concat(), "é".repeat(MAX_LINE_BYTES));
+        assert_eq!(&texts[3..], ["short", "last"]);
+        let ends: Vec<bool> = pieces.iter().map(|(_, ended)| *ended).collect();
+        assert_eq!(ends, [false, false, true, true, true]);
     }
 }

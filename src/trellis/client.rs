@@ -39,6 +39,20 @@ pub enum TrellisError {
     InvalidResponse(String),
     #[error("the plan artifact is {0} bytes, over the 52,428,800 bytes (50 MiB) Trellis accepts")]
     ArtifactTooLarge(usize),
+    #[error("{what} is larger than {limit} bytes, which Tendril does not read ({setting})")]
+    TooLarge {
+        what: &'static str,
+        limit: usize,
+        setting: &'static str,
+        /// The claimed job's id, when it could be read from the start of the
+        /// answer (so that the job can still be failed).
+        job_id: Option<String>,
+    },
+    #[error(
+        "Trellis answered HTTP {status}, a redirect to {location}: a request carrying credentials never follows \
+         one (if Trellis moved, point TRELLIS_URL at its new address)"
+    )]
+    Redirected { status: u16, location: String },
 }
 
 impl TrellisError {
@@ -65,6 +79,8 @@ pub struct TrellisClient {
     api: Url,
     worker_id: String,
     artifact_timeout: Duration,
+    /// The largest claim or job row read.
+    max_job_size: usize,
 }
 
 impl TrellisClient {
@@ -81,6 +97,8 @@ impl TrellisClient {
         headers.insert("X-Worker-Token", token);
         let http = reqwest::Client::builder()
             .default_headers(headers)
+            // The token is a header a redirect would carry to another origin.
+            .redirect(reqwest::redirect::Policy::none())
             .user_agent(format!("tendril/{}", crate::VERSION))
             .timeout(settings.request_timeout)
             .connect_timeout(settings.request_timeout.min(Duration::from_secs(10)))
@@ -92,11 +110,20 @@ impl TrellisClient {
             api,
             worker_id: settings.worker_id.clone(),
             artifact_timeout: settings.artifact_timeout,
+            max_job_size: settings.max_job_size,
         })
     }
 
     pub fn worker_id(&self) -> &str {
         &self.worker_id
+    }
+
+    fn job_limit(&self, what: &'static str) -> Limit {
+        Limit {
+            bytes: self.max_job_size,
+            what,
+            setting: JOB_SIZE_SETTING,
+        }
     }
 
     fn url(&self, segments: &[&str]) -> Url {
@@ -127,7 +154,19 @@ impl TrellisClient {
         if response.status() == StatusCode::NO_CONTENT {
             return Ok(None);
         }
-        let claim: Claim = json_body(response).await?;
+        let body = match read_capped(response, self.job_limit("a claimed job")).await {
+            Ok(body) => body,
+            Err(Capped::Over { head }) => {
+                return Err(TrellisError::TooLarge {
+                    what: "a claimed job",
+                    limit: self.max_job_size,
+                    setting: JOB_SIZE_SETTING,
+                    job_id: leading_job_id(&head),
+                })
+            }
+            Err(Capped::Failed(error)) => return Err(error),
+        };
+        let claim: Claim = parse(&body)?;
         Ok((!claim.job.is_null()).then_some(claim))
     }
 
@@ -170,7 +209,7 @@ impl TrellisClient {
             .timeout(self.artifact_timeout)
             .header(CONTENT_TYPE, "application/octet-stream")
             .body(plan);
-        let body: Value = json_body(send(request).await?).await?;
+        let body: Value = json_body(send(request).await?, SMALL_ANSWER).await?;
         body.get("key")
             .and_then(Value::as_str)
             .map(String::from)
@@ -189,8 +228,21 @@ impl TrellisClient {
             .timeout(self.artifact_timeout);
         match send(request).await {
             Ok(response) => {
-                let bytes = response.bytes().await.map_err(transport)?;
-                Ok(Some(bytes.to_vec()))
+                let limit = Limit {
+                    bytes: MAX_PLAN_ARTIFACT_BYTES,
+                    what: "the plan artifact",
+                    setting: "the 50 MiB Trellis stores",
+                };
+                match read_capped(response, limit).await {
+                    Ok(bytes) => Ok(Some(bytes)),
+                    Err(Capped::Over { .. }) => Err(TrellisError::TooLarge {
+                        what: limit.what,
+                        limit: limit.bytes,
+                        setting: limit.setting,
+                        job_id: None,
+                    }),
+                    Err(Capped::Failed(error)) => Err(error),
+                }
             }
             Err(error) => api_not_found(error, "Plan artifact not found"),
         }
@@ -200,7 +252,9 @@ impl TrellisClient {
     /// there is no such job.
     pub async fn get_job(&self, job_id: &str) -> Result<Option<Value>, TrellisError> {
         match send(self.request(Method::GET, &["jobs", job_id])).await {
-            Ok(response) => Ok(Some(json_body(response).await?)),
+            Ok(response) => Ok(Some(
+                json_body(response, self.job_limit("a job row")).await?,
+            )),
             Err(error) => api_not_found(error, "Job not found"),
         }
     }
@@ -217,7 +271,7 @@ impl TrellisClient {
             }) => return Ok(None),
             Err(error) => return Err(error),
         };
-        let body: Value = json_body(response).await?;
+        let body: Value = json_body(response, SMALL_ANSWER).await?;
         match body.get("token") {
             Some(Value::String(token)) if !token.is_empty() => {
                 Ok(Some(MaskedSecret::new(token.clone())))
@@ -309,7 +363,7 @@ async fn register_at(
         .post(url)
         .header(reqwest::header::AUTHORIZATION, secret)
         .json(&serde_json::json!({"name": name, "mode": mode.as_str()}));
-    json_body(send(request).await?).await
+    json_body(send(request).await?, SMALL_ANSWER).await
 }
 
 /// `POST /tendrils/register` for a caller that is no worker (`tendril
@@ -330,6 +384,7 @@ pub async fn register(
         path.extend(["tendrils", "register"]);
     }
     let http = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
         .user_agent(format!("tendril/{}", crate::VERSION))
         .timeout(Duration::from_secs(30))
         .use_rustls_tls()
@@ -383,7 +438,26 @@ async fn send(request: RequestBuilder) -> Result<Response, TrellisError> {
     if status.is_success() {
         return Ok(response);
     }
-    let text = response.text().await.unwrap_or_default();
+    if status.is_redirection() {
+        let location = response
+            .headers()
+            .get(reqwest::header::LOCATION)
+            .and_then(|value| value.to_str().ok())
+            .unwrap_or("nowhere (no Location header)")
+            .chars()
+            .take(300)
+            .collect();
+        return Err(TrellisError::Redirected {
+            status: status.as_u16(),
+            location,
+        });
+    }
+    let body = match read_capped(response, ERROR_BODY).await {
+        Ok(body) => body,
+        Err(Capped::Over { head }) => head,
+        Err(Capped::Failed(error)) => return Err(error),
+    };
+    let text = String::from_utf8_lossy(&body);
     let message = serde_json::from_str::<Value>(&text)
         .ok()
         .and_then(|body| body.get("error").and_then(Value::as_str).map(String::from))
@@ -410,14 +484,103 @@ async fn send(request: RequestBuilder) -> Result<Response, TrellisError> {
     })
 }
 
-async fn json_body<T: DeserializeOwned>(response: Response) -> Result<T, TrellisError> {
-    let bytes = response.bytes().await.map_err(transport)?;
-    serde_json::from_slice(&bytes).map_err(|e| TrellisError::InvalidResponse(e.to_string()))
+/// How much of an answer is read.
+#[derive(Clone, Copy)]
+struct Limit {
+    bytes: usize,
+    what: &'static str,
+    setting: &'static str,
+}
+
+/// The setting that bounds a claim and a job row.
+const JOB_SIZE_SETTING: &str = "TENDRIL_MAX_JOB_SIZE";
+/// Small answers (a key, a token, a registration) and error bodies.
+const SMALL_ANSWER: Limit = Limit {
+    bytes: 64 * 1024,
+    what: "Trellis's answer",
+    setting: "the 64 KiB a short answer may take",
+};
+const ERROR_BODY: Limit = Limit {
+    bytes: 64 * 1024,
+    what: "an error answer",
+    setting: "64 KiB",
+};
+
+enum Capped {
+    /// Longer than the limit: the first `limit` bytes.
+    Over {
+        head: Vec<u8>,
+    },
+    Failed(TrellisError),
+}
+
+/// Reads a body up to a limit, never more into memory.
+async fn read_capped(mut response: Response, limit: Limit) -> Result<Vec<u8>, Capped> {
+    let mut body = Vec::new();
+    while let Some(piece) = response
+        .chunk()
+        .await
+        .map_err(|e| Capped::Failed(transport(e)))?
+    {
+        let room = limit.bytes - body.len();
+        if piece.len() > room {
+            body.extend_from_slice(&piece[..room]);
+            return Err(Capped::Over { head: body });
+        }
+        body.extend_from_slice(&piece);
+    }
+    Ok(body)
+}
+
+fn parse<T: DeserializeOwned>(body: &[u8]) -> Result<T, TrellisError> {
+    serde_json::from_slice(body).map_err(|e| TrellisError::InvalidResponse(e.to_string()))
+}
+
+async fn json_body<T: DeserializeOwned>(
+    response: Response,
+    limit: Limit,
+) -> Result<T, TrellisError> {
+    match read_capped(response, limit).await {
+        Ok(body) => parse(&body),
+        Err(Capped::Over { .. }) => Err(TrellisError::TooLarge {
+            what: limit.what,
+            limit: limit.bytes,
+            setting: limit.setting,
+            job_id: None,
+        }),
+        Err(Capped::Failed(error)) => Err(error),
+    }
+}
+
+/// The job id at the start of a claim too large to read whole
+/// (`{"job": {"id": "<id>", ...`), if it is there and a safe name.
+fn leading_job_id(head: &[u8]) -> Option<String> {
+    let text = String::from_utf8_lossy(&head[..head.len().min(4096)]);
+    let after_job = &text[text.find("\"job\"")?..];
+    let after_key = &after_job[after_job.find("\"id\"")? + 4..];
+    let value = after_key
+        .trim_start()
+        .strip_prefix(':')?
+        .trim_start()
+        .strip_prefix('"')?;
+    let id = &value[..value.find('"')?];
+    crate::safe_name::is_safe(id).then(|| id.to_string())
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_job_id_is_read_from_the_start_of_a_claim_too_large_to_parse() {
+        let head = br#"{"job": {"id": "3f2a9c4e-1b2d-4e5f-8a9b-0c1d2e3f4a5b", "job_type": "PLAN", "config_snapshot": {"x": "#;
+        assert_eq!(
+            leading_job_id(head).as_deref(),
+            Some("3f2a9c4e-1b2d-4e5f-8a9b-0c1d2e3f4a5b")
+        );
+        assert_eq!(leading_job_id(br#"{"job": {"id": "../x"}"#), None);
+        assert_eq!(leading_job_id(br#"{"cloud_identity": {}}"#), None);
+    }
 
     #[test]
     fn https_and_loopback_http_are_accepted() {

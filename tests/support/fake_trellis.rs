@@ -290,11 +290,47 @@ async fn claim(AxState(db): AxState<Db>, headers: HeaderMap) -> Reply {
     job.row.insert("worker_id".into(), json!(me));
     job.row.insert("claimed_at".into(), now.clone());
     job.row.insert("updated_at".into(), now);
-    let row = job
-        .wire
-        .clone()
-        .unwrap_or_else(|| Value::Object(job.row.clone()));
-    Ok(Json(json!({ "job": row, "cloud_identity": job.identity })).into_response())
+    let row = match &job.wire {
+        Some(raw) => raw.to_string(),
+        None => in_column_order(&job.row),
+    };
+    let body = format!(r#"{{"job":{row},"cloud_identity":{}}}"#, job.identity);
+    Ok(([(header::CONTENT_TYPE, "application/json")], body).into_response())
+}
+
+/// The `provision_jobs` columns in the table's order.
+const COLUMNS: [&str; 19] = [
+    "id",
+    "user_id",
+    "vineyard_id",
+    "vine_id",
+    "cloud_identity_id",
+    "job_type",
+    "plan_job_id",
+    "assigned_worker_id",
+    "config_snapshot",
+    "configuration_hash",
+    "status",
+    "worker_id",
+    "claimed_at",
+    "started_at",
+    "completed_at",
+    "created_at",
+    "updated_at",
+    "error_message",
+    "execution_metadata",
+];
+
+/// A row as JSON with its keys in column order, as the database gives it
+/// (`id` first), then any other keys.
+fn in_column_order(row: &Map<String, Value>) -> String {
+    let known = COLUMNS.iter().filter_map(|c| row.get_key_value(*c));
+    let others = row.iter().filter(|(k, _)| !COLUMNS.contains(&k.as_str()));
+    let fields: Vec<String> = known
+        .chain(others)
+        .map(|(key, value)| format!("{}:{value}", Value::String(key.clone())))
+        .collect();
+    format!("{{{}}}", fields.join(","))
 }
 
 /// An optional string field: absent, null and "" are all `None`; any other
