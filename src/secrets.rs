@@ -66,7 +66,8 @@ fn encoded_forms(value: &str) -> Vec<String> {
         URL_SAFE_NO_PAD.encode(bytes),
         url.replace('+', "%20"),
         url,
-        json.trim_matches('"').to_string(),
+        // Without the quotes around it (one each side: the value may end in one).
+        json.get(1..json.len().saturating_sub(1)).unwrap_or_default().to_string(),
     ]
 }
 
