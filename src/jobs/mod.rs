@@ -15,6 +15,7 @@ pub mod environment;
 pub mod error;
 pub mod redact;
 pub mod stack;
+pub mod tfvars;
 pub mod vine;
 pub mod vine_inputs;
 pub mod worker;

@@ -14,8 +14,9 @@ use serde_json::{json, Map, Value};
 
 use super::cluster::{self, output_fact};
 use super::redact;
-use super::stack::{seconds, Stack, PLAN_FILE};
-use super::vine_inputs::{tfvars, vine_state_key};
+use super::stack::{seconds, template_dir, Stack, PLAN_FILE};
+use super::tfvars::vine_tfvars;
+use super::vine_inputs::vine_state_key;
 use super::{costs, JobContext, JobError};
 
 /// The exact message of a DEPLOY whose vine changed after its plan.
@@ -26,14 +27,8 @@ pub const CONFIGURATION_CHANGED: &str =
 async fn vine_stack(context: &JobContext) -> Result<Stack<'_>, JobError> {
     let job = &context.job;
     let state_key = vine_state_key(job.vineyard_id.as_deref(), &job.config_snapshot)?;
-    Stack::prepare(
-        context,
-        "vine",
-        &tfvars(&job.config_snapshot),
-        state_key,
-        BTreeMap::new(),
-    )
-    .await
+    let vars = vine_tfvars(context, &template_dir(context, "vine")).await?;
+    Stack::prepare(context, "vine", &vars, state_key, BTreeMap::new()).await
 }
 
 /// PLAN: plan, show, upload the plan for a later DEPLOY.
