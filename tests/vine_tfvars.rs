@@ -45,21 +45,26 @@ fn web_snapshot(provider: &str, region: &str) -> Value {
     })
 }
 
+/// A PLAN that succeeded: its `resource_changes` and its log.
 struct Planned {
-    /// The input of `terraform_data.received`: every variable's value.
-    received: Value,
     plan: Value,
     log: String,
 }
 
 impl Planned {
-    fn resource_input(&self, address: &str) -> &Value {
+    /// The planned input of a `terraform_data` resource.
+    fn input(&self, address: &str) -> &Value {
         let changes = self.plan["resource_changes"].as_array().unwrap();
         let change = changes
             .iter()
             .find(|c| c["address"] == address)
             .unwrap_or_else(|| panic!("no {address} in {changes:?}"));
         &change["change"]["after"]["input"]
+    }
+
+    /// Every variable's value, as the fixture received it.
+    fn received(&self) -> &Value {
+        self.input("terraform_data.received")
     }
 }
 
@@ -96,14 +101,10 @@ fn plan(
         !log.contains("undeclared variable"),
         "only declared variables are written:\n{log}"
     );
-    let plan = result["execution_metadata"]["plan_result"].clone();
-    let mut planned = Planned {
-        received: Value::Null,
-        plan,
+    Planned {
+        plan: result["execution_metadata"]["plan_result"].clone(),
         log,
-    };
-    planned.received = planned.resource_input("terraform_data.received").clone();
-    planned
+    }
 }
 
 /// One object of the keys of both (a `json!` of them all is too deep).
@@ -155,18 +156,12 @@ fn an_aws_plan_gets_the_mapping_and_the_subnets_of_an_existing_vpc() {
     let mut snapshot = web_snapshot("aws", "eu-west-1");
     snapshot["network"] =
         json!({"provision_network": false, "network_id": vpc, "cidr_block": "10.70.0.0/16"});
-    let planned = plan(
-        &scratch,
-        "aws",
-        snapshot,
-        aws_identity(),
-        &moto
-            .platform_env()
-            .iter()
-            .map(|(k, v)| (k.as_str(), v.clone()))
-            .collect::<Vec<_>>(),
-    );
-    let received = &planned.received;
+    let platform = moto.platform_env();
+    let env: Vec<(&str, String)> = platform
+        .iter()
+        .map(|(k, v)| (k.as_str(), v.clone()))
+        .collect();
+    let planned = plan(&scratch, "aws", snapshot, aws_identity(), &env);
     assert!(planned.log.contains(&format!(
         "$ aws ec2 describe-subnets --filters Name=vpc-id,Values={vpc}"
     )));
@@ -209,9 +204,9 @@ fn an_aws_plan_gets_the_mapping_and_the_subnets_of_an_existing_vpc() {
             "rds_backup_retention_period": 7, "rds_iam_auth_enabled": false
         }),
     );
-    assert_eq!(received, &expected);
+    assert_eq!(planned.received(), &expected);
     assert_eq!(
-        planned.resource_input("terraform_data.database")["name"],
+        planned.input("terraform_data.database")["name"],
         "shop-staging-db"
     );
 }
@@ -239,7 +234,7 @@ fn a_failed_subnet_lookup_is_a_warning_and_leaves_the_subnets_to_the_template() 
         "{}",
         planned.log
     );
-    let received = &planned.received;
+    let received = planned.received();
     assert_eq!(received["vpc_id"], "vpc-0unreachable");
     assert_eq!(received["provision_vpc"], false);
     assert_eq!(received["vpc_private_subnet_ids"], json!([""]));
@@ -283,9 +278,9 @@ fn a_gcp_plan_gets_the_gcp_mapping_and_the_identitys_project() {
         "cloud_sql_engine_version": "16", "cloud_sql_port": 5432, "cloud_sql_backup_retention_days": 7,
         "cloud_sql_iam_auth": false
     });
-    assert_eq!(&planned.received, &expected);
+    assert_eq!(planned.received(), &expected);
     assert_eq!(
-        planned.resource_input("terraform_data.cloud_sql")["database_version"],
+        planned.input("terraform_data.cloud_sql")["database_version"],
         "POSTGRES_16",
         "the template's join of engine and version is a Cloud SQL version"
     );
@@ -348,5 +343,5 @@ fn an_azure_plan_gets_the_azure_mapping_and_the_identitys_subscription() {
         "create_azure_db": true, "azure_db_engine": "postgres", "azure_db_engine_version": "16.6",
         "azure_db_port": 5432, "azure_db_backup_retention_days": 7, "azure_db_iam_auth": false
     });
-    assert_eq!(&planned.received, &expected);
+    assert_eq!(planned.received(), &expected);
 }

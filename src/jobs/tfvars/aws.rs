@@ -8,7 +8,7 @@ use super::{number_text, uniform, Fields, NetworkNames, NodeNames, Vars};
 use crate::jobs::{JobContext, JobError};
 
 /// The variables the subnet lookup of an existing VPC sets.
-pub const SUBNET_VARIABLES: [&str; 2] = ["vpc_private_subnet_ids", "vpc_public_subnet_ids"];
+pub(super) const SUBNET_VARIABLES: [&str; 2] = ["vpc_private_subnet_ids", "vpc_public_subnet_ids"];
 
 /// What an SQS queue gets when another queue sets it and it does not (the
 /// service's own defaults).
@@ -294,7 +294,7 @@ fn aurora_family(engine: &str, version: &str) -> Option<String> {
 /// The subnets of the existing VPC `vpc` in `region`, public (those that
 /// map a public IP on launch) and private, each list filled with the other
 /// when empty. A failed lookup is a warning, and sets neither.
-pub async fn existing_vpc_subnets(
+pub(super) async fn existing_vpc_subnets(
     context: &JobContext,
     region: &str,
     vpc: &str,

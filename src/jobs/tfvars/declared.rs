@@ -11,7 +11,7 @@ use serde_json::Value;
 use crate::jobs::JobError;
 
 /// The names of the variables the template in `dir` declares.
-pub fn declared_variables(dir: &Path) -> Result<BTreeSet<String>, JobError> {
+pub(super) fn declared_variables(dir: &Path) -> Result<BTreeSet<String>, JobError> {
     let entries = std::fs::read_dir(dir)
         .map_err(|e| JobError::io(&format!("cannot read the template {}", dir.display()), e))?;
     let mut files: Vec<_> = entries

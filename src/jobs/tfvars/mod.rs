@@ -14,7 +14,7 @@
 //! "Absent" is what the original decoded as a zero value: a missing key,
 //! null, or an empty string.
 
-pub mod aws;
+mod aws;
 mod azure;
 mod declared;
 mod gcp;
@@ -27,7 +27,7 @@ use serde_json::{json, Map, Value};
 use super::vine_inputs::{require_template, SECRET_SETTINGS};
 use super::{JobContext, JobError};
 use crate::trellis::CloudIdentity;
-pub use declared::declared_variables;
+use declared::declared_variables;
 
 /// The `terraform.tfvars.json` of a vine job whose template is `template`.
 pub async fn vine_tfvars(
@@ -57,7 +57,7 @@ pub async fn vine_tfvars(
 }
 
 /// The cloud account a vine runs in, from the claim's identity ("" without one).
-pub fn cloud_account_id(identity: Option<&CloudIdentity>, provider: &str) -> String {
+fn cloud_account_id(identity: Option<&CloudIdentity>, provider: &str) -> String {
     let Some(identity) = identity else {
         return String::new();
     };
@@ -116,7 +116,7 @@ fn without_secrets(value: Value) -> Value {
 /// A JSON object (the snapshot, or one of its rows) read the way the
 /// original worker decoded it: null and "" are absent.
 #[derive(Clone, Copy)]
-pub struct Fields<'a>(pub &'a Map<String, Value>);
+struct Fields<'a>(&'a Map<String, Value>);
 
 impl<'a> Fields<'a> {
     /// The value at `pointer` (`/network/cidr_block`, `/databases/0/port`).
@@ -178,7 +178,7 @@ impl<'a> Fields<'a> {
 
     /// The vine's region: `region`, else `aws_region` (its name before the
     /// multi-cloud migration).
-    pub fn region(self) -> String {
+    fn region(self) -> String {
         self.text("region")
             .or_else(|| self.text("aws_region"))
             .unwrap_or_default()
@@ -209,7 +209,7 @@ fn is_mysql(engine: &str) -> bool {
 }
 
 /// The variables a mapping has set so far, and the snapshot it reads.
-pub struct Vars<'a> {
+struct Vars<'a> {
     snapshot: Fields<'a>,
     set: Map<String, Value>,
 }
@@ -363,10 +363,10 @@ fn uniform(entries: &mut Map<String, Value>, defaults: &[(&str, Value)]) {
 }
 
 #[cfg(test)]
-pub(crate) mod tests {
+mod tests {
     use super::*;
 
-    pub fn map(value: Value) -> Map<String, Value> {
+    pub(super) fn map(value: Value) -> Map<String, Value> {
         match value {
             Value::Object(map) => map,
             other => panic!("not an object: {other}"),
@@ -374,7 +374,7 @@ pub(crate) mod tests {
     }
 
     /// The provider's mapping of a snapshot.
-    pub fn mapped(provider: &str, snapshot: &Value, account: &str) -> Map<String, Value> {
+    pub(super) fn mapped(provider: &str, snapshot: &Value, account: &str) -> Map<String, Value> {
         mapping(provider, Fields(&map(snapshot.clone())), account)
     }
 
