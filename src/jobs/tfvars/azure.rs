@@ -291,6 +291,16 @@ mod tests {
     }
 
     #[test]
+    fn flat_keys_stand_in_for_absent_nested_ones() {
+        let snapshot = json!({"vnet_cidr": "10.7.0.0/16", "azure_dns_domain": "old.example",
+                              "network": {"provision_network": true}});
+        let vars = mapped("azure", &snapshot, "");
+        assert_eq!(vars["vnet_cidr"], "10.7.0.0/16");
+        assert_eq!(vars["azure_dns_domain"], "old.example");
+        assert_eq!(vars["provision_vnet"], true);
+    }
+
+    #[test]
     fn queues_with_the_same_settings_are_left_as_the_original_wrote_them() {
         let snapshot = json!({"queues": [{"name": "a", "visibility_timeout": 30.0}, {"name": "b"}],
                               "caches": [{"num_cache_nodes": 3}],

@@ -323,6 +323,25 @@ mod tests {
     }
 
     #[test]
+    fn buckets_are_built_element_by_element() {
+        let snapshot = json!({"storage_buckets": [
+            {"name": "assets", "versioning": true, "public_access": true, "cors_origins": ["https://shop.example"]},
+            {"name": "logs"}
+        ]});
+        let vars = mapped("gcp", &snapshot, "");
+        assert_eq!(vars["create_cloud_storage"], true);
+        assert_eq!(
+            vars["cloud_storage_buckets"],
+            json!([
+                {"name_suffix": "assets", "versioning": true, "uniform_access": false,
+                 "cors_origins": ["https://shop.example"], "cors_methods": ["GET", "PUT", "POST"]},
+                {"name_suffix": "logs", "versioning": false, "uniform_access": true,
+                 "cors_origins": [], "cors_methods": ["GET", "PUT", "POST"]}
+            ])
+        );
+    }
+
+    #[test]
     fn the_cloud_sql_version_is_the_part_the_template_joins_to_the_engine() {
         assert_eq!(cloud_sql_version(false, Some(&json!("16.6"))), "16");
         assert_eq!(cloud_sql_version(false, Some(&json!("POSTGRES_15"))), "15");
