@@ -37,7 +37,7 @@ impl ConfigError {
 #[derive(Debug, Parser)]
 #[command(
     name = "tendril",
-    version,
+    version = crate::VERSION,
     about = "The Tendril worker: claims jobs from Trellis and runs Terraform, Helm, kubectl and the cloud CLIs for them"
 )]
 pub struct Cli {
@@ -208,8 +208,9 @@ pub struct JobArgs {
     /// How many regions are discovered at once [default: 4].
     #[arg(long, env = "TENDRIL_DISCOVERY_CONCURRENCY", value_name = "N")]
     pub discovery_concurrency: Option<String>,
-    /// Where Terraform state lives when no SUPABASE_S3_ENDPOINT is set
-    /// [default: $XDG_DATA_HOME/tendril/state or ~/.local/share/tendril/state].
+    /// Keep Terraform state in this directory on this machine when no
+    /// SUPABASE_S3_ENDPOINT is set (`start`: only when set; `exec`
+    /// [default: $XDG_DATA_HOME/tendril/state or ~/.local/share/tendril/state]).
     #[arg(long, env = "TENDRIL_STATE_DIR", value_name = "DIR")]
     pub state_dir: Option<PathBuf>,
     /// Time Terraform gets between SIGINT and SIGKILL when a job is stopped
@@ -275,7 +276,9 @@ pub struct JobSettings {
     pub aws_regions: Vec<String>,
     pub discovery_concurrency: usize,
     pub state_storage: Option<StateStorage>,
-    pub state_dir: PathBuf,
+    /// Local state, used only without `state_storage`: set explicitly for
+    /// `start`, defaulted for `exec`; without either, Terraform jobs fail.
+    pub state_dir: Option<PathBuf>,
     pub terraform_grace: Duration,
     pub terraform_lock_timeout: Duration,
     pub terraform_provider_mirror: Option<PathBuf>,
@@ -359,8 +362,8 @@ pub(crate) fn list(value: &Option<String>) -> Vec<String> {
         .collect()
 }
 
-/// The local state directory of the embedded default.
-fn default_state_dir() -> PathBuf {
+/// The local state directory of `tendril exec`'s embedded default.
+pub fn default_state_dir() -> PathBuf {
     let data = std::env::var_os("XDG_DATA_HOME")
         .map(PathBuf::from)
         .or_else(|| std::env::var_os("HOME").map(|home| PathBuf::from(home).join(".local/share")))
@@ -454,7 +457,7 @@ impl JobArgs {
             aws_regions: list(&self.aws_regions),
             discovery_concurrency,
             state_storage: self.state_storage()?,
-            state_dir: self.state_dir.clone().unwrap_or_else(default_state_dir),
+            state_dir: self.state_dir.clone(),
             terraform_grace: duration(
                 "TENDRIL_TERRAFORM_GRACE (--terraform-grace)",
                 &self.terraform_grace,
@@ -616,6 +619,28 @@ impl StartArgs {
             )?,
             allow_insecure_http: self.allow_insecure_http,
         })
+    }
+}
+
+/// Where a worker's Terraform state goes, checked before it claims: a
+/// cloud-hosted worker (a Fargate task, whose disk dies with it) needs the
+/// bucket; a self-hosted one without it keeps local state only when
+/// `TENDRIL_STATE_DIR` is set, and that is worth a warning (other workers
+/// cannot see that state). Returns the warning, if any.
+pub fn check_state_backend(job: &JobSettings) -> Result<Option<String>, ConfigError> {
+    match (&job.state_storage, &job.state_dir, job.mode) {
+        (Some(_), _, _) => Ok(None),
+        (None, _, WorkerMode::CloudHosted) => Err(ConfigError::new(
+            "SUPABASE_S3_ENDPOINT",
+            "is required in cloud-hosted mode (with SUPABASE_S3_REGION, SUPABASE_STORAGE_KEY_ID and \
+             SUPABASE_STORAGE_SECRET_KEY): Terraform state kept on the task's disk would die with the task",
+        )),
+        (None, Some(dir), WorkerMode::SelfHosted) => Ok(Some(format!(
+            "Terraform state is kept in {} on this machine (TENDRIL_STATE_DIR, no SUPABASE_S3_ENDPOINT): \
+             other workers cannot see it, and a vine planned or deployed here must be destroyed here",
+            dir.display()
+        ))),
+        (None, None, WorkerMode::SelfHosted) => Ok(None),
     }
 }
 

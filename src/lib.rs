@@ -26,5 +26,6 @@ pub mod trellis;
 pub mod units;
 pub mod workspace;
 
-/// Tendril's own version, sent to Trellis in every heartbeat.
-pub const VERSION: &str = env!("CARGO_PKG_VERSION");
+/// Tendril's own version: the release it was built as (see `build.rs`),
+/// sent to Trellis in every heartbeat and the User-Agent.
+pub const VERSION: &str = env!("TENDRIL_VERSION");

@@ -7,7 +7,7 @@ use std::process::ExitCode;
 use clap::Parser;
 
 use tendril::agent::{shutdown::Shutdown, Agent, Exit};
-use tendril::config::{shutdown_budget_warning, Cli, Command};
+use tendril::config::{check_state_backend, shutdown_budget_warning, Cli, Command};
 use tendril::jobs::JobServices;
 use tendril::outbox::Outbox;
 use tendril::tools::versions::tool_versions;
@@ -59,10 +59,14 @@ async fn async_main(command: Command) -> ExitCode {
         Command::Register(args) => register(args).await,
         Command::Scaler(args) => tendril::scaler::run(args).await,
         Command::Exec(args) => {
-            let settings = match args.job.resolve() {
+            let mut settings = match args.job.resolve() {
                 Ok(settings) => settings,
                 Err(error) => return configuration_error(error),
             };
+            // The embedded default: state in a local directory.
+            settings
+                .state_dir
+                .get_or_insert_with(tendril::config::default_state_dir);
             match tendril::exec::run(&args.job_file, args.out, args.plan_from, settings).await {
                 Ok(true) => ExitCode::SUCCESS,
                 Ok(false) => ExitCode::from(1),
@@ -78,6 +82,11 @@ async fn async_main(command: Command) -> ExitCode {
                 Ok(settings) => settings,
                 Err(error) => return configuration_error(error),
             };
+            match check_state_backend(&job_settings) {
+                Ok(Some(warning)) => tracing::warn!("{warning}"),
+                Ok(None) => {}
+                Err(error) => return configuration_error(error),
+            }
             if let Some(warning) =
                 shutdown_budget_warning(job_settings.mode, &settings, &job_settings)
             {

@@ -86,6 +86,33 @@ pub fn mask(text: &str) -> Cow<'_, str> {
     out
 }
 
+/// A secret a job learns while it runs (a git token): masked from the
+/// moment it is wrapped until it is dropped; `Debug` never prints it.
+pub struct MaskedSecret {
+    value: String,
+    _guard: SecretGuard,
+}
+
+impl MaskedSecret {
+    pub fn new(value: String) -> Self {
+        let guard = register(&value);
+        MaskedSecret {
+            value,
+            _guard: guard,
+        }
+    }
+
+    pub fn expose(&self) -> &str {
+        &self.value
+    }
+}
+
+impl fmt::Debug for MaskedSecret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(MASK)
+    }
+}
+
 /// A secret setting: its value is only reachable through [`Secret::expose`],
 /// and `Debug`/`Display` never print it.
 #[derive(Clone)]

@@ -7,6 +7,7 @@ mod support;
 use serde_json::{json, Value};
 use support::fake_azure::{FakeAzure, ACCESS_TOKEN};
 use support::tendril::exec_claim;
+use support::trellis_reads::{azure_dns_picker, azure_subnets, azure_vnet_picker, Choice};
 use support::TempDir;
 
 const TENANT: &str = "11111111-2222-3333-4444-555555555555";
@@ -49,12 +50,28 @@ fn azure_identity_is_checked_and_its_resources_discovered() {
         .map(|v| v["name"].as_str().unwrap())
         .collect();
     assert_eq!(vnets, ["hub", "spoke"], "both pages");
-    assert_eq!(cached["vnets"][0]["resource_group"], "net-rg");
-    assert_eq!(cached["subnets"]["hub"][0]["address_prefix"], "10.1.1.0/24");
+    // The vine form's pickers read these fields (see support::trellis_reads).
+    let network =
+        format!("/subscriptions/{SUBSCRIPTION}/resourceGroups/net-rg/providers/Microsoft.Network");
     assert_eq!(
-        cached["dns_zones"][0],
-        json!({"name": "shop.example", "resource_group": "dns-rg",
-        "id": format!("/subscriptions/{SUBSCRIPTION}/resourceGroups/dns-rg/providers/Microsoft.Network/dnszones/shop.example")})
+        azure_vnet_picker(cached, "westeurope"),
+        [Choice {
+            id: format!("{network}/virtualNetworks/hub"),
+            label: "hub (10.1.0.0/16)".into()
+        }]
+    );
+    assert_eq!(azure_vnet_picker(cached, "northeurope").len(), 1);
+    assert_eq!(
+        azure_subnets(cached, "hub"),
+        [("aks".to_string(), "10.1.1.0/24".to_string())]
+    );
+    assert!(azure_subnets(cached, "spoke").is_empty());
+    assert_eq!(
+        azure_dns_picker(cached),
+        [Choice {
+            id: format!("/subscriptions/{SUBSCRIPTION}/resourceGroups/dns-rg/providers/Microsoft.Network/dnszones/shop.example"),
+            label: "shop.example (Public)".into()
+        }]
     );
     assert!(!output.contains(FEDERATED) && !output.contains(ACCESS_TOKEN));
 

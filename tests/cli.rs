@@ -110,9 +110,22 @@ fn the_token_can_come_from_a_file() {
 fn version_lists_tendril_and_every_tool() {
     let (code, text) = run(&["version"], &[]);
     assert_eq!(code, 0);
-    assert!(
-        text.starts_with(&format!("tendril {}\n", env!("CARGO_PKG_VERSION"))),
-        "{text}"
+    // Built from a checkout without TENDRIL_VERSION: the Cargo version and the commit.
+    let commit = std::process::Command::new("git")
+        .args(["rev-parse", "--short=7", "HEAD"])
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .output()
+        .expect("git");
+    let version = format!(
+        "{}+{}",
+        env!("CARGO_PKG_VERSION"),
+        String::from_utf8_lossy(&commit.stdout).trim()
+    );
+    assert!(text.starts_with(&format!("tendril {version}\n")), "{text}");
+    let (code, flag) = run(&["--version"], &[]);
+    assert_eq!(
+        (code, flag.trim()),
+        (0, format!("tendril {version}").as_str())
     );
     for tool in [
         "terraform",

@@ -1,7 +1,7 @@
 //! Self-tests of `FakeTrellis`, the FAKE Trellis worker API in
-//! `tests/support`: they prove the fake answers as the wire contract
-//! (`/work/shared/spec/trellis-api.md`) says, status codes and error bodies
-//! included, and that its fault injection really happens on the wire.
+//! `tests/support`: they prove the fake answers as the deployed Trellis does
+//! (`docs/trellis.md`), status codes and error bodies included, and that its
+//! fault injection really happens on the wire.
 
 mod support;
 
@@ -325,6 +325,84 @@ fn logs_need_a_chunk_a_stream_and_ownership() {
         ]
     );
     assert_eq!(fake.log_text(&job), "one\ntwo\n");
+}
+
+#[test]
+fn a_log_chunk_holding_nul_is_refused_every_time_and_stores_nothing() {
+    let fake = FakeTrellis::start();
+    let a = Client::new(&fake, "wa");
+    let job = fake.enqueue(json!({"job_type": "PLAN"}));
+    a.claim();
+    let path = format!("/api/jobs/{job}/logs");
+    let refused = err("Failed to insert log: invalid byte sequence for encoding \"UTF8\": 0x00");
+    for _ in 0..3 {
+        let body = json!({"log_chunk": "bad \u{0}byte\n", "stream_type": "STDOUT"});
+        assert_eq!(
+            a.call(Method::POST, &path, Body::Json(body)),
+            (500, refused.clone())
+        );
+    }
+    assert!(fake.logs(&job).is_empty());
+}
+
+#[test]
+fn the_git_token_goes_to_the_owner_of_the_job_only() {
+    let fake = FakeTrellis::start();
+    let (a, b) = (Client::new(&fake, "wa"), Client::new(&fake, "wb"));
+    let job = fake.enqueue(json!({"job_type": "DEPLOY"}));
+    a.claim();
+    let path = format!("/api/jobs/{job}/git-token");
+    assert_eq!(
+        a.call(Method::POST, &path, Body::None),
+        (200, json!({"token": null}))
+    );
+    fake.set_git_token(&job, Some("gho_usertoken"));
+    assert_eq!(
+        a.call(Method::POST, &path, Body::None),
+        (200, json!({"token": "gho_usertoken"}))
+    );
+    assert_eq!(
+        b.call(Method::POST, &path, Body::None),
+        (403, err("Worker does not own this job"))
+    );
+    assert_eq!(
+        a.call(Method::POST, "/api/jobs/no-such-job/git-token", Body::None),
+        (404, err("Job not found"))
+    );
+    assert_eq!(
+        a.send(Method::POST, &path, false, Body::None).unwrap().0,
+        401
+    );
+}
+
+#[test]
+fn every_heartbeat_is_recorded_as_online_with_its_version() {
+    let fake = FakeTrellis::start();
+    let a = Client::new(&fake, "wa");
+    assert_eq!(fake.worker_row("wa").unwrap()["status"], "OFFLINE");
+    for status in ["ONLINE", "DRAINING", "OFFLINE"] {
+        let beat = json!({"version": "1.4.0", "status": status, "current_job_id": null});
+        assert_eq!(
+            a.call(Method::POST, "/api/workers/heartbeat", Body::Json(beat))
+                .0,
+            200
+        );
+        assert_eq!(
+            fake.worker_row("wa").unwrap(),
+            json!({"status": "ONLINE", "version": "1.4.0"})
+        );
+    }
+    let without_version = json!({"status": "OFFLINE", "current_job_id": null});
+    a.call(
+        Method::POST,
+        "/api/workers/heartbeat",
+        Body::Json(without_version),
+    );
+    assert_eq!(
+        fake.worker_row("wa").unwrap()["version"],
+        "1.4.0",
+        "kept when absent"
+    );
 }
 
 #[test]

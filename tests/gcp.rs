@@ -7,6 +7,7 @@ mod support;
 use serde_json::{json, Value};
 use support::fake_gcp::{FakeGcp, AUDIENCE, FEDERATED_TOKEN, SERVICE_ACCOUNT_TOKEN};
 use support::tendril::exec_claim;
+use support::trellis_reads::{gcp_dns_picker, gcp_network_picker, gcp_subnets, Choice};
 use support::TempDir;
 
 const SUBJECT: &str = "eyJhbGciOiJSUzI1NiJ9.oidc-subject-token.signature";
@@ -67,18 +68,34 @@ fn gcp_identity_is_checked_by_the_token_exchange_and_its_resources_discovered() 
         json!(["europe-west1", "us-central1"]),
         "both pages"
     );
+    // The vine form's pickers read these fields (see support::trellis_reads).
+    let shop_vpc =
+        "https://www.googleapis.com/compute/v1/projects/shop-prod/global/networks/shop-vpc";
+    let networks = gcp_network_picker(cached);
     assert_eq!(
-        cached["networks"][1],
-        json!({"name": "shop-vpc", "auto_create_subnetworks": false})
+        networks[1],
+        Choice {
+            id: shop_vpc.into(),
+            label: "shop-vpc".into()
+        }
+    );
+    assert_eq!(cached["networks"][1]["autoCreateSubnetworks"], false);
+    assert_eq!(
+        gcp_subnets(cached, "europe-west1", shop_vpc),
+        [("shop-eu".to_string(), "10.10.0.0/20".to_string())]
+    );
+    assert!(gcp_subnets(cached, "europe-west1", &networks[0].id).is_empty());
+    assert_eq!(
+        gcp_dns_picker(cached),
+        [Choice {
+            id: "shop".into(),
+            label: "shop.example".into()
+        }],
+        "the private zone is not offered"
     );
     assert_eq!(
-        cached["subnets"]["shop-vpc"],
-        json!([{"name": "shop-eu", "region": "europe-west1",
-                                                     "ip_cidr_range": "10.10.0.0/20"}])
-    );
-    assert_eq!(
-        cached["managed_zones"],
-        json!([{"name": "shop", "dns_name": "shop.example", "visibility": "public"}])
+        cached["managed_zones"][0]["dnsName"], "shop.example.",
+        "dnsName as the API gives it"
     );
     for token in [SUBJECT, FEDERATED_TOKEN, SERVICE_ACCOUNT_TOKEN] {
         assert!(!output.contains(token), "{token} in the output");

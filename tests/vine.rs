@@ -5,6 +5,7 @@
 
 mod support;
 
+use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -12,10 +13,11 @@ use serde_json::{json, Value};
 use support::fake_trellis::FakeTrellis;
 use support::moto::Moto;
 use support::tendril::{worker_env, TendrilProcess};
+use support::trellis_reads::{cost_panel, finalize_deployment};
 use support::TempDir;
 
 const LONG: Duration = Duration::from_secs(180);
-const STORAGE_SECRET: &str = "storage-secret-key-value";
+const STORAGE_SECRET: &str = support::moto::STATE_SECRET_KEY;
 const GIT_TOKEN: &str = "ghp_gittokenvalue1234";
 
 struct Vines {
@@ -59,15 +61,12 @@ impl Vines {
         let templates = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/templates");
         let mut vars = env.vars.clone();
         vars.extend(moto.platform_env());
+        vars.extend(moto.state_bucket_env());
         vars.extend(
             [
                 ("GRAPE_WORKER_MODE", "cloud-hosted".into()),
                 ("TENDRIL_TEMPLATES_DIR", templates.display().to_string()),
                 ("TENDRIL_RETRY_MAX_DELAY", "1s".into()),
-                ("SUPABASE_S3_ENDPOINT", moto.endpoint()),
-                ("SUPABASE_S3_REGION", "us-east-1".into()),
-                ("SUPABASE_STORAGE_KEY_ID", "storagekeyid".into()),
-                ("SUPABASE_STORAGE_SECRET_KEY", STORAGE_SECRET.into()),
             ]
             .map(|(k, v)| (k.to_string(), v)),
         );
@@ -513,7 +512,8 @@ fn cluster_fakes(vines: &Vines) -> (PathBuf, PathBuf) {
                  case \"$*\" in\n\
                  *'get deployments,statefulsets'*) printf 'deployment.apps/argocd-server\\nstatefulset.apps/argocd-application-controller\\n' ;;\n\
                  *'get secret argocd-initial-admin-secret'*) [ -f {r}/secret-gone ] || printf '%s' \"$(printf argo-admin-pass-123 | base64)\" ;;\n\
-                 *'apply --filename'*) f=\"$3\"; stat -c %a \"$f\" >> {r}/applied.modes; cat \"$f\" >> {r}/applied; echo applied ;;\n\
+                 *'apply --filename'*) for f in \"$3\" \"$3\"/*; do [ -f \"$f\" ] || continue; stat -c %a \"$f\" >> {r}/applied.modes; \
+                 printf '\\n---\\n' >> {r}/applied; cat \"$f\" >> {r}/applied; done; echo applied ;;\n\
                  *'rollout status'*) echo 'successfully rolled out' ;;\n\
                  *) exit 4 ;;\n\
                  esac\n"
@@ -530,7 +530,7 @@ fn cluster_fakes(vines: &Vines) -> (PathBuf, PathBuf) {
 }
 
 #[test]
-fn a_deploy_with_a_cluster_writes_a_kubeconfig_installs_argocd_and_applies_the_app_of_apps() {
+fn a_deploy_with_a_cluster_writes_a_kubeconfig_installs_argocd_and_applies_the_applications() {
     let vines = Vines::new();
     let account = "212121212121";
     // The EKS cluster Terraform would have made, in moto, in the role's account.
@@ -555,21 +555,19 @@ fn a_deploy_with_a_cluster_writes_a_kubeconfig_installs_argocd_and_applies_the_a
     let chart =
         PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/charts/test-argo-cd");
     let path = format!("{}:{}", tools.display(), std::env::var("PATH").unwrap());
+    // As the web app sends it: the GitOps repository nested, the token empty.
+    let mut snapshot = snapshot("shop");
+    snapshot["cluster_name"] = json!("shop-eks");
+    snapshot["git_access_token"] = json!("");
+    snapshot["repositories"] =
+        json!({"apps_destination_repo": "https://github.com/acme/shop-apps"});
+    snapshot["dns"] = json!({"enabled": true, "domain_name": "shop.example", "zone_id": "Z123"});
+    let job = vines.enqueue("BOOTSTRAP", account, json!({"config_snapshot": snapshot}));
+    vines.trellis.set_git_token(&job, Some(GIT_TOKEN));
     let mut tendril = vines.start(&[
         ("PATH", path.as_str()),
         ("TENDRIL_ARGOCD_CHART", chart.to_str().unwrap()),
-        (
-            "TENDRIL_TEMPLATES_DIR",
-            &format!("{}/tests/fixtures/templates", env!("CARGO_MANIFEST_DIR")),
-        ),
     ]);
-    let mut snapshot = snapshot("shop");
-    snapshot["cluster_name"] = json!("shop-eks");
-    snapshot["gitops_repository_url"] = json!("https://git.example/shop/gitops.git");
-    // The cluster phases read the DNS settings by their flat names.
-    snapshot["dns_hosted_zone"] = json!("Z123");
-    snapshot["dns_main_domain"] = json!("shop.example");
-    let job = vines.enqueue("BOOTSTRAP", account, json!({"config_snapshot": snapshot}));
     let row = vines.succeed(&job);
     let metadata = &row["execution_metadata"];
     assert_eq!(metadata["cluster_name"], "shop-eks");
@@ -579,16 +577,23 @@ fn a_deploy_with_a_cluster_writes_a_kubeconfig_installs_argocd_and_applies_the_a
     );
     assert_eq!(metadata["argocd_url"], "https://argocd.shop.example");
     assert_eq!(metadata["argocd_admin_password"], "argo-admin-pass-123");
-    for phase in ["kubeconfig", "argocd", "app_of_apps"] {
+    for phase in ["kubeconfig", "argocd", "applications"] {
         assert!(
             metadata["timings"][phase].is_number(),
             "timing of {phase}: {metadata}"
         );
     }
+    let asked = vines
+        .trellis
+        .requests()
+        .into_iter()
+        .filter(|r| r.method == "POST" && r.path == format!("/api/jobs/{job}/git-token"))
+        .count();
+    assert_eq!(asked, 1, "the empty snapshot token is fetched from Trellis");
 
     let calls = std::fs::read_to_string(records.join("calls")).unwrap();
     let helm_install = format!(
-        "helm upgrade --install argocd {} --version 7.7.11 --namespace argocd --create-namespace --wait --timeout 10m",
+        "helm upgrade --install argo-cd {} --version 7.7.11 --namespace argocd --create-namespace --wait --timeout 10m",
         chart.display()
     );
     assert!(calls.lines().any(|l| l == helm_install), "{calls}");
@@ -610,49 +615,96 @@ fn a_deploy_with_a_cluster_writes_a_kubeconfig_installs_argocd_and_applies_the_a
         "600"
     );
 
+    // The repository credentials first, then the rendered applications.
     let applied = std::fs::read_to_string(records.join("applied")).unwrap();
-    assert!(
-        applied.contains("kind: Application") && applied.contains("name: shop-test-apps"),
-        "{applied}"
+    let secret_at = applied
+        .find("\"name\":\"repo-apps\"")
+        .expect("the repo-apps secret");
+    let documents: Vec<&str> = applied.split("\n---\n").collect();
+    let secret: Value = serde_json::from_str(
+        documents
+            .iter()
+            .find(|d| d.contains("repo-apps"))
+            .unwrap()
+            .trim(),
+    )
+    .unwrap();
+    use base64::Engine;
+    let decode = |field: &str| {
+        let text = secret["data"][field].as_str().unwrap();
+        String::from_utf8(
+            base64::engine::general_purpose::STANDARD
+                .decode(text)
+                .unwrap(),
+        )
+        .unwrap()
+    };
+    assert_eq!(decode("password"), GIT_TOKEN);
+    assert_eq!(decode("url"), "https://github.com/acme/shop-apps");
+    assert_eq!(decode("username"), "x-access-token");
+    assert_eq!(secret["metadata"]["namespace"], "argocd");
+    assert_eq!(
+        secret["metadata"]["labels"]["argocd.argoproj.io/secret-type"],
+        "repository"
     );
+    assert!(applied.find("kind: AppProject").unwrap() > secret_at);
     for fact in [
-        "name: shop-eks",
-        "database_endpoint: shop-test-db.cluster.internal",
-        "region: eu-west-1",
-        "zone_id: Z123",
-        "repoURL: \"https://git.example/shop/gitops.git\"",
+        "role/shop-eks-external-dns",
+        &format!("arn:aws:iam::{account}:role"),
+        "- shop.example",
+        "txtOwnerId: test-eu-west-1-Z123",
+        "endpoint: https://shop-eks.eks.internal",
+        "repoURL: https://github.com/acme/shop-apps",
     ] {
         assert!(applied.contains(fact), "{fact} missing from\n{applied}");
     }
     assert!(
-        applied.contains(GIT_TOKEN),
-        "the repository credentials went to the cluster"
+        !applied.contains("name: karpenter"),
+        "Karpenter is off: {applied}"
     );
     let modes = std::fs::read_to_string(records.join("applied.modes")).unwrap();
     assert!(
-        modes.lines().all(|m| m == "600"),
-        "every applied file is private: {modes}"
+        modes.lines().next() == Some("600"),
+        "the credentials file is private: {modes}"
     );
     let log = vines.trellis.log_text(&job);
     assert!(
-        !log.contains("argo-admin-pass-123") && !log.contains(GIT_TOKEN),
+        log.contains("karpenter.yaml renders empty: skipped"),
         "{log}"
     );
+    let encoded = base64::engine::general_purpose::STANDARD.encode(GIT_TOKEN);
+    assert!(
+        !log.contains("argo-admin-pass-123") && !log.contains(GIT_TOKEN) && !log.contains(&encoded),
+        "{log}"
+    );
+    let stored = finalize_deployment(metadata, BTreeMap::new());
+    assert_eq!(stored["argocd_admin_password"], "argo-admin-pass-123");
+    assert_eq!(
+        stored["outputs.rds_cluster_endpoint"],
+        "shop-test-db.cluster.internal"
+    );
 
-    // A re-deploy after the operators deleted the initial secret.
+    // A re-deploy after the operators deleted the initial secret, for a
+    // user with no git provider: the stored password stays.
     std::fs::write(records.join("secret-gone"), "").unwrap();
     let mut again = self::snapshot("shop");
     again["cluster_name"] = json!("shop-eks");
+    again["repositories"] = json!({"apps_destination_repo": "https://github.com/acme/shop-apps"});
+    again["git_access_token"] = json!("");
     let redeploy = vines.enqueue("BOOTSTRAP", account, json!({"config_snapshot": again}));
     let row = vines.succeed(&redeploy);
-    assert_eq!(
-        row["execution_metadata"]["argocd_admin_password"],
-        "(unchanged)"
+    let metadata = &row["execution_metadata"];
+    assert!(
+        metadata.get("argocd_admin_password").is_none(),
+        "{metadata}"
     );
-    assert!(vines
-        .trellis
-        .log_text(&redeploy)
-        .contains("App of Apps skipped"));
+    let stored = finalize_deployment(metadata, stored);
+    assert_eq!(stored["argocd_admin_password"], "argo-admin-pass-123");
+    let log = vines.trellis.log_text(&redeploy);
+    assert!(
+        log.contains("no git credentials for https://github.com/acme/shop-apps"),
+        "{log}"
+    );
     tendril.signal(libc::SIGTERM);
     assert_eq!(tendril.wait_timeout(LONG).unwrap().code(), Some(0));
 }
@@ -663,17 +715,30 @@ fn a_plan_gets_costs_from_infracost_and_survives_its_failure() {
     let tools = vines.scratch.path().join("infracost-tools");
     std::fs::create_dir_all(&tools).unwrap();
     let failing = vines.scratch.path().join("infracost-fails");
+    // Infracost's own document, shaped as `breakdown --format json` prints it.
+    let report = json!({
+        "version": "0.2", "currency": "USD",
+        "totalMonthlyCost": "12.5", "totalHourlyCost": "0.01712328767123288",
+        "diffTotalMonthlyCost": "12.5",
+        "summary": {"totalDetectedResources": 3, "totalSupportedResources": 1, "totalNoPriceResources": 2},
+        "projects": [{"name": "vine", "breakdown": {"totalMonthlyCost": "12.5", "resources": [{
+            "name": "terraform_data.database", "resourceType": "terraform_data",
+            "monthlyCost": "12.5", "hourlyCost": "0.01712328767123288",
+            "costComponents": [],
+            "subresources": [{"name": "storage", "monthlyCost": "2.5", "hourlyCost": "0.0034",
+                              "costComponents": []}]}]}}]
+    });
+    let report_file = vines.scratch.path().join("infracost-report.json");
+    std::fs::write(&report_file, report.to_string()).unwrap();
     let script = format!(
         "#!/bin/sh\n# Fake of Infracost (no real one here): checks its inputs, answers a canned report.\n\
          [ -f {failing} ] && {{ echo 'Error: invalid API key' >&2; exit 1; }}\n\
          [ \"$INFRACOST_API_KEY\" = ico-test-key-123 ] || {{ echo 'no API key' >&2; exit 2; }}\n\
          echo \"using key $INFRACOST_API_KEY\" >&2\n\
          grep -q resource_changes \"$3\" || {{ echo 'not a plan' >&2; exit 3; }}\n\
-         echo '{{\"totalMonthlyCost\": \"12.5\", \"totalHourlyCost\": \"0.017\", \"diffTotalMonthlyCost\": \"12.5\", \
-         \"summary\": {{\"totalDetectedResources\": 3, \"totalSupportedResources\": 1, \"totalNoPriceResources\": 2}}, \
-         \"projects\": [{{\"breakdown\": {{\"resources\": [{{\"name\": \"terraform_data.database\", \"resourceType\": \"terraform_data\", \
-         \"monthlyCost\": \"12.5\", \"hourlyCost\": \"0.017\"}}]}}}}]}}'\n",
-        failing = failing.display()
+         cat {report}\n",
+        failing = failing.display(),
+        report = report_file.display()
     );
     let fake = tools.join("infracost");
     std::fs::write(&fake, script).unwrap();
@@ -691,8 +756,36 @@ fn a_plan_gets_costs_from_infracost_and_survives_its_failure() {
     assert_eq!(metadata["cost_summary"]["total_monthly"], 12.5);
     assert_eq!(metadata["cost_summary"]["total_resources"], 3);
     assert_eq!(
-        metadata["cost_breakdown"][0]["name"],
-        "terraform_data.database"
+        metadata["cost_breakdown"], report,
+        "Infracost's document, unchanged"
+    );
+    let panel = cost_panel(metadata);
+    assert_eq!((panel.total_monthly, panel.resources.len()), (12.5, 1));
+    let line = &panel.resources[0];
+    assert_eq!(
+        (
+            line.name.as_str(),
+            line.resource_type.as_str(),
+            line.monthly
+        ),
+        ("terraform_data.database", "terraform_data", 12.5)
+    );
+    assert_eq!(line.subresources, [("storage".to_string(), 2.5)]);
+    let phases: Vec<Value> = vines
+        .trellis
+        .status_history(&priced)
+        .iter()
+        .filter_map(|update| update["execution_metadata"].get("phase").cloned())
+        .collect();
+    assert_eq!(
+        phases,
+        [
+            json!("init"),
+            json!("plan"),
+            json!("upload"),
+            json!("cost_estimate")
+        ],
+        "a PROCESSING update as each phase starts"
     );
     let log = vines.trellis.log_text(&priced);
     assert!(
@@ -710,4 +803,130 @@ fn a_plan_gets_costs_from_infracost_and_survives_its_failure() {
         .contains("warning: Infracost failed"));
     tendril.signal(libc::SIGTERM);
     assert_eq!(tendril.wait_timeout(LONG).unwrap().code(), Some(0));
+}
+
+/// A snapshot as the web app builds it: the whole vines row at the top
+/// level (bookkeeping included), then the provider and the nested settings.
+fn web_snapshot(status: &str, updated_at: &str) -> Value {
+    json!({
+        "id": "vine-1", "user_id": "00000000-0000-4000-8000-00000000beef", "vineyard_id": "vy-1",
+        "cloud_identity_id": "ci-1", "project_name": "web", "environment_stage": "development",
+        "region": "eu-west-1", "terraform_version": "1.10.3", "status": status,
+        "estimated_monthly_cost": null, "created_at": "2026-11-30T09:00:00.000000Z",
+        "updated_at": updated_at, "provider": "aws",
+        "network": {"provision_network": true, "cidr_block": "10.0.0.0/16", "single_nat_gateway": true},
+        "cluster": {"cluster_version": "1.33", "instance_types": ["m5.large"], "node_min_size": 1,
+                    "node_max_size": 3, "node_desired_size": 2, "cluster_admins": [],
+                    "provider_config": {"enable_karpenter": false}},
+        "dns": {"enabled": false, "zone_id": null, "domain_name": null, "provider_config": {}},
+        "repositories": {"apps_destination_repo": null},
+        "databases": [], "caches": [], "queues": [], "topics": [], "nosql_tables": [], "secrets": [],
+        "git_access_token": ""
+    })
+}
+
+#[test]
+fn a_web_app_plan_then_deploy_applies_though_the_rows_bookkeeping_changed_between() {
+    let vines = Vines::new();
+    let mut tendril = vines.start(&[]);
+    let account = "232323232323";
+    let planned = web_snapshot("PLANNING", "2026-11-30T10:00:00.000000Z");
+    let plan = vines.enqueue("PLAN", account, json!({"config_snapshot": planned}));
+    vines.succeed(&plan);
+
+    // Between the two jobs the PLAN's own updates moved the row on.
+    let mut later = web_snapshot("DRAFT", "2026-11-30T10:03:12.000000Z");
+    later["estimated_monthly_cost"] = json!(73.5);
+    let deploy = vines.enqueue(
+        "DEPLOY",
+        account,
+        json!({"plan_job_id": plan, "config_snapshot": later.clone()}),
+    );
+    vines.succeed(&deploy);
+    let key = "vy-1/web-development-eu-west-1/terraform.tfstate";
+    assert_eq!(resources(&vines.state(key).expect("applied")).len(), 4);
+
+    // A real change of configuration still refuses the plan.
+    let mut changed = later;
+    changed["network"]["cidr_block"] = json!("10.99.0.0/16");
+    let stale = vines.enqueue(
+        "DEPLOY",
+        account,
+        json!({"plan_job_id": plan, "config_snapshot": changed}),
+    );
+    assert_eq!(
+        vines.fail(&stale),
+        "Configuration has changed since the plan was generated. Please re-plan."
+    );
+    tendril.signal(libc::SIGTERM);
+    assert_eq!(tendril.wait_timeout(LONG).unwrap().code(), Some(0));
+}
+
+#[test]
+fn terraform_state_never_lives_on_a_disposable_disk() {
+    let trellis = FakeTrellis::start();
+    let scratch = TempDir::new("tendril-state-test");
+    let env = worker_env(&trellis, &scratch.path().join("work"));
+    let templates = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/templates");
+    let start = |extra: &[(&str, &str)]| {
+        let mut command = env.command();
+        command
+            .arg("start")
+            .env("TENDRIL_TEMPLATES_DIR", &templates)
+            .envs(extra.iter().copied());
+        TendrilProcess::spawn(command)
+    };
+
+    // A Fargate task without the bucket: refused before anything is claimed.
+    let mut cloud = start(&[("GRAPE_WORKER_MODE", "cloud-hosted")]);
+    let status = cloud.wait_timeout(LONG).expect("it exits at once");
+    assert_eq!(status.code(), Some(2), "{}", cloud.output());
+    let stderr = cloud.stderr();
+    assert_eq!(stderr.lines().count(), 1, "{stderr}");
+    assert!(
+        stderr.starts_with("tendril: SUPABASE_S3_ENDPOINT: is required in cloud-hosted mode"),
+        "{stderr}"
+    );
+    assert!(trellis.requests().is_empty(), "nothing was claimed");
+
+    // Self-hosted without a bucket or TENDRIL_STATE_DIR: Terraform jobs say what to set.
+    let job = trellis.enqueue(
+        json!({"job_type": "BOOTSTRAP", "vineyard_id": "vy-1", "vine_id": "vine-1",
+                                     "config_snapshot": snapshot("nowhere")}),
+    );
+    let mut homeless = start(&[]);
+    trellis.wait_until(LONG, "the job to fail", |t| {
+        t.job(&job).is_some_and(|row| row["status"] == "FAILED")
+    });
+    let row = trellis.job(&job).unwrap();
+    assert!(
+        row["error_message"]
+            .as_str()
+            .unwrap()
+            .starts_with("this worker has no Terraform state backend: set SUPABASE_S3_ENDPOINT"),
+        "{row}"
+    );
+    homeless.signal(libc::SIGTERM);
+    assert_eq!(homeless.wait_timeout(LONG).unwrap().code(), Some(0));
+
+    // With TENDRIL_STATE_DIR set, state stays on this machine, with a warning.
+    let state_dir = scratch.path().join("state");
+    let job = trellis.enqueue(
+        json!({"job_type": "BOOTSTRAP", "vineyard_id": "vy-1", "vine_id": "vine-1",
+                                     "config_snapshot": snapshot("local")}),
+    );
+    let mut local = start(&[("TENDRIL_STATE_DIR", state_dir.to_str().unwrap())]);
+    trellis.wait_until(LONG, "the job to succeed", |t| {
+        t.job(&job).is_some_and(|row| row["status"] == "SUCCESS")
+    });
+    assert!(state_dir
+        .join("vy-1/local-test-eu-west-1/terraform.tfstate")
+        .is_file());
+    local.signal(libc::SIGTERM);
+    assert_eq!(local.wait_timeout(LONG).unwrap().code(), Some(0));
+    assert!(
+        local.stderr().contains("other workers cannot see it"),
+        "{}",
+        local.stderr()
+    );
 }

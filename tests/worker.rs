@@ -48,6 +48,7 @@ impl World {
         let path = format!("{}:{}", tools.display(), std::env::var("PATH").unwrap());
         vars.retain(|(k, _)| k != "PATH");
         vars.extend(moto.platform_env());
+        vars.extend(moto.state_bucket_env());
         vars.extend([
             ("PATH".to_string(), path),
             ("TENDRIL_AWS_REGIONS".into(), "us-east-1".into()),
@@ -191,10 +192,7 @@ fn connection_test_and_fetch_resources_discover_moto_through_the_assumed_role() 
         let cached = &row["execution_metadata"]["cached_resources"];
         assert_eq!(cached["regions"], json!(["us-east-1"]));
         let vpcs = cached["vpcs"]["us-east-1"].as_array().unwrap();
-        assert!(
-            vpcs.iter().any(|v| v["vpc_id"] == vpc_id.as_str()),
-            "{vpcs:?}"
-        );
+        assert!(vpcs.iter().any(|v| v["ID"] == vpc_id.as_str()), "{vpcs:?}");
         assert!(cached["subnets"]["us-east-1"].is_object());
         assert!(
             cached["security_groups"]["us-east-1"]

@@ -12,6 +12,7 @@ use support::fake_trellis::FakeTrellis;
 use support::moto::Moto;
 use support::tendril::{worker_env, TendrilProcess};
 use support::terraform::{assert_sets_what_it_declares, declarations};
+use support::trellis_reads::update_button;
 use support::TempDir;
 
 const LONG: Duration = Duration::from_secs(120);
@@ -106,6 +107,7 @@ fn update_worker_registers_a_copy_with_only_the_image_changed_and_redeploys() {
     command
         .arg("start")
         .envs(moto.platform_env())
+        .envs(moto.state_bucket_env())
         .env("GRAPE_WORKER_MODE", "cloud-hosted");
     let mut tendril = TendrilProcess::spawn(command);
     trellis.add_worker(WORKER_ID, "tok-updated-worker-secret");
@@ -187,11 +189,17 @@ fn update_worker_registers_a_copy_with_only_the_image_changed_and_redeploys() {
         .expect("the worker's metadata was replaced");
     assert_eq!(patched["deploy_config"]["image_tag"], "1.1.0");
     assert_eq!(patched["deploy_config"]["region"], "eu-west-1");
-    assert!(
-        !patched.to_string().contains("tok-updated-worker-secret"),
-        "never the token"
+    // The metadata is replaced whole: the token stays, for the next Update.
+    assert_eq!(
+        patched["deploy_config"]["worker_token"],
+        "tok-updated-worker-secret"
     );
+    let next = update_button(WORKER_ID, &patched, "1.2.0").expect("the Update button works again");
+    assert_eq!(next["image_tag"], "1.2.0");
     assert!(!trellis.log_text(&job).contains("tok-updated-worker-secret"));
+    assert!(!row["execution_metadata"]
+        .to_string()
+        .contains("tok-updated-worker-secret"));
 }
 
 #[test]
@@ -251,20 +259,20 @@ impl Fleet {
         let env = worker_env(&trellis, &scratch.path().join("work"));
         let mut command = env.command();
         let templates = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/templates");
-        command.arg("start").envs(moto.platform_env()).envs([
-            ("GRAPE_WORKER_MODE", "cloud-hosted"),
-            ("TENDRIL_TEMPLATES_DIR", templates),
-            ("SUPABASE_S3_ENDPOINT", moto.endpoint().as_str()),
-            ("SUPABASE_S3_REGION", "us-east-1"),
-            ("SUPABASE_STORAGE_KEY_ID", "storagekeyid"),
-            ("SUPABASE_STORAGE_SECRET_KEY", "storage-secret-key-value"),
-            (
-                "TENDRIL_REGISTRATION_SECRET",
-                "platform-registration-secret",
-            ),
-            ("TENDRIL_PASS_ENV", "TENDRIL_TEST_CAPTURE_DIR"),
-            ("TENDRIL_TEST_CAPTURE_DIR", capture.to_str().unwrap()),
-        ]);
+        command
+            .arg("start")
+            .envs(moto.platform_env())
+            .envs(moto.state_bucket_env())
+            .envs([
+                ("GRAPE_WORKER_MODE", "cloud-hosted"),
+                ("TENDRIL_TEMPLATES_DIR", templates),
+                (
+                    "TENDRIL_REGISTRATION_SECRET",
+                    "platform-registration-secret",
+                ),
+                ("TENDRIL_PASS_ENV", "TENDRIL_TEST_CAPTURE_DIR"),
+                ("TENDRIL_TEST_CAPTURE_DIR", capture.to_str().unwrap()),
+            ]);
         let tendril = TendrilProcess::spawn(command);
         Fleet {
             moto,
@@ -349,17 +357,49 @@ fn deploy_worker_registers_applies_and_records_and_destroy_worker_undoes_it() {
     )
     .unwrap();
     let mut set: BTreeSet<String> = tfvars.as_object().unwrap().keys().cloned().collect();
-    set.insert("worker_token".into()); // TF_VAR_worker_token, never tfvars
+    // Secrets go as TF_VAR_ environment, never tfvars.
+    set.extend(["worker_token", "state_key_id", "state_secret_key"].map(String::from));
     assert_sets_what_it_declares("the job", &set, "templates/worker/aws");
     let token = fleet.trellis.worker_token(&worker_id).unwrap();
-    let everything = format!("{}{}{recorded}{}", deployed["log"], metadata, tfvars);
+    let everything = format!("{}{}{}", deployed["log"], metadata, tfvars);
     assert!(
         !everything.contains(&token),
-        "the worker token is in no log, metadata or tfvars"
+        "the worker token is in no log, job metadata or tfvars"
     );
+    // Trellis's Update and Destroy buttons need the token in deploy_config.
+    assert_eq!(recorded["deploy_config"]["worker_token"], token.as_str());
+    let update = update_button(&worker_id, &recorded, "1.1.0").expect("Update is offered");
+    assert_eq!(update["worker_token"], token.as_str());
+    assert_eq!(update["region"], "eu-west-1");
+    assert_eq!(
+        update_button(
+            &worker_id,
+            &json!({"deploy_config": {"region": "eu-west-1"}}),
+            "1.1.0"
+        ),
+        Err("Worker is missing deploy token — re-deploy required to enable updates".into())
+    );
+
+    // A re-deploy of the same worker (what the Destroy and Update buttons'
+    // deploy_config carries): no second registration, the same state.
+    let mut again = worker_snapshot();
+    again["worker_id"] = json!(worker_id);
+    again["worker_token"] = json!(token);
+    let redeployed = fleet.run("DEPLOY_WORKER", again);
+    assert_eq!(redeployed["status"], "SUCCESS", "{redeployed}");
+    assert_eq!(redeployed["execution_metadata"]["registered"], false);
+    let registrations = fleet
+        .trellis
+        .requests()
+        .iter()
+        .filter(|r| r.path == "/api/tendrils/register")
+        .count();
+    assert_eq!(registrations, 1);
+    assert!(!redeployed["log"].as_str().unwrap().contains(&token));
 
     let mut destroy = worker_snapshot();
     destroy["worker_id"] = json!(worker_id);
+    destroy["worker_token"] = json!(token);
     let destroyed = fleet.run("DESTROY_WORKER", destroy.clone());
     assert_eq!(destroyed["status"], "SUCCESS", "{destroyed}");
     assert!(fleet.state(&key).unwrap()["resources"]

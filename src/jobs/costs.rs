@@ -2,15 +2,16 @@
 //! An estimate is a nicety: when Infracost fails, the PLAN says so and
 //! succeeds without one.
 
-use serde_json::{json, Map, Value};
+use serde_json::{json, Value};
 
 use super::{JobContext, JobError};
 
-/// `cost_breakdown` and `cost_summary` of a plan, or `None` (logged) when
-/// Infracost is not configured or fails.
+/// `cost_breakdown` (Infracost's own `breakdown --format json` document,
+/// unchanged: the plan page reads it as it is) and `cost_summary` of a
+/// plan, or `None` (logged) when Infracost is not configured or fails.
 pub async fn estimate(context: &JobContext, plan: &Value) -> Option<(Value, Value)> {
     let key = context.settings.infracost_api_key.as_ref()?;
-    let phase = context.log.phase("estimating costs with Infracost");
+    let phase = context.phase("cost_estimate", "estimating costs with Infracost");
     let result = async {
         let plan_file = context
             .workspace
@@ -44,7 +45,10 @@ pub async fn estimate(context: &JobContext, plan: &Value) -> Option<(Value, Valu
     .await;
     phase.finish();
     match result {
-        Ok(report) => Some((breakdown(&report), summary(&report))),
+        Ok(report) => {
+            let summary = summary(&report);
+            Some((report, summary))
+        }
         Err(JobError::Stopped) => None,
         Err(error) => {
             context.log.system(&format!(
@@ -77,30 +81,6 @@ fn summary(report: &Value) -> Value {
     })
 }
 
-/// Each priced resource of an Infracost report.
-fn breakdown(report: &Value) -> Value {
-    let resources: Vec<Value> = report["projects"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .flat_map(|project| {
-            project["breakdown"]["resources"]
-                .as_array()
-                .cloned()
-                .unwrap_or_default()
-        })
-        .map(|resource| {
-            let mut item = Map::new();
-            item.insert("name".into(), resource["name"].clone());
-            item.insert("resource_type".into(), resource["resourceType"].clone());
-            item.insert("monthly_cost".into(), number(&resource["monthlyCost"]));
-            item.insert("hourly_cost".into(), number(&resource["hourlyCost"]));
-            Value::Object(item)
-        })
-        .collect();
-    json!(resources)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -119,7 +99,5 @@ mod tests {
             json!({"total_monthly": 73.5, "total_hourly": 0.1, "diff_monthly": 73.5,
                    "resources_with_cost": 2, "resources_free": 3, "total_resources": 5})
         );
-        assert_eq!(breakdown(&report)[0]["monthly_cost"], json!(73.0));
-        assert_eq!(breakdown(&report)[0]["resource_type"], "aws_eks_cluster");
     }
 }

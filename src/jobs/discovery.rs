@@ -3,6 +3,11 @@
 //! app. Regions are discovered a few at a time (one after another would take
 //! minutes); a region that fails is reported under `errors` and does not
 //! sink the others.
+//!
+//! The records carry exactly the field names the web app's network and DNS
+//! pickers read (see `docs/trellis.md`): AWS in PascalCase as the original
+//! worker emitted them (`ID`, `CIDR`, `Name`, ...), GCP and Azure in the
+//! camelCase of their own APIs (`selfLink`, `ipCidrRange`, `addressPrefix`, ...).
 
 use futures::stream::{self, StreamExt};
 use serde_json::{json, Map, Value};
@@ -103,16 +108,13 @@ async fn discover_gcp(context: &JobContext) -> Result<Map<String, Value>, JobErr
     let last = |link: &str| link.rsplit('/').next().unwrap_or_default().to_string();
     let mut subnets = Map::new();
     for subnet in scoped.iter().flat_map(|scope| items(scope, "subnetworks")) {
-        let network = last(&text(subnet, "network"));
-        let entry = subnets
-            .entry(network)
-            .or_insert_with(|| Value::Array(Vec::new()));
-        if let Value::Array(list) = entry {
-            list.push(
-                json!({"name": text(subnet, "name"), "region": last(&text(subnet, "region")),
-                             "ip_cidr_range": text(subnet, "ipCidrRange")}),
-            );
-        }
+        let region = last(&text(subnet, "region"));
+        push(
+            &mut subnets,
+            &region,
+            json!({"name": text(subnet, "name"), "region": region, "ipCidrRange": text(subnet, "ipCidrRange"),
+                   "network": text(subnet, "network")}),
+        );
     }
     phase.finish();
     findings.set(
@@ -124,8 +126,8 @@ async fn discover_gcp(context: &JobContext) -> Result<Map<String, Value>, JobErr
         networks
             .iter()
             .map(|n| {
-                json!({"name": text(n, "name"), "auto_create_subnetworks":
-                            n.get("autoCreateSubnetworks").cloned().unwrap_or(Value::Null)})
+                json!({"name": text(n, "name"), "selfLink": text(n, "selfLink"),
+                       "autoCreateSubnetworks": n.get("autoCreateSubnetworks").and_then(Value::as_bool).unwrap_or(false)})
             })
             .collect(),
     );
@@ -134,8 +136,10 @@ async fn discover_gcp(context: &JobContext) -> Result<Map<String, Value>, JobErr
         "managed_zones",
         zones
             .iter()
-            .map(|z| json!({"name": text(z, "name"), "dns_name": text(z, "dnsName").trim_end_matches('.'),
-                            "visibility": text(z, "visibility")}))
+            .map(|z| {
+                json!({"name": text(z, "name"), "dnsName": text(z, "dnsName"),
+                            "visibility": text(z, "visibility")})
+            })
             .collect(),
     );
     Ok(findings.into_metadata())
@@ -166,14 +170,6 @@ async fn discover_azure(context: &JobContext) -> Result<Map<String, Value>, JobE
             .await
             .map(array),
     );
-    let resource_group = |id: &str| {
-        let parts: Vec<&str> = id.split('/').collect();
-        parts
-            .iter()
-            .position(|p| p.eq_ignore_ascii_case("resourceGroups"))
-            .and_then(|i| parts.get(i + 1))
-            .map(|g| g.to_string())
-    };
     let mut subnets = Map::new();
     let vnet_records: Vec<Value> = vnets
         .iter()
@@ -182,17 +178,27 @@ async fn discover_azure(context: &JobContext) -> Result<Map<String, Value>, JobE
             let subnet_records: Vec<Value> = items(&vnet["properties"], "subnets")
                 .iter()
                 .map(|subnet| json!({"name": text(subnet, "name"), "id": text(subnet, "id"),
-                                     "address_prefix": subnet.pointer("/properties/addressPrefix").cloned().unwrap_or(Value::Null)}))
+                                     "addressPrefix": azure_address_prefix(subnet), "vnetName": name}))
                 .collect();
             subnets.insert(name.clone(), Value::Array(subnet_records));
+            let prefixes = vnet
+                .pointer("/properties/addressSpace/addressPrefixes")
+                .filter(|p| p.is_array())
+                .cloned()
+                .unwrap_or(json!([]));
             json!({"name": name, "id": text(vnet, "id"), "location": text(vnet, "location"),
-                   "resource_group": resource_group(&text(vnet, "id")),
-                   "address_prefixes": vnet.pointer("/properties/addressSpace/addressPrefixes").cloned().unwrap_or(json!([]))})
+                   "addressPrefixes": prefixes})
         })
         .collect();
     let zone_records: Vec<Value> = zones
         .iter()
-        .map(|zone| json!({"name": text(zone, "name"), "id": text(zone, "id"), "resource_group": resource_group(&text(zone, "id"))}))
+        .map(|zone| {
+            let kind = zone
+                .pointer("/properties/zoneType")
+                .and_then(Value::as_str)
+                .unwrap_or("Public");
+            json!({"name": text(zone, "name"), "id": text(zone, "id"), "zoneType": kind})
+        })
         .collect();
     let location_names: Vec<Value> = locations.iter().map(|l| json!(text(l, "name"))).collect();
     phase.finish();
@@ -358,31 +364,27 @@ async fn discover_region(context: &JobContext, region: &str) -> Result<RegionRes
         .await?;
     let mut subnets_by_vpc = Map::new();
     for subnet in items(&subnets, "Subnets") {
-        let vpc_id = text(subnet, "VpcId");
-        let list = subnets_by_vpc
-            .entry(vpc_id)
-            .or_insert_with(|| Value::Array(Vec::new()));
-        if let Value::Array(list) = list {
-            list.push(json!({
-                "subnet_id": text(subnet, "SubnetId"),
-                "vpc_id": text(subnet, "VpcId"),
-                "cidr_block": text(subnet, "CidrBlock"),
-                "availability_zone": text(subnet, "AvailabilityZone"),
-                "map_public_ip_on_launch": subnet.get("MapPublicIpOnLaunch").cloned().unwrap_or(Value::Bool(false)),
-                "name": name_tag(subnet),
-            }));
-        }
+        push(
+            &mut subnets_by_vpc,
+            &text(subnet, "VpcId"),
+            json!({
+                "ID": text(subnet, "SubnetId"),
+                "CIDR": text(subnet, "CidrBlock"),
+                "VpcID": text(subnet, "VpcId"),
+                "AvailabilityZone": text(subnet, "AvailabilityZone"),
+                "MapPublicIpOnLaunch": subnet.get("MapPublicIpOnLaunch").and_then(Value::as_bool).unwrap_or(false),
+            }),
+        );
     }
     Ok(RegionResources {
         vpcs: items(&vpcs, "Vpcs")
             .iter()
             .map(|vpc| {
                 json!({
-                    "vpc_id": text(vpc, "VpcId"),
-                    "cidr_block": text(vpc, "CidrBlock"),
-                    "is_default": vpc.get("IsDefault").cloned().unwrap_or(Value::Bool(false)),
-                    "state": text(vpc, "State"),
-                    "name": name_tag(vpc),
+                    "ID": text(vpc, "VpcId"),
+                    "CIDR": text(vpc, "CidrBlock"),
+                    "Name": name_tag(vpc),
+                    "IsDefault": vpc.get("IsDefault").and_then(Value::as_bool).unwrap_or(false),
                 })
             })
             .collect(),
@@ -391,10 +393,10 @@ async fn discover_region(context: &JobContext, region: &str) -> Result<RegionRes
             .iter()
             .map(|group| {
                 json!({
-                    "group_id": text(group, "GroupId"),
-                    "group_name": text(group, "GroupName"),
-                    "vpc_id": text(group, "VpcId"),
-                    "description": text(group, "Description"),
+                    "ID": text(group, "GroupId"),
+                    "Name": text(group, "GroupName"),
+                    "VpcID": text(group, "VpcId"),
+                    "Description": text(group, "Description"),
                 })
             })
             .collect(),
@@ -422,19 +424,45 @@ async fn global_list(
 
 fn hosted_zone(zone: &Value) -> Value {
     json!({
-        "id": text(zone, "Id").trim_start_matches("/hostedzone/"),
-        "name": text(zone, "Name").trim_end_matches('.'),
-        "private_zone": zone.pointer("/Config/PrivateZone").cloned().unwrap_or(Value::Bool(false)),
-        "record_count": zone.get("ResourceRecordSetCount").cloned().unwrap_or(Value::Null),
+        "ID": text(zone, "Id").trim_start_matches("/hostedzone/"),
+        "Name": text(zone, "Name").trim_end_matches('.'),
+        "RecordCount": zone.get("ResourceRecordSetCount").and_then(Value::as_u64).unwrap_or(0),
+        "IsPrivate": zone.pointer("/Config/PrivateZone").and_then(Value::as_bool).unwrap_or(false),
     })
 }
 
 fn iam_user(user: &Value) -> Value {
     json!({
-        "user_name": text(user, "UserName"),
-        "user_id": text(user, "UserId"),
+        "username": text(user, "UserName"),
         "arn": text(user, "Arn"),
+        "path": text(user, "Path"),
     })
+}
+
+/// A subnet's address range: `addressPrefix`, or the first of
+/// `addressPrefixes` for a subnet that has several.
+fn azure_address_prefix(subnet: &Value) -> Value {
+    let properties = &subnet["properties"];
+    properties
+        .get("addressPrefix")
+        .and_then(Value::as_str)
+        .or_else(|| {
+            properties
+                .pointer("/addressPrefixes/0")
+                .and_then(Value::as_str)
+        })
+        .map(|prefix| json!(prefix))
+        .unwrap_or(Value::Null)
+}
+
+/// Appends `record` to the list under `key`.
+fn push(map: &mut Map<String, Value>, key: &str, record: Value) {
+    if let Value::Array(list) = map
+        .entry(key.to_string())
+        .or_insert_with(|| Value::Array(Vec::new()))
+    {
+        list.push(record);
+    }
 }
 
 fn items<'a>(answer: &'a Value, key: &str) -> &'a [Value] {
@@ -453,12 +481,14 @@ fn text(object: &Value, key: &str) -> String {
         .to_string()
 }
 
-fn name_tag(object: &Value) -> Value {
+/// The `Name` tag, or "" when the resource has none (the pickers show it as is).
+fn name_tag(object: &Value) -> String {
     items(object, "Tags")
         .iter()
         .find(|tag| tag.get("Key").and_then(Value::as_str) == Some("Name"))
-        .and_then(|tag| tag.get("Value").cloned())
-        .unwrap_or(Value::Null)
+        .and_then(|tag| tag.get("Value").and_then(Value::as_str))
+        .unwrap_or_default()
+        .to_string()
 }
 
 #[cfg(test)]
@@ -466,15 +496,30 @@ mod tests {
     use super::*;
 
     #[test]
-    fn aws_answers_become_snake_case_records() {
+    fn aws_answers_become_the_records_the_pickers_read() {
         let zone = json!({"Id": "/hostedzone/Z123", "Name": "example.com.", "Config": {"PrivateZone": false},
                           "ResourceRecordSetCount": 2});
         assert_eq!(
             hosted_zone(&zone),
-            json!({"id": "Z123", "name": "example.com", "private_zone": false, "record_count": 2})
+            json!({"ID": "Z123", "Name": "example.com", "RecordCount": 2, "IsPrivate": false})
         );
         let vpc = json!({"VpcId": "vpc-1", "Tags": [{"Key": "Env", "Value": "x"}, {"Key": "Name", "Value": "main"}]});
-        assert_eq!(name_tag(&vpc), json!("main"));
-        assert_eq!(name_tag(&json!({})), Value::Null);
+        assert_eq!(name_tag(&vpc), "main");
+        assert_eq!(
+            name_tag(&json!({})),
+            "",
+            "untagged is an empty name, never null"
+        );
+        let user = json!({"UserName": "ci", "UserId": "AIDA1", "Arn": "arn:aws:iam::1:user/ci", "Path": "/"});
+        assert_eq!(
+            iam_user(&user),
+            json!({"username": "ci", "arn": "arn:aws:iam::1:user/ci", "path": "/"})
+        );
+    }
+
+    #[test]
+    fn an_azure_subnet_with_several_prefixes_gives_its_first() {
+        let subnet = json!({"properties": {"addressPrefixes": ["10.0.1.0/24", "10.0.2.0/24"]}});
+        assert_eq!(azure_address_prefix(&subnet), json!("10.0.1.0/24"));
     }
 }

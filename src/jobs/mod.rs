@@ -14,6 +14,8 @@ pub mod discovery;
 pub mod environment;
 pub mod error;
 pub mod redact;
+pub mod reviewed_plan;
+pub mod snapshot;
 pub mod stack;
 pub mod tfvars;
 pub mod vine;
@@ -143,6 +145,37 @@ impl JobContext {
             .or(from_snapshot)
             .unwrap_or("aws")
             .to_ascii_lowercase()
+    }
+
+    /// The cloud account the job acts in, from its identity: the GCP project,
+    /// the Azure subscription, or the AWS account (read from the role ARN
+    /// when the identity leaves `account_id` empty); "" without an identity.
+    pub fn cloud_account_id(&self) -> String {
+        let Some(identity) = &self.identity else {
+            return String::new();
+        };
+        match self.provider().as_str() {
+            "gcp" => identity.project_id.clone(),
+            "azure" => identity.subscription_id.clone(),
+            _ if !identity.account_id.is_empty() => identity.account_id.clone(),
+            _ => identity
+                .role_arn
+                .split(':')
+                .nth(4)
+                .unwrap_or_default()
+                .to_string(),
+        }
+    }
+
+    /// Starts a phase: `==> title` in the log, and a PROCESSING update with
+    /// `phase` (a key such as `plan`) and `progress` (the title) for
+    /// Trellis's job page, through the ordered status queue.
+    pub fn phase(&self, key: &str, title: &str) -> crate::logs::Phase {
+        self.reporter.progress(Map::from_iter([
+            ("phase".to_string(), Value::String(key.into())),
+            ("progress".to_string(), Value::String(title.into())),
+        ]));
+        self.log.phase(title)
     }
 
     /// The environment for the next tool: the base plus fresh credentials.

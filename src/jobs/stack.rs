@@ -21,6 +21,11 @@ use crate::tools::ToolError;
 use crate::trellis::client::MAX_PLAN_ARTIFACT_BYTES;
 
 pub const PLAN_FILE: &str = "terraform.plan.out";
+
+/// Why a Terraform job fails on a worker with nowhere to keep state.
+pub const NO_STATE_BACKEND: &str = "this worker has no Terraform state backend: set SUPABASE_S3_ENDPOINT \
+     (with SUPABASE_S3_REGION, SUPABASE_STORAGE_KEY_ID and SUPABASE_STORAGE_SECRET_KEY) for the platform's \
+     state bucket, or TENDRIL_STATE_DIR to keep state on this machine only";
 const VAR_FILE: &str = "terraform.tfvars.json";
 const ERRORED_STATE: &str = "errored.tfstate";
 
@@ -65,22 +70,24 @@ impl<'a> Stack<'a> {
         let vars = serde_json::to_vec_pretty(vars).unwrap_or_default();
         write_private_file(&dir.join(VAR_FILE), &vars)
             .map_err(|e| JobError::io("cannot write terraform.tfvars.json", e))?;
-        let backend = match &context.settings.state_storage {
-            Some(storage) => {
+        let settings = &context.settings;
+        let backend = match (&settings.state_storage, &settings.state_dir) {
+            (Some(storage), _) => {
                 context.log.system(&format!(
                     "state: s3://{STATE_BUCKET}/{state_key} at {}",
                     storage.endpoint
                 ));
                 StateBackend::Bucket(storage)
             }
-            None => {
-                let path = context.settings.state_dir.join(&state_key);
+            (None, Some(state_dir)) => {
+                let path = state_dir.join(&state_key);
                 context.log.system(&format!(
                     "state: {} (local: no SUPABASE_S3_ENDPOINT is set)",
                     path.display()
                 ));
-                StateBackend::Local(&context.settings.state_dir)
+                StateBackend::Local(state_dir)
             }
+            (None, None) => return Err(JobError::Invalid(NO_STATE_BACKEND.into())),
         };
         let backend_config = write_backend(&backend, &state_key, &context.workspace, &dir)?;
         let mut stack = Stack {
@@ -91,7 +98,7 @@ impl<'a> Stack<'a> {
             env,
         };
         stack.record("prepare", phase.finish());
-        let phase = context.log.phase("terraform init");
+        let phase = context.phase("init", "terraform init");
         stack
             .terraform()
             .await?
@@ -120,14 +127,14 @@ impl<'a> Stack<'a> {
     }
 
     pub async fn plan(&mut self) -> Result<(), JobError> {
-        let phase = self.context.log.phase("terraform plan");
+        let phase = self.context.phase("plan", "terraform plan");
         self.terraform().await?.plan(VAR_FILE, PLAN_FILE).await?;
         self.record("terraform_plan", phase.finish());
         Ok(())
     }
 
     pub async fn apply(&mut self) -> Result<(), JobError> {
-        let phase = self.context.log.phase("terraform apply");
+        let phase = self.context.phase("apply", "terraform apply");
         let result = self.terraform().await?.apply(PLAN_FILE).await;
         self.after_state_change(result).await?;
         self.record("terraform_apply", phase.finish());
@@ -135,7 +142,7 @@ impl<'a> Stack<'a> {
     }
 
     pub async fn destroy(&mut self) -> Result<(), JobError> {
-        let phase = self.context.log.phase("terraform destroy");
+        let phase = self.context.phase("destroy", "terraform destroy");
         let result = self.terraform().await?.destroy(VAR_FILE).await;
         self.after_state_change(result).await?;
         self.record("terraform_destroy", phase.finish());

@@ -12,16 +12,12 @@ use std::time::Duration;
 
 use serde_json::{json, Map, Value};
 
-use super::cluster::{self, output_fact};
+use super::cluster::{self, facts};
 use super::redact;
 use super::stack::{seconds, template_dir, Stack, PLAN_FILE};
 use super::tfvars::vine_tfvars;
 use super::vine_inputs::vine_state_key;
-use super::{costs, JobContext, JobError};
-
-/// The exact message of a DEPLOY whose vine changed after its plan.
-pub const CONFIGURATION_CHANGED: &str =
-    "Configuration has changed since the plan was generated. Please re-plan.";
+use super::{costs, reviewed_plan, JobContext, JobError};
 
 /// The vine's stack: its template, its snapshot's variables, its state key.
 async fn vine_stack(context: &JobContext) -> Result<Stack<'_>, JobError> {
@@ -36,7 +32,7 @@ pub async fn plan(context: &JobContext) -> Result<Map<String, Value>, JobError> 
     let mut vine = vine_stack(context).await?;
     vine.plan().await?;
     let shown = vine.terraform().await?.show_json(PLAN_FILE).await?;
-    let phase = context.log.phase("uploading the plan");
+    let phase = context.phase("upload", "uploading the plan");
     let key = context
         .reporter
         .upload_plan_artifact(&context.job.id, vine.plan_bytes()?)
@@ -70,12 +66,12 @@ async fn deploy_with(
     plan_job_id: Option<&str>,
 ) -> Result<Map<String, Value>, JobError> {
     if let Some(id) = plan_job_id {
-        check_plan_job(context, id).await?;
+        reviewed_plan::check(context, id).await?;
     }
     let mut vine = vine_stack(context).await?;
     match plan_job_id {
         Some(id) => {
-            let phase = context.log.phase("downloading the reviewed plan");
+            let phase = context.phase("download_plan", "downloading the reviewed plan");
             let plan = context.reporter.plan_artifact(id).await?.ok_or_else(|| {
                 JobError::Invalid(format!(
                     "the PLAN job {id} has no plan artifact: nothing was applied (a plan nobody reviewed is \
@@ -91,8 +87,8 @@ async fn deploy_with(
     vine.apply().await?;
     let raw = vine.terraform().await?.output_json().await?;
     let (plain, redacted, _masked) = redact::outputs(&raw);
-    let cluster_name = output_fact(&plain, &["eks_cluster_name", "cluster_name"]);
-    let setup = match cluster_name.as_str() {
+    let cluster_name = facts::output_text(&plain, &facts::CLUSTER_NAME);
+    let setup = match cluster_name.as_deref() {
         Some(name) => {
             let timings = &mut vine.timings;
             let mut record = |phase: &str, took: Duration| {
@@ -102,71 +98,38 @@ async fn deploy_with(
         }
         None => {
             context.log.system(
-                "no cluster in the Terraform outputs: skipping kubeconfig, ArgoCD and App of Apps",
+                "no cluster in the Terraform outputs: skipping kubeconfig, ArgoCD and its applications",
             );
             None
         }
     };
-    let mut metadata = Map::new();
-    metadata.insert("cluster_name".into(), cluster_name);
-    metadata.insert(
-        "cluster_endpoint".into(),
-        output_fact(&plain, &["eks_cluster_endpoint", "cluster_endpoint"]),
-    );
-    metadata.insert(
-        "cluster_arn".into(),
-        output_fact(&plain, &["eks_cluster_arn", "cluster_arn"]),
-    );
-    let (argocd_url, password) = match setup {
-        Some(setup) => (setup.argocd_url, setup.argocd_admin_password),
-        None => (Value::Null, Value::Null),
-    };
-    metadata.insert("argocd_url".into(), argocd_url);
-    metadata.insert("argocd_admin_password".into(), password);
+    // Trellis stores every value it is given: an unknown one is left out.
+    let known = [
+        ("cluster_name", cluster_name),
+        (
+            "cluster_endpoint",
+            facts::output_text(&plain, &facts::CLUSTER_ENDPOINT),
+        ),
+        (
+            "cluster_arn",
+            facts::output_text(&plain, &facts::CLUSTER_ARN),
+        ),
+        (
+            "argocd_url",
+            setup.as_ref().and_then(|s| s.argocd_url.clone()),
+        ),
+        (
+            "argocd_admin_password",
+            setup.and_then(|s| s.argocd_admin_password),
+        ),
+    ];
+    let mut metadata: Map<String, Value> = known
+        .into_iter()
+        .filter_map(|(key, value)| Some((key.to_string(), Value::String(value?))))
+        .collect();
     metadata.insert("outputs".into(), Value::Object(redacted));
     metadata.insert("timings".into(), Value::Object(vine.timings));
     Ok(metadata)
-}
-
-/// The checks before a DEPLOY applies a PLAN job's plan.
-async fn check_plan_job(context: &JobContext, plan_job_id: &str) -> Result<(), JobError> {
-    let invalid = |message: String| Err(JobError::Invalid(message));
-    let Some(plan) = context.reporter.job_row(plan_job_id).await? else {
-        return invalid(format!("the PLAN job {plan_job_id} does not exist"));
-    };
-    let text = |row: &Value, key: &str| {
-        row.get(key)
-            .and_then(Value::as_str)
-            .unwrap_or_default()
-            .to_string()
-    };
-    let job_type = text(&plan, "job_type");
-    if job_type != "PLAN" {
-        return invalid(format!("job {plan_job_id} is a {job_type} job, not a PLAN"));
-    }
-    if plan.get("vine_id").and_then(Value::as_str) != context.job.vine_id.as_deref() {
-        return invalid(format!(
-            "the PLAN job {plan_job_id} belongs to another vine"
-        ));
-    }
-    let status = text(&plan, "status");
-    if status != "SUCCESS" {
-        return invalid(format!(
-            "the PLAN job {plan_job_id} is {status}, not SUCCESS: there is no plan to apply"
-        ));
-    }
-    let plan_hash = text(&plan, "configuration_hash");
-    let own_hash = context.job.configuration_hash.clone().unwrap_or_default();
-    let changed = if !plan_hash.is_empty() && !own_hash.is_empty() {
-        plan_hash != own_hash
-    } else {
-        let planned = plan.get("config_snapshot").cloned().unwrap_or(Value::Null);
-        planned != Value::Object(context.job.config_snapshot.clone())
-    };
-    if changed {
-        return invalid(CONFIGURATION_CHANGED.into());
-    }
-    Ok(())
 }
 
 /// DESTROY: from the snapshot and the remote state alone.

@@ -3,7 +3,8 @@
 //!
 //! DEPLOY_WORKER applies `templates/worker/<provider>` with the worker state
 //! key (registering the worker first when the snapshot has none), records
-//! `deploy_config` in the worker's metadata and reports `worker_outputs`.
+//! `deploy_config` (with the worker token, which Trellis needs to update and
+//! destroy the worker) in the worker's metadata and reports `worker_outputs`.
 //! DESTROY_WORKER destroys that state, then deletes the registration. The
 //! worker token reaches Terraform only as `TF_VAR_worker_token` (never tfvars;
 //! a worker job has no plan artifact), and is masked.
@@ -21,7 +22,7 @@ use serde_json::{json, Map, Value};
 use super::redact;
 use super::stack::Stack;
 use super::vine_inputs::setting;
-use super::{JobContext, JobError};
+use super::{snapshot, JobContext, JobError};
 use crate::cloud::aws::platform_config;
 use crate::cloud::CloudError;
 use crate::secrets;
@@ -50,7 +51,9 @@ pub fn worker_state_key(worker_id: &str) -> String {
 }
 
 /// The variables a worker job sets (all declared by the worker template;
-/// the token goes through the environment instead).
+/// the secrets go through the environment instead, see [`worker_secrets`]).
+/// The new worker keeps its Terraform state in this worker's bucket: the
+/// bucket's endpoint and region are passed on.
 fn worker_vars(context: &JobContext, worker_id: &str) -> Map<String, Value> {
     let snapshot = &context.job.config_snapshot;
     let mut vars = Map::new();
@@ -68,7 +71,31 @@ fn worker_vars(context: &JobContext, worker_id: &str) -> Map<String, Value> {
             vars.insert(name.into(), value.clone());
         }
     }
+    if let Some(storage) = &context.settings.state_storage {
+        vars.insert("state_endpoint".into(), json!(storage.endpoint));
+        vars.insert("state_region".into(), json!(storage.region));
+    }
     vars
+}
+
+/// The secrets a worker job gives Terraform, as `TF_VAR_` environment
+/// (never tfvars): the worker's token, and the platform's state-bucket keys
+/// and Infracost key, which the template stores in Secrets Manager for the
+/// new worker's task.
+fn worker_secrets(context: &JobContext, token: &str) -> BTreeMap<String, String> {
+    let settings = &context.settings;
+    let mut env = BTreeMap::from([("TF_VAR_worker_token".to_string(), token.to_string())]);
+    if let Some(storage) = &settings.state_storage {
+        env.insert("TF_VAR_state_key_id".into(), storage.key_id.expose().into());
+        env.insert(
+            "TF_VAR_state_secret_key".into(),
+            storage.secret_key.expose().into(),
+        );
+    }
+    if let Some(key) = &settings.infracost_api_key {
+        env.insert("TF_VAR_infracost_api_key".into(), key.expose().into());
+    }
+    env
 }
 
 /// The worker's stack: its template, its variables, its state key, the
@@ -80,7 +107,7 @@ async fn worker_stack<'a>(
     token: &str,
 ) -> Result<Stack<'a>, JobError> {
     let vars = worker_vars(context, worker_id);
-    let mut env = BTreeMap::from([("TF_VAR_worker_token".to_string(), token.to_string())]);
+    let mut env = worker_secrets(context, token);
     if let Some(region) = vars.get("region").and_then(Value::as_str) {
         for name in ["AWS_REGION", "AWS_DEFAULT_REGION"] {
             env.insert(name.to_string(), region.to_string());
@@ -92,10 +119,17 @@ async fn worker_stack<'a>(
 /// DEPLOY_WORKER.
 pub async fn deploy_worker(context: &JobContext) -> Result<Map<String, Value>, JobError> {
     let spec = WorkerSpec::from_snapshot(context, false)?;
+    if context.settings.state_storage.is_none() {
+        return Err(JobError::Invalid(
+            "DEPLOY_WORKER gives the new worker this worker's Terraform state bucket, and this worker has none: \
+             set SUPABASE_S3_ENDPOINT, SUPABASE_S3_REGION, SUPABASE_STORAGE_KEY_ID and SUPABASE_STORAGE_SECRET_KEY"
+                .into(),
+        ));
+    }
     let snapshot = &context.job.config_snapshot;
     let (worker_id, token, registered) = match (
         setting(snapshot, &["worker_id"]),
-        setting(snapshot, &["worker_token"]),
+        snapshot::text(snapshot, "", &["worker_token"]),
     ) {
         (Some(id), Some(token)) => (id, token, false),
         _ => {
@@ -126,7 +160,7 @@ pub async fn deploy_worker(context: &JobContext) -> Result<Map<String, Value>, J
     stack.apply().await?;
     let raw = stack.terraform().await?.output_json().await?;
     let (_, outputs, _masked_outputs) = redact::outputs(&raw);
-    let deploy_config = spec.deploy_config(context);
+    let deploy_config = spec.deploy_config(context, Some(&token));
     context
         .reporter
         .replace_worker_metadata(
@@ -148,8 +182,8 @@ pub async fn destroy_worker(context: &JobContext) -> Result<Map<String, Value>, 
     let worker_id = setting(snapshot, &["worker_id"])
         .ok_or_else(|| JobError::Invalid("the worker job's snapshot has no worker_id".into()))?;
     // Destroying needs every variable, the token too, but uses none of them.
-    let token =
-        setting(snapshot, &["worker_token"]).unwrap_or_else(|| "not-needed-to-destroy".into());
+    let token = snapshot::text(snapshot, "", &["worker_token"])
+        .unwrap_or_else(|| "not-needed-to-destroy".into());
     let _masked = secrets::register(&token);
     let mut stack = worker_stack(context, &worker_id, &token).await?;
     let resources = stack.terraform().await?.state_list().await?;
@@ -200,9 +234,11 @@ impl WorkerSpec {
         })
     }
 
-    /// `deploy_config` as Trellis keeps it in the worker's metadata (never
-    /// the token).
-    fn deploy_config(&self, context: &JobContext) -> Value {
+    /// `deploy_config` as Trellis keeps it in the worker's metadata, with the
+    /// token: Trellis's Update and Destroy buttons copy it into the next
+    /// worker job's snapshot (it goes back to the party that issued it,
+    /// never to a log, tfvars or a plan).
+    fn deploy_config(&self, context: &JobContext, token: Option<&str>) -> Value {
         let snapshot = &context.job.config_snapshot;
         let mut config = Map::new();
         for key in [
@@ -219,6 +255,9 @@ impl WorkerSpec {
             );
         }
         config.insert("image_tag".into(), json!(self.image_tag));
+        if let Some(token) = token {
+            config.insert("worker_token".into(), json!(token));
+        }
         Value::Object(config)
     }
 }
@@ -353,7 +392,17 @@ pub async fn update_worker(context: &JobContext) -> Result<Map<String, Value>, J
         .to_string();
     phase.finish();
 
-    let deploy_config = spec.deploy_config(context);
+    // The metadata is replaced whole: the token Trellis needs for the next
+    // Update and Destroy comes from this job's snapshot.
+    let token = snapshot::text(&context.job.config_snapshot, "", &["worker_token"]);
+    let _masked = token.as_deref().map(secrets::register);
+    if token.is_none() {
+        context.log.system(
+            "warning: the snapshot has no worker_token: the worker's deploy_config is recorded without it, and \
+             Trellis will ask for a re-deploy before the next update",
+        );
+    }
+    let deploy_config = spec.deploy_config(context, token.as_deref());
     context
         .reporter
         .replace_worker_metadata(

@@ -14,6 +14,7 @@ use serde_json::{Map, Value};
 
 use crate::config::WorkerMode;
 use crate::jobs::JobError;
+use crate::secrets::MaskedSecret;
 use crate::trellis::retry::{retry, RetryPolicy};
 use crate::trellis::{JobStatus, Registration, StatusUpdate, TrellisClient};
 
@@ -134,6 +135,20 @@ impl Reporter {
                 worker_id,
                 &Map::from_iter([("deleted".to_string(), Value::Bool(true))]),
             ),
+        }
+    }
+
+    /// The job's GitOps token from Trellis, masked; `None` when Trellis has
+    /// none (or, for `tendril exec`, there is no Trellis to ask).
+    pub async fn git_token(&self, job_id: &str) -> Result<Option<MaskedSecret>, JobError> {
+        match self {
+            Reporter::Trellis(t) => Ok(retry(
+                Self::policy(t.retry_max_delay),
+                "fetching the git token",
+                || t.client.git_token(job_id),
+            )
+            .await?),
+            Reporter::Local(_) => Ok(None),
         }
     }
 

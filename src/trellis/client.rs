@@ -15,6 +15,7 @@ use serde_json::{Map, Value};
 
 use super::model::*;
 use crate::config::{AgentSettings, WorkerMode};
+use crate::secrets::MaskedSecret;
 
 /// The most Trellis accepts as a plan artifact.
 pub const MAX_PLAN_ARTIFACT_BYTES: usize = 52_428_800;
@@ -202,6 +203,30 @@ impl TrellisClient {
             Ok(response) => Ok(Some(json_body(response).await?)),
             Err(TrellisError::Rejected { status: 404, .. }) => Ok(None),
             Err(error) => Err(error),
+        }
+    }
+
+    /// `POST /jobs/{id}/git-token`: the user's token for the vine's GitOps
+    /// repository, registered for masking before it is returned; `None`
+    /// when Trellis has none for this job (`{"token": null}`, 403 or 404).
+    pub async fn git_token(&self, job_id: &str) -> Result<Option<MaskedSecret>, TrellisError> {
+        let request = self.request(Method::POST, &["jobs", job_id, "git-token"]);
+        let response = match send(request).await {
+            Ok(response) => response,
+            Err(TrellisError::Rejected {
+                status: 403 | 404, ..
+            }) => return Ok(None),
+            Err(error) => return Err(error),
+        };
+        let body: Value = json_body(response).await?;
+        match body.get("token") {
+            Some(Value::String(token)) if !token.is_empty() => {
+                Ok(Some(MaskedSecret::new(token.clone())))
+            }
+            Some(Value::String(_) | Value::Null) | None => Ok(None),
+            Some(_) => Err(TrellisError::InvalidResponse(
+                "the git-token answer's token is not a string".into(),
+            )),
         }
     }
 

@@ -107,7 +107,8 @@ async fn arm(
                  "properties": {"addressPrefix": "10.1.1.0/24"}}]}}],
             "nextLink": format!("{base}/subscriptions/{sub}/providers/Microsoft.Network/virtualNetworks?api-version=2023-09-01&page=2")}),
         "/providers/Microsoft.Network/dnszones" => json!({"value": [{"name": "shop.example",
-            "id": format!("/subscriptions/{sub}/resourceGroups/dns-rg/providers/Microsoft.Network/dnszones/shop.example")}]}),
+            "id": format!("/subscriptions/{sub}/resourceGroups/dns-rg/providers/Microsoft.Network/dnszones/shop.example"),
+            "properties": {"zoneType": "Public", "numberOfRecordSets": 2}}]}),
         _ => {
             return reply(
                 StatusCode::NOT_FOUND,

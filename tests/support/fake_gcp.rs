@@ -168,8 +168,9 @@ async fn compute(
         }
         ("shop-prod/regions", Some("page-2")) => json!({"items": [{"name": "us-central1"}]}),
         ("shop-prod/global/networks", None) => {
-            json!({"items": [{"name": "default", "autoCreateSubnetworks": true},
-                                                                {"name": "shop-vpc", "autoCreateSubnetworks": false}]})
+            json!({"items": [
+                {"name": "default", "autoCreateSubnetworks": true, "selfLink": link("global/networks", "default")},
+                {"name": "shop-vpc", "autoCreateSubnetworks": false, "selfLink": link("global/networks", "shop-vpc")}]})
         }
         ("shop-prod/aggregated/subnetworks", None) => json!({"items": {
             "regions/europe-west1": {"subnetworks": [{"name": "shop-eu", "network": link("global/networks", "shop-vpc"),
@@ -194,7 +195,8 @@ async fn dns(Path(project): Path<String>, headers: HeaderMap) -> Response {
     }
     reply(
         StatusCode::OK,
-        json!({"managedZones": [{"name": "shop", "dnsName": "shop.example.", "visibility": "public"}]}),
+        json!({"managedZones": [{"name": "shop", "dnsName": "shop.example.", "visibility": "public"},
+                                {"name": "internal", "dnsName": "shop.internal.", "visibility": "private"}]}),
     )
 }
 

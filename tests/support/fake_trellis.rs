@@ -1,13 +1,17 @@
 //! `FakeTrellis`: a FAKE of the Trellis control plane's worker API (every
 //! route under `/api`), for tests that drive the real `tendril` binary.
 //!
-//! It implements `/work/shared/spec/trellis-api.md` strictly: the same status
-//! codes, the same `{"error": "..."}` bodies, the same server-side rules
-//! (atomic ordered claim, ownership checks, no status state machine,
-//! sticky `error_message`, shallow `execution_metadata` merge). It is not
-//! Trellis: there is no database, no stale-job recovery and no web app; tests
-//! play the web app through the control helpers (`cancel_job`,
-//! `reassign_job`, ...).
+//! It implements the worker API of `docs/trellis.md` strictly, as the
+//! deployed Trellis behaves: the same status codes, the same `{"error":
+//! "..."}` bodies, the same server-side rules (atomic ordered claim,
+//! ownership checks, no status state machine, `error_message` kept once set,
+//! shallow `execution_metadata` merge, every heartbeat recorded as ONLINE
+//! whatever its status, a log chunk holding U+0000 refused with a 500 on
+//! every attempt, as PostgreSQL text cannot store it). It is not Trellis:
+//! there is no database, no stale-job recovery and no web app; tests play the
+//! web app through the control helpers (`cancel_job`, `reassign_job`,
+//! `set_git_token`, ...) and read results as its screens do
+//! (`support::trellis_reads`).
 //!
 //! It runs on its own OS thread with its own tokio runtime, listens on
 //! 127.0.0.1 on a free port, records every request, and can inject faults:
@@ -86,6 +90,11 @@ struct Worker {
     metadata: Value,
     heartbeats: Vec<Value>,
     last_seen: Option<Instant>,
+    /// The row's `status`: ONLINE after any heartbeat or claim (the server
+    /// reads nothing else of a heartbeat but its version).
+    status: &'static str,
+    /// The row's `version`, from the last heartbeat that carried one.
+    version: Option<String>,
 }
 
 impl Worker {
@@ -95,6 +104,8 @@ impl Worker {
             metadata,
             heartbeats: Vec::new(),
             last_seen: None,
+            status: "OFFLINE",
+            version: None,
         }
     }
 }
@@ -107,6 +118,8 @@ struct Job {
     identity: Value,
     history: Vec<Value>,
     logs: Vec<(String, String)>,
+    /// What `POST /jobs/{id}/git-token` answers (`{"token": null}` if none).
+    git_token: Option<String>,
 }
 
 impl Job {
@@ -191,9 +204,12 @@ impl State {
         }
     }
 
+    /// Stamps the worker's heartbeat and sets it ONLINE, as a heartbeat and
+    /// a claim both do.
     fn touch(&mut self, worker: &str) -> Option<&mut Worker> {
         let w = self.workers.get_mut(worker)?;
         w.last_seen = Some(Instant::now());
+        w.status = "ONLINE";
         Some(w)
     }
 
@@ -249,6 +265,9 @@ async fn heartbeat(AxState(db): AxState<Db>, headers: HeaderMap, body: Bytes) ->
     let me = st.auth(&headers)?;
     let beat = json_object(&body)?;
     if let Some(w) = st.touch(&me) {
+        if let Some(version) = beat.get("version").and_then(Value::as_str) {
+            w.version = Some(version.to_string());
+        }
         w.heartbeats.push(Value::Object(beat));
     }
     success(StatusCode::OK)
@@ -361,8 +380,27 @@ async fn append_log(
         ));
     };
     let job = st.owned(&id, &me, "insert log")?;
+    if chunk.contains('\0') {
+        // PostgreSQL's text type cannot hold NUL: the insert fails, every time.
+        return Err(error(
+            500,
+            "Failed to insert log: invalid byte sequence for encoding \"UTF8\": 0x00",
+        ));
+    }
     job.logs.push((stream.to_string(), chunk.to_string()));
     success(StatusCode::CREATED)
+}
+
+async fn git_token(AxState(db): AxState<Db>, Path(id): Path<String>, headers: HeaderMap) -> Reply {
+    let st = lock(&db);
+    let me = st.auth(&headers)?;
+    let Some(job) = st.job(&id) else {
+        return Err(error(404, "Job not found"));
+    };
+    if job.field("worker_id") != Some(me.as_str()) {
+        return Err(error(403, "Worker does not own this job"));
+    }
+    Ok(Json(json!({ "token": job.git_token })).into_response())
 }
 
 async fn upload_artifact(
@@ -508,6 +546,7 @@ fn router(db: Db) -> Router {
         .route("/api/jobs/{id}", get(get_job))
         .route("/api/jobs/{id}/status", put(update_status))
         .route("/api/jobs/{id}/logs", post(append_log))
+        .route("/api/jobs/{id}/git-token", post(git_token))
         .route(
             "/api/jobs/{id}/plan-artifact",
             post(upload_artifact).get(download_artifact),
@@ -792,6 +831,16 @@ impl FakeTrellis {
             .unwrap_or_default()
     }
 
+    /// The worker's row as the Tendrils page reads it: `status` (ONLINE
+    /// once it sent a heartbeat or a claim, whatever status it sent) and
+    /// `version` (its last heartbeat's).
+    pub fn worker_row(&self, id: &str) -> Option<Value> {
+        self.st()
+            .workers
+            .get(id)
+            .map(|w| json!({"status": w.status, "version": w.version}))
+    }
+
     /// When the worker last sent a heartbeat or a claim.
     pub fn last_seen(&self, worker_id: &str) -> Option<Instant> {
         self.st().workers.get(worker_id).and_then(|w| w.last_seen)
@@ -869,6 +918,7 @@ impl FakeTrellis {
             identity,
             history,
             logs,
+            git_token: None,
         });
         id
     }
@@ -904,6 +954,12 @@ impl FakeTrellis {
     /// All the job's log chunks concatenated.
     pub fn log_text(&self, id: &str) -> String {
         self.logs(id).into_iter().map(|(_, chunk)| chunk).collect()
+    }
+
+    /// The token `POST /jobs/{id}/git-token` answers for the job (the
+    /// user's git provider token); `None` answers `{"token": null}`.
+    pub fn set_git_token(&self, id: &str, token: Option<&str>) {
+        self.with_job(id, |job| job.git_token = token.map(String::from));
     }
 
     /// What the web app does when a user presses Cancel.

@@ -15,6 +15,7 @@ pub mod http_fake;
 pub mod moto;
 pub mod tendril;
 pub mod terraform;
+pub mod trellis_reads;
 
 use std::path::{Path, PathBuf};
 

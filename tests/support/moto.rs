@@ -16,6 +16,9 @@ use super::{free_port, TempDir};
 
 const MOTO_MISSING: &str = "moto_server not found: install it with `pip install 'moto[server]'`";
 
+/// The storage secret key of `Moto::state_bucket_env`.
+pub const STATE_SECRET_KEY: &str = "storage-secret-key-value";
+
 pub struct Moto {
     child: Child,
     port: u16,
@@ -73,6 +76,20 @@ impl Moto {
             ("AWS_SECRET_ACCESS_KEY", "testing".into()),
             ("AWS_REGION", "us-east-1".into()),
             ("AWS_EC2_METADATA_DISABLED", "true".into()),
+        ]
+        .map(|(name, value)| (name.to_string(), value))
+        .into()
+    }
+
+    /// The settings of a Terraform state bucket in this moto, as a worker
+    /// is given them (a test that runs Terraform creates the
+    /// `vine-terraform-state` bucket itself).
+    pub fn state_bucket_env(&self) -> Vec<(String, String)> {
+        [
+            ("SUPABASE_S3_ENDPOINT", self.endpoint()),
+            ("SUPABASE_S3_REGION", "us-east-1".into()),
+            ("SUPABASE_STORAGE_KEY_ID", "storagekeyid".into()),
+            ("SUPABASE_STORAGE_SECRET_KEY", STATE_SECRET_KEY.into()),
         ]
         .map(|(name, value)| (name.to_string(), value))
         .into()

@@ -26,7 +26,6 @@ use serde_json::{json, Map, Value};
 
 use super::vine_inputs::{require_template, SECRET_SETTINGS};
 use super::{JobContext, JobError};
-use crate::trellis::CloudIdentity;
 use declared::declared_variables;
 
 /// The `terraform.tfvars.json` of a vine job whose template is `template`.
@@ -38,7 +37,7 @@ pub async fn vine_tfvars(
     let declared = declared_variables(template)?;
     let provider = context.provider();
     let snapshot = &context.job.config_snapshot;
-    let account = cloud_account_id(context.identity.as_ref(), &provider);
+    let account = context.cloud_account_id();
     let mut vars = mapping(&provider, Fields(snapshot), &account);
     if provider == "aws" && aws::SUBNET_VARIABLES.iter().any(|n| declared.contains(*n)) {
         if let Some(vpc) = vars.get("vpc_id").and_then(Value::as_str) {
@@ -54,18 +53,6 @@ pub async fn vine_tfvars(
         declared.len()
     ));
     Ok(written)
-}
-
-/// The cloud account a vine runs in, from the claim's identity ("" without one).
-fn cloud_account_id(identity: Option<&CloudIdentity>, provider: &str) -> String {
-    let Some(identity) = identity else {
-        return String::new();
-    };
-    match provider {
-        "gcp" => identity.project_id.clone(),
-        "azure" => identity.subscription_id.clone(),
-        _ => identity.account_id.clone(),
-    }
 }
 
 /// What the provider's mapping sets (nothing for a provider it does not know).
@@ -461,20 +448,6 @@ mod tests {
             Value::Object(written),
             json!({"project_name": "", "region": "", "aws_account_id": ""})
         );
-    }
-
-    #[test]
-    fn the_cloud_account_is_the_identitys_for_the_provider() {
-        let identity = CloudIdentity {
-            account_id: "123456789012".into(),
-            project_id: "shop-prod".into(),
-            subscription_id: "aaaa-bbbb".into(),
-            ..CloudIdentity::default()
-        };
-        assert_eq!(cloud_account_id(Some(&identity), "aws"), "123456789012");
-        assert_eq!(cloud_account_id(Some(&identity), "gcp"), "shop-prod");
-        assert_eq!(cloud_account_id(Some(&identity), "azure"), "aaaa-bbbb");
-        assert_eq!(cloud_account_id(None, "gcp"), "");
     }
 
     #[test]

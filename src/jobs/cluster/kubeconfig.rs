@@ -1,0 +1,86 @@
+//! The cluster's kubeconfig, written into the job's workspace by the
+//! provider's own CLI, with the original worker's arguments: `aws eks
+//! update-kubeconfig`, `gcloud container clusters get-credentials` (with the
+//! identity's project), `az aks get-credentials` (in the resource group the
+//! template output, else the template's own `rg-<project>-<environment>`).
+
+use std::path::Path;
+
+use serde_json::{Map, Value};
+
+use super::super::{snapshot, JobError};
+use super::facts::output_text;
+use super::Cluster;
+
+pub async fn write(
+    cluster: &Cluster<'_>,
+    outputs: &Map<String, Value>,
+    name: &str,
+) -> Result<(), JobError> {
+    let context = cluster.context;
+    let vine = &context.job.config_snapshot;
+    let file = cluster.kubeconfig.display().to_string();
+    let region = snapshot::region(vine).unwrap_or_default();
+    match context.provider().as_str() {
+        "aws" => {
+            let args = [
+                "eks",
+                "update-kubeconfig",
+                "--name",
+                name,
+                "--region",
+                &region,
+                "--kubeconfig",
+                &file,
+            ];
+            cluster.run("aws", &args).await?;
+        }
+        "gcp" => {
+            // gcloud writes the file KUBECONFIG names.
+            let project = context.cloud_account_id();
+            let mut args = vec![
+                "container",
+                "clusters",
+                "get-credentials",
+                name,
+                "--region",
+                &region,
+            ];
+            if !project.is_empty() {
+                args.extend(["--project", &project]);
+            }
+            cluster.run("gcloud", &args).await?;
+        }
+        "azure" => {
+            let group = output_text(outputs, &["resource_group_name"]).unwrap_or_else(|| {
+                let text = |key: &str| snapshot::text(vine, "", &[key]).unwrap_or_default();
+                format!("rg-{}-{}", text("project_name"), text("environment_stage"))
+            });
+            let args = [
+                "aks",
+                "get-credentials",
+                "--resource-group",
+                &group,
+                "--name",
+                name,
+                "--overwrite-existing",
+                "--file",
+                &file,
+            ];
+            cluster.run("az", &args).await?;
+        }
+        other => {
+            return Err(JobError::Invalid(format!(
+                "provider {other} is not supported yet"
+            )))
+        }
+    }
+    set_private(&cluster.kubeconfig)
+}
+
+/// The CLIs write the file with their own mode: make it the owner's alone.
+fn set_private(path: &Path) -> Result<(), JobError> {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))
+        .map_err(|e| JobError::io("cannot make the kubeconfig private", e))
+}
