@@ -25,7 +25,7 @@ use std::path::Path;
 use serde_json::{json, Map, Value};
 
 use super::vine_inputs::{require_template, SECRET_SETTINGS};
-use super::{JobContext, JobError};
+use super::{snapshot, JobContext, JobError};
 use declared::declared_variables;
 
 /// The `terraform.tfvars.json` of a vine job whose template is `template`.
@@ -41,7 +41,7 @@ pub async fn vine_tfvars(
     let mut vars = mapping(&provider, Fields(snapshot), &account);
     if provider == "aws" && aws::SUBNET_VARIABLES.iter().any(|n| declared.contains(*n)) {
         if let Some(vpc) = vars.get("vpc_id").and_then(Value::as_str) {
-            let region = Fields(snapshot).region();
+            let region = snapshot::region(snapshot).unwrap_or_default();
             let subnets = aws::existing_vpc_subnets(context, &region, vpc).await?;
             vars.extend(subnets);
         }
@@ -162,15 +162,6 @@ impl<'a> Fields<'a> {
             .and_then(Value::as_array)
             .is_some_and(|items| !items.is_empty())
     }
-
-    /// The vine's region: `region`, else `aws_region` (its name before the
-    /// multi-cloud migration).
-    fn region(self) -> String {
-        self.text("region")
-            .or_else(|| self.text("aws_region"))
-            .unwrap_or_default()
-            .to_string()
-    }
 }
 
 /// A number as Terraform and the clouds' duration strings want it: `30`, not `30.0`.
@@ -267,7 +258,8 @@ impl<'a> Vars<'a> {
             "environment",
             self.snapshot.or("environment_stage", json!("")),
         );
-        self.set(region, json!(self.snapshot.region()));
+        let name = snapshot::region(self.snapshot.0).unwrap_or_default();
+        self.set(region, json!(name));
     }
 
     /// Network: provision one unless an existing one is named and
@@ -457,14 +449,6 @@ mod tests {
         assert!(vars.is_empty());
         let written = written(vars, &snapshot, &names(&["project_name", "environment"]));
         assert_eq!(Value::Object(written), json!({"project_name": "shop"}));
-    }
-
-    #[test]
-    fn the_region_is_region_else_aws_region() {
-        let both = map(json!({"region": "eu-west-1", "aws_region": "us-east-1"}));
-        assert_eq!(Fields(&both).region(), "eu-west-1");
-        let old = map(json!({"region": "", "aws_region": "us-east-1"}));
-        assert_eq!(Fields(&old).region(), "us-east-1");
     }
 
     #[test]
