@@ -3,6 +3,15 @@
 # versions, each download checked against the checksums its publisher
 # publishes (HashiCorp's are also checked against HashiCorp's signature).
 # Every version is a build argument declared here, once.
+#
+#   docker build --build-arg TENDRIL_VERSION=1.4.0 \
+#     --build-context platform-templates=../infra/templates \
+#     -t ghcr.io/ORG/tendril:1.4.0 .
+#
+# TENDRIL_VERSION is the release version, the image's tag too: the binary
+# reports it to Trellis, which marks a worker whose version is not the newest
+# release's as outdated. It has no default; the build stops without it.
+ARG TENDRIL_VERSION
 ARG RUST_VERSION=1.95
 ARG DEBIAN_VERSION=bookworm
 ARG TERRAFORM_VERSION=1.11.4
@@ -14,13 +23,26 @@ ARG AZURE_CLI_VERSION=2.67.0
 ARG GCLOUD_VERSION=528.0.0
 ARG ARGOCD_CHART_VERSION=7.7.11
 
+# ---- the platform's templates ---------------------------------------------
+# The platform's vine templates (vine/<provider>/) and ArgoCD application
+# templates (argocd/*.yaml) are not in this repository. A build context of
+# the same name replaces this stage with them:
+# `--build-context platform-templates=../infra/templates`. Without one, the
+# image holds the example vine and the example ArgoCD applications.
+FROM scratch AS platform-templates
+COPY examples/templates/vine /vine
+COPY examples/templates/argocd /argocd
+
 # ---- the tendril binary ----------------------------------------------------
 FROM rust:${RUST_VERSION}-${DEBIAN_VERSION} AS build
+ARG TENDRIL_VERSION
 WORKDIR /src
-COPY Cargo.toml Cargo.lock ./
+COPY Cargo.toml Cargo.lock build.rs ./
 COPY src src
 COPY benches benches
-RUN cargo build --release --locked --bin tendril
+RUN test -n "${TENDRIL_VERSION}" \
+      || { echo "give the release version: docker build --build-arg TENDRIL_VERSION=<version> ..." >&2; exit 1; } \
+ && TENDRIL_VERSION="${TENDRIL_VERSION}" cargo build --release --locked --bin tendril
 
 # ---- downloaded tools, the argo-cd chart and the provider mirror ----------
 FROM debian:${DEBIAN_VERSION}-slim AS tools
@@ -30,6 +52,9 @@ ARG KUBECTL_VERSION
 ARG INFRACOST_VERSION
 ARG ARGOCD_CHART_VERSION
 SHELL ["/bin/bash", "-euo", "pipefail", "-c"]
+# Unpinned: Debian's archive keeps only the newest version of each package of
+# a release (DEBIAN_VERSION pins the release), so a pin fails at its next update.
+# hadolint ignore=DL3008
 RUN apt-get update \
  && apt-get install -y --no-install-recommends ca-certificates curl gnupg unzip \
  && rm -rf /var/lib/apt/lists/*
@@ -59,9 +84,12 @@ RUN mkdir -p /opt/tools/bin /opt/tendril/charts /opt/tendril/providers \
  && /opt/tools/bin/helm pull argo-cd --repo https://argoproj.github.io/argo-helm \
       --version "${ARGOCD_CHART_VERSION}" --destination /opt/tendril/charts \
  && mv "/opt/tendril/charts/argo-cd-${ARGOCD_CHART_VERSION}.tgz" /opt/tendril/charts/argo-cd.tgz
-# The providers the shipped templates need, checked by Terraform against the
-# registry's signed checksums: a registry outage cannot fail a job.
+# The templates: the platform's first, then this repository's (the worker
+# template Tendril is tested with) over them.
+COPY --from=platform-templates / /opt/tendril/templates/
 COPY templates /opt/tendril/templates
+# The providers the templates need, checked by Terraform against the
+# registry's signed checksums: a registry outage cannot fail a job.
 RUN for dir in /opt/tendril/templates/*/*/; do \
       if grep -qs required_providers "$dir"*.tf; then \
         /opt/tools/bin/terraform -chdir="$dir" providers mirror /opt/tendril/providers; \
@@ -76,7 +104,10 @@ ARG GCLOUD_VERSION
 SHELL ["/bin/bash", "-euo", "pipefail", "-c"]
 # tini is PID 1: it forwards SIGTERM to Tendril and reaps tool grandchildren.
 # The AWS and Azure CLIs come from PyPI at pinned versions, in a virtualenv;
-# the Google Cloud CLI from Google's signed apt repository.
+# the Google Cloud CLI from Google's signed apt repository, pinned. The Debian
+# packages are not: Debian's archive keeps only the newest version of each
+# package of a release, so a pin fails at its next update.
+# hadolint ignore=DL3008
 RUN apt-get update \
  && apt-get install -y --no-install-recommends ca-certificates tini git openssh-client python3 python3-venv curl gnupg \
  && python3 -m venv /opt/cli \
@@ -96,8 +127,8 @@ COPY --from=build /src/target/release/tendril /usr/local/bin/tendril
 ENV TENDRIL_TEMPLATES_DIR=/opt/tendril/templates \
     TENDRIL_ARGOCD_CHART=/opt/tendril/charts/argo-cd.tgz \
     TENDRIL_TERRAFORM_PROVIDER_MIRROR=/opt/tendril/providers \
-    TENDRIL_WORK_DIR=/var/lib/tendril/work \
-    TENDRIL_STATE_DIR=/var/lib/tendril/state
+    TENDRIL_WORK_DIR=/var/lib/tendril
+#checkov:skip=CKV_DOCKER_2:Tendril serves no port to probe, its heartbeats to Trellis show whether it is alive, and ECS ignores an image HEALTHCHECK
 USER 10001
 WORKDIR /var/lib/tendril
 ENTRYPOINT ["/usr/bin/tini", "--", "tendril"]

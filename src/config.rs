@@ -179,7 +179,8 @@ pub struct JobArgs {
     /// cloud-hosted or self-hosted [default: self-hosted].
     #[arg(long, env = "GRAPE_WORKER_MODE")]
     pub mode: Option<String>,
-    /// Root of job workspaces and of the outbox [default: the system temp dir].
+    /// Root of job workspaces and of the outbox [default: $XDG_STATE_HOME/tendril
+    /// or ~/.local/state/tendril].
     #[arg(long, env = "TENDRIL_WORK_DIR", value_name = "DIR")]
     pub work_dir: Option<PathBuf>,
     /// Where the Terraform and chart templates are [default: ./templates].
@@ -254,6 +255,10 @@ pub struct JobArgs {
     /// Azure Resource Manager [default: https://management.azure.com].
     #[arg(long, env = "TENDRIL_AZURE_RESOURCE_MANAGER", value_name = "URL")]
     pub azure_resource_manager: Option<String>,
+    /// No job is claimed while the work dir has less free space than this
+    /// [default: 512MiB].
+    #[arg(long, env = "TENDRIL_MIN_FREE_SPACE", value_name = "SIZE")]
+    pub min_free_space: Option<String>,
     /// S3-compatible endpoint of the Terraform state bucket.
     #[arg(long, env = "SUPABASE_S3_ENDPOINT", value_name = "URL")]
     pub s3_endpoint: Option<String>,
@@ -267,6 +272,8 @@ pub struct JobArgs {
 pub struct JobSettings {
     pub mode: WorkerMode,
     pub work_dir: PathBuf,
+    /// Free space the work dir needs before a job is claimed.
+    pub min_free_space: u64,
     pub templates_dir: PathBuf,
     pub job_timeout: Duration,
     pub cancel_grace: Duration,
@@ -432,7 +439,16 @@ impl JobArgs {
         };
         Ok(JobSettings {
             mode,
-            work_dir: self.work_dir.clone().unwrap_or_else(std::env::temp_dir),
+            work_dir: self
+                .work_dir
+                .clone()
+                .unwrap_or_else(crate::work_dir::default_work_dir),
+            min_free_space: match &self.min_free_space {
+                None => 512 << 20,
+                Some(text) => parse_size(text).map_err(|problem| {
+                    ConfigError::new("TENDRIL_MIN_FREE_SPACE (--min-free-space)", problem)
+                })?,
+            },
             templates_dir: self
                 .templates_dir
                 .clone()
@@ -676,6 +692,7 @@ mod tests {
         JobArgs {
             mode: mode.map(String::from),
             work_dir: None,
+            min_free_space: None,
             templates_dir: None,
             job_timeout: None,
             cancel_grace: None,

@@ -11,19 +11,21 @@
 pub mod agent;
 pub mod cloud;
 pub mod config;
+pub mod delivery;
 pub mod exec;
 pub mod http_error;
 pub mod jobs;
 pub mod logs;
-pub mod outbox;
 pub mod private_files;
 pub mod report;
+pub mod safe_name;
 pub mod scaler;
 pub mod secrets;
 pub mod telemetry;
 pub mod tools;
 pub mod trellis;
 pub mod units;
+pub mod work_dir;
 pub mod workspace;
 
 /// Tendril's own version: the release it was built as (see `build.rs`),

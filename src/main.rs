@@ -8,10 +8,11 @@ use clap::Parser;
 
 use tendril::agent::{shutdown::Shutdown, Agent, Exit};
 use tendril::config::{check_state_backend, shutdown_budget_warning, Cli, Command};
+use tendril::delivery::Outbox;
 use tendril::jobs::JobServices;
-use tendril::outbox::Outbox;
 use tendril::tools::versions::tool_versions;
 use tendril::trellis::TrellisClient;
+use tendril::work_dir::{Hold, WorkDirLock};
 
 /// Prints one line naming what is wrong and exits 2.
 fn configuration_error(message: impl std::fmt::Display) -> ExitCode {
@@ -67,6 +68,12 @@ async fn async_main(command: Command) -> ExitCode {
             settings
                 .state_dir
                 .get_or_insert_with(tendril::config::default_state_dir);
+            let _lock = match WorkDirLock::acquire(&settings.work_dir, Hold::Shared) {
+                Ok(lock) => lock,
+                Err(error) => {
+                    return configuration_error(format!("TENDRIL_WORK_DIR (--work-dir): {error}"))
+                }
+            };
             match tendril::exec::run(&args.job_file, args.out, args.plan_from, settings).await {
                 Ok(true) => ExitCode::SUCCESS,
                 Ok(false) => ExitCode::from(1),
@@ -96,6 +103,12 @@ async fn async_main(command: Command) -> ExitCode {
                 Ok(client) => client,
                 Err(error) => {
                     return configuration_error(format!("TRELLIS_URL (--trellis-url): {error}"))
+                }
+            };
+            let _lock = match WorkDirLock::acquire(&job_settings.work_dir, Hold::Exclusive) {
+                Ok(lock) => lock,
+                Err(error) => {
+                    return configuration_error(format!("TENDRIL_WORK_DIR (--work-dir): {error}"))
                 }
             };
             let outbox = match Outbox::open(&job_settings.work_dir) {

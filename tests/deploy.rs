@@ -67,6 +67,28 @@ fn the_unit_lets_tendril_drain_and_does_not_restart_on_a_configuration_error() {
     );
 }
 
+#[test]
+fn the_unit_keeps_workspaces_outbox_and_local_state_in_its_state_directory() {
+    let unit = unit();
+    assert!(
+        unit.lines().any(|l| l == "StateDirectory=tendril"),
+        "systemd makes /var/lib/tendril, writable under ProtectSystem=strict"
+    );
+    let environment: Vec<&str> = unit
+        .lines()
+        .filter_map(|l| l.strip_prefix("Environment="))
+        .flat_map(str::split_whitespace)
+        .collect();
+    assert!(
+        environment.contains(&"TENDRIL_WORK_DIR=/var/lib/tendril"),
+        "{environment:?}"
+    );
+    assert!(
+        environment.contains(&"TENDRIL_STATE_DIR=/var/lib/tendril/state"),
+        "{environment:?}"
+    );
+}
+
 fn deploy_file(name: &str) -> String {
     std::fs::read_to_string(
         Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -100,6 +122,46 @@ fn the_terraform_pool_sets_what_the_worker_template_declares() {
 }
 
 #[test]
+fn the_pool_takes_secrets_as_sensitive_variables_never_in_tfvars() {
+    let variables = deploy_file("variables.tf");
+    let example = deploy_file("terraform.tfvars.example");
+    for secret in [
+        "worker_tokens",
+        "state_key_id",
+        "state_secret_key",
+        "infracost_api_key",
+    ] {
+        let block = variables
+            .split(&format!("variable \"{secret}\" {{"))
+            .nth(1)
+            .and_then(|rest| rest.split("\n}").next())
+            .unwrap_or_else(|| panic!("deploy/terraform does not declare {secret}"));
+        assert!(
+            block.contains("sensitive   = true"),
+            "{secret} is not sensitive"
+        );
+        assert!(
+            example.contains(&format!("TF_VAR_{secret}")),
+            "the example does not say to pass {secret} as TF_VAR_{secret}"
+        );
+        assert!(
+            !example
+                .lines()
+                .any(|l| l.starts_with(&format!("{secret} "))),
+            "the example sets {secret} in tfvars"
+        );
+    }
+    for setting in ["state_endpoint", "state_region"] {
+        assert!(
+            example
+                .lines()
+                .any(|l| l.starts_with(&format!("{setting} "))),
+            "the example does not show {setting}"
+        );
+    }
+}
+
+#[test]
 fn the_scaler_lambda_is_wired_as_the_scaler_expects() {
     let scaler = deploy_file("scaler.tf");
     for needed in [
@@ -109,19 +171,37 @@ fn the_scaler_lambda_is_wired_as_the_scaler_expects() {
         "schedule_expression = \"rate(1 minute)\"",
         "authorization_type = var.scaler_url_auth == \"aws-iam\" ? \"AWS_IAM\" : \"NONE\"",
         "variable = \"aws:ResourceTag/tendril:pool\"",
-        "values   = [\"tendril:idle-since\"]",
+        "values   = local.scaler_tag_keys",
         "invoked_via_function_url = true",
         "maximum_retry_attempts = 0",
     ] {
         assert!(scaler.contains(needed), "scaler.tf lacks {needed}");
     }
     assert!(!scaler.contains("\"ecs:*\""), "least privilege");
-    // Every setting the Lambda is given is one `tendril scaler` reads.
     let help = std::process::Command::new(env!("CARGO_BIN_EXE_tendril"))
         .args(["scaler", "--help"])
         .output()
         .unwrap();
     let help = String::from_utf8_lossy(&help.stdout).to_string();
+    // The tags the role may write are those the scaler keeps (its help
+    // names each), and both tag statements are limited to them.
+    let tag_keys = scaler
+        .lines()
+        .find_map(|line| line.trim().strip_prefix("scaler_tag_keys = "))
+        .expect("scaler.tf names the tags the scaler writes");
+    let tag_keys: Vec<String> = serde_json::from_str(tag_keys).unwrap();
+    assert_eq!(
+        tag_keys,
+        ["tendril:idle-since", "tendril:starting-since"],
+        "the scaler's time tags"
+    );
+    assert!(tag_keys.iter().all(|t| help.contains(t.as_str())), "{help}");
+    assert_eq!(
+        scaler.matches("values   = local.scaler_tag_keys").count(),
+        2,
+        "tagged and listed services alike"
+    );
+    // Every setting the Lambda is given is one `tendril scaler` reads.
     let environment = scaler
         .split("variables = merge(")
         .nth(1)

@@ -1,7 +1,9 @@
-//! The Dockerfile cannot be built here (no Docker engine); what can be
-//! checked is: every pinned version is one build argument, declared once,
-//! used through the argument, and Terraform and Helm are the versions the
-//! tests run against.
+//! The Dockerfile cannot be built here (no Docker engine; hadolint and
+//! checkov read it in tests/static_checks.rs); what can be checked is: every
+//! pinned version is one build argument, declared once, used through the
+//! argument; Terraform and Helm are the versions the tests run against; the
+//! release version reaches the Rust build; the platform's templates are an
+//! optional build context; and the work directory is /var/lib/tendril.
 
 use std::collections::BTreeMap;
 
@@ -9,17 +11,45 @@ fn dockerfile() -> String {
     std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/Dockerfile")).unwrap()
 }
 
-/// The `ARG NAME=value` declarations before the first stage.
-fn pinned() -> BTreeMap<String, String> {
+/// The `ARG` declarations before the first stage, with their defaults.
+fn declared() -> BTreeMap<String, Option<String>> {
     let text = dockerfile();
-    let mut pins = BTreeMap::new();
+    let mut arguments = BTreeMap::new();
     for line in text.lines().take_while(|l| !l.starts_with("FROM ")) {
-        if let Some((name, value)) = line.strip_prefix("ARG ").and_then(|a| a.split_once('=')) {
-            let earlier = pins.insert(name.to_string(), value.to_string());
+        if let Some(argument) = line.strip_prefix("ARG ") {
+            let (name, value) = match argument.split_once('=') {
+                Some((name, value)) => (name, Some(value.to_string())),
+                None => (argument, None),
+            };
+            let earlier = arguments.insert(name.to_string(), value);
             assert!(earlier.is_none(), "{name} is declared twice");
         }
     }
-    pins
+    arguments
+}
+
+/// The `ARG NAME=value` declarations before the first stage.
+fn pinned() -> BTreeMap<String, String> {
+    declared()
+        .into_iter()
+        .filter_map(|(name, value)| Some((name, value?)))
+        .collect()
+}
+
+/// The stage named `name` (`FROM ... AS name`), up to the next `FROM`.
+fn stage(name: &str) -> String {
+    let text = dockerfile();
+    let suffix = format!(" AS {name}");
+    let start = text
+        .lines()
+        .position(|l| l.starts_with("FROM ") && l.ends_with(&suffix))
+        .unwrap_or_else(|| panic!("no stage {name}"));
+    text.lines()
+        .skip(start)
+        .enumerate()
+        .take_while(|(i, l)| *i == 0 || !l.starts_with("FROM "))
+        .map(|(_, l)| format!("{l}\n"))
+        .collect()
 }
 
 fn tool_version(program: &str, args: &[&str]) -> String {
@@ -62,16 +92,121 @@ fn every_version_is_one_build_argument_used_through_it() {
             "{name} has a second default"
         );
     }
+    let declared = declared();
     for line in text
         .lines()
-        .filter(|l| l.starts_with("ARG ") && !l.contains('='))
+        .skip_while(|l| !l.starts_with("FROM "))
+        .filter(|l| l.starts_with("ARG "))
     {
         let name = &line[4..];
         assert!(
-            pins.contains_key(name),
-            "{name} is used in a stage but declared nowhere"
+            !name.contains('=') && declared.contains_key(name),
+            "{line}: a stage takes arguments declared at the top, without a second default"
         );
     }
+}
+
+#[test]
+fn the_release_version_reaches_the_rust_build_and_has_no_default() {
+    assert_eq!(
+        declared().get("TENDRIL_VERSION"),
+        Some(&None),
+        "TENDRIL_VERSION is a build argument without a default (the release version is given, never guessed)"
+    );
+    let build = stage("build");
+    assert!(build.contains("\nARG TENDRIL_VERSION\n"), "{build}");
+    let cargo = build
+        .lines()
+        .find(|l| l.contains("cargo build"))
+        .expect("the build stage runs cargo build");
+    assert!(
+        cargo.contains(r#"TENDRIL_VERSION="${TENDRIL_VERSION}" cargo build --release --locked"#),
+        "cargo build gets TENDRIL_VERSION in its environment: {cargo}"
+    );
+    assert!(
+        build.contains(r#"test -n "${TENDRIL_VERSION}""#),
+        "the build stops when no TENDRIL_VERSION is given"
+    );
+}
+
+#[test]
+fn the_build_stage_copies_everything_cargo_reads() {
+    let build = stage("build");
+    let copied: Vec<&str> = build
+        .lines()
+        .filter_map(|l| l.strip_prefix("COPY "))
+        .flat_map(|sources| {
+            let mut words: Vec<&str> = sources.split_whitespace().collect();
+            words.pop(); // the destination
+            words
+        })
+        .collect();
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    let mut needed = vec!["Cargo.toml", "Cargo.lock", "src", "benches"];
+    if root.join("build.rs").exists() {
+        needed.push("build.rs");
+    }
+    for path in needed {
+        assert!(
+            copied.contains(&path),
+            "the build stage does not copy {path}: {copied:?}"
+        );
+    }
+}
+
+#[test]
+fn the_platform_templates_are_an_optional_build_context_beside_the_shipped_ones() {
+    let text = dockerfile();
+    // A stage of the context's name, which `--build-context
+    // platform-templates=DIR` replaces; without one the stage itself is
+    // used, so the image builds with the example vine and applications.
+    let default = stage("platform-templates");
+    assert!(
+        default.starts_with("FROM scratch AS platform-templates\n"),
+        "{default}"
+    );
+    let copies: Vec<&str> = default
+        .lines()
+        .filter_map(|l| l.strip_prefix("COPY "))
+        .collect();
+    assert_eq!(
+        copies,
+        [
+            "examples/templates/vine /vine",
+            "examples/templates/argocd /argocd"
+        ]
+    );
+    let examples = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/templates");
+    assert!(examples.join("vine/aws/main.tf").is_file());
+    assert!(examples.join("argocd/project-infra.yaml").is_file());
+    // The platform's templates and then the repository's, in the one
+    // templates directory Tendril reads.
+    let platform = text
+        .find("COPY --from=platform-templates / /opt/tendril/templates/\n")
+        .expect("the platform's templates are copied into /opt/tendril/templates");
+    let shipped = text
+        .find("COPY templates /opt/tendril/templates\n")
+        .expect("the repository's templates are copied into /opt/tendril/templates");
+    assert!(
+        platform < shipped,
+        "the repository's worker template wins"
+    );
+    let runtime = text.rsplit_once("\nFROM ").unwrap().1;
+    assert!(runtime.contains("TENDRIL_TEMPLATES_DIR=/opt/tendril/templates"));
+    assert!(runtime.contains("COPY --from=tools /opt/tendril /opt/tendril"));
+}
+
+#[test]
+fn the_work_directory_is_var_lib_tendril() {
+    let text = dockerfile();
+    let runtime = text.rsplit_once("\nFROM ").unwrap().1;
+    assert!(runtime.contains("TENDRIL_WORK_DIR=/var/lib/tendril\n"));
+    assert!(
+        !runtime.contains("TENDRIL_STATE_DIR"),
+        "no local state on a container's disposable disk"
+    );
+    assert!(runtime.contains("--home-dir /var/lib/tendril --create-home"));
+    assert!(runtime.contains("\nWORKDIR /var/lib/tendril\n"));
 }
 
 #[test]

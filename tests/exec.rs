@@ -34,13 +34,17 @@ fn exec_runs_the_example_connection_test_and_writes_its_result() {
     let (code, output) = exec(&moto, "examples/connection-test.json", &out);
     assert_eq!(code, 0, "{output}");
     let result = result(&out);
-    assert_eq!(result["status"], "SUCCESS");
-    assert_eq!(
-        result["execution_metadata"]["identity"]["account"],
-        "210987654321"
-    );
-    assert!(result["execution_metadata"]["cached_resources"]["vpcs"]["us-east-1"].is_array());
     let log = std::fs::read_to_string(out.join("job.log")).unwrap();
+    let context = format!("result: {result}\njob log:\n{log}");
+    assert_eq!(result["status"], "SUCCESS", "{context}");
+    assert_eq!(
+        result["execution_metadata"]["identity"]["account"], "210987654321",
+        "{context}"
+    );
+    assert!(
+        result["execution_metadata"]["cached_resources"]["vpcs"]["us-east-1"].is_array(),
+        "{context}"
+    );
     assert!(log.contains("==> CONNECTION_TEST succeeded"), "{log}");
     assert!(
         output.contains("$ aws ec2 describe-vpcs --region us-east-1"),

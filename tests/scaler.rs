@@ -1,5 +1,12 @@
 //! `tendril scaler` against real moto ECS and Secrets Manager (two
 //! regions), a strict fake PostgREST, and a fake Lambda Runtime API.
+//!
+//! Tasks never run in moto: a service created with a desired count has
+//! runningCount 0 (its tasks stay pending), one scaled by UpdateService
+//! reports runningCount equal to its new desired count, and the primary
+//! deployment's createdAt is when the service was created. So a service
+//! created at desired 1 is one still getting its task: within the start-up
+//! budget (5m unless a test sets it) it counts as a worker, as on ECS.
 
 mod support;
 
@@ -388,9 +395,10 @@ fn new_work_resets_the_idle_time() {
 fn a_job_claimed_while_the_pass_runs_keeps_the_service_up() {
     let world = World::new();
     let svc = world.service_idle_for_an_hour();
-    // The pass counts four times (waiting, assigned, busy, finished since
-    // the tag), then asks again before scaling down: by then it has a job.
-    world.jobs.add_job_later(4, "CLAIMED", Some("worker-a"));
+    // The pass recovers stale jobs, counts four times (waiting, assigned,
+    // busy, finished since the tag), then asks again before scaling down:
+    // by then it has a job.
+    world.jobs.add_job_later(5, "CLAIMED", Some("worker-a"));
     let (code, report, output) = world.pass(&[]);
     assert_eq!(code, 0, "{output}");
     assert_eq!(
@@ -405,7 +413,8 @@ fn a_postgrest_error_changes_no_service_and_the_pass_reports_it() {
     let world = World::new();
     let svc = world.service_idle_for_an_hour();
     let before = world.tag(svc, "tendril:idle-since");
-    world.jobs.fail_next(&[503]);
+    // The stale-job recovery fails (a warning), then the first count.
+    world.jobs.fail_next(&[503, 503]);
 
     let (code, _, output) = world.pass(&[]);
     assert_eq!(code, 1, "{output}");
@@ -424,51 +433,293 @@ fn a_postgrest_error_changes_no_service_and_the_pass_reports_it() {
     assert_eq!(world.desired(svc), 1);
 }
 
-fn url_call(headers: Value) -> Value {
-    json!({"version": "2.0", "rawPath": "/", "headers": headers, "isBase64Encoded": false,
-           "requestContext": {"http": {"method": "POST", "path": "/", "sourceIp": "198.51.100.7"}}})
+#[test]
+fn stale_jobs_are_recovered_by_default_and_not_when_turned_off() {
+    let world = World::new();
+    world.service_idle_for_an_hour();
+    let (code, _, output) = world.pass(&[]);
+    assert_eq!(code, 0, "{output}");
+    let requests = world.jobs.requests();
+    assert_eq!(requests[0].path, "/rest/v1/rpc/recover_stale_jobs");
+    let recoveries = |requests: &[support::fake_postgrest::RecordedQuery]| {
+        requests
+            .iter()
+            .filter(|r| r.path.ends_with("recover_stale_jobs"))
+            .count()
+    };
+    assert_eq!(recoveries(&requests), 1);
+
+    let (code, _, output) = world.pass(&[("TENDRIL_SCALER_RECOVER_STALE_JOBS", "false")]);
+    assert_eq!(code, 0, "{output}");
+    let later = world.jobs.requests();
+    assert!(later.len() > requests.len(), "the pass counted");
+    assert_eq!(recoveries(&later), 1, "no second recovery: {later:?}");
 }
 
 #[test]
-fn the_lambda_loop_refuses_url_calls_without_the_secret_scales_otherwise_and_reports_errors() {
+fn a_service_not_starting_takes_no_job_another_starts_and_only_idleness_stops_it() {
+    let world = World::new();
+    let stuck = Svc(EAST, "pool", "tendril-stuck");
+    let spare = Svc(EAST, "pool", "tendril-spare");
+    // Created at desired 1: in moto its task never runs.
+    world.pool_service(stuck, "worker-stuck", 1);
+    world.pool_service(spare, "worker-spare", 0);
+    let job = world.jobs.add_job("QUEUED", None, None);
+
+    // Within its start-up budget it is a worker that will take the job.
+    let (code, report, output) = world.pass(&[]);
+    assert_eq!(code, 0, "{output}");
+    assert_eq!(
+        decision(&report, "tendril-stuck"),
+        "kept: its worker will take a waiting job"
+    );
+    assert_eq!(world.desired(spare), 0, "{report}");
+    assert!(
+        world.tag(stuck, "tendril:starting-since").is_some(),
+        "its start-up clock is a tag"
+    );
+    assert_eq!(report["not_starting"], json!([]), "{report}");
+
+    // Past the budget (a short one here; the clock started with the
+    // service) it is not starting: the spare is started for the job.
+    std::thread::sleep(Duration::from_secs(3));
+    let short = [("TENDRIL_SCALER_STARTUP_BUDGET", "1s")];
+    let (code, report, output) = world.pass(&short);
+    assert_eq!(code, 0, "{output}");
+    let said = decision(&report, "tendril-stuck");
+    assert!(
+        said.starts_with("not starting: desired 1, no task running for ")
+            && said.ends_with("; kept: work is waiting in the pool"),
+        "{report}"
+    );
+    assert!(
+        decision(&report, "tendril-spare").starts_with("scaled up: 1 job waiting"),
+        "{report}"
+    );
+    assert_eq!((world.desired(stuck), world.desired(spare)), (1, 1));
+    let flagged = report["not_starting"].as_array().unwrap();
+    assert_eq!(flagged.len(), 1, "{report}");
+    let flagged = flagged[0].as_str().unwrap();
+    assert!(
+        flagged.starts_with("us-east-1 pool/tendril-stuck: not starting: desired 1"),
+        "{flagged}"
+    );
+    assert!(
+        output.lines().any(|l| l.contains("WARN")
+            && l.contains("tendril-stuck")
+            && l.contains("not starting")),
+        "a warning for the log's alarms:\n{output}"
+    );
+    assert!(world.tag(spare, "tendril:starting-since").is_some());
+
+    // Nothing waits: the idle rules only. The spare's task runs (moto says
+    // so once UpdateService set it), which stops its start-up clock.
+    world.jobs.set_status(&job, "SUCCESS");
+    let (code, report, output) = world.pass(&short);
+    assert_eq!(code, 0, "{output}");
+    let said = decision(&report, "tendril-stuck");
+    assert!(
+        said.starts_with("not starting: ") && said.contains("; idle: its idle time starts now"),
+        "{report}"
+    );
+    assert_eq!(world.desired(stuck), 1, "not starting alone stops nothing");
+    assert_eq!(world.tag(spare, "tendril:starting-since"), None, "{report}");
+    world.set_idle_since(stuck, SystemTime::now() - Duration::from_secs(3600));
+    let (code, report, output) = world.pass(&short);
+    assert_eq!(code, 0, "{output}");
+    assert!(
+        decision(&report, "tendril-stuck").contains("scaled down: idle for 1h"),
+        "{report}"
+    );
+    assert_eq!(world.desired(stuck), 0);
+    assert_eq!(world.tag(stuck, "tendril:starting-since"), None);
+    assert_eq!(world.tag(stuck, "tendril:idle-since"), None);
+}
+
+/// A Function URL call as AWS hands it to the function (payload 2.0): a
+/// POST with no body and the headers every HTTP client sends, plus these.
+fn url_call(extra_headers: Value) -> Value {
+    let mut headers = json!({"content-length": "0", "host": "abc123.lambda-url.us-east-1.on.aws",
+                             "x-forwarded-for": "198.51.100.7", "x-forwarded-proto": "https",
+                             "user-agent": "Deno/2.1.4", "accept": "*/*"});
+    for (name, value) in extra_headers.as_object().unwrap() {
+        headers[name] = value.clone();
+    }
+    json!({"version": "2.0", "routeKey": "$default", "rawPath": "/", "rawQueryString": "",
+           "headers": headers, "isBase64Encoded": false,
+           "requestContext": {"accountId": "anonymous", "apiId": "abc123",
+                              "http": {"method": "POST", "path": "/", "protocol": "HTTP/1.1",
+                                       "sourceIp": "198.51.100.7", "userAgent": "Deno/2.1.4"}}})
+}
+
+/// What Trellis sends when it queues a job: a bare POST.
+fn ping() -> Value {
+    url_call(json!({}))
+}
+
+fn scheduled() -> Value {
+    json!({"source": "aws.events", "detail-type": "Scheduled Event", "detail": {}})
+}
+
+/// The scaler as Lambda runs it: the binary is `bootstrap`, started with no
+/// argument, against a fake Runtime API.
+struct OnLambda {
+    lambda: FakeLambda,
+    scaler: TendrilProcess,
+}
+
+impl OnLambda {
+    fn start(world: &World, extra: &[(&str, &str)]) -> OnLambda {
+        let lambda = FakeLambda::start();
+        let mut command = Tendril::command();
+        command
+            .envs(world.moto.platform_env())
+            .env("SUPABASE_URL", world.jobs.url())
+            .env("SUPABASE_SERVICE_ROLE_KEY", KEY)
+            .env("TENDRIL_SCALER_SECRET", URL_SECRET)
+            .env("AWS_LAMBDA_RUNTIME_API", lambda.address())
+            .env("AWS_LAMBDA_FUNCTION_NAME", "tendril-scaler")
+            .envs(extra.iter().copied());
+        let scaler = TendrilProcess::spawn(command);
+        OnLambda { lambda, scaler }
+    }
+
+    /// Invokes with `event`; the response (a failed invocation panics).
+    fn invoke(&self, event: Value) -> Value {
+        let id = self.lambda.invoke(event);
+        match self.lambda.wait_outcome(&id, WAIT) {
+            Outcome::Response(answer) => answer,
+            other => panic!("an invocation error: {other:?}"),
+        }
+    }
+
+    /// Stops the scaler; its output, checked for secrets.
+    fn stop(mut self) -> String {
+        self.scaler.signal(libc::SIGKILL);
+        let output = self.scaler.output();
+        assert!(
+            !output.contains(URL_SECRET) && !output.contains(KEY),
+            "{output}"
+        );
+        output
+    }
+}
+
+#[test]
+fn a_bare_url_call_starts_a_stopped_service_for_a_waiting_job_and_answers_202() {
+    let world = World::new();
+    let a = Svc(EAST, "pool", "tendril-a");
+    world.pool_service(a, "worker-a", 0);
+    world.jobs.add_job("QUEUED", None, None);
+    let on_lambda = OnLambda::start(&world, &[]);
+
+    let answer = on_lambda.invoke(ping());
+    assert_eq!(answer["statusCode"], 202, "{answer}");
+    assert!(
+        !answer.to_string().contains("tendril-a"),
+        "a caller without the secret learns nothing of the pool: {answer}"
+    );
+    assert_eq!(world.desired(a), 1);
+    assert!(world.tag(a, "tendril:starting-since").is_some());
+    let requests = world.jobs.requests();
+    assert!(
+        !requests
+            .iter()
+            .any(|r| r.path.contains("recover_stale_jobs")),
+        "a ping pass recovers no jobs: {requests:?}"
+    );
+    let output = on_lambda.stop();
+    assert!(
+        output.contains("a ping from 198.51.100.7: a scale-up-only pass"),
+        "{output}"
+    );
+}
+
+#[test]
+fn a_bare_url_call_never_scales_an_idle_service_down_where_a_full_pass_does() {
+    let world = World::new();
+    let svc = world.service_idle_for_an_hour();
+    let tags_before = world.described(svc)["tags"].clone();
+    let on_lambda = OnLambda::start(&world, &[]);
+
+    let answer = on_lambda.invoke(ping());
+    assert_eq!(answer["statusCode"], 202, "{answer}");
+    assert_eq!(world.desired(svc), 1, "a ping never scales down");
+    assert_eq!(
+        world.described(svc)["tags"],
+        tags_before,
+        "nor touches a tag of a service it does not start"
+    );
+
+    let report = on_lambda.invoke(scheduled());
+    assert!(
+        decision(&report, "tendril-a").starts_with("scaled down: idle for 1h"),
+        "{report}"
+    );
+    assert_eq!(world.desired(svc), 0);
+    on_lambda.stop();
+}
+
+#[test]
+fn two_bare_calls_within_the_ping_interval_run_one_pass() {
+    let world = World::new();
+    let a = Svc(EAST, "pool", "tendril-a");
+    let b = Svc(EAST, "pool", "tendril-b");
+    world.pool_service(a, "worker-a", 0);
+    world.pool_service(b, "worker-b", 0);
+    world.jobs.add_job("QUEUED", None, None);
+    let on_lambda = OnLambda::start(&world, &[("TENDRIL_SCALER_PING_INTERVAL", "1h")]);
+
+    assert_eq!(on_lambda.invoke(ping())["statusCode"], 202);
+    assert_eq!(world.desired(a) + world.desired(b), 1);
+    let counted = world.jobs.requests().len();
+    world.jobs.add_job("QUEUED", None, None);
+    let answer = on_lambda.invoke(ping());
+    assert_eq!(answer["statusCode"], 202, "{answer}");
+    assert_eq!(world.jobs.requests().len(), counted, "no second pass");
+    assert_eq!(world.desired(a) + world.desired(b), 1);
+
+    // The secret still gets a full pass at any time.
+    let answer = on_lambda.invoke(url_call(json!({"x-tendril-scaler-secret": URL_SECRET})));
+    assert_eq!(answer["statusCode"], 200, "{answer}");
+    assert_eq!((world.desired(a), world.desired(b)), (1, 1));
+    let output = on_lambda.stop();
+    assert!(
+        output.contains("a ping from 198.51.100.7: no pass, one ran less than 1h ago"),
+        "{output}"
+    );
+}
+
+#[test]
+fn a_wrong_secret_is_refused_and_changes_nothing_the_right_one_and_the_schedule_run_full_passes() {
     let world = World::new();
     let svc = Svc(EAST, "pool", "tendril-a");
     world.pool_service(svc, "worker-a", 0);
     world.jobs.add_job("QUEUED", None, None);
-    let lambda = FakeLambda::start();
-    // As Lambda runs it: the binary is `bootstrap`, started with no argument.
-    let mut command = Tendril::command();
-    command
-        .envs(world.moto.platform_env())
-        .env("SUPABASE_URL", world.jobs.url())
-        .env("SUPABASE_SERVICE_ROLE_KEY", KEY)
-        .env("TENDRIL_SCALER_SECRET", URL_SECRET)
-        .env("AWS_LAMBDA_RUNTIME_API", lambda.address())
-        .env("AWS_LAMBDA_FUNCTION_NAME", "tendril-scaler");
-    let mut scaler = TendrilProcess::spawn(command);
+    let on_lambda = OnLambda::start(&world, &[]);
 
-    for headers in [json!({}), json!({"x-tendril-scaler-secret": "guess"})] {
-        let id = lambda.invoke(url_call(headers));
-        let Outcome::Response(answer) = lambda.wait_outcome(&id, WAIT) else {
-            panic!("a refusal is a response")
-        };
+    for guess in ["guess", ""] {
+        let answer = on_lambda.invoke(url_call(json!({ "x-tendril-scaler-secret": guess })));
         assert_eq!(answer["statusCode"], 401, "{answer}");
         assert_eq!(world.desired(svc), 0, "a refused call starts no pass");
+        assert!(world.jobs.requests().is_empty(), "nor counts anything");
     }
 
-    let id = lambda.invoke(url_call(json!({"x-tendril-scaler-secret": URL_SECRET})));
-    let Outcome::Response(answer) = lambda.wait_outcome(&id, WAIT) else {
-        panic!("a pass is a response")
-    };
+    let answer = on_lambda.invoke(url_call(json!({"x-tendril-scaler-secret": URL_SECRET})));
     assert_eq!(answer["statusCode"], 200, "{answer}");
     let report: Value = serde_json::from_str(answer["body"].as_str().unwrap()).unwrap();
     assert_eq!(report["services"][0]["desired_after"], 1, "{report}");
     assert_eq!(world.desired(svc), 1);
+    assert_eq!(
+        world.jobs.requests()[0].path,
+        "/rest/v1/rpc/recover_stale_jobs",
+        "a full pass recovers stale jobs"
+    );
 
-    world.jobs.fail_next(&[500]);
-    let scheduled = json!({"source": "aws.events", "detail-type": "Scheduled Event", "detail": {}});
-    let id = lambda.invoke(scheduled.clone());
-    match lambda.wait_outcome(&id, WAIT) {
+    // The recovery and the first count fail: the pass cannot count.
+    world.jobs.fail_next(&[500, 500]);
+    let id = on_lambda.lambda.invoke(scheduled());
+    match on_lambda.lambda.wait_outcome(&id, WAIT) {
         Outcome::Error(body, kind) => {
             assert!(
                 body["errorMessage"]
@@ -482,17 +733,9 @@ fn the_lambda_loop_refuses_url_calls_without_the_secret_scales_otherwise_and_rep
         other => panic!("a failed pass is an error report, not {other:?}"),
     }
     // The loop goes on after an error.
-    let id = lambda.invoke(scheduled);
-    let Outcome::Response(report) = lambda.wait_outcome(&id, WAIT) else {
-        panic!("the next scheduled pass is a response")
-    };
+    let report = on_lambda.invoke(scheduled());
     assert_eq!(report["unassigned"], 1, "{report}");
-    scaler.signal(libc::SIGKILL);
-    let output = scaler.output();
-    assert!(
-        !output.contains(URL_SECRET) && !output.contains(KEY),
-        "{output}"
-    );
+    let output = on_lambda.stop();
     assert!(
         output.contains("refused a Function URL call from 198.51.100.7"),
         "{output}"

@@ -9,7 +9,8 @@ use std::time::Duration;
 use serde_json::{json, Map, Value};
 use support::fake_trellis::FakeTrellis;
 use tendril::config::{AgentSettings, WorkerMode};
-use tendril::report::status_queue::StatusQueue;
+use tendril::delivery::send::DeliveryPolicy;
+use tendril::delivery::status_queue::StatusQueue;
 use tendril::secrets::Secret;
 use tendril::trellis::client::{register, MAX_PLAN_ARTIFACT_BYTES};
 use tendril::trellis::retry::{retry, RetryPolicy};
@@ -203,7 +204,15 @@ async fn progress_never_lands_after_the_queue_is_closed() {
     queue.push(progress(3));
     let delivering = {
         let (queue, client, job) = (queue.clone(), client.clone(), job.clone());
-        tokio::spawn(async move { queue.deliver(&client, &job, quick()).await })
+        tokio::spawn(async move {
+            queue
+                .deliver(
+                    &client,
+                    &job,
+                    &DeliveryPolicy::new(Duration::from_millis(100)),
+                )
+                .await
+        })
     };
     // The fake applies an update before its delayed answer: once the first
     // is recorded, it is in flight.

@@ -212,6 +212,53 @@ fn the_fixture_has_the_real_worker_templates_variables_and_outputs() {
 }
 
 #[test]
+fn the_real_worker_template_gives_the_task_the_state_bucket() {
+    let text = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/templates/worker/aws/main.tf"
+    ))
+    .unwrap();
+    for needed in [
+        // Endpoint and region as plain environment,
+        r#"{ name = "SUPABASE_S3_ENDPOINT", value = var.state_endpoint }"#,
+        r#"{ name = "SUPABASE_S3_REGION", value = var.state_region }"#,
+        // the keys (and the Infracost key, when given) as secrets of their own,
+        r#"SUPABASE_STORAGE_KEY_ID     = var.state_key_id"#,
+        r#"SUPABASE_STORAGE_SECRET_KEY = var.state_secret_key"#,
+        r#"INFRACOST_API_KEY           = var.infracost_api_key"#,
+        r#"nonsensitive(var.infracost_api_key != "") ? { INFRACOST_API_KEY = "infracost-api-key" } : {}"#,
+        r#"secret_string = local.secret_values[each.key]"#,
+        // given to the container by reference, readable by its execution role alone.
+        r#"for name, secret in aws_secretsmanager_secret.container : { name = name, valueFrom = secret.arn }"#,
+        r#"resources = [for secret in aws_secretsmanager_secret.container : secret.arn]"#,
+    ] {
+        assert!(text.contains(needed), "the worker template lacks {needed}");
+    }
+    for (environment, secret) in [
+        ("GRAPE_WORKER_TOKEN", "worker-token"),
+        ("SUPABASE_STORAGE_KEY_ID", "storage-key-id"),
+        ("SUPABASE_STORAGE_SECRET_KEY", "storage-secret-key"),
+    ] {
+        assert!(
+            text.lines()
+                .any(|l| l.trim().starts_with(environment) && l.ends_with(&format!("\"{secret}\""))),
+            "the worker template does not keep {environment} in the secret {secret}"
+        );
+    }
+    let environment = text
+        .split("environment = [")
+        .nth(1)
+        .and_then(|rest| rest.split(']').next())
+        .unwrap();
+    assert!(
+        !environment.contains("var.state_key_id")
+            && !environment.contains("var.state_secret_key")
+            && !environment.contains("var.infracost_api_key"),
+        "a key in the plain environment: {environment}"
+    );
+}
+
+#[test]
 fn the_real_worker_template_grants_task_protection_and_keeps_one_task() {
     let text = std::fs::read_to_string(concat!(
         env!("CARGO_MANIFEST_DIR"),

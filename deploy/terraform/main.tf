@@ -5,7 +5,9 @@
 #
 # Each worker is templates/worker/aws used as a module: register the
 # worker first (`tendril register --name ... --mode cloud-hosted`) and give
-# its id in `workers` and its token in `worker_tokens`.
+# its id in `workers` and its token in `worker_tokens`. Every worker keeps
+# its Terraform state in the platform's state bucket (state_*): never on its
+# task's disk, which is gone with the task.
 
 terraform {
   required_version = ">= 1.6"
@@ -44,4 +46,10 @@ module "worker" {
   vpc_id           = var.vpc_id
   subnet_ids       = var.subnet_ids
   assign_public_ip = var.assign_public_ip
+
+  state_endpoint    = var.state_endpoint
+  state_region      = var.state_region
+  state_key_id      = var.state_key_id
+  state_secret_key  = var.state_secret_key
+  infracost_api_key = var.infracost_api_key
 }

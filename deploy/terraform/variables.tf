@@ -36,6 +36,35 @@ variable "worker_tokens" {
   default     = {}
 }
 
+variable "state_endpoint" {
+  description = "The S3-compatible endpoint of the bucket the workers keep Terraform state in (SUPABASE_S3_ENDPOINT)."
+  type        = string
+}
+
+variable "state_region" {
+  description = "The region of the state bucket (SUPABASE_S3_REGION)."
+  type        = string
+}
+
+variable "state_key_id" {
+  description = "The state bucket's access key id (kept in Secrets Manager for the tasks); pass it as TF_VAR_state_key_id."
+  type        = string
+  sensitive   = true
+}
+
+variable "state_secret_key" {
+  description = "The state bucket's secret key (kept in Secrets Manager for the tasks); pass it as TF_VAR_state_secret_key."
+  type        = string
+  sensitive   = true
+}
+
+variable "infracost_api_key" {
+  description = "The Infracost API key for the workers' cost estimates, empty for none; pass it as TF_VAR_infracost_api_key."
+  type        = string
+  sensitive   = true
+  default     = ""
+}
+
 variable "vpc_id" {
   description = "The VPC of the tasks; empty for the region's default VPC."
   type        = string
@@ -107,7 +136,7 @@ variable "supabase_service_role_key_secret_arn" {
 }
 
 variable "scaler_url_auth" {
-  description = "How Trellis's calls to the Function URL are checked: secret (a shared-secret header) or aws-iam (SigV4-signed calls)."
+  description = "How calls to the Function URL are checked: secret (a public URL: a call with the shared-secret header runs a full pass, one without it, such as today's Trellis's bare POST, a scale-up-only pass) or aws-iam (SigV4-signed calls only; AWS refuses Trellis's unsigned POST, so jobs wait for the minute's pass)."
   type        = string
   default     = "secret"
 
@@ -129,8 +158,14 @@ variable "scaler_idle_time" {
   default     = "5m"
 }
 
+variable "scaler_startup_budget" {
+  description = "How long a service may want a task without running one before the scaler counts it as not starting (no capacity; reported) and starts another for waiting jobs."
+  type        = string
+  default     = "5m"
+}
+
 variable "scaler_recover_stale_jobs" {
-  description = "Whether each pass first calls rpc/recover_stale_jobs."
+  description = "Whether each full pass first calls rpc/recover_stale_jobs (Trellis's database has it)."
   type        = bool
-  default     = false
+  default     = true
 }

@@ -18,16 +18,16 @@ use rand::Rng;
 use serde_json::Value;
 
 use crate::config::AgentSettings;
+use crate::delivery::send::{confirm_gone, send_terminal, DeliveryError, DeliveryPolicy};
+use crate::delivery::{Backlog, JobReport, Outbox};
 use crate::jobs::{self, JobServices, JobStop, Outcome, StopReason};
-use crate::logs::spool::DeliveryError;
 use crate::logs::JobLog;
-use crate::outbox::Outbox;
-use crate::report::trellis::{recover, JobReport};
 use crate::tools::process::supervisors;
 use crate::tools::versions::tool_versions;
 use crate::trellis::retry::{retry, RetryPolicy};
 use crate::trellis::{
-    Announcement, Claim, Heartbeat, StatusUpdate, TrellisClient, TrellisError, WorkerStatus,
+    Announcement, Claim, ClaimedJob, Heartbeat, StatusUpdate, TrellisClient, TrellisError,
+    WorkerStatus,
 };
 use heartbeat::{Heartbeats, OFFLINE_BUDGET};
 use protection::TaskProtection;
@@ -50,9 +50,19 @@ pub struct Agent {
     settings: AgentSettings,
     services: JobServices,
     client: TrellisClient,
+    backlog: Backlog,
     outbox: Outbox,
     shutdown: Shutdown,
     protection: Option<TaskProtection>,
+}
+
+/// A claimed job the agent has taken on: its outbox entry exists and its
+/// PROCESSING update is queued.
+struct Accepted {
+    job_id: String,
+    /// The job, or why it cannot run (it is then failed with the reason).
+    claimed: Result<ClaimedJob, String>,
+    report: JobReport,
 }
 
 impl Agent {
@@ -67,10 +77,12 @@ impl Agent {
             services.host.get("ECS_AGENT_URI"),
             services.settings.job_timeout,
         );
+        let backlog = Backlog::new(client.clone(), outbox.clone(), settings.retry_max_delay);
         Agent {
             settings,
             services,
             client,
+            backlog,
             outbox,
             shutdown,
             protection,
@@ -107,7 +119,9 @@ impl Agent {
             self.settings.heartbeat_interval,
             self.settings.retry_max_delay,
         );
-        let mut exit = self.deliver_outbox().await;
+        let mut exit = self.deliver_leftovers().await;
+        let backlog = self.backlog.clone();
+        let background = tokio::spawn(async move { backlog.run().await });
         if exit == Exit::Drained {
             exit = self.work(&heartbeats).await;
         }
@@ -115,6 +129,10 @@ impl Agent {
             self.shutdown.drain.cancel();
         }
         heartbeats.set_status(WorkerStatus::Draining);
+        if self.settle_backlog().await && exit == Exit::Drained {
+            exit = Exit::Interrupted;
+        }
+        background.abort();
         heartbeats.stop().await;
         supervisors().close();
         if tokio::time::timeout(Duration::from_secs(5), supervisors().wait())
@@ -175,28 +193,47 @@ impl Agent {
         }
     }
 
-    /// Delivers every entry an earlier run left, before anything is claimed.
-    async fn deliver_outbox(&self) -> Exit {
-        let entries = match self.outbox.pending() {
-            Ok(entries) => entries,
-            Err(error) => {
-                tracing::error!("cannot read the outbox: {error}");
-                return Exit::Drained;
-            }
-        };
-        for entry in entries {
-            tokio::select! {
-                _ = recover(&self.client, &entry, self.settings.retry_max_delay) => {}
-                _ = self.shutdown.hard.cancelled() => return Exit::Interrupted,
-            }
+    /// Delivers what an earlier run left in the outbox before anything is
+    /// claimed (one round; what fails stays for the backlog).
+    async fn deliver_leftovers(&self) -> Exit {
+        tokio::select! {
+            _ = self.backlog.deliver_round() => Exit::Drained,
+            _ = self.shutdown.hard.cancelled() => Exit::Interrupted,
         }
-        Exit::Drained
     }
 
-    /// The poll loop: claim, run, claim again at once after a job.
+    /// At exit: gives the backlog the final delivery timeout to empty the
+    /// outbox; returns whether something is left in it.
+    async fn settle_backlog(&self) -> bool {
+        if self.backlog.entries() == 0 {
+            return false;
+        }
+        let settle = async {
+            while !self.backlog.deliver_round().await {
+                tokio::time::sleep(Duration::from_millis(500)).await;
+            }
+        };
+        if tokio::time::timeout(self.settings.final_delivery_timeout, settle)
+            .await
+            .is_ok()
+        {
+            return false;
+        }
+        tracing::warn!(
+            "{} jobs' logs or statuses could not be delivered before exit: they stay in the outbox ({}) and \
+             are sent at the next start",
+            self.backlog.entries(),
+            self.services.settings.work_dir.join("outbox").display()
+        );
+        true
+    }
+
+    /// The poll loop: claim, run, claim again at once after a job. No job is
+    /// claimed while the work dir cannot take one.
     async fn work(&self, heartbeats: &Heartbeats) -> Exit {
         let mut exit = Exit::Drained;
         let mut claim_now = true;
+        let mut not_ready: Option<String> = None;
         loop {
             if !claim_now {
                 tokio::select! {
@@ -208,6 +245,21 @@ impl Agent {
                 break;
             }
             claim_now = false;
+            let settings = &self.services.settings;
+            match crate::work_dir::ready_for_a_job(&settings.work_dir, settings.min_free_space) {
+                Err(problem) => {
+                    if not_ready.as_ref() != Some(&problem) {
+                        tracing::warn!("not claiming jobs: {problem}");
+                    }
+                    not_ready = Some(problem);
+                    continue;
+                }
+                Ok(()) => {
+                    if not_ready.take().is_some() {
+                        tracing::info!("the work dir can take jobs again: claiming");
+                    }
+                }
+            }
             match retry(
                 RetryPolicy::few(self.settings.retry_max_delay),
                 "claiming a job",
@@ -233,14 +285,35 @@ impl Agent {
         exit
     }
 
-    /// Runs one claimed job and delivers all it owes.
+    /// Runs one claimed job: accept it, supervise it, deliver what it owes.
     async fn run_claimed(&self, claim: Claim, heartbeats: &Heartbeats) -> Exit {
+        let unprotected = self.protect(true).await;
+        let exit = match self.accept(claim).await {
+            Some(accepted) => {
+                let job_id = accepted.job_id.clone();
+                self.backlog.hold(&job_id);
+                heartbeats.set_job(Some(job_id.clone()));
+                let exit = self.supervise(accepted, heartbeats, unprotected).await;
+                heartbeats.set_job(None);
+                self.backlog.release(&job_id);
+                exit
+            }
+            None => Exit::Drained,
+        };
+        self.protect(false).await;
+        exit
+    }
+
+    /// Takes a claimed job on: checks its id and opens its outbox entry. A
+    /// job that cannot be taken on is reported FAILED at once, with the
+    /// reason, rather than left claimed.
+    async fn accept(&self, claim: Claim) -> Option<Accepted> {
         let (claimed, job_id) = match claim.into_job() {
             Ok(Some(claimed)) => {
                 let id = claimed.job.id.clone();
                 (Ok(claimed), id)
             }
-            Ok(None) => return Exit::Drained,
+            Ok(None) => return None,
             Err(malformed) => match malformed.id {
                 Some(id) => (Err(malformed.reason), id),
                 None => {
@@ -248,28 +321,65 @@ impl Agent {
                         "Trellis gave a job without an id ({}); it cannot be run or reported",
                         malformed.reason
                     );
-                    return Exit::Drained;
+                    return None;
                 }
             },
         };
         tracing::info!("claimed job {job_id}");
-        let unprotected = self.protect(true).await;
-        let report = match JobReport::open(
+        if let Err(problem) = crate::safe_name::check("the job id", &job_id) {
+            self.fail_unrecorded(&job_id, &problem).await;
+            return None;
+        }
+        match JobReport::open(
             &self.client,
             &self.outbox,
             &job_id,
             self.settings.retry_max_delay,
         ) {
-            Ok(report) => report,
+            Ok(report) => Some(Accepted {
+                job_id,
+                claimed,
+                report,
+            }),
             Err(error) => {
-                tracing::error!(
-                    "cannot open job {job_id}'s outbox entry: {error}; the job is not run"
+                let problem = format!(
+                    "Tendril could not record this job in its work dir ({error}), so it was not run; it stops \
+                     claiming jobs until the work dir can take them"
                 );
-                self.protect(false).await;
-                return Exit::Drained;
+                self.fail_unrecorded(&job_id, &problem).await;
+                None
             }
-        };
-        heartbeats.set_job(Some(job_id.clone()));
+        }
+    }
+
+    /// Reports FAILED for a job that has no outbox entry, until Trellis takes
+    /// it (or a hard stop).
+    async fn fail_unrecorded(&self, job_id: &str, problem: &str) {
+        tracing::error!("job {job_id} is not run: {problem}");
+        let policy = DeliveryPolicy::new(self.settings.retry_max_delay);
+        let update = StatusUpdate::failed(problem);
+        tokio::select! {
+            sent = send_terminal(&self.client, job_id, &update, &policy) => if let Err(error) = sent {
+                tracing::error!("cannot report job {job_id} FAILED: {error}");
+            },
+            _ = self.shutdown.hard.cancelled() => {}
+        }
+    }
+
+    /// Runs the job beside the delivery of its log and progress, the
+    /// watch on its ownership, its timeout and the shutdown signals; then
+    /// finishes its delivery.
+    async fn supervise(
+        &self,
+        accepted: Accepted,
+        heartbeats: &Heartbeats,
+        unprotected: Option<String>,
+    ) -> Exit {
+        let Accepted {
+            job_id,
+            claimed,
+            report,
+        } = accepted;
         let settings = &self.services.settings;
         let log = JobLog::new(
             report.log_destination(),
@@ -301,7 +411,7 @@ impl Agent {
             }
         };
         let delivery = report.deliver();
-        let ownership = watch_ownership(&self.client, &job_id, self.settings.heartbeat_interval);
+        let ownership = self.watch_ownership(&job_id);
         let timeout = tokio::time::sleep(settings.job_timeout);
         tokio::pin!(job, delivery, ownership, timeout);
 
@@ -311,7 +421,7 @@ impl Agent {
             tokio::select! {
                 outcome = &mut job => break outcome,
                 result = &mut delivery, if delivered.is_none() => {
-                    if let Err(DeliveryError::Trellis(TrellisError::JobGone(message))) = &result {
+                    if let Err(DeliveryError::Gone(message)) = &result {
                         stop.stop(StopReason::Reassigned(message.clone()));
                     }
                     delivered = Some(result);
@@ -335,82 +445,105 @@ impl Agent {
                 }
             }
         };
+        let interrupted = matches!(stop.reason(), Some(StopReason::Shutdown));
+        let finished = self
+            .finish(&job_id, &report, outcome, delivered, delivery)
+            .await;
+        if interrupted || !finished {
+            Exit::Interrupted
+        } else {
+            Exit::Drained
+        }
+    }
 
+    /// The job has ended: records its outcome, delivers its last log lines
+    /// and its terminal status. What cannot be delivered now is left to the
+    /// backlog; after a hard stop, the final delivery timeout bounds it.
+    /// Returns false when the final delivery timeout cut it short.
+    async fn finish(
+        &self,
+        job_id: &str,
+        report: &JobReport,
+        outcome: Outcome,
+        delivered: Option<Result<(), DeliveryError>>,
+        delivery: impl std::future::Future<Output = Result<(), DeliveryError>>,
+    ) -> bool {
         let terminal = match &outcome {
             Outcome::Report(update) => Some(update.clone()),
             Outcome::Abandon(_) => None,
         };
         report.close(terminal.as_ref());
-        let finish = async {
+        let deliver_all = async {
             let delivered = match delivered {
                 Some(result) => result,
                 None => delivery.await,
             };
-            match delivered {
+            let sent = match delivered {
                 Ok(()) => report.send_terminal(terminal.as_ref()).await,
-                Err(DeliveryError::Trellis(TrellisError::JobGone(message))) => {
+                Err(DeliveryError::Gone(message)) => {
                     tracing::warn!(
                         "job {job_id} is no longer this worker's ({message}); nothing more is sent"
                     );
                     report.abandon();
+                    Ok(())
                 }
-                Err(error) => tracing::error!(
-                    "delivering job {job_id}'s log failed: {error}; kept in the outbox"
-                ),
+                Err(error) => Err(error),
+            };
+            if let Err(error) = sent {
+                tracing::error!(
+                    "delivering job {job_id}'s log and status failed: {error}; the backlog goes on trying"
+                );
             }
         };
         let deadline = async {
             self.shutdown.hard.cancelled().await;
             tokio::time::sleep(self.settings.final_delivery_timeout).await;
         };
-        let mut exit = match stop.reason() {
-            Some(StopReason::Shutdown) => Exit::Interrupted,
-            _ => Exit::Drained,
-        };
         tokio::select! {
-            _ = finish => {}
+            _ = deliver_all => true,
             _ = deadline => {
                 tracing::warn!(
                     "Trellis has not taken all of job {job_id}'s log and status before the final delivery \
                      timeout; they stay in the outbox and are sent at the next start"
                 );
-                exit = Exit::Interrupted;
+                false
             }
         }
-        heartbeats.set_job(None);
-        self.protect(false).await;
-        exit
     }
-}
 
-/// Reads the job in Trellis every interval and returns when it must stop:
-/// cancelled by a user, or no longer this worker's.
-async fn watch_ownership(client: &TrellisClient, job_id: &str, interval: Duration) -> StopReason {
-    let policy = RetryPolicy::few(interval);
-    loop {
-        tokio::time::sleep(interval).await;
-        match retry(policy, "checking the running job in Trellis", || {
-            client.get_job(job_id)
-        })
-        .await
-        {
-            Ok(None) => {
-                return StopReason::Reassigned("the job no longer exists in Trellis".into())
-            }
-            Ok(Some(row)) => {
-                if row.get("status").and_then(Value::as_str) == Some("CANCELLED") {
-                    return StopReason::Cancelled;
+    /// Reads the job in Trellis every heartbeat interval and returns when it
+    /// must stop: cancelled by a user, or no longer this worker's (when a
+    /// second read a few seconds later agrees).
+    async fn watch_ownership(&self, job_id: &str) -> StopReason {
+        let interval = self.settings.heartbeat_interval;
+        let policy = RetryPolicy::few(interval);
+        let confirm = DeliveryPolicy::new(self.settings.retry_max_delay);
+        loop {
+            tokio::time::sleep(interval).await;
+            let read = retry(policy, "checking the running job in Trellis", || {
+                self.client.get_job(job_id)
+            })
+            .await;
+            match read {
+                Ok(None) if confirm_gone(&self.client, job_id, &confirm).await => {
+                    return StopReason::Reassigned("the job no longer exists in Trellis".into())
                 }
-                match row.get("worker_id").and_then(Value::as_str) {
-                    Some(owner) if owner != client.worker_id() => {
-                        return StopReason::Reassigned(format!(
-                            "the job now belongs to worker {owner}"
-                        ))
+                Ok(None) => tracing::warn!("job {job_id} was missing in Trellis, then there again"),
+                Ok(Some(row)) => {
+                    if row.get("status").and_then(Value::as_str) == Some("CANCELLED") {
+                        return StopReason::Cancelled;
                     }
-                    _ => {}
+                    match row.get("worker_id").and_then(Value::as_str) {
+                        Some(owner) if owner != self.client.worker_id() => {
+                            return StopReason::Reassigned(format!(
+                                "the job now belongs to worker {owner}"
+                            ))
+                        }
+                        _ => {}
+                    }
                 }
+                Err(error) => tracing::warn!("cannot check job {job_id} in Trellis: {error}"),
             }
-            Err(error) => tracing::warn!("cannot check job {job_id} in Trellis: {error}"),
         }
     }
 }

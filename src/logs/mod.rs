@@ -5,7 +5,6 @@
 //! Every line is masked here, before it is stored or sent anywhere, so no
 //! destination ever holds a registered secret.
 
-pub mod spool;
 pub mod terminal;
 
 use std::sync::{Arc, Mutex};
@@ -23,7 +22,7 @@ pub const MAX_LINE_BYTES: usize = MAX_CHUNK_BYTES - 1;
 /// Where a job's lines go once they are framed and masked.
 pub enum Destination {
     /// To Trellis, through the job's durable spool.
-    Trellis(Arc<spool::Spool>),
+    Trellis(Arc<crate::delivery::spool::Spool>),
     /// To the terminal and a file, for `tendril exec`.
     Terminal(terminal::TerminalLog),
 }

@@ -1,11 +1,10 @@
 //! How an executor reports and fetches what it needs from outside the job:
 //! progress metadata during a job, the plan artifact, and the PLAN job a
-//! DEPLOY applies. Two implementations: Trellis (through the outbox, see
-//! [`trellis`]) and local files (for `tendril exec`, see [`local`]).
+//! DEPLOY applies. Two implementations: Trellis (progress through the job's
+//! ordered status queue, see [`crate::delivery`]) and local files (for
+//! `tendril exec`, see [`local`]).
 
 pub mod local;
-pub mod status_queue;
-pub mod trellis;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -21,7 +20,7 @@ use crate::trellis::{JobStatus, Registration, StatusUpdate, TrellisClient};
 /// The Trellis side of a running job's reporting.
 #[derive(Clone)]
 pub struct TrellisReporter {
-    pub statuses: Arc<status_queue::StatusQueue>,
+    pub statuses: Arc<crate::delivery::status_queue::StatusQueue>,
     pub client: TrellisClient,
     pub retry_max_delay: Duration,
 }

@@ -2,14 +2,22 @@
 //! Runtime API loop (next invocation, one pass, response or error report).
 //!
 //! An invocation is a scheduled (EventBridge) or direct one, or a call
-//! through the Function URL. A URL call must carry the shared secret in the
-//! `x-tendril-scaler-secret` header, compared in constant time, unless the
-//! URL uses AWS_IAM auth; a refused call gets a 401 and starts no pass.
+//! through the Function URL; scheduled and direct ones run a full pass. A
+//! URL call runs a full pass when the URL uses AWS_IAM auth (AWS checked
+//! the caller) or when it carries the shared secret in the
+//! `x-tendril-scaler-secret` header, compared in constant time. A call
+//! without the header is Trellis's ping (a bare POST when it queues a job):
+//! it runs a scale-up-only pass, at most one a ping interval, and gets a
+//! 202 that tells the caller nothing. A call with a wrong secret gets a 401
+//! and starts no pass.
+
+use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
 use subtle::ConstantTimeEq;
 
 use super::pass::Scaler;
+use super::plan::PassKind;
 use super::settings::{UrlAuth, SECRET_HEADER};
 
 const API_VERSION: &str = "2018-06-01";
@@ -31,9 +39,10 @@ impl RuntimeApi {
 
     /// Serves invocations until the Runtime API itself fails.
     pub async fn serve(&self, scaler: &Scaler, url_auth: &UrlAuth) -> Result<(), String> {
+        let mut pings = PingGate::new(scaler.settings().ping_interval);
         loop {
             let (request_id, event) = self.next().await?;
-            match handle(scaler, url_auth, &event).await {
+            match handle(scaler, url_auth, &mut pings, &event).await {
                 Ok(response) => {
                     self.post(&format!("invocation/{request_id}/response"), &response)
                         .await?
@@ -108,42 +117,102 @@ fn error_body(message: &str) -> Value {
     json!({"errorMessage": message, "errorType": "Tendril.ScalerError"})
 }
 
-/// One invocation: a pass, unless it is a URL call that is not let in.
-async fn handle(scaler: &Scaler, url_auth: &UrlAuth, event: &Value) -> Result<Value, String> {
-    let through_url = event.pointer("/requestContext/http").is_some();
-    if through_url {
-        if let Err(refusal) = admit(url_auth, event) {
-            let source = event
-                .pointer("/requestContext/http/sourceIp")
-                .and_then(Value::as_str)
-                .unwrap_or("?");
-            tracing::warn!("refused a Function URL call from {source}: {refusal}");
-            return Ok(url_response(401, &json!({"error": refusal})));
-        }
-    }
-    let report = scaler.pass().await.map_err(|e| e.to_string())?;
-    let report = serde_json::to_value(&report).map_err(|e| e.to_string())?;
-    Ok(if through_url {
-        url_response(200, &report)
-    } else {
-        report
-    })
+/// At most one scale-up-only pass a ping interval. When the last one ran
+/// is kept in this process's memory only, and that is enough: the function
+/// runs one invocation at a time (reserved concurrency 1) and a warm process
+/// serves one invocation after another, so within a process the limit is
+/// exact. A cold start forgets it and may run one pass more, which is
+/// harmless: such a pass only starts services for jobs that wait, as the
+/// next due pass would.
+struct PingGate {
+    interval: Duration,
+    last: Option<Instant>,
 }
 
-/// Whether a Function URL call may start a pass.
-fn admit(auth: &UrlAuth, event: &Value) -> Result<(), &'static str> {
+impl PingGate {
+    fn new(interval: Duration) -> PingGate {
+        PingGate {
+            interval,
+            last: None,
+        }
+    }
+
+    /// Whether a ping at `now` gets a pass (which then is the last one).
+    fn open(&mut self, now: Instant) -> bool {
+        if self
+            .last
+            .is_some_and(|last| now.saturating_duration_since(last) < self.interval)
+        {
+            return false;
+        }
+        self.last = Some(now);
+        true
+    }
+}
+
+/// One invocation: a full pass, a ping's scale-up-only pass, or a refusal.
+async fn handle(
+    scaler: &Scaler,
+    url_auth: &UrlAuth,
+    pings: &mut PingGate,
+    event: &Value,
+) -> Result<Value, String> {
+    if event.pointer("/requestContext/http").is_none() {
+        let report = scaler
+            .pass(PassKind::Full)
+            .await
+            .map_err(|e| e.to_string())?;
+        return serde_json::to_value(&report).map_err(|e| e.to_string());
+    }
+    let source = event
+        .pointer("/requestContext/http/sourceIp")
+        .and_then(Value::as_str)
+        .unwrap_or("?");
+    match admit(url_auth, event) {
+        Err(refusal) => {
+            tracing::warn!("refused a Function URL call from {source}: {refusal}");
+            Ok(url_response(401, &json!({"error": refusal})))
+        }
+        Ok(PassKind::Full) => {
+            let report = scaler
+                .pass(PassKind::Full)
+                .await
+                .map_err(|e| e.to_string())?;
+            let report = serde_json::to_value(&report).map_err(|e| e.to_string())?;
+            Ok(url_response(200, &report))
+        }
+        Ok(PassKind::ScaleUpOnly) => {
+            if pings.open(Instant::now()) {
+                tracing::info!("a ping from {source}: a scale-up-only pass");
+                // A failed pass is logged by the pass; the caller, who
+                // showed no secret, learns nothing of it.
+                let _ = scaler.pass(PassKind::ScaleUpOnly).await;
+            } else {
+                tracing::info!(
+                    "a ping from {source}: no pass, one ran less than {} ago",
+                    crate::units::format_duration(pings.interval)
+                );
+            }
+            Ok(url_response(202, &json!({"status": "accepted"})))
+        }
+    }
+}
+
+/// What a Function URL call may start: a full pass when AWS checked the
+/// caller or it shows the secret, a scale-up-only pass when it shows no
+/// secret (Trellis's bare ping), nothing when it shows a wrong one.
+fn admit(auth: &UrlAuth, event: &Value) -> Result<PassKind, &'static str> {
     let UrlAuth::SharedSecret(secret) = auth else {
         // AWS verified the caller's signature before invoking.
-        return Ok(());
+        return Ok(PassKind::Full);
     };
     // Function URLs give header names in lower case.
-    let given = event
-        .get("headers")
-        .and_then(|headers| headers.get(SECRET_HEADER))
-        .and_then(Value::as_str)
-        .ok_or("no x-tendril-scaler-secret header")?;
+    let Some(given) = event.get("headers").and_then(|h| h.get(SECRET_HEADER)) else {
+        return Ok(PassKind::ScaleUpOnly);
+    };
+    let given = given.as_str().unwrap_or_default();
     if bool::from(given.as_bytes().ct_eq(secret.expose().as_bytes())) {
-        Ok(())
+        Ok(PassKind::Full)
     } else {
         Err("wrong x-tendril-scaler-secret header")
     }
@@ -169,21 +238,39 @@ mod tests {
     }
 
     #[test]
-    fn a_url_call_needs_the_exact_secret_unless_the_url_uses_iam() {
+    fn a_url_call_runs_a_full_pass_with_the_exact_secret_a_ping_without_any() {
         let auth = UrlAuth::SharedSecret(Secret::new_registered("scaler-shared-secret-1".into()));
         let good = url_call(json!({"x-tendril-scaler-secret": "scaler-shared-secret-1"}));
-        assert_eq!(admit(&auth, &good), Ok(()));
+        assert_eq!(admit(&auth, &good), Ok(PassKind::Full));
         let wrong = url_call(json!({"x-tendril-scaler-secret": "scaler-shared-secret-2"}));
         assert_eq!(
             admit(&auth, &wrong),
             Err("wrong x-tendril-scaler-secret header")
         );
-        let prefix = url_call(json!({"x-tendril-scaler-secret": "scaler-shared"}));
-        assert!(admit(&auth, &prefix).is_err());
+        for guess in ["scaler-shared", ""] {
+            let partial = url_call(json!({ "x-tendril-scaler-secret": guess }));
+            assert!(admit(&auth, &partial).is_err(), "{guess:?}");
+        }
+        let bare = url_call(json!({"host": "abc.lambda-url.eu-west-1.on.aws"}));
+        assert_eq!(admit(&auth, &bare), Ok(PassKind::ScaleUpOnly));
+        let no_headers = json!({"requestContext": {"http": {"method": "POST"}}});
+        assert_eq!(admit(&auth, &no_headers), Ok(PassKind::ScaleUpOnly));
         assert_eq!(
-            admit(&auth, &url_call(json!({}))),
-            Err("no x-tendril-scaler-secret header")
+            admit(&UrlAuth::AwsIam, &url_call(json!({}))),
+            Ok(PassKind::Full)
         );
-        assert_eq!(admit(&UrlAuth::AwsIam, &url_call(json!({}))), Ok(()));
+    }
+
+    #[test]
+    fn the_ping_gate_lets_one_pass_through_an_interval() {
+        let mut gate = PingGate::new(Duration::from_secs(10));
+        let start = Instant::now();
+        assert!(gate.open(start));
+        assert!(!gate.open(start + Duration::from_secs(3)));
+        assert!(!gate.open(start + Duration::from_millis(9_999)));
+        assert!(gate.open(start + Duration::from_secs(10)));
+        // Refused pings do not push the next pass back.
+        assert!(!gate.open(start + Duration::from_secs(15)));
+        assert!(gate.open(start + Duration::from_secs(20)));
     }
 }

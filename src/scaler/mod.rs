@@ -15,6 +15,7 @@ use std::process::ExitCode;
 use crate::agent::shutdown::Shutdown;
 use lambda::RuntimeApi;
 use pass::Scaler;
+use plan::PassKind;
 use settings::ScalerArgs;
 
 /// Runs the scaler in the mode its environment and arguments ask for.
@@ -74,7 +75,7 @@ async fn on_lambda(api: &RuntimeApi, args: &ScalerArgs) -> ExitCode {
 
 /// One pass; its report as JSON on stdout.
 async fn once(scaler: &Scaler) -> ExitCode {
-    match scaler.pass().await {
+    match scaler.pass(PassKind::Full).await {
         Ok(report) => {
             println!(
                 "{}",
@@ -106,7 +107,7 @@ async fn every_interval(scaler: &Scaler) -> ExitCode {
     );
     loop {
         // A failed pass is logged by the pass; the next one tries again.
-        let _ = scaler.pass().await;
+        let _ = scaler.pass(PassKind::Full).await;
         tokio::select! {
             _ = tokio::time::sleep(interval) => {}
             _ = shutdown.drain.cancelled() => return ExitCode::SUCCESS,

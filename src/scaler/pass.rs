@@ -1,15 +1,20 @@
 //! One scaling pass: count the jobs the pool can take, describe the pool,
-//! decide, act, and report one line per service. If the jobs cannot be
-//! counted nothing is changed: a scaler that does not know must not scale.
+//! decide, act, and report one line per service. A full pass also recovers
+//! stale jobs first (when set to) and keeps each service's start-up tag;
+//! a scale-up-only pass (a ping) only starts services, and reports only
+//! those. If the jobs cannot be counted nothing is changed: a scaler that
+//! does not know must not scale.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::time::{Duration, SystemTime};
+use std::time::SystemTime;
 
 use futures::future::try_join_all;
 use serde::Serialize;
 
-use super::plan::{decide, Action, Demand};
-use super::pool::{Pool, PoolService};
+use super::plan::{
+    clock_tag, decide, startup, whole, Action, ClockTag, Demand, Limits, PassKind, Startup,
+};
+use super::pool::{Pool, PoolService, IDLE_SINCE_TAG, STARTING_SINCE_TAG};
 use super::postgrest::{JobTable, PostgrestError};
 use super::settings::ScalerSettings;
 use crate::units::format_duration;
@@ -29,6 +34,10 @@ pub struct PassReport {
     /// CLAIMED or PROCESSING jobs of pool workers.
     pub busy: u64,
     pub services: Vec<ServiceReport>,
+    /// Services that have wanted a task and run none for longer than the
+    /// start-up budget (`region cluster/service: not starting: ...`). They
+    /// take no waiting job; an operator should look at their tasks.
+    pub not_starting: Vec<String>,
     /// Regions, services or steps that failed; the rest of the pass went on.
     pub errors: Vec<String>,
 }
@@ -43,6 +52,7 @@ pub struct ServiceReport {
     pub running: i32,
     pub desired_before: i32,
     pub desired_after: i32,
+    /// What was done, after `not starting: ...; ` when the service is.
     pub decision: String,
 }
 
@@ -74,9 +84,9 @@ impl Scaler {
         &self.settings
     }
 
-    pub async fn pass(&self) -> Result<PassReport, PassError> {
+    pub async fn pass(&self, kind: PassKind) -> Result<PassReport, PassError> {
         let mut errors = Vec::new();
-        if self.settings.recover_stale_jobs {
+        if kind == PassKind::Full && self.settings.recover_stale_jobs {
             if let Err(error) = self.table.recover_stale_jobs().await {
                 tracing::warn!("{error}");
                 errors.push(error.to_string());
@@ -99,11 +109,23 @@ impl Scaler {
             }
         };
         let now = SystemTime::now();
-        let actions = decide(&services, &demand, self.settings.idle_time, now);
+        let limits = Limits {
+            idle_time: self.settings.idle_time,
+            startup_budget: self.settings.startup_budget,
+        };
+        let actions = decide(&services, &demand, limits, now);
         let mut reports = Vec::new();
+        let mut not_starting = Vec::new();
         for (service, action) in services.iter().zip(actions) {
-            let report = self.act(service, action, now).await;
-            tracing::info!(
+            let state = startup(service, limits.startup_budget, now);
+            if let Some(text) = state.not_starting(service) {
+                not_starting.push(format!("{}: {text}", service.label()));
+            }
+            if !kind.carries_out(&action) {
+                continue;
+            }
+            let (report, failed) = self.act(service, action, state, now).await;
+            let line = format!(
                 "{} (worker {}): desired {} -> {}, {}",
                 service.label(),
                 service.worker_id.as_deref().unwrap_or("?"),
@@ -111,7 +133,12 @@ impl Scaler {
                 report.desired_after,
                 report.decision
             );
-            if let Some(error) = report.decision.strip_prefix("error: ") {
+            if state.not_starting(service).is_some() {
+                tracing::warn!("{line}");
+            } else {
+                tracing::info!("{line}");
+            }
+            if let Some(error) = failed {
                 errors.push(format!("{}: {error}", service.label()));
             }
             reports.push(report);
@@ -122,11 +149,22 @@ impl Scaler {
                 super::pool::POOL_TAG
             );
         }
+        if kind == PassKind::ScaleUpOnly {
+            let started = reports
+                .iter()
+                .filter(|r| r.desired_after > r.desired_before)
+                .count();
+            tracing::info!(
+                "scaler: the scale-up-only pass started {started} of {} services",
+                services.len()
+            );
+        }
         Ok(PassReport {
             unassigned: demand.unassigned,
             assigned: demand.assigned.values().sum(),
             busy: demand.busy.values().sum(),
             services: reports,
+            not_starting,
             errors,
         })
     }
@@ -196,16 +234,20 @@ impl Scaler {
         Ok(unassigned + assigned + busy == 0)
     }
 
-    /// Carries out one decision and says what became of it.
-    async fn act(&self, service: &PoolService, action: Action, now: SystemTime) -> ServiceReport {
+    /// Carries out one decision and says what became of it, and what
+    /// failed if something did.
+    async fn act(
+        &self,
+        service: &PoolService,
+        action: Action,
+        state: Startup,
+        now: SystemTime,
+    ) -> (ServiceReport, Option<String>) {
         let idle_time = format_duration(self.settings.idle_time);
+        let leaves_alone = matches!(action, Action::Skip { .. });
         let (desired_after, done) = match action {
             Action::ScaleUp { reason } => match self.pool.set_desired(service, 1).await {
-                Ok(()) => (
-                    1,
-                    self.forget_idle(service, format!("scaled up: {reason}"))
-                        .await,
-                ),
+                Ok(()) => (1, self.scaled_up(service, now, reason).await),
                 Err(e) => (service.desired, Err(e)),
             },
             Action::ScaleDown { idle_for } => {
@@ -214,7 +256,11 @@ impl Scaler {
                     Ok(true) => match self.pool.set_desired(service, 0).await {
                         Ok(()) => {
                             let done = format!("scaled down: idle for {}", whole(idle_for));
-                            (0, self.forget_idle(service, done).await)
+                            let tags = service.time_tags();
+                            (
+                                0,
+                                self.pool.remove_tags(service, &tags).await.map(|()| done),
+                            )
                         }
                         Err(e) => (service.desired, Err(e)),
                     },
@@ -227,9 +273,12 @@ impl Scaler {
             }
             Action::StartIdle => (
                 service.desired,
-                self.pool.mark_idle(service, now).await.map(|()| {
-                    format!("idle: its idle time starts now (scale-down after {idle_time})")
-                }),
+                self.pool
+                    .set_time_tag(service, IDLE_SINCE_TAG, now)
+                    .await
+                    .map(|()| {
+                        format!("idle: its idle time starts now (scale-down after {idle_time})")
+                    }),
             ),
             Action::StayIdle { idle_for } => (
                 service.desired,
@@ -241,7 +290,16 @@ impl Scaler {
             ),
             Action::Skip { reason } => (service.desired, Ok(format!("skipped: {reason}"))),
         };
-        ServiceReport {
+        // A service whose count stays keeps its start-up tag in step.
+        let done = match done {
+            Ok(done) if desired_after == service.desired && !leaves_alone => {
+                self.tend_clock(service, state, now).await.map(|()| done)
+            }
+            other => other,
+        };
+        let failed = done.as_ref().err().cloned();
+        let decision = done.unwrap_or_else(|error| format!("error: {error}"));
+        let report = ServiceReport {
             region: service.region.clone(),
             cluster: service.cluster.clone(),
             service: service.name.clone(),
@@ -249,14 +307,53 @@ impl Scaler {
             running: service.running,
             desired_before: service.desired,
             desired_after,
-            decision: done.unwrap_or_else(|error| format!("error: {error}")),
+            decision: match state.not_starting(service) {
+                Some(not_starting) => format!("{not_starting}; {decision}"),
+                None => decision,
+            },
+        };
+        (report, failed)
+    }
+
+    /// After a scale-up: the idle time is forgotten and the start-up clock
+    /// starts now.
+    async fn scaled_up(
+        &self,
+        service: &PoolService,
+        now: SystemTime,
+        reason: String,
+    ) -> Result<String, String> {
+        let done = self
+            .forget_idle(service, format!("scaled up: {reason}"))
+            .await?;
+        self.pool
+            .set_time_tag(service, STARTING_SINCE_TAG, now)
+            .await?;
+        Ok(done)
+    }
+
+    /// Sets or removes the start-up tag as the service's state needs.
+    async fn tend_clock(
+        &self,
+        service: &PoolService,
+        state: Startup,
+        now: SystemTime,
+    ) -> Result<(), String> {
+        match clock_tag(service, state, now) {
+            Some(ClockTag::SetNow) => {
+                self.pool
+                    .set_time_tag(service, STARTING_SINCE_TAG, now)
+                    .await
+            }
+            Some(ClockTag::Remove) => self.pool.remove_tags(service, &[STARTING_SINCE_TAG]).await,
+            None => Ok(()),
         }
     }
 
     /// Removes the idle tag, if there is one, then says `done`.
     async fn forget_idle(&self, service: &PoolService, done: String) -> Result<String, String> {
         if service.idle_since.is_some() {
-            self.pool.clear_idle(service).await?;
+            self.pool.remove_tags(service, &[IDLE_SINCE_TAG]).await?;
         }
         Ok(done)
     }
@@ -266,9 +363,4 @@ fn insert_nonzero(map: &mut BTreeMap<String, u64>, key: &str, count: u64) {
     if count > 0 {
         map.insert(key.to_string(), count);
     }
-}
-
-/// A duration in whole seconds, for reports.
-fn whole(duration: Duration) -> String {
-    format_duration(Duration::from_secs(duration.as_secs()))
 }

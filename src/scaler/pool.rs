@@ -1,9 +1,10 @@
 //! The pool: the ECS services whose tasks are Tendril workers, found by
 //! their `tendril:pool=true` tag in every configured region and by the
-//! `WORKERS` setting, and the three things the scaler does to one: set its
-//! desired count, and set or clear the `tendril:idle-since` tag that holds
-//! when its worker went idle (a timestamp, so that any number of scaler
-//! processes and cold starts read the same idle time).
+//! `WORKERS` setting, and the things the scaler does to one: set its
+//! desired count, and set or remove its two time tags: `tendril:idle-since`
+//! (when its worker went idle) and `tendril:starting-since` (since when it
+//! has wanted a task without running one). They are timestamps, so that any
+//! number of scaler processes and cold starts read the same times.
 
 use std::collections::BTreeMap;
 use std::time::{SystemTime, UNIX_EPOCH};
@@ -21,6 +22,10 @@ pub const POOL_TAG: &str = "tendril:pool";
 pub const WORKER_ID_TAG: &str = "tendril:worker-id";
 /// The tag holding when the service's worker went idle (RFC 3339).
 pub const IDLE_SINCE_TAG: &str = "tendril:idle-since";
+/// The tag holding since when the service has wanted a task and run none
+/// (RFC 3339): set when it is scaled up or first seen so, removed once a
+/// task runs or it is scaled down.
+pub const STARTING_SINCE_TAG: &str = "tendril:starting-since";
 
 /// DescribeServices takes at most this many services a call.
 const DESCRIBE_BATCH: usize = 10;
@@ -38,9 +43,25 @@ pub struct PoolService {
     pub running: i32,
     /// The `tendril:idle-since` tag; `None` when absent or unreadable.
     pub idle_since: Option<SystemTime>,
+    /// The `tendril:starting-since` tag; `None` when absent or unreadable.
+    pub starting_since: Option<SystemTime>,
+    /// When the primary deployment was created (the service, or its last
+    /// new deployment); a count change makes none.
+    pub deployed_at: Option<SystemTime>,
 }
 
 impl PoolService {
+    /// The time tags it has (with a readable value).
+    pub fn time_tags(&self) -> Vec<&'static str> {
+        [
+            (IDLE_SINCE_TAG, self.idle_since),
+            (STARTING_SINCE_TAG, self.starting_since),
+        ]
+        .into_iter()
+        .filter_map(|(key, time)| time.map(|_| key))
+        .collect()
+    }
+
     /// `region cluster/service`, for log lines and reports.
     pub fn label(&self) -> String {
         let cluster = self.cluster.rsplit('/').next().unwrap_or(&self.cluster);
@@ -193,12 +214,14 @@ impl Pool {
             .map_err(|e| format!("UpdateService failed: {}", DisplayErrorContext(e)))
     }
 
-    /// Records that the service's worker has been idle since `since`.
-    pub async fn mark_idle(&self, service: &PoolService, since: SystemTime) -> Result<(), String> {
-        let tag = Tag::builder()
-            .key(IDLE_SINCE_TAG)
-            .value(format_time(since))
-            .build();
+    /// Sets one of the time tags (`IDLE_SINCE_TAG`, `STARTING_SINCE_TAG`).
+    pub async fn set_time_tag(
+        &self,
+        service: &PoolService,
+        key: &str,
+        time: SystemTime,
+    ) -> Result<(), String> {
+        let tag = Tag::builder().key(key).value(format_time(time)).build();
         self.client(&service.region)
             .tag_resource()
             .resource_arn(&service.arn)
@@ -209,12 +232,15 @@ impl Pool {
             .map_err(|e| format!("TagResource failed: {}", DisplayErrorContext(e)))
     }
 
-    /// Forgets the idle time (work came, or the service was scaled).
-    pub async fn clear_idle(&self, service: &PoolService) -> Result<(), String> {
+    /// Removes these tags; nothing to remove is no call.
+    pub async fn remove_tags(&self, service: &PoolService, keys: &[&str]) -> Result<(), String> {
+        if keys.is_empty() {
+            return Ok(());
+        }
         self.client(&service.region)
             .untag_resource()
             .resource_arn(&service.arn)
-            .tag_keys(IDLE_SINCE_TAG)
+            .set_tag_keys(Some(keys.iter().map(|k| k.to_string()).collect()))
             .send()
             .await
             .map(|_| ())
@@ -239,6 +265,13 @@ fn pool_service(region: &str, service: &Service) -> PoolService {
         desired: service.desired_count(),
         running: service.running_count(),
         idle_since: tag(service, IDLE_SINCE_TAG).and_then(parse_time),
+        starting_since: tag(service, STARTING_SINCE_TAG).and_then(parse_time),
+        deployed_at: service
+            .deployments()
+            .iter()
+            .find(|d| d.status() == Some("PRIMARY"))
+            .and_then(|d| d.created_at())
+            .and_then(|time| SystemTime::try_from(*time).ok()),
     }
 }
 

@@ -1,12 +1,13 @@
 //! The scaler's settings: where the job table is, which ECS services form
-//! the pool, how long a worker may idle, and how a Function URL call proves
-//! it may start a pass. Secrets (the service-role key, the URL's shared
+//! the pool, how long a worker may idle and a task may take to start, and
+//! how a Function URL call proves it may start a full pass. Secrets (the service-role key, the URL's shared
 //! secret) come from the environment, a `<VARIABLE>_FILE`, or a Secrets
 //! Manager secret named by `<VARIABLE>_SECRET_ARN`; never from a flag.
 
 use std::time::Duration;
 
-use clap::{Args, ValueEnum};
+use clap::builder::BoolishValueParser;
+use clap::{ArgAction, Args, ValueEnum};
 use serde::Deserialize;
 use url::Url;
 
@@ -41,16 +42,40 @@ pub struct ScalerArgs {
     /// (worker_id may be left to the service's tendril:worker-id tag).
     #[arg(long, env = "WORKERS", value_name = "JSON")]
     pub workers: Option<String>,
-    /// How long a worker stays idle before its service is scaled to 0
-    /// [default: 5m].
+    /// How long a worker stays idle (since its service's tendril:idle-since
+    /// tag) before its service is scaled to 0 [default: 5m].
     #[arg(long, env = "TENDRIL_SCALER_IDLE_TIME", value_name = "DURATION")]
     pub idle_time: Option<String>,
-    /// Call rpc/recover_stale_jobs before counting.
-    #[arg(long, env = "TENDRIL_SCALER_RECOVER_STALE_JOBS")]
+    /// How long a service may want a task without running one (since its
+    /// tendril:starting-since tag or its newest deployment) before it is
+    /// "not starting": it no longer counts as capacity for waiting jobs and
+    /// is reported [default: 5m].
+    #[arg(long, env = "TENDRIL_SCALER_STARTUP_BUDGET", value_name = "DURATION")]
+    pub startup_budget: Option<String>,
+    /// Call rpc/recover_stale_jobs before counting, in every full pass
+    /// (`--recover-stale-jobs false` or TENDRIL_SCALER_RECOVER_STALE_JOBS=false
+    /// turns it off).
+    #[arg(
+        long,
+        env = "TENDRIL_SCALER_RECOVER_STALE_JOBS",
+        value_name = "BOOL",
+        num_args = 0..=1,
+        default_value_t = true,
+        default_missing_value = "true",
+        action = ArgAction::Set,
+        value_parser = BoolishValueParser::new(),
+    )]
     pub recover_stale_jobs: bool,
-    /// How a Function URL call is authenticated: `secret` (its
-    /// x-tendril-scaler-secret header must equal TENDRIL_SCALER_SECRET) or
-    /// `aws-iam` (the URL itself uses AWS_IAM auth) [default: secret].
+    /// On Lambda: a Function URL call without the secret header (Trellis's
+    /// bare ping) runs a scale-up-only pass at most once in this time; a
+    /// ping within it answers 202 and runs none [default: 10s].
+    #[arg(long, env = "TENDRIL_SCALER_PING_INTERVAL", value_name = "DURATION")]
+    pub ping_interval: Option<String>,
+    /// How a Function URL call is authenticated: `secret` (with an
+    /// x-tendril-scaler-secret header equal to TENDRIL_SCALER_SECRET it runs
+    /// a full pass, without the header a scale-up-only pass, with a wrong
+    /// one nothing) or `aws-iam` (the URL itself uses AWS_IAM auth and
+    /// every call runs a full pass) [default: secret].
     #[arg(long, env = "TENDRIL_SCALER_URL_AUTH", value_enum)]
     pub url_auth: Option<UrlAuthMode>,
     /// Allow plain http:// to a Supabase host other than loopback.
@@ -67,7 +92,8 @@ pub enum UrlAuthMode {
 /// How an invocation through the Function URL is let in.
 #[derive(Debug, Clone)]
 pub enum UrlAuth {
-    /// The shared secret header must match.
+    /// A call with this secret in the header runs a full pass, one without
+    /// the header a scale-up-only pass, one with another value nothing.
     SharedSecret(Secret),
     /// AWS checked the caller's signature before invoking.
     AwsIam,
@@ -92,8 +118,10 @@ pub struct ScalerSettings {
     pub regions: Vec<String>,
     pub listed: Vec<ListedService>,
     pub idle_time: Duration,
+    pub startup_budget: Duration,
     pub recover_stale_jobs: bool,
     pub interval: Duration,
+    pub ping_interval: Duration,
 }
 
 impl ScalerArgs {
@@ -129,11 +157,21 @@ impl ScalerArgs {
                 &self.idle_time,
                 Duration::from_secs(300),
             )?,
+            startup_budget: positive_duration(
+                "TENDRIL_SCALER_STARTUP_BUDGET (--startup-budget)",
+                &self.startup_budget,
+                Duration::from_secs(300),
+            )?,
             recover_stale_jobs: self.recover_stale_jobs,
             interval: positive_duration(
                 "TENDRIL_SCALER_INTERVAL (--interval)",
                 &self.interval,
                 Duration::from_secs(60),
+            )?,
+            ping_interval: positive_duration(
+                "TENDRIL_SCALER_PING_INTERVAL (--ping-interval)",
+                &self.ping_interval,
+                Duration::from_secs(10),
             )?,
         })
     }
@@ -195,6 +233,29 @@ fn parse_workers(text: Option<&str>) -> Result<Vec<ListedService>, ConfigError> 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use clap::Parser;
+
+    #[derive(Parser)]
+    struct Cli {
+        #[command(flatten)]
+        args: ScalerArgs,
+    }
+
+    fn recovers(flags: &[&str]) -> bool {
+        let argv = std::iter::once("scaler").chain(flags.iter().copied());
+        Cli::try_parse_from(argv).unwrap().args.recover_stale_jobs
+    }
+
+    #[test]
+    fn stale_jobs_are_recovered_unless_turned_off() {
+        assert!(recovers(&[]));
+        assert!(recovers(&["--recover-stale-jobs"]));
+        assert!(recovers(&["--recover-stale-jobs", "--once"]));
+        assert!(recovers(&["--recover-stale-jobs=yes"]));
+        assert!(!recovers(&["--recover-stale-jobs", "false"]));
+        assert!(!recovers(&["--recover-stale-jobs=0"]));
+        assert!(Cli::try_parse_from(["scaler", "--recover-stale-jobs=maybe"]).is_err());
+    }
 
     #[test]
     fn workers_are_a_strict_json_list() {

@@ -192,17 +192,16 @@ impl TrellisClient {
                 let bytes = response.bytes().await.map_err(transport)?;
                 Ok(Some(bytes.to_vec()))
             }
-            Err(TrellisError::Rejected { status: 404, .. }) => Ok(None),
-            Err(error) => Err(error),
+            Err(error) => api_not_found(error, "Plan artifact not found"),
         }
     }
 
-    /// `GET /jobs/{id}`: the bare job row, `None` when there is no such job.
+    /// `GET /jobs/{id}`: the bare job row, `None` when Trellis itself says
+    /// there is no such job.
     pub async fn get_job(&self, job_id: &str) -> Result<Option<Value>, TrellisError> {
         match send(self.request(Method::GET, &["jobs", job_id])).await {
             Ok(response) => Ok(Some(json_body(response).await?)),
-            Err(TrellisError::Rejected { status: 404, .. }) => Ok(None),
-            Err(error) => Err(error),
+            Err(error) => api_not_found(error, "Job not found"),
         }
     }
 
@@ -265,6 +264,26 @@ impl TrellisClient {
     pub async fn delete_worker(&self, worker_id: &str) -> Result<(), TrellisError> {
         send(self.request(Method::DELETE, &["workers", worker_id])).await?;
         Ok(())
+    }
+}
+
+/// `Ok(None)` for the API's own 404 (`{"error": "<expected>"}`); a 404 of
+/// another shape (an ingress's page during a redeploy) says nothing about
+/// the job and is transient; other errors pass.
+fn api_not_found<T>(error: TrellisError, expected: &str) -> Result<Option<T>, TrellisError> {
+    match error {
+        TrellisError::Rejected {
+            status: 404,
+            message,
+        } if message == expected => Ok(None),
+        TrellisError::Rejected {
+            status: 404,
+            message,
+        } => Err(TrellisError::Unavailable {
+            status: 404,
+            message: format!("a 404 that is not Trellis's own answer: {message}"),
+        }),
+        other => Err(other),
     }
 }
 

@@ -1,7 +1,9 @@
 # A cloud-hosted Tendril on AWS: one ECS Fargate service that runs at most
 # one task (a task is one registered worker), its task definition, roles, log
-# group, an egress-only security group and the worker token in Secrets
-# Manager. DEPLOY_WORKER applies it with the worker state key
+# group, an egress-only security group, and the worker token and the Terraform
+# state bucket's keys in Secrets Manager (the bucket's endpoint and region are
+# plain environment): a worker's state never stays on the task's disk, which
+# is gone with the task. DEPLOY_WORKER applies it with the worker state key
 # workers/<first 8 characters of worker_id>/terraform.tfstate. The service
 # starts with one task so the new Tendril boots and shows ONLINE; later
 # changes to its desired count (the scaler's) and task definition
@@ -62,25 +64,67 @@ locals {
 }
 
 resource "aws_ecs_cluster" "this" {
+  #checkov:skip=CKV_AWS_65:a cluster per worker, of one task at most: Container Insights would bill its metrics every month for each worker, while Trellis already shows each worker's state and jobs and the log group holds its log
   name = local.name
   tags = local.tags
 }
 
 resource "aws_cloudwatch_log_group" "this" {
+  #checkov:skip=CKV_AWS_158:CloudWatch Logs encrypts it with its own key; Tendril masks every secret it knows before a line leaves the process, so a customer-managed KMS key per worker adds cost and no protection worth it
+  #checkov:skip=CKV_AWS_338:the job logs users read are kept by Trellis; this is the worker's own log, for debugging, and 30 days bounds its cost
   name              = "/tendril/${local.short_id}"
   retention_in_days = 30
   tags              = local.tags
 }
 
-resource "aws_secretsmanager_secret" "worker_token" {
-  name                    = "tendril/${local.short_id}/worker-token"
+# The container's secrets, each in a secret of its own that only the task's
+# execution role may read: the worker token, the state bucket's keys and,
+# when given, the Infracost key. Keyed by the environment variable the
+# container gets; the value is the secret's name under tendril/<short id>/.
+locals {
+  secret_names = merge(
+    {
+      GRAPE_WORKER_TOKEN          = "worker-token"
+      SUPABASE_STORAGE_KEY_ID     = "storage-key-id"
+      SUPABASE_STORAGE_SECRET_KEY = "storage-secret-key"
+    },
+    # Only whether a key is given decides the set of secrets, not the key.
+    nonsensitive(var.infracost_api_key != "") ? { INFRACOST_API_KEY = "infracost-api-key" } : {},
+  )
+  secret_values = {
+    GRAPE_WORKER_TOKEN          = var.worker_token
+    SUPABASE_STORAGE_KEY_ID     = var.state_key_id
+    SUPABASE_STORAGE_SECRET_KEY = var.state_secret_key
+    INFRACOST_API_KEY           = var.infracost_api_key
+  }
+}
+
+resource "aws_secretsmanager_secret" "container" {
+  #checkov:skip=CKV_AWS_149:the AWS-managed key encrypts it; a customer-managed KMS key per worker would cost money each month, and IAM already limits who reads it (of this template's roles, the execution role alone)
+  #checkov:skip=CKV2_AWS_57:the values come from outside AWS (Trellis issues the worker token, Supabase the storage keys, Infracost its key): a rotation Lambda cannot make new ones, and a re-deploy with new values replaces them
+  for_each = local.secret_names
+
+  name                    = "tendril/${local.short_id}/${each.value}"
   recovery_window_in_days = 0
   tags                    = local.tags
 }
 
-resource "aws_secretsmanager_secret_version" "worker_token" {
-  secret_id     = aws_secretsmanager_secret.worker_token.id
-  secret_string = var.worker_token
+resource "aws_secretsmanager_secret_version" "container" {
+  for_each = local.secret_names
+
+  secret_id     = aws_secretsmanager_secret.container[each.key].id
+  secret_string = local.secret_values[each.key]
+}
+
+# The worker token's secret had a resource of its own before.
+moved {
+  from = aws_secretsmanager_secret.worker_token
+  to   = aws_secretsmanager_secret.container["GRAPE_WORKER_TOKEN"]
+}
+
+moved {
+  from = aws_secretsmanager_secret_version.worker_token
+  to   = aws_secretsmanager_secret_version.container["GRAPE_WORKER_TOKEN"]
 }
 
 data "aws_iam_policy_document" "ecs_tasks_assume" {
@@ -108,12 +152,12 @@ resource "aws_iam_role_policy_attachment" "execution" {
 data "aws_iam_policy_document" "execution_secret" {
   statement {
     actions   = ["secretsmanager:GetSecretValue"]
-    resources = [aws_secretsmanager_secret.worker_token.arn]
+    resources = [for secret in aws_secretsmanager_secret.container : secret.arn]
   }
 }
 
 resource "aws_iam_role_policy" "execution_secret" {
-  name   = "read-worker-token"
+  name   = "read-container-secrets"
   role   = aws_iam_role.execution.id
   policy = data.aws_iam_policy_document.execution_secret.json
 }
@@ -141,12 +185,14 @@ resource "aws_iam_role_policy" "task_protection" {
 }
 
 resource "aws_security_group" "this" {
-  name        = local.name
+  name = local.name
+  #checkov:skip=CKV_AWS_382:jobs run the vine's Terraform, Helm and cloud CLIs, which reach whatever endpoints the vine names (cloud APIs, clusters, databases, git over SSH) on their own ports; the group lets nothing in
   description = "Tendril ${var.worker_name}: egress only"
   vpc_id      = local.vpc_id
   tags        = local.tags
 
   egress {
+    description = "Trellis, the state bucket, and what jobs reach"
     from_port   = 0
     to_port     = 0
     protocol    = "-1"
@@ -155,6 +201,7 @@ resource "aws_security_group" "this" {
 }
 
 resource "aws_ecs_task_definition" "this" {
+  #checkov:skip=CKV_AWS_336:Tendril's tools write outside the work directory (Terraform, Helm and the AWS, Azure and Google CLIs keep caches and temporary files where each chooses), so a read-only root would break jobs; the task's disk is gone with the task
   family                   = local.name
   requires_compatibilities = ["FARGATE"]
   network_mode             = "awsvpc"
@@ -179,9 +226,11 @@ resource "aws_ecs_task_definition" "this" {
         { name = "GRAPE_WORKER_MODE", value = "cloud-hosted" },
         { name = "GRAPE_WORKER_ID", value = var.worker_id },
         { name = "TRELLIS_URL", value = var.trellis_url },
+        { name = "SUPABASE_S3_ENDPOINT", value = var.state_endpoint },
+        { name = "SUPABASE_S3_REGION", value = var.state_region },
       ]
       secrets = [
-        { name = "GRAPE_WORKER_TOKEN", valueFrom = aws_secretsmanager_secret.worker_token.arn },
+        for name, secret in aws_secretsmanager_secret.container : { name = name, valueFrom = secret.arn }
       ]
       logConfiguration = {
         logDriver = "awslogs"
@@ -196,6 +245,7 @@ resource "aws_ecs_task_definition" "this" {
 }
 
 resource "aws_ecs_service" "this" {
+  #checkov:skip=CKV_AWS_333:assign_public_ip is a setting: in the default VPC (public subnets, no NAT) the task needs a public IP to pull its image and reach Trellis; set it to false in private subnets with a NAT; the security group lets nothing in
   name                               = local.name
   cluster                            = aws_ecs_cluster.this.id
   task_definition                    = aws_ecs_task_definition.this.arn

@@ -15,7 +15,7 @@ output "log_group" {
 }
 
 output "worker_token_secret_arn" {
-  value = aws_secretsmanager_secret.worker_token.arn
+  value = aws_secretsmanager_secret.container["GRAPE_WORKER_TOKEN"].arn
 }
 
 output "task_role_arn" {

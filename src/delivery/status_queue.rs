@@ -12,8 +12,8 @@ use std::sync::Mutex;
 
 use tokio::sync::Notify;
 
-use crate::trellis::retry::{retry, RetryPolicy};
-use crate::trellis::{StatusUpdate, TrellisClient, TrellisError};
+use super::send::{send_progress, DeliveryError, DeliveryPolicy};
+use crate::trellis::{StatusUpdate, TrellisClient};
 
 #[derive(Default)]
 pub struct StatusQueue {
@@ -53,15 +53,14 @@ impl StatusQueue {
     }
 
     /// Delivers updates in order until the queue is closed and empty. A
-    /// progress update Trellis keeps failing is dropped (the next carries
-    /// the job on); a job taken away ends delivery with `JobGone`.
+    /// progress update Trellis refuses is skipped (the next carries the job
+    /// on); a job taken away, or a rejected token, ends delivery.
     pub async fn deliver(
         &self,
         client: &TrellisClient,
         job_id: &str,
-        policy: RetryPolicy,
-    ) -> Result<(), TrellisError> {
-        let what = format!("reporting progress of job {job_id}");
+        policy: &DeliveryPolicy,
+    ) -> Result<(), DeliveryError> {
         loop {
             let closed = self.closed.load(Ordering::SeqCst);
             let Some(update) = self.next() else {
@@ -71,13 +70,7 @@ impl StatusQueue {
                 self.wake.notified().await;
                 continue;
             };
-            match retry(policy, &what, || client.update_status(job_id, &update)).await {
-                Ok(()) => {}
-                Err(error @ (TrellisError::JobGone(_) | TrellisError::Unauthorized(_))) => {
-                    return Err(error)
-                }
-                Err(error) => tracing::warn!("{what}: {error}; this update is skipped"),
-            }
+            send_progress(client, job_id, &update, policy).await?;
         }
     }
 }

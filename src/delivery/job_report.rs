@@ -1,0 +1,159 @@
+//! Reporting one job to Trellis, from its PROCESSING update to its terminal
+//! status, through its outbox entry so that nothing is lost.
+//!
+//! The order is fixed: PROCESSING first; progress and log chunks while the
+//! job runs; at the end the terminal status is written (durably) to the
+//! entry, the log is sealed and synced and delivered to its last chunk,
+//! pending progress is dropped, and only then is the terminal status sent.
+//! The entry goes once Trellis took the status; what could not be delivered
+//! stays for the backlog ([`deliver_entry`] finishes it from disk).
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use super::outbox::{Outbox, OutboxEntry};
+use super::send::{deliver_chunks, send_terminal, DeliveryError, DeliveryPolicy};
+use super::spool::Spool;
+use super::status_queue::StatusQueue;
+use crate::logs::Destination;
+use crate::report::{Reporter, TrellisReporter};
+use crate::trellis::{StatusUpdate, TrellisClient};
+
+/// What a job that was running when Tendril died is reported as.
+pub const KILLED_MESSAGE: &str =
+    "interrupted: Tendril stopped while running this job (it was killed or crashed); \
+     check that no Terraform state lock was left before retrying";
+
+/// The reporting side of one running job.
+pub struct JobReport {
+    client: TrellisClient,
+    entry: OutboxEntry,
+    spool: Arc<Spool>,
+    statuses: Arc<StatusQueue>,
+    policy: DeliveryPolicy,
+    retry_max_delay: Duration,
+}
+
+impl JobReport {
+    /// Opens the job's outbox entry and queues its PROCESSING update.
+    pub fn open(
+        client: &TrellisClient,
+        outbox: &Outbox,
+        job_id: &str,
+        retry_max_delay: Duration,
+    ) -> std::io::Result<Self> {
+        let entry = outbox.create_entry(job_id)?;
+        let spool = Arc::new(Spool::create(&entry)?);
+        let statuses = Arc::new(StatusQueue::default());
+        statuses.push(StatusUpdate::processing());
+        Ok(JobReport {
+            client: client.clone(),
+            entry,
+            spool,
+            statuses,
+            policy: DeliveryPolicy::new(retry_max_delay),
+            retry_max_delay,
+        })
+    }
+
+    pub fn log_destination(&self) -> Destination {
+        Destination::Trellis(self.spool.clone())
+    }
+
+    pub fn reporter(&self) -> Reporter {
+        Reporter::Trellis(TrellisReporter {
+            statuses: self.statuses.clone(),
+            client: self.client.clone(),
+            retry_max_delay: self.retry_max_delay,
+        })
+    }
+
+    /// Delivers logs and progress while the job runs, and after
+    /// [`Self::close`] until both are through. Ends early when the job is
+    /// gone or Trellis refuses the worker.
+    pub async fn deliver(&self) -> Result<(), DeliveryError> {
+        let logs = deliver_chunks(&self.client, &self.entry, Some(&self.spool), &self.policy);
+        let statuses = self
+            .statuses
+            .deliver(&self.client, self.entry.job_id(), &self.policy);
+        futures::future::try_join(logs, statuses).await.map(|_| ())
+    }
+
+    /// The job has ended: records its terminal status (if it gets one) on
+    /// disk, seals and syncs the log, and drops pending progress.
+    pub fn close(&self, terminal: Option<&StatusUpdate>) {
+        if let Some(update) = terminal {
+            if let Err(error) = self.entry.save_terminal(update) {
+                tracing::error!(
+                    "cannot write job {}'s status to the outbox: {error}; it is sent from memory",
+                    self.entry.job_id()
+                );
+            }
+        }
+        self.spool.close();
+        self.statuses.close();
+    }
+
+    /// After [`Self::deliver`] has finished: sends the terminal status until
+    /// Trellis takes one, and clears the entry. An error leaves the entry
+    /// for the backlog.
+    pub async fn send_terminal(
+        &self,
+        terminal: Option<&StatusUpdate>,
+    ) -> Result<(), DeliveryError> {
+        let Some(update) = terminal else {
+            self.entry.remove();
+            return Ok(());
+        };
+        finish_entry(
+            send_terminal(&self.client, self.entry.job_id(), update, &self.policy).await,
+            &self.entry,
+        )
+    }
+
+    /// Forgets the job: it is no longer this worker's, nothing is owed.
+    pub fn abandon(&self) {
+        self.entry.remove();
+    }
+}
+
+/// Removes the entry once its terminal status was taken (or the job is
+/// gone); keeps it otherwise.
+fn finish_entry(sent: Result<(), DeliveryError>, entry: &OutboxEntry) -> Result<(), DeliveryError> {
+    match sent {
+        Ok(()) => {
+            entry.remove();
+            Ok(())
+        }
+        Err(DeliveryError::Gone(message)) => {
+            tracing::warn!(
+                "job {} is no longer this worker's ({message}); nothing more is sent for it",
+                entry.job_id()
+            );
+            entry.remove();
+            Ok(())
+        }
+        Err(error) => Err(error),
+    }
+}
+
+/// Finishes an entry whose job is no longer running, from disk: its log
+/// first, then its terminal status (a job that never got one was cut short
+/// by a crash). An error leaves the entry for the next try.
+pub async fn deliver_entry(
+    client: &TrellisClient,
+    entry: &OutboxEntry,
+    policy: &DeliveryPolicy,
+) -> Result<(), DeliveryError> {
+    let terminal = entry
+        .terminal()
+        .unwrap_or_else(|| StatusUpdate::failed(KILLED_MESSAGE));
+    match deliver_chunks(client, entry, None, policy).await {
+        Ok(()) => finish_entry(
+            send_terminal(client, entry.job_id(), &terminal, policy).await,
+            entry,
+        ),
+        Err(error @ DeliveryError::Gone(_)) => finish_entry(Err(error), entry),
+        Err(error) => Err(error),
+    }
+}

@@ -1,0 +1,208 @@
+//! The outbox: what Tendril still owes Trellis, kept on disk so that no
+//! crash, SIGKILL or outage loses it.
+//!
+//! Each job gets a directory `<work root>/outbox/<job id>/` for as long as
+//! it runs and until everything about it has been delivered: `job.json`
+//! (which job), `chunks.jsonl` and `chunks.offset` (its log spool, see
+//! [`super::spool`]) and, once the job has ended, `terminal.json` (its
+//! terminal status, written durably, with the job id inside, so that it
+//! survives a damaged neighbour). It lives beside the job workspaces, never
+//! inside one, because a workspace is removed when its job ends. Entries are
+//! delivered by the job's own report and, when that could not finish, by
+//! the backlog.
+
+use std::fs;
+use std::io;
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+use crate::private_files::{create_private_dir, sync_dir, write_durable_file};
+use crate::safe_name;
+use crate::trellis::StatusUpdate;
+
+/// The outbox directory under a work root.
+#[derive(Debug, Clone)]
+pub struct Outbox {
+    root: PathBuf,
+}
+
+/// One job's entry in the outbox.
+#[derive(Debug, Clone)]
+pub struct OutboxEntry {
+    dir: PathBuf,
+    job_id: String,
+}
+
+#[derive(Serialize, Deserialize)]
+struct EntryRecord {
+    job_id: String,
+}
+
+/// `terminal.json`: the status, and whose it is.
+#[derive(Serialize, Deserialize)]
+struct TerminalRecord {
+    job_id: String,
+    update: StatusUpdate,
+}
+
+impl Outbox {
+    pub fn open(work_root: &Path) -> io::Result<Outbox> {
+        let root = work_root.join("outbox");
+        create_private_dir(&root)?;
+        Ok(Outbox { root })
+    }
+
+    /// Creates the entry of a job that is starting. The job id must be a
+    /// safe name (the agent checks it before).
+    pub fn create_entry(&self, job_id: &str) -> io::Result<OutboxEntry> {
+        if !safe_name::is_safe(job_id) {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                "the job id is not a safe directory name",
+            ));
+        }
+        let dir = self.root.join(job_id);
+        create_private_dir(&dir)?;
+        let record = serde_json::to_vec(&EntryRecord {
+            job_id: job_id.to_string(),
+        })?;
+        write_durable_file(&dir.join("job.json"), &record)?;
+        sync_dir(&self.root)?;
+        Ok(OutboxEntry {
+            dir,
+            job_id: job_id.to_string(),
+        })
+    }
+
+    /// Every entry on disk, oldest first. An entry's job is read from
+    /// `job.json`, else from its terminal status, else from the directory's
+    /// name: a damaged file never makes an entry, and what it owes, vanish.
+    pub fn pending(&self) -> io::Result<Vec<OutboxEntry>> {
+        let mut entries = Vec::new();
+        for item in fs::read_dir(&self.root)? {
+            let dir = item?.path();
+            if !dir.is_dir() {
+                continue;
+            }
+            let Some(job_id) = entry_job_id(&dir) else {
+                tracing::warn!(
+                    "the outbox entry {} names no job and is left as it is",
+                    dir.display()
+                );
+                continue;
+            };
+            let modified = fs::metadata(&dir).and_then(|m| m.modified()).ok();
+            entries.push((modified, OutboxEntry { dir, job_id }));
+        }
+        entries.sort_by_key(|(modified, _)| *modified);
+        Ok(entries.into_iter().map(|(_, entry)| entry).collect())
+    }
+}
+
+fn read_json<T: for<'de> Deserialize<'de>>(path: &Path) -> Option<T> {
+    serde_json::from_slice(&fs::read(path).ok()?).ok()
+}
+
+fn entry_job_id(dir: &Path) -> Option<String> {
+    if let Some(record) = read_json::<EntryRecord>(&dir.join("job.json")) {
+        return Some(record.job_id);
+    }
+    if let Some(record) = read_json::<TerminalRecord>(&dir.join("terminal.json")) {
+        return Some(record.job_id);
+    }
+    let name = dir.file_name()?.to_str()?;
+    safe_name::is_safe(name).then(|| name.to_string())
+}
+
+impl OutboxEntry {
+    pub fn job_id(&self) -> &str {
+        &self.job_id
+    }
+
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// Records the job's terminal status, on disk before it returns.
+    pub fn save_terminal(&self, update: &StatusUpdate) -> io::Result<()> {
+        let record = TerminalRecord {
+            job_id: self.job_id.clone(),
+            update: update.clone(),
+        };
+        write_durable_file(
+            &self.dir.join("terminal.json"),
+            &serde_json::to_vec(&record)?,
+        )
+    }
+
+    /// The terminal status recorded, if the job got as far as ending.
+    pub fn terminal(&self) -> Option<StatusUpdate> {
+        read_json::<TerminalRecord>(&self.dir.join("terminal.json")).map(|record| record.update)
+    }
+
+    /// Removes the entry once everything in it has been delivered.
+    pub fn remove(&self) {
+        if let Err(error) = fs::remove_dir_all(&self.dir) {
+            tracing::warn!("cannot remove outbox entry {}: {error}", self.dir.display());
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::fs::PermissionsExt;
+
+    fn scratch(name: &str) -> PathBuf {
+        std::env::temp_dir().join(format!(
+            "tendril-outbox-test-{name}-{}-{}",
+            std::process::id(),
+            rand::random::<u32>()
+        ))
+    }
+
+    #[test]
+    fn entries_survive_a_restart_with_their_terminal_status() {
+        let root = scratch("restart");
+        let outbox = Outbox::open(&root).unwrap();
+        assert!(
+            outbox.create_entry("job/../1").is_err(),
+            "unsafe ids make no entry"
+        );
+        let entry = outbox.create_entry("job-1").unwrap();
+        assert!(entry.terminal().is_none());
+        entry.save_terminal(&StatusUpdate::failed("boom")).unwrap();
+
+        let reopened = Outbox::open(&root).unwrap().pending().unwrap();
+        assert_eq!(reopened.len(), 1);
+        assert_eq!(reopened[0].job_id(), "job-1");
+        assert_eq!(reopened[0].terminal(), Some(StatusUpdate::failed("boom")));
+        let mode = fs::metadata(reopened[0].dir().join("terminal.json"))
+            .unwrap()
+            .permissions()
+            .mode();
+        assert_eq!(mode & 0o777, 0o600);
+        reopened[0].remove();
+        assert!(Outbox::open(&root).unwrap().pending().unwrap().is_empty());
+        fs::remove_dir_all(root).unwrap();
+    }
+
+    #[test]
+    fn a_damaged_job_json_loses_neither_the_entry_nor_its_terminal_status() {
+        let root = scratch("damaged");
+        let outbox = Outbox::open(&root).unwrap();
+        let entry = outbox.create_entry("job-2").unwrap();
+        entry.save_terminal(&StatusUpdate::failed("kept")).unwrap();
+        // A host crash left job.json empty.
+        fs::write(entry.dir().join("job.json"), b"").unwrap();
+        let pending = outbox.pending().unwrap();
+        assert_eq!(pending.len(), 1);
+        assert_eq!(pending[0].job_id(), "job-2");
+        assert_eq!(pending[0].terminal(), Some(StatusUpdate::failed("kept")));
+        // Neither file readable: the directory's name still says whose it is.
+        fs::write(entry.dir().join("terminal.json"), b"{\"job_").unwrap();
+        assert_eq!(outbox.pending().unwrap()[0].job_id(), "job-2");
+        fs::remove_dir_all(root).unwrap();
+    }
+}

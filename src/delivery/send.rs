@@ -1,0 +1,422 @@
+//! Sending what a job owes, one request at a time, until Trellis takes it.
+//!
+//! Transient failures (the network, 5xx, 429) are retried with capped
+//! backoff and full jitter, forever: an outage only delays delivery. Three
+//! answers are not the network's, and end a request's retries:
+//!
+//! - a refusal of the request itself: a 4xx, or the same HTTP 500 again and
+//!   again for [`DeliveryPolicy::refusal_limit`] (the deployed Trellis
+//!   answers 500 `Failed to insert log` to a chunk it cannot store, on every
+//!   attempt). A refused log chunk is replaced by a SYSTEM line saying how
+//!   many bytes could not be stored and why; a refused terminal status is
+//!   sent again with its biggest metadata dropped, then with none.
+//! - "the job is gone" (404 `Job not found`, 500 `not owned by this
+//!   worker`), believed only when a second read of the job a few seconds
+//!   later agrees; otherwise it is retried like any transient failure.
+//! - a rejected worker token, which no retry can fix.
+//!
+//! Everything is made storable before it is sent: U+0000, which PostgreSQL
+//! text and jsonb cannot hold, becomes U+FFFD.
+
+use std::future::Future;
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+use super::outbox::OutboxEntry;
+use super::spool::{ChunkReader, Record, Spool};
+use crate::trellis::retry::RetryPolicy;
+use crate::trellis::{LogChunk, StatusUpdate, StreamType, TrellisClient, TrellisError};
+use crate::units::format_size;
+
+/// How often a refusal must repeat before it counts as one.
+const MIN_REFUSALS: u32 = 5;
+
+/// How delivery retries, from the worker's settings.
+#[derive(Debug, Clone, Copy)]
+pub struct DeliveryPolicy {
+    /// Backoff between attempts (no limit on attempts).
+    pub retry: RetryPolicy,
+    /// How long the same HTTP 500 must repeat (and at least five times)
+    /// before it is taken as Trellis refusing the request itself.
+    pub refusal_limit: Duration,
+    /// How long to wait before reading a job again to confirm it is gone.
+    pub gone_check_delay: Duration,
+}
+
+impl DeliveryPolicy {
+    /// Retries up to `retry_max_delay` apart; a refusal after four times
+    /// that.
+    pub fn new(retry_max_delay: Duration) -> Self {
+        DeliveryPolicy {
+            retry: RetryPolicy::until_accepted(retry_max_delay),
+            refusal_limit: retry_max_delay * 4,
+            gone_check_delay: Duration::from_secs(3),
+        }
+    }
+}
+
+/// Why delivery stopped before the end.
+#[derive(Debug, thiserror::Error)]
+pub enum DeliveryError {
+    /// Trellis keeps refusing the request itself, not for the network.
+    #[error("Trellis refused it (HTTP {status}): {message}")]
+    Refused { status: u16, message: String },
+    /// The job is no longer this worker's (a second read agreed).
+    #[error("the job is no longer this worker's: {0}")]
+    Gone(String),
+    /// An answer no retry can change (the worker's token was rejected).
+    #[error(transparent)]
+    Trellis(TrellisError),
+    #[error("log spool: {0}")]
+    Io(#[from] std::io::Error),
+}
+
+/// Replaces U+0000 in every string of a JSON value.
+fn make_storable(value: &mut Value) {
+    match value {
+        Value::String(text) => storable_text(text),
+        Value::Array(items) => items.iter_mut().for_each(make_storable),
+        Value::Object(map) => {
+            let keys: Vec<String> = map.keys().filter(|k| k.contains('\0')).cloned().collect();
+            for key in keys {
+                if let Some(item) = map.remove(&key) {
+                    map.insert(key.replace('\0', "\u{FFFD}"), item);
+                }
+            }
+            map.values_mut().for_each(make_storable);
+        }
+        _ => {}
+    }
+}
+
+fn storable_text(text: &mut String) {
+    if text.contains('\0') {
+        *text = text.replace('\0', "\u{FFFD}");
+    }
+}
+
+/// A status update Trellis can store.
+pub fn storable_update(update: &StatusUpdate) -> StatusUpdate {
+    let mut update = update.clone();
+    if let Some(message) = &mut update.error_message {
+        storable_text(message);
+    }
+    if let Some(metadata) = &mut update.execution_metadata {
+        metadata.values_mut().for_each(make_storable);
+    }
+    update
+}
+
+/// Whether the job really is gone: read a few seconds later, it no longer
+/// exists (the API's own 404), is cancelled, or belongs to another worker.
+pub async fn confirm_gone(client: &TrellisClient, job_id: &str, policy: &DeliveryPolicy) -> bool {
+    tokio::time::sleep(policy.gone_check_delay).await;
+    match client.get_job(job_id).await {
+        Ok(None) => true,
+        Ok(Some(row)) => {
+            row.get("status").and_then(Value::as_str) == Some("CANCELLED")
+                || row
+                    .get("worker_id")
+                    .and_then(Value::as_str)
+                    .is_some_and(|owner| owner != client.worker_id())
+        }
+        Err(_) => false,
+    }
+}
+
+/// One request for `job_id`, tried until it is accepted or fails for a
+/// reason of its own (see the module's comment).
+async fn until_accepted<F, Fut>(
+    client: &TrellisClient,
+    job_id: &str,
+    policy: &DeliveryPolicy,
+    what: &str,
+    call: F,
+) -> Result<(), DeliveryError>
+where
+    F: Fn() -> Fut,
+    Fut: Future<Output = Result<(), TrellisError>>,
+{
+    let mut attempt = 0u32;
+    // The 500 that keeps coming back: its text, since when, how often.
+    let mut repeated: Option<(String, Instant, u32)> = None;
+    loop {
+        let error = match call().await {
+            Ok(()) => {
+                if attempt > 0 {
+                    tracing::info!("{what}: succeeded after {attempt} retries");
+                }
+                return Ok(());
+            }
+            Err(error) => error,
+        };
+        match error {
+            TrellisError::Rejected { status, message } => {
+                return Err(DeliveryError::Refused { status, message })
+            }
+            TrellisError::JobGone(message) => {
+                if confirm_gone(client, job_id, policy).await {
+                    return Err(DeliveryError::Gone(message));
+                }
+                tracing::warn!("{what}: Trellis said the job is gone ({message}), but it is still this worker's; retrying");
+                repeated = None;
+            }
+            TrellisError::Unavailable {
+                status: 500,
+                message,
+            } => {
+                let (text, since, count) =
+                    repeated.get_or_insert_with(|| (message.clone(), Instant::now(), 0));
+                if *text != message {
+                    *text = message.clone();
+                    *since = Instant::now();
+                    *count = 0;
+                }
+                *count += 1;
+                if *count >= MIN_REFUSALS && since.elapsed() >= policy.refusal_limit {
+                    return Err(DeliveryError::Refused {
+                        status: 500,
+                        message,
+                    });
+                }
+                tracing::warn!("{what}: Trellis answered HTTP 500 ({message}); retrying");
+            }
+            error if error.is_transient() => {
+                repeated = None;
+                tracing::warn!("{what}: {error}; retrying");
+            }
+            error => return Err(DeliveryError::Trellis(error)),
+        }
+        tokio::time::sleep(policy.retry.delay(attempt)).await;
+        attempt = attempt.saturating_add(1);
+    }
+}
+
+async fn send_one_chunk(
+    client: &TrellisClient,
+    job_id: &str,
+    chunk: &LogChunk,
+    policy: &DeliveryPolicy,
+) -> Result<(), DeliveryError> {
+    let what = format!("sending logs of job {job_id}");
+    until_accepted(client, job_id, policy, &what, || {
+        client.send_logs(job_id, chunk)
+    })
+    .await
+}
+
+/// Sends one log chunk; a chunk Trellis refuses is replaced by a SYSTEM
+/// line saying so, so that delivery goes on in order and nothing is dropped
+/// without a word.
+pub async fn send_chunk(
+    client: &TrellisClient,
+    job_id: &str,
+    chunk: LogChunk,
+    policy: &DeliveryPolicy,
+) -> Result<(), DeliveryError> {
+    let mut chunk = chunk;
+    storable_text(&mut chunk.log_chunk);
+    match send_one_chunk(client, job_id, &chunk, policy).await {
+        Err(DeliveryError::Refused { status, message }) => {
+            tracing::error!(
+                "Trellis refused a log chunk of job {job_id} (HTTP {status}: {message}): it is replaced by a note"
+            );
+            let note = LogChunk {
+                log_chunk: format!(
+                    "[tendril] {} of {:?} output could not be stored by Trellis (HTTP {status}: {message}) and \
+                     are missing here\n",
+                    format_size(chunk.log_chunk.len() as u64),
+                    chunk.stream_type
+                ),
+                stream_type: StreamType::System,
+            };
+            match send_one_chunk(client, job_id, &note, policy).await {
+                Err(DeliveryError::Refused { .. }) => {
+                    tracing::error!(
+                        "Trellis refused the note too; job {job_id}'s log has a gap here"
+                    );
+                    Ok(())
+                }
+                other => other,
+            }
+        }
+        other => other,
+    }
+}
+
+/// Sends an entry's log chunks in order. With a live spool, runs until the
+/// spool is closed and emptied; without one (a finished job), until the
+/// file is emptied.
+pub async fn deliver_chunks(
+    client: &TrellisClient,
+    entry: &OutboxEntry,
+    spool: Option<&Spool>,
+    policy: &DeliveryPolicy,
+) -> Result<(), DeliveryError> {
+    let Some(mut reader) = ChunkReader::open(entry, spool.is_some())? else {
+        return Ok(());
+    };
+    loop {
+        // Read before looking for a chunk: a spool closed by then has
+        // sealed everything it will ever hold.
+        let closed = spool.is_none_or(Spool::is_closed);
+        match reader.next_record()? {
+            Some((record, next)) => {
+                let chunk = match record {
+                    Record::Chunk(chunk) => chunk,
+                    Record::Damaged(bytes) => LogChunk {
+                        log_chunk: format!(
+                            "[tendril] {} of this job's log were damaged on disk (a failed write or a crash) and \
+                             are missing here\n",
+                            format_size(bytes as u64)
+                        ),
+                        stream_type: StreamType::System,
+                    },
+                };
+                send_chunk(client, entry.job_id(), chunk, policy).await?;
+                reader.commit(next)?;
+            }
+            None => match spool {
+                Some(spool) if !closed => spool.wait_for_chunk().await,
+                _ => return Ok(()),
+            },
+        }
+    }
+}
+
+/// Sends a progress update; one Trellis refuses is skipped (the next
+/// carries the job on).
+pub async fn send_progress(
+    client: &TrellisClient,
+    job_id: &str,
+    update: &StatusUpdate,
+    policy: &DeliveryPolicy,
+) -> Result<(), DeliveryError> {
+    let update = storable_update(update);
+    let what = format!("reporting progress of job {job_id}");
+    match until_accepted(client, job_id, policy, &what, || {
+        client.update_status(job_id, &update)
+    })
+    .await
+    {
+        Err(error @ DeliveryError::Refused { .. }) => {
+            tracing::warn!("{what}: {error}; this update is skipped");
+            Ok(())
+        }
+        other => other,
+    }
+}
+
+/// Sends the terminal status until Trellis takes some terminal status: a
+/// refused one goes again with its biggest metadata values dropped, then
+/// with none, and its error message says what was dropped.
+pub async fn send_terminal(
+    client: &TrellisClient,
+    job_id: &str,
+    update: &StatusUpdate,
+    policy: &DeliveryPolicy,
+) -> Result<(), DeliveryError> {
+    let mut update = storable_update(update);
+    let what = format!("reporting job {job_id} {:?}", update.status);
+    loop {
+        let sent = until_accepted(client, job_id, policy, &what, || {
+            client.update_status(job_id, &update)
+        })
+        .await;
+        match sent {
+            Err(DeliveryError::Refused { status, message })
+                if update.execution_metadata.is_some() =>
+            {
+                let dropped = shrink_metadata(&mut update);
+                tracing::warn!("{what}: Trellis refused it (HTTP {status}: {message}); sending it again without {dropped}");
+                let note = format!(
+                    "Trellis refused this job's result (HTTP {status}: {message}), so it was sent without {dropped}"
+                );
+                update.error_message = Some(match update.error_message.take() {
+                    Some(message) => format!("{message}; {note}"),
+                    None => note,
+                });
+            }
+            other => {
+                if other.is_ok() {
+                    tracing::info!("job {job_id} reported {:?}", update.status);
+                }
+                return other;
+            }
+        }
+    }
+}
+
+/// Drops the biggest metadata values until what is left is at most half
+/// of what was (or, when that is all of it, every value); says what went.
+fn shrink_metadata(update: &mut StatusUpdate) -> String {
+    let Some(metadata) = update.execution_metadata.as_mut() else {
+        return "metadata".into();
+    };
+    let size = |value: &Value| serde_json::to_vec(value).map(|v| v.len()).unwrap_or(0);
+    let mut sizes: Vec<(String, usize)> =
+        metadata.iter().map(|(k, v)| (k.clone(), size(v))).collect();
+    sizes.sort_by_key(|(_, bytes)| std::cmp::Reverse(*bytes));
+    let total: usize = sizes.iter().map(|(_, s)| s).sum();
+    let mut left = total;
+    let mut dropped = Vec::new();
+    for (key, bytes) in &sizes {
+        if left <= total / 2 && !dropped.is_empty() {
+            break;
+        }
+        metadata.remove(key);
+        left -= bytes;
+        dropped.push(format!("{key} ({})", format_size(*bytes as u64)));
+    }
+    if metadata.is_empty() {
+        update.execution_metadata = None;
+        return format!("its metadata ({})", dropped.join(", "));
+    }
+    format!("the metadata values {}", dropped.join(", "))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::trellis::JobStatus;
+    use serde_json::{json, Map};
+
+    #[test]
+    fn nul_becomes_a_replacement_character_everywhere() {
+        let update = StatusUpdate {
+            status: JobStatus::Failed,
+            error_message: Some("tool said \0".into()),
+            execution_metadata: Some(Map::from_iter([(
+                "outputs".to_string(),
+                json!({"k\0": ["a\0b", {"deep": "\0"}], "n": 1}),
+            )])),
+        };
+        let stored = storable_update(&update);
+        assert_eq!(stored.error_message.as_deref(), Some("tool said \u{FFFD}"));
+        assert_eq!(
+            stored.execution_metadata.unwrap()["outputs"],
+            json!({"k\u{FFFD}": ["a\u{FFFD}b", {"deep": "\u{FFFD}"}], "n": 1})
+        );
+    }
+
+    #[test]
+    fn the_biggest_metadata_goes_first_then_all_of_it() {
+        let mut update = StatusUpdate::success(Map::from_iter([
+            ("plan_result".to_string(), json!("x".repeat(10_000))),
+            ("cost_breakdown".to_string(), json!("y".repeat(3_000))),
+            ("plan_completed".to_string(), json!(true)),
+        ]));
+        let first = shrink_metadata(&mut update);
+        assert!(
+            first.starts_with("the metadata values plan_result ("),
+            "{first}"
+        );
+        let left = update.execution_metadata.clone().unwrap();
+        assert!(left.contains_key("cost_breakdown") && left.contains_key("plan_completed"));
+        shrink_metadata(&mut update);
+        let last = shrink_metadata(&mut update);
+        assert!(last.starts_with("its metadata ("), "{last}");
+        assert!(update.execution_metadata.is_none());
+    }
+}
