@@ -1,7 +1,7 @@
 //! PLAN, DEPLOY, DESTROY and BOOTSTRAP end to end: the compiled binary, the
 //! fake Trellis (a fake), real Terraform on the fixture vine of
-//! `tests/fixtures/templates/vine/aws` (built-in resources only), and state
-//! in real moto's S3.
+//! `tests/fixtures/templates/vine/aws` (built-in resources only, the
+//! platform's variable names), and state in real moto's S3.
 
 mod support;
 
@@ -28,15 +28,25 @@ struct Vines {
     vars: Vec<(String, String)>,
 }
 
+/// A vine's snapshot as the web app sends it.
 fn snapshot(project: &str) -> Value {
     json!({
+        "id": "vine-1",
         "project_name": project,
         "environment_stage": "test",
         "region": "eu-west-1",
-        "network": {"create_vpc": true, "vpc_cidr": "10.20.0.0/16"},
-        "cluster": {"version": "1.31"},
-        "dns": {"enabled": true, "main_domain": "shop.example"},
-        "databases": [{"engine": "postgres"}],
+        "provider": "aws",
+        "status": "PLANNING",
+        "network": {"provision_network": true, "cidr_block": "10.20.0.0/16", "single_nat_gateway": true},
+        "cluster": {"cluster_version": "1.31", "instance_types": [], "cluster_admins": []},
+        "dns": {"enabled": true, "zone_id": "Z1", "domain_name": "shop.example"},
+        "repositories": {"apps_destination_repo": ""},
+        "databases": [{"name": "main", "engine": "aurora-postgresql"}],
+        "caches": [],
+        "queues": [],
+        "topics": [],
+        "nosql_tables": [],
+        "secrets": [],
         "git_access_token": GIT_TOKEN
     })
 }
@@ -170,7 +180,7 @@ fn plan_deploy_destroy_round_trip_with_state_in_s3() {
     let changes = metadata["plan_result"]["resource_changes"]
         .as_array()
         .unwrap();
-    assert_eq!(changes.len(), 3, "{changes:?}");
+    assert_eq!(changes.len(), 4, "{changes:?}");
     let artifact = vines
         .trellis
         .artifact(&plan)
@@ -201,13 +211,21 @@ fn plan_deploy_destroy_round_trip_with_state_in_s3() {
     let settings = &outputs["settings"];
     assert_eq!(
         settings["vpc_cidr"], "10.20.0.0/16",
-        "nested network keys reach Terraform"
+        "the nested network settings reach Terraform under the template's names"
     );
-    assert_eq!(settings["create_vpc"], true);
-    assert_eq!(settings["cluster_version"], "1.31");
-    assert_eq!(settings["enable_dns"], true);
+    assert_eq!(settings["provision_vpc"], true);
+    assert_eq!(settings["vpc_single_nat_gateway"], true);
+    assert_eq!(settings["eks_cluster_version"], "1.31");
     assert_eq!(settings["dns_main_domain"], "shop.example");
-    assert_eq!(settings["databases"], json!([{"engine": "postgres"}]));
+    assert_eq!(settings["dns_hosted_zone"], "Z1");
+    assert_eq!(settings["environment"], "test");
+    assert_eq!(settings["create_rds"], true);
+    assert_eq!(settings["rds_config"]["db_name"], "main");
+    assert_eq!(
+        settings["eks_instance_types"],
+        json!(["m5a.4xlarge"]),
+        "an empty list leaves the template's default"
+    );
     assert!(deployed["execution_metadata"]["timings"]["terraform_apply"].is_number());
     let deploy_log = vines.trellis.log_text(&deploy);
     assert!(
@@ -218,7 +236,10 @@ fn plan_deploy_destroy_round_trip_with_state_in_s3() {
     let state = vines
         .state(STATE_KEY)
         .expect("the state is in the bucket under the documented key");
-    assert_eq!(resources(&state), ["database", "network", "step"]);
+    assert_eq!(
+        resources(&state),
+        ["database", "network", "received", "step"]
+    );
     let password = state["outputs"]["database_password"]["value"]
         .as_str()
         .unwrap()
@@ -252,7 +273,7 @@ fn plan_deploy_destroy_round_trip_with_state_in_s3() {
                 .unwrap()
         )
         .len(),
-        3
+        4
     );
     assert!(
         !vines.objects().iter().any(|k| k.ends_with(".tflock")),
@@ -278,7 +299,7 @@ fn a_deploy_refuses_a_stale_missing_or_foreign_plan() {
         json!({"plan_job_id": hashed, "configuration_hash": "h2"}),
     );
     let mut changed = snapshot("shop");
-    changed["network"]["vpc_cidr"] = json!("10.99.0.0/16");
+    changed["network"]["cidr_block"] = json!("10.99.0.0/16");
     let changed_snapshot = vines.enqueue(
         "DEPLOY",
         "171717171717",
@@ -823,7 +844,7 @@ fn a_web_app_plan_then_deploy_applies_though_the_rows_bookkeeping_changed_betwee
     );
     vines.succeed(&deploy);
     let key = "vy-1/web-development-eu-west-1/terraform.tfstate";
-    assert_eq!(resources(&vines.state(key).expect("applied")).len(), 3);
+    assert_eq!(resources(&vines.state(key).expect("applied")).len(), 4);
 
     // A real change of configuration still refuses the plan.
     let mut changed = later;

@@ -17,6 +17,7 @@ pub mod redact;
 pub mod reviewed_plan;
 pub mod snapshot;
 pub mod stack;
+pub mod tfvars;
 pub mod vine;
 pub mod vine_inputs;
 pub mod worker;

@@ -34,6 +34,15 @@ pub fn seconds(took: Duration) -> Value {
     json!((took.as_secs_f64() * 10.0).round() / 10.0)
 }
 
+/// `TENDRIL_TEMPLATES_DIR/<kind>/<provider>`: the template of a job.
+pub fn template_dir(context: &JobContext, kind: &str) -> PathBuf {
+    context
+        .settings
+        .templates_dir
+        .join(kind)
+        .join(context.provider())
+}
+
 /// A Terraform configuration in the job's workspace, initialised.
 pub struct Stack<'a> {
     context: &'a JobContext,
@@ -54,11 +63,7 @@ impl<'a> Stack<'a> {
         state_key: String,
         env: BTreeMap<String, String>,
     ) -> Result<Stack<'a>, JobError> {
-        let template = context
-            .settings
-            .templates_dir
-            .join(kind)
-            .join(context.provider());
+        let template = template_dir(context, kind);
         let dir = context.workspace.path().join(kind);
         let phase = context.log.phase("preparing the Terraform configuration");
         copy_template(&template, &dir)?;

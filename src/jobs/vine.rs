@@ -14,22 +14,17 @@ use serde_json::{json, Map, Value};
 
 use super::cluster::{self, facts};
 use super::redact;
-use super::stack::{seconds, Stack, PLAN_FILE};
-use super::vine_inputs::{tfvars, vine_state_key};
+use super::stack::{seconds, template_dir, Stack, PLAN_FILE};
+use super::tfvars::vine_tfvars;
+use super::vine_inputs::vine_state_key;
 use super::{costs, reviewed_plan, JobContext, JobError};
 
 /// The vine's stack: its template, its snapshot's variables, its state key.
 async fn vine_stack(context: &JobContext) -> Result<Stack<'_>, JobError> {
     let job = &context.job;
     let state_key = vine_state_key(job.vineyard_id.as_deref(), &job.config_snapshot)?;
-    Stack::prepare(
-        context,
-        "vine",
-        &tfvars(&job.config_snapshot),
-        state_key,
-        BTreeMap::new(),
-    )
-    .await
+    let vars = vine_tfvars(context, &template_dir(context, "vine")).await?;
+    Stack::prepare(context, "vine", &vars, state_key, BTreeMap::new()).await
 }
 
 /// PLAN: plan, show, upload the plan for a later DEPLOY.

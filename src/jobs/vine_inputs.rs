@@ -1,14 +1,7 @@
-//! What a vine's Terraform run is given: the template copied into the
-//! workspace, `terraform.tfvars.json` from the snapshot, and where the state
-//! lives (the S3-compatible bucket, or a local directory by default).
-//!
-//! The snapshot comes in two shapes: flat keys (what Trellis sends) and
-//! nested `network`, `cluster` and `dns` objects (what the original worker
-//! expected). Every top-level key becomes a variable of the same name, and
-//! the nested keys are lifted to their flat names too (see [`lifted_name`]);
-//! a flat key wins over a lifted one. The secrets named in
-//! [`SECRET_SETTINGS`] never reach tfvars (a saved plan records every
-//! variable value, and plans leave the worker).
+//! What a vine's Terraform run is given besides its variables (those are
+//! `super::tfvars`): the template copied into the workspace, where the state
+//! lives (the S3-compatible bucket, or a local directory by default), and
+//! the snapshot's settings as the other phases of a job read them.
 
 use std::fs;
 use std::io;
@@ -35,7 +28,7 @@ const STATE_PROFILE: &str = "tendril-state";
 const STATE_CREDENTIALS: &str = "state-credentials";
 
 /// The flat name of a key of a nested settings object.
-pub fn lifted_name(object: &str, key: &str) -> String {
+fn lifted_name(object: &str, key: &str) -> String {
     match (object, key) {
         ("dns", "enabled") => "enable_dns".into(),
         ("cluster" | "dns", _) if key.starts_with(&format!("{object}_")) => key.into(),
@@ -44,44 +37,38 @@ pub fn lifted_name(object: &str, key: &str) -> String {
     }
 }
 
-/// The nested objects whose keys are lifted.
+/// The nested objects whose keys a setting may be found under, by their
+/// lifted names; a later object wins over an earlier one.
 const NESTED_OBJECTS: [&str; 3] = ["network", "cluster", "dns"];
 
-fn without_secrets(value: &Value) -> Value {
-    match value {
-        Value::Object(map) => Value::Object(
-            map.iter()
-                .filter(|(k, _)| !SECRET_SETTINGS.contains(&k.as_str()))
-                .map(|(k, v)| (k.clone(), without_secrets(v)))
-                .collect(),
-        ),
-        other => other.clone(),
+/// The snapshot's value of the setting `name`: its flat key, else a nested
+/// key whose lifted name it is (`dns.main_domain` is `dns_main_domain`).
+/// Secrets are never settings.
+fn lookup<'a>(snapshot: &'a Map<String, Value>, name: &str) -> Option<&'a Value> {
+    if SECRET_SETTINGS.contains(&name) {
+        return None;
     }
-}
-
-/// The Terraform variables of a snapshot.
-pub fn tfvars(snapshot: &Map<String, Value>) -> Map<String, Value> {
-    let snapshot = match without_secrets(&Value::Object(snapshot.clone())) {
-        Value::Object(map) => map,
-        _ => Map::new(),
-    };
-    let mut vars = Map::new();
-    for object in NESTED_OBJECTS {
-        if let Some(Value::Object(inner)) = snapshot.get(object) {
-            for (key, value) in inner {
-                vars.insert(lifted_name(object, key), value.clone());
-            }
-        }
+    if let Some(flat) = snapshot.get(name) {
+        return Some(flat);
     }
-    vars.extend(snapshot);
-    vars
+    NESTED_OBJECTS.iter().rev().find_map(|object| {
+        let Some(Value::Object(inner)) = snapshot.get(*object) else {
+            return None;
+        };
+        inner
+            .iter()
+            .rev()
+            .find(|(key, _)| {
+                !SECRET_SETTINGS.contains(&key.as_str()) && lifted_name(object, key) == name
+            })
+            .map(|(_, value)| value)
+    })
 }
 
 /// A string setting of the snapshot, flat or lifted from a nested object.
 pub fn setting(snapshot: &Map<String, Value>, names: &[&str]) -> Option<String> {
-    let vars = tfvars(snapshot);
     names.iter().find_map(|name| {
-        vars.get(*name)
+        lookup(snapshot, name)
             .and_then(Value::as_str)
             .filter(|s| !s.is_empty())
             .map(String::from)
@@ -118,15 +105,21 @@ pub enum StateBackend<'a> {
     Local(&'a Path),
 }
 
+/// Fails unless `template` is a directory.
+pub fn require_template(template: &Path) -> Result<(), JobError> {
+    if template.is_dir() {
+        return Ok(());
+    }
+    Err(JobError::Invalid(format!(
+        "no Terraform template at {} (TENDRIL_TEMPLATES_DIR)",
+        template.display()
+    )))
+}
+
 /// Copies a template directory into the workspace (without any
 /// `.terraform` directory or state a developer left in it).
 pub fn copy_template(template: &Path, destination: &Path) -> Result<(), JobError> {
-    if !template.is_dir() {
-        return Err(JobError::Invalid(format!(
-            "no Terraform template at {} (TENDRIL_TEMPLATES_DIR)",
-            template.display()
-        )));
-    }
+    require_template(template)?;
     copy_dir(template, destination).map_err(|e| {
         JobError::io(
             &format!("cannot copy the template {}", template.display()),
@@ -255,31 +248,32 @@ mod tests {
     }
 
     #[test]
-    fn both_shapes_become_flat_variables_and_flat_keys_win() {
+    fn settings_are_flat_or_lifted_and_flat_keys_win() {
         let snapshot = map(json!({
             "project_name": "shop",
-            "network": {"create_vpc": true, "vpc_cidr": "10.0.0.0/16"},
-            "cluster": {"version": "1.31", "cluster_node_count": 3},
+            "region": "",
+            "aws_region": "eu-west-1",
+            "network": {"vpc_cidr": "10.0.0.0/16"},
+            "cluster": {"version": "1.31", "cluster_name": "shop-eks"},
             "dns": {"enabled": true, "main_domain": "shop.example", "dns_hosted_zone": "Z1"},
-            "vpc_cidr": "10.9.0.0/16",
+            "dns_hosted_zone": "Z9",
             "git_access_token": "ghp_secret",
-            "databases": [{"name": "main"}]
+            "repositories": {"git_access_token": "ghp_secret"}
         }));
-        let vars = tfvars(&snapshot);
-        assert_eq!(vars["create_vpc"], json!(true));
-        assert_eq!(vars["vpc_cidr"], json!("10.9.0.0/16"), "the flat key wins");
-        assert_eq!(vars["cluster_version"], json!("1.31"));
-        assert_eq!(vars["cluster_node_count"], json!(3));
-        assert_eq!(vars["enable_dns"], json!(true));
-        assert_eq!(vars["dns_main_domain"], json!("shop.example"));
-        assert_eq!(vars["dns_hosted_zone"], json!("Z1"));
+        let get = |names: &[&str]| setting(&snapshot, names);
+        assert_eq!(get(&["project_name"]).as_deref(), Some("shop"));
+        assert_eq!(get(&["region", "aws_region"]).as_deref(), Some("eu-west-1"));
+        assert_eq!(get(&["vpc_cidr"]).as_deref(), Some("10.0.0.0/16"));
+        assert_eq!(get(&["cluster_version"]).as_deref(), Some("1.31"));
+        assert_eq!(get(&["cluster_name"]).as_deref(), Some("shop-eks"));
+        assert_eq!(get(&["dns_main_domain"]).as_deref(), Some("shop.example"));
         assert_eq!(
-            vars["network"]["vpc_cidr"],
-            json!("10.0.0.0/16"),
-            "the object itself is passed on too"
+            get(&["dns_hosted_zone"]).as_deref(),
+            Some("Z9"),
+            "the flat key wins"
         );
-        assert_eq!(vars["databases"], json!([{"name": "main"}]));
-        assert!(!vars.contains_key("git_access_token"));
+        assert_eq!(get(&["enable_dns"]), None, "not a string");
+        assert_eq!(get(&["git_access_token"]), None, "secrets are not settings");
     }
 
     #[test]

@@ -1,7 +1,8 @@
-# The example vine: the shape of a real one (its variables and the outputs
-# Trellis reads), built from Terraform's built-in resources only, so it plans
-# and applies on any machine with Terraform and no cloud account. The real
-# vine templates live in templates/vine/<provider>.
+# The example vine: the shape of a real one (some of the platform's
+# variables, snapshot keys of its own, and the outputs Trellis reads), built
+# from Terraform's built-in resources only, so it plans and applies on any
+# machine with Terraform and no cloud account. The platform's vine templates
+# are not in this repository: TENDRIL_TEMPLATES_DIR points at them.
 
 terraform {
   backend "s3" {}
