@@ -67,7 +67,9 @@ fn encoded_forms(value: &str) -> Vec<String> {
         url.replace('+', "%20"),
         url,
         // Without the quotes around it (one each side: the value may end in one).
-        json.get(1..json.len().saturating_sub(1)).unwrap_or_default().to_string(),
+        json.get(1..json.len().saturating_sub(1))
+            .unwrap_or_default()
+            .to_string(),
     ]
 }
 

@@ -92,6 +92,15 @@ pub fn vine_state_key(
     let stage =
         setting(snapshot, &["environment_stage"]).ok_or_else(|| missing("environment_stage"))?;
     let region = setting(snapshot, &["region", "aws_region"]).ok_or_else(|| missing("region"))?;
+    // Each part of the key comes from the job: none may reach outside it.
+    for (field, value) in [
+        ("vineyard_id", vineyard),
+        ("project_name", project.as_str()),
+        ("environment_stage", stage.as_str()),
+        ("region", region.as_str()),
+    ] {
+        crate::safe_name::check(field, value).map_err(JobError::Invalid)?;
+    }
     Ok(format!(
         "{vineyard}/{project}-{stage}-{region}/terraform.tfstate"
     ))
@@ -291,6 +300,26 @@ mod tests {
             vine_state_key(Some("vy-1"), &map(json!({"project_name": "shop"}))).unwrap_err();
         assert!(
             error.to_string().contains("no environment_stage"),
+            "{error}"
+        );
+    }
+
+    #[test]
+    fn a_state_key_part_that_would_leave_its_place_fails_naming_the_field() {
+        let escaping = map(
+            json!({"project_name": "../../../x", "environment_stage": "prod", "region": "eu-west-1"}),
+        );
+        let error = vine_state_key(Some("vy-1"), &escaping).unwrap_err();
+        assert!(
+            error.to_string().starts_with("project_name '../../../x'"),
+            "{error}"
+        );
+        let snapshot = map(
+            json!({"project_name": "shop", "environment_stage": "prod", "region": "eu-west-1"}),
+        );
+        let error = vine_state_key(Some("../other"), &snapshot).unwrap_err();
+        assert!(
+            error.to_string().starts_with("vineyard_id '../other'"),
             "{error}"
         );
     }

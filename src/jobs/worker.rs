@@ -106,7 +106,11 @@ async fn worker_stack<'a>(
     worker_id: &str,
     token: &str,
 ) -> Result<Stack<'a>, JobError> {
+    crate::safe_name::check("worker_id", worker_id).map_err(JobError::Invalid)?;
     let vars = worker_vars(context, worker_id);
+    if let Some(region) = vars.get("region").and_then(Value::as_str) {
+        crate::safe_name::check("region", region).map_err(JobError::Invalid)?;
+    }
     let mut env = worker_secrets(context, token);
     if let Some(region) = vars.get("region").and_then(Value::as_str) {
         for name in ["AWS_REGION", "AWS_DEFAULT_REGION"] {
@@ -311,6 +315,9 @@ fn with_new_image(
 /// UPDATE_WORKER.
 pub async fn update_worker(context: &JobContext) -> Result<Map<String, Value>, JobError> {
     let spec = WorkerSpec::from_snapshot(context, true)?;
+    for (field, value) in [("worker_id", &spec.worker_id), ("region", &spec.region)] {
+        crate::safe_name::check(field, value).map_err(JobError::Invalid)?;
+    }
     let short = worker_short_id(&spec.worker_id);
     let (cluster, service) = (format!("tendril-{short}"), format!("tendril-{short}"));
     let config = aws_sdk_ecs::config::Builder::from(platform_config().await)

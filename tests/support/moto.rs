@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
-use super::{free_port, TempDir};
+use super::TempDir;
 
 const MOTO_MISSING: &str = "moto_server not found: install it with `pip install 'moto[server]'`";
 
@@ -25,14 +25,24 @@ pub struct Moto {
     dir: TempDir,
 }
 
+/// The port of werkzeug's `Running on http://127.0.0.1:PORT` line.
+fn listening_port(log: &str) -> Option<u16> {
+    let rest = log.split("Running on http://127.0.0.1:").nth(1)?;
+    let digits: String = rest.chars().take_while(char::is_ascii_digit).collect();
+    digits.parse().ok()
+}
+
 impl Moto {
-    /// Starts `moto_server` and waits (up to 30 s) until it answers HTTP.
+    /// Starts `moto_server` on a port it picks itself and waits (up to 30 s)
+    /// until it answers HTTP. The port is read from its own log: a port
+    /// picked here and handed over could be taken in between by another
+    /// test's server, which would then answer for this one (and vanish with
+    /// its test, mid-job).
     pub fn start() -> Moto {
         let dir = TempDir::new("tendril-moto");
-        let port = free_port();
         let log = std::fs::File::create(dir.path().join("moto.log")).expect("moto log file");
         let child = Command::new("moto_server")
-            .args(["-H", "127.0.0.1", "-p", &port.to_string()])
+            .args(["-H", "127.0.0.1", "-p", "0"])
             .current_dir(dir.path())
             .stdin(Stdio::null())
             .stdout(log.try_clone().expect("clone log handle"))
@@ -43,7 +53,11 @@ impl Moto {
             Err(e) if e.kind() == ErrorKind::NotFound => panic!("{MOTO_MISSING}"),
             Err(e) => panic!("cannot start moto_server: {e}"),
         };
-        let mut moto = Moto { child, port, dir };
+        let mut moto = Moto {
+            child,
+            port: 0,
+            dir,
+        };
         let deadline = Instant::now() + Duration::from_secs(30);
         loop {
             if let Ok(Some(status)) = moto.child.try_wait() {
@@ -52,7 +66,10 @@ impl Moto {
                     moto.log()
                 );
             }
-            if http(port, "GET", "/moto-api/").is_ok() {
+            if moto.port == 0 {
+                moto.port = listening_port(&moto.log()).unwrap_or(0);
+            }
+            if moto.port != 0 && http(moto.port, "GET", "/moto-api/").is_ok() {
                 return moto;
             }
             if Instant::now() > deadline {
