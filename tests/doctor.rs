@@ -193,6 +193,24 @@ fn a_wrong_token_fails_the_trellis_line_naming_grape_worker_token() {
 }
 
 #[test]
+fn a_token_pasted_as_the_worker_id_is_masked_where_doctor_prints_the_id() {
+    let scratch = TempDir::new("tendril-doctor");
+    let trellis = FakeTrellis::start();
+    let worker = worker(&trellis, scratch.path());
+    for json in [false, true] {
+        let args: &[&str] = if json { &["--json"] } else { &[] };
+        let run = doctor(&worker, args, &pairs(&[("GRAPE_WORKER_ID", &worker.token)]));
+        assert_eq!(run.code, 1, "{}", run.stdout);
+        assert!(
+            run.stdout.contains("self-hosted worker ***"),
+            "{}",
+            run.stdout
+        );
+        run.assert_never_shows(&worker.token);
+    }
+}
+
+#[test]
 fn an_unreachable_trellis_names_trellis_url() {
     let scratch = TempDir::new("tendril-doctor");
     let trellis = FakeTrellis::start();
