@@ -164,7 +164,8 @@ async fn head_bucket(storage: &StateStorage) -> std::io::Result<std::process::Ou
         .args(["--cli-connect-timeout", "10", "--cli-read-timeout", "20"])
         .env("AWS_ACCESS_KEY_ID", storage.key_id.expose())
         .env("AWS_SECRET_ACCESS_KEY", storage.secret_key.expose())
-        // No profile of the host: its settings (virtual addressing) would mix in.
+        // No profile of the host: with --endpoint-url and no config the CLI
+        // addresses the bucket path-style, as Terraform's backend does.
         .env("AWS_CONFIG_FILE", "/dev/null")
         .env("AWS_SHARED_CREDENTIALS_FILE", "/dev/null")
         .env("AWS_EC2_METADATA_DISABLED", "true")
