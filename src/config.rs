@@ -55,6 +55,11 @@ pub enum Command {
     Exec(ExecArgs),
     /// Print Tendril's version and the versions of the tools it finds on PATH.
     Version,
+    /// Check this worker's settings, peers and tools without changing
+    /// anything, taking exactly the settings of `start`; one line per check
+    /// (`--json`: one JSON document). Exit 1 when a check the mode needs
+    /// failed, 2 when a setting is missing or invalid.
+    Doctor(crate::doctor::DoctorArgs),
     /// Register a new worker with Trellis (for setting up a self-hosted one)
     /// and print the environment lines it runs with. The platform's
     /// registration secret is read from TENDRIL_REGISTRATION_SECRET (or

@@ -12,6 +12,7 @@ pub mod agent;
 pub mod cloud;
 pub mod config;
 pub mod delivery;
+pub mod doctor;
 pub mod exec;
 pub mod http_error;
 pub mod jobs;

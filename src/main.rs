@@ -57,6 +57,7 @@ async fn async_main(command: Command) -> ExitCode {
             }
             ExitCode::SUCCESS
         }
+        Command::Doctor(args) => tendril::doctor::run(args).await,
         Command::Register(args) => register(args).await,
         Command::Scaler(args) => tendril::scaler::run(args).await,
         Command::Exec(args) => {
