@@ -254,9 +254,18 @@ pub struct JobArgs {
     /// Cloud DNS API [default: https://dns.googleapis.com/dns/v1].
     #[arg(long, env = "TENDRIL_GCP_DNS_ENDPOINT", value_name = "URL")]
     pub gcp_dns_endpoint: Option<String>,
-    /// Hosts a wif_config may name besides googleapis.com (tests only).
+    /// Hosts a wif_config's token_url and service_account_impersonation_url
+    /// may name besides Google's (tests against a local fake only).
     #[arg(long, env = "TENDRIL_GCP_ALLOWED_HOSTS", value_name = "HOSTS")]
     pub gcp_allowed_hosts: Option<String>,
+    /// Self-hosted only: directories (absolute, comma-separated) a
+    /// wif_config's credential_source.file may be in [default: none].
+    #[arg(long, env = "TENDRIL_GCP_CREDENTIAL_DIRS", value_name = "DIRS")]
+    pub gcp_credential_dirs: Option<String>,
+    /// Self-hosted only: hosts a wif_config's credential_source.url may name
+    /// besides loopback and the metadata servers (comma-separated) [default: none].
+    #[arg(long, env = "TENDRIL_GCP_CREDENTIAL_URL_HOSTS", value_name = "HOSTS")]
+    pub gcp_credential_url_hosts: Option<String>,
     /// Microsoft Entra's authority host [default: https://login.microsoftonline.com].
     #[arg(long, env = "TENDRIL_AZURE_AUTHORITY_HOST", value_name = "URL")]
     pub azure_authority_host: Option<String>,
@@ -307,7 +316,7 @@ pub struct JobSettings {
     pub terraform_provider_mirror: Option<PathBuf>,
     pub argocd: ArgoCdSettings,
     pub azure: crate::cloud::azure::AzureEndpoints,
-    pub gcp: crate::cloud::gcp::GcpEndpoints,
+    pub gcp: crate::cloud::gcp::GcpSettings,
     pub infracost_api_key: Option<Secret>,
     /// The platform's secret for registering the workers DEPLOY_WORKER deploys.
     pub registration_secret: Option<Secret>,
@@ -392,6 +401,21 @@ pub(crate) fn positive_duration(
         return Err(ConfigError::new(variable, "must be longer than zero"));
     }
     Ok(parsed)
+}
+
+/// A comma-separated list of absolute directories.
+fn absolute_dirs(variable: &str, value: &Option<String>) -> Result<Vec<PathBuf>, ConfigError> {
+    list(value)
+        .into_iter()
+        .map(PathBuf::from)
+        .map(|dir| match dir.is_absolute() {
+            true => Ok(dir),
+            false => Err(ConfigError::new(
+                variable,
+                format!("'{}' is not an absolute path", dir.display()),
+            )),
+        })
+        .collect()
 }
 
 pub(crate) fn list(value: &Option<String>) -> Vec<String> {
@@ -560,7 +584,7 @@ impl JobArgs {
                     .clone()
                     .unwrap_or_else(|| "https://management.azure.com".into()),
             },
-            gcp: crate::cloud::gcp::GcpEndpoints {
+            gcp: crate::cloud::gcp::GcpSettings {
                 compute: self
                     .gcp_compute_endpoint
                     .clone()
@@ -570,6 +594,11 @@ impl JobArgs {
                     .clone()
                     .unwrap_or_else(|| "https://dns.googleapis.com/dns/v1".into()),
                 extra_allowed_hosts: list(&self.gcp_allowed_hosts),
+                credential_dirs: absolute_dirs(
+                    "TENDRIL_GCP_CREDENTIAL_DIRS (--gcp-credential-dirs)",
+                    &self.gcp_credential_dirs,
+                )?,
+                credential_url_hosts: list(&self.gcp_credential_url_hosts),
             },
             infracost_api_key: secret_from_env("INFRACOST_API_KEY")?,
             registration_secret: secret_from_env("TENDRIL_REGISTRATION_SECRET")?,
@@ -765,6 +794,8 @@ mod tests {
             gcp_compute_endpoint: None,
             gcp_dns_endpoint: None,
             gcp_allowed_hosts: None,
+            gcp_credential_dirs: None,
+            gcp_credential_url_hosts: None,
             azure_authority_host: None,
             azure_resource_manager: None,
             s3_endpoint: None,
@@ -786,6 +817,25 @@ mod tests {
         assert_eq!(
             job_args(None).resolve().unwrap().pass_env,
             vec!["FOO", "BAR"]
+        );
+    }
+
+    #[test]
+    fn gcp_credential_dirs_must_be_absolute() {
+        let mut args = job_args(None);
+        args.gcp_credential_dirs = Some("/run/secrets/gcp, /var/run/tokens".into());
+        assert_eq!(
+            args.resolve().unwrap().gcp.credential_dirs,
+            [
+                PathBuf::from("/run/secrets/gcp"),
+                PathBuf::from("/var/run/tokens")
+            ]
+        );
+        args.gcp_credential_dirs = Some("/run/secrets/gcp,tokens".into());
+        let error = args.resolve().unwrap_err().to_string();
+        assert!(
+            error.starts_with("TENDRIL_GCP_CREDENTIAL_DIRS") && error.contains("'tokens'"),
+            "{error}"
         );
     }
 

@@ -14,14 +14,12 @@ use aws_sdk_sts::config::Credentials;
 use aws_sdk_sts::error::DisplayErrorContext;
 use tokio::sync::{Mutex, OnceCell};
 
-use super::CloudError;
+use super::{CloudError, MIN_REMAINING};
 use crate::secrets::{self, SecretGuard};
 
 /// How long assumed credentials are asked for: the most AWS allows when the
 /// caller is itself a role (as on ECS).
 const SESSION_DURATION_SECONDS: i32 = 3600;
-/// A tool never starts with credentials closer than this to expiry.
-const MIN_REMAINING: Duration = Duration::from_secs(45 * 60);
 /// The region used for STS and global services when none is configured.
 pub const DEFAULT_REGION: &str = "us-east-1";
 
@@ -219,6 +217,7 @@ pub async fn gcp_subject_token(
         given => given,
     };
     let url = template.replace("{region}", &region);
+    check_verification_url(&url, &region)?;
     let host = url_host(&url)?;
     let signed_headers = [
         ("host", host.as_str()),
@@ -235,6 +234,39 @@ pub async fn gcp_subject_token(
         .collect();
     let token = serde_json::json!({"url": url, "method": "POST", "headers": headers}).to_string();
     Ok(url::form_urlencoded::byte_serialize(token.as_bytes()).collect())
+}
+
+/// The URL of a GCP federation's signed request must be AWS STS's
+/// GetCallerIdentity (global, or in Tendril's own region): the worker's
+/// identity signs nothing else for a user's configuration.
+fn check_verification_url(url: &str, region: &str) -> Result<(), CloudError> {
+    let parsed = reqwest::Url::parse(url).ok();
+    let host = parsed
+        .as_ref()
+        .and_then(|u| u.host_str())
+        .unwrap_or_default();
+    let sts = ["sts.amazonaws.com".to_string()]
+        .into_iter()
+        .chain(["amazonaws.com", "amazonaws.com.cn"].map(|domain| format!("sts.{region}.{domain}")))
+        .any(|allowed| allowed == host);
+    let get_caller_identity = parsed.as_ref().is_some_and(|u| {
+        let actions: Vec<String> = u
+            .query_pairs()
+            .filter(|(key, _)| key == "Action")
+            .map(|(_, value)| value.into_owned())
+            .collect();
+        u.scheme() == "https"
+            && u.port().is_none()
+            && u.path() == "/"
+            && actions == ["GetCallerIdentity"]
+    });
+    match sts && get_caller_identity {
+        true => Ok(()),
+        false => Err(aws_error(format!(
+            "refusing to sign wif_config's regional_cred_verification_url {url}: it must be \
+             https://sts.{{region}}.amazonaws.com?Action=GetCallerIdentity&Version=2011-06-15 (the region is {region})"
+        ))),
+    }
 }
 
 /// The value of a Secrets Manager secret, read with Tendril's own AWS
@@ -385,4 +417,31 @@ async fn sign_request(
         .headers()
         .map(|(key, value)| (key.to_string(), value.to_string()))
         .collect())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_sts_get_caller_identity_is_signed_for_a_gcp_federation() {
+        let region = "eu-west-1";
+        for good in [
+            "https://sts.eu-west-1.amazonaws.com?Action=GetCallerIdentity&Version=2011-06-15",
+            "https://sts.amazonaws.com/?Action=GetCallerIdentity&Version=2011-06-15",
+        ] {
+            assert!(check_verification_url(good, region).is_ok(), "{good}");
+        }
+        for bad in [
+            "https://sts.eu-west-1.amazonaws.com?Action=AssumeRole&RoleArn=arn:aws:iam::1:role/admin",
+            "https://sts.eu-west-1.amazonaws.com?Action=GetCallerIdentity&Action=AssumeRole",
+            "https://sts.eu-west-1.amazonaws.com/other?Action=GetCallerIdentity",
+            "http://sts.eu-west-1.amazonaws.com?Action=GetCallerIdentity",
+            "https://attacker.example?Action=GetCallerIdentity",
+            "https://sts.eu-west-1.amazonaws.com.attacker.example?Action=GetCallerIdentity",
+            "https://s3.eu-west-1.amazonaws.com?Action=GetCallerIdentity",
+        ] {
+            assert!(check_verification_url(bad, region).is_err(), "{bad}");
+        }
+    }
 }

@@ -6,7 +6,9 @@
 //! endpoints), the names listed in `TENDRIL_PASS_ENV`, and then the job's
 //! own credentials. Tendril's own cloud credentials are passed on only to a
 //! self-hosted job without a cloud identity: that customer machine's
-//! ambient credentials are what such a job is meant to use.
+//! ambient credentials are what such a job is meant to use. (A GCP job whose
+//! federation is sourced from AWS gets the Google token Tendril exchanged,
+//! not the AWS identity it was exchanged with.)
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -169,13 +171,12 @@ pub fn base_environment(
     env
 }
 
-/// Tendril's own AWS identity (`AWS_*` of its environment), for the GCP
-/// federation whose credential source is AWS.
-pub fn platform_aws(host: &HostEnv) -> BTreeMap<String, String> {
-    host.vars
-        .iter()
-        .filter(|(name, _)| name.starts_with("AWS_"))
-        .map(|(k, v)| (k.clone(), v.clone()))
+/// The project a GCP job's tools act in (gcloud's and Terraform's google
+/// provider's variables); the token comes with each tool's credentials.
+pub fn gcp_project(project_id: &str) -> BTreeMap<String, String> {
+    ["CLOUDSDK_CORE_PROJECT", "GOOGLE_PROJECT"]
+        .into_iter()
+        .map(|name| (name.to_string(), project_id.to_string()))
         .collect()
 }
 

@@ -119,8 +119,9 @@ pub struct JobContext {
     pub stop: CancellationToken,
     /// The AWS role the job acts as, when its identity names one.
     pub aws_role: Option<AssumedRole>,
-    /// The job's GCP sign-in, made when first needed.
-    gcp: tokio::sync::OnceCell<GcpSession>,
+    /// The job's GCP identity, its wif_config checked; it signs in when a
+    /// token is first needed and again when the one held is close to expiry.
+    gcp: Option<GcpSession>,
     /// The job's Azure sign-in, made when first needed.
     azure: tokio::sync::OnceCell<AzureSession>,
     /// `AZURE_FEDERATED_TOKEN_FILE` of Tendril's own environment.
@@ -184,25 +185,22 @@ impl JobContext {
         if let Some(role) = &self.aws_role {
             env.extend(role.keys().await?.environment());
         }
+        if let Some(gcp) = &self.gcp {
+            env.extend(gcp.token().await?.environment());
+        }
         if self.provider() == "azure" && self.identity.is_some() {
             env.extend(self.azure_session().await?.environment());
         }
         Ok(env)
     }
 
-    /// The job's GCP identity, signed in (once) through its wif_config.
+    /// The job's GCP identity, signed in through its wif_config.
     pub async fn gcp_session(&self) -> Result<&GcpSession, JobError> {
-        let identity = self.identity.clone().unwrap_or_default();
         let session = self
             .gcp
-            .get_or_try_init(|| {
-                GcpSession::sign_in(
-                    &self.settings.gcp,
-                    &identity.project_id,
-                    &identity.wif_config,
-                )
-            })
-            .await?;
+            .as_ref()
+            .ok_or_else(|| JobError::Invalid("the job's GCP identity has no wif_config".into()))?;
+        session.token().await?;
         Ok(session)
     }
 
@@ -332,32 +330,23 @@ fn prepare(
     // Worker jobs act with the platform's own credentials: Tendril's.
     let ambient = !user_job || uses_ambient_credentials(settings.mode, identity.is_some());
     let mut base_env = base_environment(&services.host, &settings, &workspace, ambient);
-    if let Some(gcp) = identity
+    // GCP tools act with the Google token Tendril exchanges (see tool_env),
+    // never with the wif_config itself nor with the worker's AWS identity.
+    let gcp = match identity
         .as_ref()
-        .filter(|i| i.provider == "gcp" && !i.wif_config.is_empty())
+        .filter(|i| i.provider.eq_ignore_ascii_case("gcp") && !i.wif_config.is_empty())
     {
-        let file = workspace
-            .write_private("gcp-credentials.json", gcp.wif_config.as_bytes())
-            .map_err(|e| JobError::io("cannot write the GCP credential configuration", e))?;
-        base_env.insert(
-            "GOOGLE_APPLICATION_CREDENTIALS".into(),
-            file.display().to_string(),
-        );
-        base_env.insert("CLOUDSDK_CORE_PROJECT".into(), gcp.project_id.clone());
-        base_env.insert("GOOGLE_PROJECT".into(), gcp.project_id.clone());
-        // The one user job that gets the platform's AWS identity: the one the
-        // user's GCP project trusts for this federation.
-        let source = serde_json::from_str::<Value>(&gcp.wif_config).ok();
-        let environment = source
-            .as_ref()
-            .and_then(|c| c.pointer("/credential_source/environment_id"));
-        if environment
-            .and_then(Value::as_str)
-            .is_some_and(|id| id.starts_with("aws"))
-        {
-            base_env.extend(environment::platform_aws(&services.host));
+        Some(gcp) => {
+            base_env.extend(environment::gcp_project(&gcp.project_id));
+            Some(GcpSession::new(
+                &settings.gcp,
+                settings.mode,
+                &gcp.project_id,
+                &gcp.wif_config,
+            )?)
         }
-    }
+        None => None,
+    };
     let aws_role = aws_role(&job, identity.as_ref());
     let masked = vine_inputs::SECRET_SETTINGS
         .iter()
@@ -373,7 +362,7 @@ fn prepare(
         reporter,
         stop: stop.token().clone(),
         aws_role,
-        gcp: tokio::sync::OnceCell::new(),
+        gcp,
         azure: tokio::sync::OnceCell::new(),
         azure_token_file: services
             .host

@@ -1,10 +1,15 @@
 //! A fake of Google's STS token exchange, IAM Credentials impersonation, and
-//! the Compute and Cloud DNS list APIs (no real GCP is reachable here). It
-//! checks what the real ones check: the grant type, audience, subject token
-//! type and value, the scope, and the bearer token of each call; lists come
-//! in pages behind `nextPageToken`.
+//! the Compute and Cloud DNS list APIs (no real GCP is reachable here), and
+//! of a subject token URL in the manner of a metadata server. It checks what
+//! the real ones check: the grant type, audience, subject token type and
+//! value, the scope, the bearer token of each call, the metadata header;
+//! lists come in pages behind `nextPageToken`. It counts token exchanges and
+//! subject token fetches, so tests can see what Tendril asked for.
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
 
 use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, StatusCode};
@@ -22,10 +27,16 @@ pub const AUDIENCE: &str = "//iam.googleapis.com/projects/42/locations/global/wo
 #[derive(Clone)]
 struct Expected {
     subject: String,
+    /// Seconds the tokens it issues last.
+    lifetime: u64,
+    exchanges: Arc<AtomicUsize>,
+    subject_fetches: Arc<AtomicUsize>,
 }
 
 pub struct FakeGcp {
     server: HttpFake,
+    exchanges: Arc<AtomicUsize>,
+    subject_fetches: Arc<AtomicUsize>,
 }
 
 fn reply(status: StatusCode, body: Value) -> Response {
@@ -75,11 +86,26 @@ async fn exchange(
             "error_description": "The audience in ID Token does not match the expected audience."}),
         );
     }
+    expected.exchanges.fetch_add(1, Ordering::SeqCst);
     reply(
         StatusCode::OK,
         json!({"access_token": FEDERATED_TOKEN, "issued_token_type":
-        "urn:ietf:params:oauth:token-type:access_token", "token_type": "Bearer", "expires_in": 3600}),
+        "urn:ietf:params:oauth:token-type:access_token", "token_type": "Bearer",
+        "expires_in": expected.lifetime}),
     )
+}
+
+/// A subject token as a metadata server gives one: only with the
+/// `Metadata-Flavor: Google` header.
+async fn subject_token(State(expected): State<Expected>, headers: HeaderMap) -> Response {
+    if headers.get("metadata-flavor").and_then(|v| v.to_str().ok()) != Some("Google") {
+        return reply(
+            StatusCode::FORBIDDEN,
+            json!({"error": "Missing Metadata-Flavor:Google header."}),
+        );
+    }
+    expected.subject_fetches.fetch_add(1, Ordering::SeqCst);
+    reply(StatusCode::OK, json!({"id_token": expected.subject}))
 }
 
 /// What Google's STS checks of an AWS subject token before it replays it:
@@ -119,7 +145,11 @@ fn aws_request_ok(token: &str) -> bool {
         && authorization.contains("x-goog-cloud-target-resource")
 }
 
-async fn impersonate(headers: HeaderMap, Json(body): Json<Value>) -> Response {
+async fn impersonate(
+    State(expected): State<Expected>,
+    headers: HeaderMap,
+    Json(body): Json<Value>,
+) -> Response {
     if bearer(&headers) != Some(FEDERATED_TOKEN) {
         return reply(
             StatusCode::UNAUTHORIZED,
@@ -133,9 +163,10 @@ async fn impersonate(headers: HeaderMap, Json(body): Json<Value>) -> Response {
             json!({"error": {"code": 400, "message": "Invalid scope"}}),
         );
     }
+    let expires = SystemTime::now() + Duration::from_secs(expected.lifetime);
     reply(
         StatusCode::OK,
-        json!({"accessToken": SERVICE_ACCOUNT_TOKEN, "expireTime": "2099-01-01T00:00:00Z"}),
+        json!({"accessToken": SERVICE_ACCOUNT_TOKEN, "expireTime": super::rfc3339(expires)}),
     )
 }
 
@@ -200,14 +231,30 @@ async fn dns(Path(project): Path<String>, headers: HeaderMap) -> Response {
     )
 }
 
+/// The path of the fake's subject token URL.
+pub const SUBJECT_TOKEN_PATH: &str = "/subject-token";
+
 impl FakeGcp {
-    pub fn start(subject_token: &str) -> FakeGcp {
+    /// A fake that accepts `subject_token` and issues tokens for an hour, as
+    /// Google does.
+    pub fn start(subject: &str) -> FakeGcp {
+        Self::with_token_lifetime(subject, Duration::from_secs(3600))
+    }
+
+    /// A fake whose tokens last `lifetime`.
+    pub fn with_token_lifetime(subject: &str, lifetime: Duration) -> FakeGcp {
         let expected = Expected {
-            subject: subject_token.into(),
+            subject: subject.into(),
+            lifetime: lifetime.as_secs(),
+            exchanges: Arc::default(),
+            subject_fetches: Arc::default(),
         };
+        let (exchanges, subject_fetches) =
+            (expected.exchanges.clone(), expected.subject_fetches.clone());
         let server = HttpFake::serve(|_| {
             Router::new()
                 .route("/v1/token", post(exchange))
+                .route(SUBJECT_TOKEN_PATH, get(subject_token))
                 .route(
                     "/v1/projects/-/serviceAccounts/{account}",
                     post(impersonate),
@@ -216,10 +263,24 @@ impl FakeGcp {
                 .route("/dns/v1/projects/{project}/managedZones", get(dns))
                 .with_state(expected)
         });
-        FakeGcp { server }
+        FakeGcp {
+            server,
+            exchanges,
+            subject_fetches,
+        }
     }
 
     pub fn url(&self) -> String {
         self.server.url()
+    }
+
+    /// Token exchanges that succeeded.
+    pub fn exchanges(&self) -> usize {
+        self.exchanges.load(Ordering::SeqCst)
+    }
+
+    /// Subject tokens fetched from the URL.
+    pub fn subject_fetches(&self) -> usize {
+        self.subject_fetches.load(Ordering::SeqCst)
     }
 }
