@@ -930,3 +930,70 @@ fn terraform_state_never_lives_on_a_disposable_disk() {
         local.stderr()
     );
 }
+
+#[test]
+fn a_stopped_apply_gets_terraforms_whole_grace_its_output_read_and_its_errored_state_pushed() {
+    let vines = Vines::new();
+    let tools = vines.scratch.path().join("standin");
+    std::fs::create_dir_all(&tools).unwrap();
+    let wound_down = vines.scratch.path().join("wound-down");
+    let real = String::from_utf8(
+        std::process::Command::new("sh")
+            .args(["-c", "command -v terraform"])
+            .output()
+            .unwrap()
+            .stdout,
+    )
+    .unwrap();
+    // A stand-in for Terraform: every command goes to the real one but
+    // apply, which after SIGINT takes its time (as Terraform finishing its
+    // provider calls does), printing all along, then leaves an
+    // errored.tfstate (a state it could not save) and exits by itself.
+    let script = format!(
+        "#!/bin/sh\n[ \"$1\" = apply ] || exec {real} \"$@\"\nstopped=0\ntrap 'stopped=1' INT\n\
+         echo 'standin applying'\nwhile [ $stopped = 0 ]; do sleep 0.2; done\n\
+         i=1; while [ $i -le 40 ]; do echo \"standin winding down $i\"; sleep 0.2; i=$((i+1)); done\n\
+         printf '%s' '{{\"version\": 4, \"terraform_version\": \"1.11.4\", \"serial\": 1, \
+         \"lineage\": \"00000000-0000-4000-8000-000000000001\", \"outputs\": {{\"pushed_by\": {{\"value\": \
+         \"the-standin\", \"type\": \"string\"}}}}, \"resources\": [], \"check_results\": null}}' > errored.tfstate\n\
+         echo 'standin wound down'\ntouch {marker}\nexit 1\n",
+        real = real.trim(),
+        marker = wound_down.display()
+    );
+    let standin = tools.join("terraform");
+    std::fs::write(&standin, script).unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&standin, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let path = format!("{}:{}", tools.display(), std::env::var("PATH").unwrap());
+    let mut tendril = vines.start(&[
+        ("PATH", path.as_str()),
+        ("TENDRIL_CANCEL_GRACE", "1s"),
+        ("TENDRIL_TERRAFORM_GRACE", "30s"),
+    ]);
+    let job = vines.enqueue(
+        "BOOTSTRAP",
+        "242424242424",
+        json!({"config_snapshot": snapshot("grace")}),
+    );
+    vines.trellis.wait_for_log(LONG, &job, "standin applying");
+    tendril.signal(libc::SIGTERM);
+    std::thread::sleep(Duration::from_millis(500));
+    tendril.signal(libc::SIGTERM);
+    let message = vines.fail(&job);
+    assert!(
+        wound_down.exists(),
+        "FAILED was reported only after the apply ended by itself"
+    );
+    assert_eq!(message, "interrupted: the worker was shut down");
+    let log = vines.trellis.log_text(&job);
+    assert!(
+        log.contains("standin winding down 40\nstandin wound down\n"),
+        "its output was read to the end: {log}"
+    );
+    assert!(log.contains("errored.tfstate was pushed"), "{log}");
+    let state = vines
+        .state("vy-1/grace-test-eu-west-1/terraform.tfstate")
+        .expect("the errored state is in the bucket");
+    assert_eq!(state["outputs"]["pushed_by"]["value"], "the-standin");
+    assert_eq!(tendril.wait_timeout(LONG).unwrap().code(), Some(1));
+}

@@ -685,3 +685,307 @@ fn off_ecs_there_is_no_protection_call() {
         .any(|r| r.path.starts_with("/ecs-agent/")));
     assert!(!tendril.output().contains("task protection"));
 }
+
+// ---- nothing lost, nothing stuck ----------------------------------------
+
+#[test]
+fn a_nul_a_tool_prints_is_stored_as_a_replacement_character_and_the_worker_goes_on() {
+    let world = World::new();
+    world.hook_once("printf 'before\\000after\\n' >&2");
+    let job = world.enqueue_aws("FETCH_RESOURCES", "505050505050");
+    let next = world.enqueue_aws("FETCH_RESOURCES", "505050505050");
+    let mut tendril = world.start();
+    world.wait_status(&job, "SUCCESS");
+    world.wait_status(&next, "SUCCESS");
+    assert_eq!(drain(&mut tendril), 0);
+    let log = world.trellis.log_text(&job);
+    assert!(log.contains("before\u{FFFD}after\n"), "{log}");
+}
+
+#[test]
+fn a_chunk_trellis_keeps_refusing_is_replaced_by_a_note_and_delivery_goes_on_in_order() {
+    let world = World::new();
+    world.trellis.refuse_logs_containing("POISON");
+    // A chunk is sealed when its first line is half a second old: the
+    // refused one holds one line.
+    world.hook_once(
+        "echo 'clean before' >&2; sleep 0.8; echo 'POISON line' >&2; sleep 0.8; echo 'clean after' >&2",
+    );
+    let job = world.enqueue_aws("FETCH_RESOURCES", "515151515151");
+    let next = world.enqueue_aws("FETCH_RESOURCES", "515151515151");
+    let mut tendril = world.start();
+    world.wait_status(&job, "SUCCESS");
+    world.wait_status(&next, "SUCCESS");
+    assert_eq!(drain(&mut tendril), 0);
+    let log = world.trellis.log_text(&job);
+    let note = "[tendril] 12 B of Stderr output could not be stored by Trellis (HTTP 500: Failed to insert log: \
+                invalid input syntax (injected refusal)) and are missing here";
+    let (before, note_at, after) = (
+        log.find("clean before").expect("the line before"),
+        log.find(note)
+            .unwrap_or_else(|| panic!("no note in:\n{log}")),
+        log.find("clean after").expect("the line after"),
+    );
+    assert!(before < note_at && note_at < after, "in order:\n{log}");
+    assert!(!log.contains("POISON"));
+}
+
+#[test]
+fn what_a_finished_job_owes_is_delivered_while_the_next_job_runs() {
+    let world = World::new();
+    let owed = world.enqueue_aws("FETCH_RESOURCES", "525252525252");
+    // Trellis refuses every status of the first job for now.
+    world
+        .trellis
+        .fail_next_matching("PUT", &format!("/api/jobs/{owed}/status"), 1_000_000, 500);
+    let next = world.enqueue_aws("FETCH_RESOURCES", "525252525252");
+    let mut tendril = world.start();
+    world.wait_status(&next, "SUCCESS");
+    let row = world.trellis.job(&owed).unwrap();
+    assert_eq!(
+        row["status"], "CLAIMED",
+        "the first job's status is still owed: {row}"
+    );
+    world.trellis.clear_faults();
+    let row = world.wait_status(&owed, "SUCCESS");
+    assert!(
+        row["execution_metadata"]["cached_resources"].is_object(),
+        "the whole terminal status, from the outbox: {row}"
+    );
+    assert!(world
+        .trellis
+        .log_text(&owed)
+        .contains("==> FETCH_RESOURCES succeeded"));
+    assert_eq!(drain(&mut tendril), 0);
+    assert!(
+        std::fs::read_dir(world.work_dir().join("outbox"))
+            .unwrap()
+            .next()
+            .is_none(),
+        "the outbox is empty"
+    );
+}
+
+#[test]
+fn a_terminal_status_refused_as_too_large_goes_again_without_its_biggest_metadata() {
+    let world = World::new();
+    world.hook_once("sleep 3");
+    let job = world.enqueue_aws("FETCH_RESOURCES", "535353535353");
+    let mut tendril = world.start();
+    world.wait_status(&job, "PROCESSING");
+    world.trellis.fail_next_with(
+        "PUT",
+        &format!("/api/jobs/{job}/status"),
+        1,
+        413,
+        "Payload too large",
+    );
+    let row = world.wait_status(&job, "SUCCESS");
+    assert_eq!(drain(&mut tendril), 0);
+    let message = row["error_message"].as_str().unwrap_or_default();
+    assert!(
+        message.starts_with(
+            "Trellis refused this job's result (HTTP 413: Payload too large), so it was sent without its metadata \
+             (cached_resources ("
+        ),
+        "{row}"
+    );
+}
+
+#[test]
+fn a_claimed_job_that_cannot_be_recorded_is_failed_at_once_and_the_worker_goes_on() {
+    let world = World::new();
+    let role = "arn:aws:iam::545454545454:role/vintner-tendril";
+    let job = world.trellis.enqueue_with_identity(
+        json!({"id": "job-without-a-record", "job_type": "FETCH_RESOURCES", "config_snapshot": {}}),
+        json!({"provider": "aws", "role_arn": role, "external_id": "ext-4242"}),
+    );
+    // Where its outbox entry would go, a file stands in the way.
+    std::fs::create_dir_all(world.work_dir().join("outbox")).unwrap();
+    std::fs::write(world.work_dir().join("outbox").join(&job), "in the way").unwrap();
+    let next = world.enqueue_aws("FETCH_RESOURCES", "545454545454");
+    let mut tendril = world.start();
+    let row = world.wait_status(&job, "FAILED");
+    assert!(
+        row["error_message"]
+            .as_str()
+            .unwrap()
+            .starts_with("Tendril could not record this job in its work dir ("),
+        "{row}"
+    );
+    world.wait_status(&next, "SUCCESS");
+    assert_eq!(drain(&mut tendril), 0);
+}
+
+/// A tmpfs of `size` mounted at `dir` for the test's life (a real file
+/// system that can be filled), unmounted on drop.
+struct SmallDisk(PathBuf);
+
+impl SmallDisk {
+    fn mount(dir: &Path, size: &str) -> SmallDisk {
+        std::fs::create_dir_all(dir).unwrap();
+        let status = std::process::Command::new("mount")
+            .args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"])
+            .arg(dir)
+            .status()
+            .expect("mount");
+        assert!(
+            status.success(),
+            "this test mounts a small tmpfs and needs root (CI runs as root)"
+        );
+        SmallDisk(dir.to_path_buf())
+    }
+}
+
+impl Drop for SmallDisk {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("umount")
+            .args(["-l"])
+            .arg(&self.0)
+            .status();
+    }
+}
+
+#[test]
+fn no_job_is_claimed_while_the_work_dir_is_full_and_the_heartbeat_goes_on() {
+    let world = World::new();
+    let disk = SmallDisk::mount(&world.work_dir(), "4m");
+    let mut tendril = world.start_with(&[("TENDRIL_MIN_FREE_SPACE", "1MiB")]);
+    world.trellis.wait_until(LONG, "the first claim", |t| {
+        t.requests().iter().any(|r| r.path == "/api/jobs/claim")
+    });
+    let filler = disk.0.join("filler");
+    let fill = std::process::Command::new("dd")
+        .args(["if=/dev/zero", "bs=64k", "count=52"])
+        .arg(format!("of={}", filler.display()))
+        .output()
+        .unwrap();
+    assert!(fill.status.success(), "{fill:?}");
+    tendril.wait_for_output("not claiming jobs: the work dir", LONG);
+    let job = world.enqueue_aws("FETCH_RESOURCES", "555555555555");
+    let beats = world.trellis.heartbeats(&world.worker_id).len();
+    world.trellis.wait_until(LONG, "two more heartbeats", |t| {
+        t.heartbeats(&world.worker_id).len() >= beats + 2
+    });
+    assert_eq!(world.trellis.job(&job).unwrap()["status"], "QUEUED");
+    std::fs::remove_file(&filler).unwrap();
+    world.wait_status(&job, "SUCCESS");
+    assert_eq!(drain(&mut tendril), 0);
+    assert!(tendril
+        .output()
+        .contains("the work dir can take jobs again: claiming"));
+}
+
+#[test]
+fn a_spool_cut_inside_a_character_by_a_crash_is_delivered_at_the_next_start() {
+    let world = World::new();
+    let job = world.trellis.insert_job(
+        json!({"job_type": "FETCH_RESOURCES", "status": "PROCESSING",
+                                               "worker_id": world.worker_id}),
+    );
+    // What a Tendril killed while writing a record leaves: a whole record,
+    // then one cut inside "é" (0xC3 0xA9), and no terminal status.
+    let entry = world.work_dir().join("outbox").join(&job);
+    std::fs::create_dir_all(&entry).unwrap();
+    std::fs::write(entry.join("job.json"), json!({"job_id": job}).to_string()).unwrap();
+    let mut spool =
+        br#"{"log_chunk":"delivered after the crash\n","stream_type":"STDOUT"}"#.to_vec();
+    spool.extend_from_slice(b"\n{\"log_chunk\":\"caf\xC3");
+    std::fs::write(entry.join("chunks.jsonl"), spool).unwrap();
+    let mut tendril = world.start();
+    let row = world.wait_status(&job, "FAILED");
+    assert!(
+        row["error_message"]
+            .as_str()
+            .unwrap()
+            .starts_with("interrupted: Tendril stopped while running this job"),
+        "{row}"
+    );
+    assert_eq!(world.trellis.log_text(&job), "delivered after the crash\n");
+    assert_eq!(drain(&mut tendril), 0);
+    assert!(!entry.exists());
+}
+
+#[test]
+fn a_second_tendril_on_the_same_work_dir_exits_2_naming_the_first() {
+    let world = World::new();
+    let mut first = world.start();
+    world.trellis.wait_until(LONG, "the first claim", |t| {
+        t.requests().iter().any(|r| r.path == "/api/jobs/claim")
+    });
+    let mut second = world.start();
+    assert_eq!(wait_exit(&mut second), 2);
+    let stderr = second.stderr();
+    assert!(
+        stderr.contains(&format!("another Tendril (PID {}) is using", first.pid())),
+        "{stderr}"
+    );
+    assert_eq!(drain(&mut first), 0);
+}
+
+#[test]
+fn a_404_that_is_not_trelliss_own_while_a_job_runs_does_not_abandon_it() {
+    let world = World::new();
+    world.hook_once("sleep 5");
+    let job = world.enqueue_aws("FETCH_RESOURCES", "565656565656");
+    let mut tendril = world.start();
+    world.wait_status(&job, "PROCESSING");
+    // An ingress's page during a Trellis redeploy, for every ownership check.
+    world.trellis.fail_next_with(
+        "GET",
+        &format!("/api/jobs/{job}"),
+        1_000,
+        404,
+        "<html>404</html>",
+    );
+    world.wait_status(&job, "SUCCESS");
+    assert_eq!(drain(&mut tendril), 0);
+}
+
+#[test]
+fn a_not_owned_answer_that_a_second_read_contradicts_does_not_abandon_the_job() {
+    let world = World::new();
+    world.hook_once("echo 'a line while Trellis blips' >&2; sleep 2");
+    let job = world.enqueue_aws("FETCH_RESOURCES", "575757575757");
+    let mut tendril = world.start();
+    world.wait_status(&job, "PROCESSING");
+    world.trellis.fail_next_with(
+        "POST",
+        &format!("/api/jobs/{job}/logs"),
+        2,
+        500,
+        "Failed to insert log: Job not found or not owned by this worker",
+    );
+    let row = world.wait_status(&job, "SUCCESS");
+    assert!(row["execution_metadata"]["cached_resources"].is_object());
+    assert!(world
+        .trellis
+        .log_text(&job)
+        .contains("==> FETCH_RESOURCES succeeded"));
+    assert_eq!(drain(&mut tendril), 0);
+}
+
+#[test]
+fn a_secret_cut_by_a_long_lines_split_and_its_base64_are_masked() {
+    let world = World::new();
+    // The worker's token stands for any registered secret: the tool prints
+    // it right across the cut of a line longer than a chunk, and encoded.
+    let token = world.worker_token.clone();
+    world.hook_once(&format!(
+        "printf '%065520d%s after\\n' 0 '{token}' >&2; echo \"b64 $(printf %s '{token}' | base64 -w0)\" >&2"
+    ));
+    let job = world.enqueue_aws("FETCH_RESOURCES", "585858585858");
+    let mut tendril = world.start();
+    world.wait_status(&job, "SUCCESS");
+    assert_eq!(drain(&mut tendril), 0);
+    let log = world.trellis.log_text(&job);
+    assert!(
+        log.contains("*** after") && log.contains("b64 ***"),
+        "{}",
+        &log[log.len() - 500..]
+    );
+    for window in token.as_bytes().windows(12) {
+        let piece = std::str::from_utf8(window).unwrap();
+        assert!(!log.contains(piece), "a piece of the token leaked: {piece}");
+    }
+}

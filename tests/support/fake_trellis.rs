@@ -136,11 +136,12 @@ struct FailRule {
     prefix: String,
     remaining: usize,
     status: u16,
+    message: String,
 }
 
 enum Intercept {
     Pass,
-    Fail(u16),
+    Fail(u16, String),
     Drop,
 }
 
@@ -153,6 +154,9 @@ struct State {
     artifacts: HashMap<String, Vec<u8>>,
     requests: Vec<RecordedRequest>,
     fail_rules: Vec<FailRule>,
+    /// Log chunks holding one of these are refused, every time, as the
+    /// database refuses a value it cannot store.
+    refused_log_markers: Vec<String>,
     drop_next: usize,
     delay: Duration,
 }
@@ -252,9 +256,9 @@ impl State {
             return Intercept::Pass;
         };
         rule.remaining -= 1;
-        let status = rule.status;
+        let answer = Intercept::Fail(rule.status, rule.message.clone());
         self.fail_rules.retain(|r| r.remaining > 0);
-        Intercept::Fail(status)
+        answer
     }
 }
 
@@ -415,7 +419,17 @@ async fn append_log(
             "stream_type must be one of: STDOUT, STDERR, SYSTEM",
         ));
     };
+    let refused = st
+        .refused_log_markers
+        .iter()
+        .any(|m| chunk.contains(m.as_str()));
     let job = st.owned(&id, &me, "insert log")?;
+    if refused {
+        return Err(error(
+            500,
+            "Failed to insert log: invalid input syntax (injected refusal)",
+        ));
+    }
     if chunk.contains('\0') {
         // PostgreSQL's text type cannot hold NUL: the insert fails, every time.
         return Err(error(
@@ -637,7 +651,7 @@ async fn serve_request(
             kill.cancel(); // the connection task closes the socket
             return std::future::pending().await;
         }
-        Intercept::Fail(status) => error(status, "Injected failure").into_response(),
+        Intercept::Fail(status, message) => error(status, message).into_response(),
         Intercept::Pass => {
             let Ok(response) = app
                 .oneshot(Request::from_parts(parts, Body::from(body)))
@@ -1037,32 +1051,46 @@ impl FakeTrellis {
     /// The next `n` `/api` requests answer `status` with
     /// `{"error":"Injected failure"}` and have no other effect.
     pub fn fail_next(&self, n: usize, status: u16) {
-        self.add_rule(None, "/api", n, status);
+        self.fail_next_with("", "/api", n, status, "Injected failure");
     }
 
     /// Like `fail_next`, only for requests with this method (any when "")
     /// whose path starts with `path_prefix`.
     pub fn fail_next_matching(&self, method: &str, path_prefix: &str, n: usize, status: u16) {
+        self.fail_next_with(method, path_prefix, n, status, "Injected failure");
+    }
+
+    /// Like `fail_next_matching`, answering `{"error": message}`.
+    pub fn fail_next_with(
+        &self,
+        method: &str,
+        path_prefix: &str,
+        n: usize,
+        status: u16,
+        message: &str,
+    ) {
         let method = Some(method.to_string()).filter(|m| !m.is_empty());
-        self.add_rule(method, path_prefix, n, status);
+        if n > 0 {
+            self.st().fail_rules.push(FailRule {
+                method,
+                prefix: path_prefix.to_string(),
+                remaining: n,
+                status,
+                message: message.to_string(),
+            });
+        }
+    }
+
+    /// Refuses, on every attempt, each log chunk that holds `marker`, with
+    /// the 500 `Failed to insert log: ...` a value the database cannot
+    /// store gets.
+    pub fn refuse_logs_containing(&self, marker: &str) {
+        self.st().refused_log_markers.push(marker.to_string());
     }
 
     /// Removes every injected failure rule still pending.
     pub fn clear_faults(&self) {
         self.st().fail_rules.clear();
-    }
-
-    fn add_rule(&self, method: Option<String>, prefix: &str, n: usize, status: u16) {
-        if n > 0 {
-            let prefix = prefix.to_string();
-            let rule = FailRule {
-                method,
-                prefix,
-                remaining: n,
-                status,
-            };
-            self.st().fail_rules.push(rule);
-        }
     }
 
     /// Delays every answer (after its effect), so a client timeout can leave
