@@ -46,6 +46,31 @@ fn a_missing_or_invalid_setting_is_one_line_naming_the_variable_and_exit_2() {
     let (code, text) = run(&["start"], &[("GRAPE_WORKER_MODE", "sometimes")]);
     assert_eq!((code, text.lines().count()), (2, 1), "{text}");
     assert!(text.contains("GRAPE_WORKER_MODE"), "{text}");
+
+    // Strict: a log filter naming no level, an unknown log format, a
+    // duration without its unit, a health address without a port.
+    for (variable, value) in [
+        ("TENDRIL_LOG_LEVEL", "loud"),
+        ("TENDRIL_LOG_FORMAT", "xml"),
+        ("TENDRIL_POLL_INTERVAL", "30"),
+        ("TENDRIL_HEALTH_ADDR", "localhost"),
+    ] {
+        let mut env = base.to_vec();
+        env.extend([
+            ("GRAPE_WORKER_TOKEN", "tok-cli-test-value"),
+            (variable, value),
+        ]);
+        let (code, text) = run(&["start"], &env);
+        assert_eq!(
+            (code, text.lines().count()),
+            (2, 1),
+            "{variable}={value}: {text}"
+        );
+        assert!(
+            text.starts_with(&format!("tendril: {variable}")),
+            "{variable}={value}: {text}"
+        );
+    }
 }
 
 #[test]

@@ -38,6 +38,9 @@ fn client_at(url: &str, token: &str, max_job_size: usize) -> TrellisClient {
         retry_max_delay: Duration::from_millis(200),
         allow_insecure_http: false,
         max_job_size,
+        once: false,
+        exit_after_idle: None,
+        health_addr: None,
     })
     .unwrap()
 }

@@ -274,6 +274,9 @@ fn the_real_worker_template_grants_task_protection_and_keeps_one_task() {
         "ignore_changes = [desired_count, task_definition]",
         "\"tendril:pool\"      = \"true\"",
         "desired_count                      = 1",
+        // The task's health check asks the worker's own health endpoint.
+        r#"{ name = "TENDRIL_HEALTH_ADDR", value = "127.0.0.1:9460" }"#,
+        r#"command     = ["CMD", "tendril", "health"]"#,
     ] {
         assert!(text.contains(needed), "the worker template lacks {needed}");
     }
