@@ -17,7 +17,7 @@ use serde_json::{json, Value};
 use subtle::ConstantTimeEq;
 
 use super::pass::Scaler;
-use super::plan::PassKind;
+use super::decision::PassKind;
 use super::settings::{UrlAuth, SECRET_HEADER};
 
 const API_VERSION: &str = "2018-06-01";

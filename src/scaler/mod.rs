@@ -5,7 +5,7 @@
 
 mod lambda;
 mod pass;
-mod plan;
+mod decision;
 mod pool;
 mod postgrest;
 pub mod settings;
@@ -15,7 +15,7 @@ use std::process::ExitCode;
 use crate::agent::shutdown::Shutdown;
 use lambda::RuntimeApi;
 use pass::Scaler;
-use plan::PassKind;
+use decision::PassKind;
 use settings::ScalerArgs;
 
 /// Runs the scaler in the mode its environment and arguments ask for.
