@@ -1,9 +1,7 @@
 //! The command line: settings errors, secrets kept out of `--help`, and
 //! `tendril version`.
 
-mod support;
-
-use support::tendril::Tendril;
+use crate::support::tendril::Tendril;
 
 fn run(args: &[&str], env: &[(&str, &str)]) -> (i32, String) {
     let output = Tendril::command()
@@ -103,10 +101,10 @@ fn help_never_shows_a_secret_and_secrets_are_no_flags() {
 
 #[test]
 fn the_token_can_come_from_a_file() {
-    let scratch = support::TempDir::new("tendril-cli-test");
+    let scratch = crate::support::TempDir::new("tendril-cli-test");
     let token_file = scratch.path().join("token");
     std::fs::write(&token_file, "tok-from-file\n").unwrap();
-    let trellis = support::fake_trellis::FakeTrellis::start();
+    let trellis = crate::support::fake_trellis::FakeTrellis::start();
     trellis.add_worker("w-file", "tok-from-file");
     let mut command = Tendril::command();
     command.arg("start").envs([
@@ -115,7 +113,7 @@ fn the_token_can_come_from_a_file() {
         ("GRAPE_WORKER_TOKEN_FILE", token_file.to_str().unwrap()),
         ("TENDRIL_WORK_DIR", scratch.path().to_str().unwrap()),
     ]);
-    let mut process = support::tendril::TendrilProcess::spawn(command);
+    let mut process = crate::support::tendril::TendrilProcess::spawn(command);
     trellis.wait_until(
         std::time::Duration::from_secs(60),
         "the announcement",
@@ -182,7 +180,7 @@ fn version_lists_tendril_and_every_tool() {
 
 #[test]
 fn register_prints_the_environment_lines_of_a_new_worker() {
-    let trellis = support::fake_trellis::FakeTrellis::start();
+    let trellis = crate::support::fake_trellis::FakeTrellis::start();
     trellis.set_registration_secret("registration-secret-for-test");
     let url = trellis.url();
     let (code, text) = run(

@@ -1,11 +1,9 @@
 //! `tendril exec`: one job from a file, no Trellis, against real moto.
 
-mod support;
-
+use crate::support::moto::Moto;
+use crate::support::tendril::{Tendril, TendrilProcess};
+use crate::support::TempDir;
 use serde_json::Value;
-use support::moto::Moto;
-use support::tendril::{Tendril, TendrilProcess};
-use support::TempDir;
 
 fn exec(moto: &Moto, job_file: &str, out: &std::path::Path) -> (i32, String) {
     let mut command = Tendril::command();

@@ -1,14 +1,12 @@
 //! The Trellis client and the ordered status queue, as a library, against
 //! the fake Trellis (a fake: no real Trellis runs here).
 
-mod support;
-
 use std::sync::Arc;
 use std::time::Duration;
 
+use crate::support::fake_trellis::FakeTrellis;
+use crate::support::http_fake::HttpFake;
 use serde_json::{json, Map, Value};
-use support::fake_trellis::FakeTrellis;
-use support::http_fake::HttpFake;
 use tendril::config::{AgentSettings, WorkerMode};
 use tendril::delivery::send::DeliveryPolicy;
 use tendril::delivery::status_queue::StatusQueue;

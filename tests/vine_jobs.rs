@@ -3,21 +3,19 @@
 //! `tests/fixtures/templates/vine/aws` (built-in resources only, the
 //! platform's variable names), and state in real moto's S3.
 
-mod support;
-
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::time::Duration;
 
+use crate::support::fake_trellis::FakeTrellis;
+use crate::support::moto::Moto;
+use crate::support::tendril::{worker_env, TendrilProcess};
+use crate::support::trellis_reads::{cost_panel, finalize_deployment};
+use crate::support::TempDir;
 use serde_json::{json, Value};
-use support::fake_trellis::FakeTrellis;
-use support::moto::Moto;
-use support::tendril::{worker_env, TendrilProcess};
-use support::trellis_reads::{cost_panel, finalize_deployment};
-use support::TempDir;
 
 const LONG: Duration = Duration::from_secs(180);
-const STORAGE_SECRET: &str = support::moto::STATE_SECRET_KEY;
+const STORAGE_SECRET: &str = crate::support::moto::STATE_SECRET_KEY;
 const GIT_TOKEN: &str = "ghp_gittokenvalue1234";
 
 struct Vines {
@@ -80,7 +78,7 @@ impl Vines {
     }
 
     fn start(&self, extra: &[(&str, &str)]) -> TendrilProcess {
-        let mut command = support::tendril::Tendril::command();
+        let mut command = crate::support::tendril::Tendril::command();
         command
             .arg("start")
             .envs(self.vars.iter().map(|(k, v)| (k.as_str(), v.as_str())))
@@ -598,7 +596,9 @@ fn a_deploy_with_a_cluster_writes_a_kubeconfig_installs_argocd_and_applies_the_a
         chart.display()
     );
     assert!(
-        calls.lines().any(|l| l.starts_with(&helm_install) && l.ends_with(" --wait --timeout 10m")),
+        calls
+            .lines()
+            .any(|l| l.starts_with(&helm_install) && l.ends_with(" --wait --timeout 10m")),
         "{calls}"
     );
     // With DNS, a domain and the certificate Terraform made: the server's

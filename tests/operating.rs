@@ -3,16 +3,14 @@
 //! `tendril health`, and the `--once` and `--exit-after-idle` modes, against
 //! the fake Trellis (a fake) and real moto.
 
-mod support;
-
 use std::collections::BTreeSet;
 use std::time::Duration;
 
+use crate::support::fake_trellis::FakeTrellis;
+use crate::support::moto::Moto;
+use crate::support::tendril::{worker_env, Tendril, TendrilProcess, WorkerEnv};
+use crate::support::TempDir;
 use serde_json::{json, Value};
-use support::fake_trellis::FakeTrellis;
-use support::moto::Moto;
-use support::tendril::{worker_env, Tendril, TendrilProcess, WorkerEnv};
-use support::TempDir;
 
 const LONG: Duration = Duration::from_secs(90);
 
