@@ -311,6 +311,15 @@ pub struct JobArgs {
     /// How long Terraform waits for a state lock held by another run [default: 5m].
     #[arg(long, env = "TENDRIL_TERRAFORM_LOCK_TIMEOUT", value_name = "DURATION")]
     pub terraform_lock_timeout: Option<String>,
+    /// A directory of Terraform hooks: the executables terraform-pre-plan,
+    /// terraform-post-plan, terraform-pre-apply and terraform-post-apply in
+    /// it run around each plan and apply of a job [default: none].
+    #[arg(long, env = "TENDRIL_HOOKS_DIR", value_name = "DIR")]
+    pub hooks_dir: Option<PathBuf>,
+    /// A hook running longer than this is stopped and fails its job; at
+    /// most 10m [default: 60s].
+    #[arg(long, env = "TENDRIL_HOOK_TIMEOUT", value_name = "DURATION")]
+    pub hook_timeout: Option<String>,
     /// The argo-cd Helm chart: a name in the repository below, or a path to
     /// a chart directory or archive [default: argo-cd].
     #[arg(long, env = "TENDRIL_ARGOCD_CHART", value_name = "CHART")]
@@ -390,6 +399,7 @@ pub struct JobSettings {
     pub stop_cleanup: Duration,
     pub terraform_lock_timeout: Duration,
     pub terraform_provider_mirror: Option<PathBuf>,
+    pub hooks: crate::jobs::hooks::HookSettings,
     pub argocd: ArgoCdSettings,
     pub azure: crate::cloud::azure::AzureEndpoints,
     pub gcp: crate::cloud::gcp::GcpSettings,
@@ -637,6 +647,7 @@ impl JobArgs {
                 Duration::from_secs(300),
             )?,
             terraform_provider_mirror: self.terraform_provider_mirror.clone(),
+            hooks: crate::jobs::hooks::HookSettings::resolve(&self.hooks_dir, &self.hook_timeout)?,
             argocd: ArgoCdSettings {
                 chart: self
                     .argocd_chart
@@ -895,6 +906,8 @@ mod tests {
             stop_cleanup_timeout: None,
             terraform_lock_timeout: None,
             terraform_provider_mirror: None,
+            hooks_dir: None,
+            hook_timeout: None,
             argocd_chart: None,
             argocd_chart_repository: None,
             argocd_chart_version: None,
