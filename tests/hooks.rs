@@ -4,15 +4,13 @@
 //! what they see to files; the fixture's `apply_command` (a local-exec at
 //! apply time) shows what the apply's Terraform received.
 
-mod support;
-
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
-use support::tendril::{exec_claim, Tendril, TendrilProcess};
-use support::TempDir;
+use crate::support::tendril::{exec_claim, Tendril, TendrilProcess};
+use crate::support::TempDir;
 
 const SECRET: &str = "ghp_hookstestsecret4321";
 

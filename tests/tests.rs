@@ -14,6 +14,7 @@
 //! - `doctor`: `tendril doctor` against real peers.
 //! - `cli`: settings errors, secrets kept out of `--help`, versions.
 //! - `exec`: `tendril exec` of the examples.
+//! - `hooks`: Terraform hooks around plan and apply, as real scripts.
 //! - `vine_jobs`: PLAN, DEPLOY, DESTROY, BOOTSTRAP on real Terraform with
 //!   state in moto's S3; ArgoCD and its applications.
 //! - `tfvars_mapping`: the variables each provider's vine template gets.
@@ -38,6 +39,7 @@ mod doctor;
 mod exec;
 mod fake_trellis_selftest;
 mod gcp_identity;
+mod hooks;
 mod operating;
 mod process_runner;
 mod scaler;
