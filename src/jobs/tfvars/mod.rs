@@ -18,6 +18,8 @@ mod aws;
 mod azure;
 mod declared;
 mod gcp;
+#[cfg(test)]
+mod properties;
 
 use std::collections::BTreeSet;
 use std::path::Path;
