@@ -303,7 +303,9 @@ fn check(
 
 /// A property's bounded run (`PROPTEST_CASES` for a longer hunt).
 fn config() -> ProptestConfig {
-    let cases = std::env::var("PROPTEST_CASES").ok().and_then(|n| n.parse().ok());
+    let cases = std::env::var("PROPTEST_CASES")
+        .ok()
+        .and_then(|n| n.parse().ok());
     ProptestConfig::with_cases(cases.unwrap_or(256))
 }
 
