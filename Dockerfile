@@ -127,8 +127,12 @@ COPY --from=build /src/target/release/tendril /usr/local/bin/tendril
 ENV TENDRIL_TEMPLATES_DIR=/opt/tendril/templates \
     TENDRIL_ARGOCD_CHART=/opt/tendril/charts/argo-cd.tgz \
     TENDRIL_TERRAFORM_PROVIDER_MIRROR=/opt/tendril/providers \
-    TENDRIL_WORK_DIR=/var/lib/tendril
-#checkov:skip=CKV_DOCKER_2:Tendril serves no port to probe, its heartbeats to Trellis show whether it is alive, and ECS ignores an image HEALTHCHECK
+    TENDRIL_WORK_DIR=/var/lib/tendril \
+    TENDRIL_HEALTH_ADDR=127.0.0.1:9460
+# `tendril health` asks the worker's own health endpoint (loopback only):
+# unhealthy when Trellis has not answered for two heartbeat intervals or the
+# work dir cannot be written.
+HEALTHCHECK --interval=30s --timeout=10s --start-period=60s --retries=3 CMD ["tendril", "health"]
 USER 10001
 WORKDIR /var/lib/tendril
 ENTRYPOINT ["/usr/bin/tini", "--", "tendril"]

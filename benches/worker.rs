@@ -10,7 +10,9 @@
 //! script (named so below) that prints the lines and answers `{}`: only the
 //! pipeline is measured, and no request leaves the machine.
 
+// The tests' support; the benchmark uses little of it.
 #[path = "../tests/support/mod.rs"]
+#[allow(unused_imports)]
 mod support;
 
 use std::time::{Duration, Instant};

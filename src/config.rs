@@ -10,7 +10,7 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
-use clap::{Args, Parser, Subcommand, ValueEnum};
+use clap::{Args, Parser, Subcommand};
 
 use crate::secrets::Secret;
 use crate::units::{format_duration, parse_duration, parse_size};
@@ -60,6 +60,9 @@ pub enum Command {
     /// (`--json`: one JSON document). Exit 1 when a check the mode needs
     /// failed, 2 when a setting is missing or invalid.
     Doctor(crate::doctor::DoctorArgs),
+    /// Ask a running worker's health endpoint (TENDRIL_HEALTH_ADDR): exit 0
+    /// when it is healthy, 1 when not (for a container HEALTHCHECK).
+    Health(HealthArgs),
     /// Register a new worker with Trellis (for setting up a self-hosted one)
     /// and print the environment lines it runs with. The platform's
     /// registration secret is read from TENDRIL_REGISTRATION_SECRET (or
@@ -70,6 +73,13 @@ pub enum Command {
     /// runtime when AWS_LAMBDA_RUNTIME_API is set, once with --once, or else
     /// every --interval.
     Scaler(crate::scaler::settings::ScalerArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct HealthArgs {
+    /// The address the worker serves its health on.
+    #[arg(long, env = "TENDRIL_HEALTH_ADDR", value_name = "HOST:PORT")]
+    pub health_addr: Option<String>,
 }
 
 #[derive(Debug, Args)]
@@ -90,18 +100,71 @@ pub struct RegisterArgs {
 
 #[derive(Debug, Args)]
 pub struct LoggingArgs {
-    /// Format of Tendril's own log: text or json.
-    #[arg(long, global = true, env = "TENDRIL_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
-    pub log_format: LogFormat,
-    /// Level (or tracing filter) of Tendril's own log, e.g. info or debug.
-    #[arg(long, global = true, env = "TENDRIL_LOG_LEVEL", default_value = "info")]
-    pub log_level: String,
+    /// Format of Tendril's own log: text or json [default: text].
+    #[arg(long, global = true, env = "TENDRIL_LOG_FORMAT", value_name = "FORMAT")]
+    pub log_format: Option<String>,
+    /// Level (or tracing filter) of Tendril's own log, e.g. info, debug or
+    /// `info,tendril=debug` [default: info].
+    #[arg(long, global = true, env = "TENDRIL_LOG_LEVEL", value_name = "FILTER")]
+    pub log_level: Option<String>,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum LogFormat {
     Text,
     Json,
+}
+
+/// How Tendril's own log is written, checked.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LogSettings {
+    pub format: LogFormat,
+    /// A tracing filter where every directive names a level.
+    pub filter: String,
+}
+
+const LEVELS: [&str; 6] = ["off", "error", "warn", "info", "debug", "trace"];
+
+impl LoggingArgs {
+    /// The log settings; a filter directive that names no level (`loud`,
+    /// which tracing would take for a target and so silence everything
+    /// else) is refused.
+    pub fn resolve(&self) -> Result<LogSettings, ConfigError> {
+        let format = match self.log_format.as_deref().map(str::trim) {
+            None | Some("") | Some("text") => LogFormat::Text,
+            Some("json") => LogFormat::Json,
+            Some(other) => {
+                return Err(ConfigError::new(
+                    "TENDRIL_LOG_FORMAT (--log-format)",
+                    format!("'{other}' is not a log format (use text or json)"),
+                ))
+            }
+        };
+        let filter = self
+            .log_level
+            .as_deref()
+            .map(str::trim)
+            .filter(|f| !f.is_empty())
+            .unwrap_or("info");
+        for directive in filter.split(',').map(str::trim).filter(|d| !d.is_empty()) {
+            let level = directive
+                .rsplit_once('=')
+                .map_or(directive, |(_, level)| level);
+            if !LEVELS.contains(&level.to_ascii_lowercase().as_str()) {
+                return Err(ConfigError::new(
+                    "TENDRIL_LOG_LEVEL (--log-level)",
+                    format!(
+                        "'{directive}' names no level (use one of {}, or target=level, e.g. info,tendril=debug)",
+                        LEVELS.join(", ")
+                    ),
+                ));
+            }
+        }
+        Ok(LogSettings {
+            format,
+            filter: filter.to_string(),
+        })
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -135,6 +198,19 @@ pub struct StartArgs {
     /// How often to ask for a job when idle [default: 10s].
     #[arg(long, env = "TENDRIL_POLL_INTERVAL", value_name = "DURATION")]
     pub poll_interval: Option<String>,
+    /// Claim until one job comes, run it, deliver everything and exit: 0
+    /// when the job succeeded, 1 otherwise (for ephemeral tasks and
+    /// debugging).
+    #[arg(long)]
+    pub once: bool,
+    /// Exit (0, after the usual drain) once this long has passed without a
+    /// job, deciding only right after an empty claim.
+    #[arg(long, env = "TENDRIL_EXIT_AFTER_IDLE", value_name = "DURATION")]
+    pub exit_after_idle: Option<String>,
+    /// Serve GET /healthz and GET /metrics on this address (e.g.
+    /// 127.0.0.1:9460) [default: off].
+    #[arg(long, env = "TENDRIL_HEALTH_ADDR", value_name = "HOST:PORT")]
+    pub health_addr: Option<String>,
     /// How often to send a heartbeat, and to check a running job's ownership
     /// [default: 30s].
     #[arg(long, env = "TENDRIL_HEARTBEAT_INTERVAL", value_name = "DURATION")]
@@ -235,6 +311,15 @@ pub struct JobArgs {
     /// How long Terraform waits for a state lock held by another run [default: 5m].
     #[arg(long, env = "TENDRIL_TERRAFORM_LOCK_TIMEOUT", value_name = "DURATION")]
     pub terraform_lock_timeout: Option<String>,
+    /// A directory of Terraform hooks: the executables terraform-pre-plan,
+    /// terraform-post-plan, terraform-pre-apply and terraform-post-apply in
+    /// it run around each plan and apply of a job [default: none].
+    #[arg(long, env = "TENDRIL_HOOKS_DIR", value_name = "DIR")]
+    pub hooks_dir: Option<PathBuf>,
+    /// A hook running longer than this is stopped and fails its job; at
+    /// most 10m [default: 60s].
+    #[arg(long, env = "TENDRIL_HOOK_TIMEOUT", value_name = "DURATION")]
+    pub hook_timeout: Option<String>,
     /// The argo-cd Helm chart: a name in the repository below, or a path to
     /// a chart directory or archive [default: argo-cd].
     #[arg(long, env = "TENDRIL_ARGOCD_CHART", value_name = "CHART")]
@@ -314,6 +399,7 @@ pub struct JobSettings {
     pub stop_cleanup: Duration,
     pub terraform_lock_timeout: Duration,
     pub terraform_provider_mirror: Option<PathBuf>,
+    pub hooks: crate::jobs::hooks::HookSettings,
     pub argocd: ArgoCdSettings,
     pub azure: crate::cloud::azure::AzureEndpoints,
     pub gcp: crate::cloud::gcp::GcpSettings,
@@ -373,6 +459,12 @@ pub struct AgentSettings {
     pub allow_insecure_http: bool,
     /// The largest claimed job or job row read from Trellis.
     pub max_job_size: usize,
+    /// Run one job, then exit.
+    pub once: bool,
+    /// Exit after this long without a job.
+    pub exit_after_idle: Option<Duration>,
+    /// Where the health and metrics listener serves, if anywhere.
+    pub health_addr: Option<String>,
 }
 
 /// ECS stops a Fargate task this long after SIGTERM, whatever the task does.
@@ -555,6 +647,7 @@ impl JobArgs {
                 Duration::from_secs(300),
             )?,
             terraform_provider_mirror: self.terraform_provider_mirror.clone(),
+            hooks: crate::jobs::hooks::HookSettings::resolve(&self.hooks_dir, &self.hook_timeout)?,
             argocd: ArgoCdSettings {
                 chart: self
                     .argocd_chart
@@ -706,6 +799,32 @@ impl StartArgs {
                 Duration::from_secs(30),
             )?,
             allow_insecure_http: self.allow_insecure_http,
+            once: self.once,
+            exit_after_idle: match &self.exit_after_idle {
+                None => None,
+                Some(_) => Some(positive_duration(
+                    "TENDRIL_EXIT_AFTER_IDLE (--exit-after-idle)",
+                    &self.exit_after_idle,
+                    Duration::ZERO,
+                )?),
+            },
+            health_addr: self
+                .health_addr
+                .as_deref()
+                .map(str::trim)
+                .filter(|a| !a.is_empty())
+                .map(|address| {
+                    address
+                        .parse::<std::net::SocketAddr>()
+                        .map(|_| address.to_string())
+                        .map_err(|_| {
+                            ConfigError::new(
+                                "TENDRIL_HEALTH_ADDR (--health-addr)",
+                                format!("'{address}' is not an address with a port (e.g. 127.0.0.1:9460)"),
+                            )
+                        })
+                })
+                .transpose()?,
             max_job_size: match &self.max_job_size {
                 None => 32 << 20,
                 Some(text) => parse_size(text)
@@ -787,6 +906,8 @@ mod tests {
             stop_cleanup_timeout: None,
             terraform_lock_timeout: None,
             terraform_provider_mirror: None,
+            hooks_dir: None,
+            hook_timeout: None,
             argocd_chart: None,
             argocd_chart_repository: None,
             argocd_chart_version: None,
@@ -809,6 +930,39 @@ mod tests {
         assert!(
             error.to_string().starts_with("GRAPE_WORKER_MODE"),
             "{error}"
+        );
+    }
+
+    #[test]
+    fn a_log_filter_must_name_a_level_and_the_format_be_known() {
+        let logging = |format: Option<&str>, level: Option<&str>| LoggingArgs {
+            log_format: format.map(String::from),
+            log_level: level.map(String::from),
+        };
+        assert_eq!(logging(None, None).resolve().unwrap().filter, "info");
+        assert!(logging(None, Some("info,tendril=debug,hyper=WARN"))
+            .resolve()
+            .is_ok());
+        let loud = logging(None, Some("loud"))
+            .resolve()
+            .unwrap_err()
+            .to_string();
+        assert!(
+            loud.starts_with("TENDRIL_LOG_LEVEL (--log-level): 'loud' names no level"),
+            "{loud}"
+        );
+        assert!(logging(None, Some("tendril=loud")).resolve().is_err());
+        let xml = logging(Some("xml"), None)
+            .resolve()
+            .unwrap_err()
+            .to_string();
+        assert!(
+            xml.starts_with("TENDRIL_LOG_FORMAT (--log-format): 'xml'"),
+            "{xml}"
+        );
+        assert_eq!(
+            logging(Some("json"), None).resolve().unwrap().format,
+            LogFormat::Json
         );
     }
 
@@ -855,6 +1009,9 @@ mod tests {
             retry_max_delay: Duration::from_secs(30),
             allow_insecure_http: false,
             max_job_size: 32 << 20,
+            once: false,
+            exit_after_idle: None,
+            health_addr: None,
         };
         assert_eq!(shutdown_budget_warning(job.mode, &agent, &job), None);
         let too_long = AgentSettings {

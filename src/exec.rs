@@ -30,8 +30,19 @@ pub enum ExecError {
         path: PathBuf,
         source: serde_json::Error,
     },
-    #[error("the job in {0} has no id")]
-    NoId(PathBuf),
+    #[error(
+        "the job file {0} is not a claim: it needs a \"job\" object with an \"id\", as a claim has \
+         ({{\"job\": {{\"id\": ..., \"job_type\": ..., ...}}, \"cloud_identity\": ...}}; see examples/)"
+    )]
+    NotAClaim(PathBuf),
+    #[error(
+        "the DEPLOY in {job_file} applies the plan of PLAN job {plan_job_id}: run that PLAN first (tendril exec \
+         <plan file> --out DIR) and give its output directory with --plan-from DIR"
+    )]
+    NeedsPlan {
+        job_file: PathBuf,
+        plan_job_id: String,
+    },
     #[error("cannot prepare the output directory {path}: {source}")]
     Output {
         path: PathBuf,
@@ -52,7 +63,15 @@ pub async fn run(
         path: job_file.into(),
         source,
     })?;
-    let claim: Claim = serde_json::from_str(&text).map_err(|source| ExecError::Parse {
+    let value: serde_json::Value =
+        serde_json::from_str(&text).map_err(|source| ExecError::Parse {
+            path: job_file.into(),
+            source,
+        })?;
+    if !value.get("job").is_some_and(serde_json::Value::is_object) {
+        return Err(ExecError::NotAClaim(job_file.into()));
+    }
+    let claim: Claim = serde_json::from_value(value).map_err(|source| ExecError::Parse {
         path: job_file.into(),
         source,
     })?;
@@ -60,12 +79,26 @@ pub async fn run(
     let checked = claim.into_job();
     let job_id = match &checked {
         Ok(Some(claimed)) => claimed.job.id.clone(),
-        Ok(None) => return Err(ExecError::NoId(job_file.into())),
+        Ok(None) => return Err(ExecError::NotAClaim(job_file.into())),
         Err(malformed) => malformed
             .id
             .clone()
-            .ok_or_else(|| ExecError::NoId(job_file.into()))?,
+            .ok_or_else(|| ExecError::NotAClaim(job_file.into()))?,
     };
+    if let (Ok(Some(claimed)), None) = (&checked, &plan_from) {
+        let applies_a_plan = claimed.job.job_type.eq_ignore_ascii_case("DEPLOY");
+        if let Some(plan_job_id) = claimed
+            .job
+            .plan_job_id
+            .clone()
+            .filter(|id| applies_a_plan && !id.is_empty())
+        {
+            return Err(ExecError::NeedsPlan {
+                job_file: job_file.into(),
+                plan_job_id,
+            });
+        }
+    }
     let out_dir = out.unwrap_or_else(|| PathBuf::from("tendril-out").join(&job_id));
     let output_error = |source| ExecError::Output {
         path: out_dir.clone(),

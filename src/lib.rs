@@ -14,6 +14,7 @@ pub mod config;
 pub mod delivery;
 pub mod doctor;
 pub mod exec;
+pub mod health;
 pub mod http_error;
 pub mod jobs;
 pub mod logs;

@@ -32,7 +32,11 @@ fn arguments() -> Vec<std::ffi::OsString> {
 
 fn main() -> ExitCode {
     let cli = Cli::parse_from(arguments());
-    if let Err(message) = tendril::telemetry::init(cli.logging.log_format, &cli.logging.log_level) {
+    let logging = match cli.logging.resolve() {
+        Ok(logging) => logging,
+        Err(error) => return configuration_error(error),
+    };
+    if let Err(message) = tendril::telemetry::init(&logging) {
         return configuration_error(message);
     }
     let runtime = match tokio::runtime::Builder::new_multi_thread()
@@ -81,59 +85,111 @@ async fn async_main(command: Command) -> ExitCode {
                 Err(error) => configuration_error(error),
             }
         }
-        Command::Start(args) => {
-            let job_settings = match args.job.resolve() {
-                Ok(settings) => settings,
-                Err(error) => return configuration_error(error),
+        Command::Start(args) => start(args).await,
+        Command::Health(args) => health(args).await,
+    }
+}
+
+/// `tendril start`: the worker.
+async fn start(args: tendril::config::StartArgs) -> ExitCode {
+    let job_settings = match args.job.resolve() {
+        Ok(settings) => settings,
+        Err(error) => return configuration_error(error),
+    };
+    let settings = match args.resolve(job_settings.mode) {
+        Ok(settings) => settings,
+        Err(error) => return configuration_error(error),
+    };
+    match check_state_backend(&job_settings) {
+        Ok(Some(warning)) => tracing::warn!("{warning}"),
+        Ok(None) => {}
+        Err(error) => return configuration_error(error),
+    }
+    if let Some(warning) = shutdown_budget_warning(job_settings.mode, &settings, &job_settings) {
+        tracing::warn!("{warning}");
+    }
+    let client = match TrellisClient::new(&settings) {
+        Ok(client) => client,
+        Err(error) => return configuration_error(format!("TRELLIS_URL (--trellis-url): {error}")),
+    };
+    let work_dir = job_settings.work_dir.clone();
+    let _lock = match WorkDirLock::acquire(&work_dir, Hold::Exclusive) {
+        Ok(lock) => lock,
+        Err(error) => {
+            return configuration_error(format!("TENDRIL_WORK_DIR (--work-dir): {error}"))
+        }
+    };
+    let outbox = match Outbox::open(&work_dir) {
+        Ok(outbox) => outbox,
+        Err(error) => {
+            return configuration_error(format!(
+                "TENDRIL_WORK_DIR (--work-dir): cannot use {}: {error}",
+                work_dir.display()
+            ))
+        }
+    };
+    let _health = match &settings.health_addr {
+        Some(address) => {
+            let check = tendril::health::HealthCheck {
+                heartbeat_interval: settings.heartbeat_interval,
+                work_dir: work_dir.clone(),
             };
-            let settings = match args.resolve(job_settings.mode) {
-                Ok(settings) => settings,
-                Err(error) => return configuration_error(error),
-            };
-            match check_state_backend(&job_settings) {
-                Ok(Some(warning)) => tracing::warn!("{warning}"),
-                Ok(None) => {}
-                Err(error) => return configuration_error(error),
-            }
-            if let Some(warning) =
-                shutdown_budget_warning(job_settings.mode, &settings, &job_settings)
-            {
-                tracing::warn!("{warning}");
-            }
-            let client = match TrellisClient::new(&settings) {
-                Ok(client) => client,
-                Err(error) => {
-                    return configuration_error(format!("TRELLIS_URL (--trellis-url): {error}"))
+            match tendril::health::serve(address, check).await {
+                Ok(server) => {
+                    tracing::info!("health and metrics on http://{}", server.address);
+                    Some(server)
                 }
-            };
-            let _lock = match WorkDirLock::acquire(&job_settings.work_dir, Hold::Exclusive) {
-                Ok(lock) => lock,
-                Err(error) => {
-                    return configuration_error(format!("TENDRIL_WORK_DIR (--work-dir): {error}"))
-                }
-            };
-            let outbox = match Outbox::open(&job_settings.work_dir) {
-                Ok(outbox) => outbox,
                 Err(error) => {
                     return configuration_error(format!(
-                        "TENDRIL_WORK_DIR (--work-dir): cannot use {}: {error}",
-                        job_settings.work_dir.display()
+                        "TENDRIL_HEALTH_ADDR (--health-addr): cannot listen on {address}: {error}"
                     ))
                 }
-            };
-            let shutdown = match Shutdown::listen(Some(settings.drain_grace)) {
-                Ok(shutdown) => shutdown,
-                Err(error) => {
-                    return configuration_error(format!("cannot listen for signals: {error}"))
-                }
-            };
-            let services = JobServices::new(job_settings);
-            let agent = Agent::new(settings, services, client, outbox, shutdown);
-            match agent.run().await {
-                Exit::Drained => ExitCode::SUCCESS,
-                Exit::Interrupted => ExitCode::from(1),
-                Exit::Rejected(message) => configuration_error(message),
             }
+        }
+        None => None,
+    };
+    let shutdown = match Shutdown::listen(Some(settings.drain_grace)) {
+        Ok(shutdown) => shutdown,
+        Err(error) => return configuration_error(format!("cannot listen for signals: {error}")),
+    };
+    tracing::info!(
+        "Tendril {} starting: worker {}, {} mode, Trellis {}, work dir {}, state {}, health {}",
+        tendril::VERSION,
+        settings.worker_id,
+        job_settings.mode.as_str(),
+        settings.trellis_url,
+        work_dir.display(),
+        match (&job_settings.state_storage, &job_settings.state_dir) {
+            (Some(bucket), _) => format!("s3://vine-terraform-state at {}", bucket.endpoint),
+            (None, Some(dir)) => format!("local in {}", dir.display()),
+            (None, None) => "none (Terraform jobs fail)".to_string(),
+        },
+        settings.health_addr.as_deref().unwrap_or("off"),
+    );
+    let services = JobServices::new(job_settings);
+    let agent = Agent::new(settings, services, client, outbox, shutdown);
+    match agent.run().await {
+        Exit::Drained => ExitCode::SUCCESS,
+        Exit::Interrupted | Exit::JobFailed => ExitCode::from(1),
+        Exit::Rejected(message) => configuration_error(message),
+    }
+}
+
+/// `tendril health`: exit 0 when the worker's health endpoint says healthy.
+async fn health(args: tendril::config::HealthArgs) -> ExitCode {
+    let Some(address) = args.health_addr.filter(|a| !a.trim().is_empty()) else {
+        return configuration_error(
+            "TENDRIL_HEALTH_ADDR (--health-addr): is not set (the address the worker serves its health on)",
+        );
+    };
+    match tendril::health::ask(address.trim()).await {
+        Ok(body) => {
+            print!("{body}");
+            ExitCode::SUCCESS
+        }
+        Err(body) => {
+            println!("{}", body.trim_end());
+            ExitCode::from(1)
         }
     }
 }

@@ -7,7 +7,7 @@ use std::io::{self, IsTerminal, Write};
 use tracing_subscriber::fmt::MakeWriter;
 use tracing_subscriber::EnvFilter;
 
-use crate::config::LogFormat;
+use crate::config::{LogFormat, LogSettings};
 use crate::secrets;
 
 /// Writes to stderr through the mask. The formatter hands each event over
@@ -38,15 +38,15 @@ impl<'a> MakeWriter<'a> for MaskedStderr {
 }
 
 /// Installs the subscriber and the panic hook.
-pub fn init(format: LogFormat, level: &str) -> Result<(), String> {
-    let filter =
-        EnvFilter::try_new(level).map_err(|e| format!("TENDRIL_LOG_LEVEL (--log-level): {e}"))?;
+pub fn init(settings: &LogSettings) -> Result<(), String> {
+    let filter = EnvFilter::try_new(&settings.filter)
+        .map_err(|e| format!("TENDRIL_LOG_LEVEL (--log-level): {e}"))?;
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(MaskedStderr)
         .with_ansi(io::stderr().is_terminal())
         .with_target(false);
-    let installed = match format {
+    let installed = match settings.format {
         LogFormat::Text => builder.try_init(),
         LogFormat::Json => builder.json().flatten_event(true).try_init(),
     };

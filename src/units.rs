@@ -3,15 +3,20 @@
 
 use std::time::Duration;
 
-/// Parses a duration such as `10s`, `500ms`, `2h` or `1m30s`; a bare number
-/// is seconds.
+/// Parses a duration such as `10s`, `500ms`, `2h` or `1m30s`. A bare
+/// number other than 0 is refused: `30` could mean seconds or minutes.
 pub fn parse_duration(text: &str) -> Result<Duration, String> {
     let text = text.trim();
     if text.is_empty() {
         return Err("empty duration".into());
     }
-    if let Ok(seconds) = text.parse::<u64>() {
-        return Ok(Duration::from_secs(seconds));
+    if let Ok(number) = text.parse::<u64>() {
+        if number == 0 {
+            return Ok(Duration::ZERO);
+        }
+        return Err(format!(
+            "'{text}' has no unit: write {text}s, {text}ms, {text}m or {text}h"
+        ));
     }
     let mut total = Duration::ZERO;
     let mut rest = text;
@@ -97,7 +102,10 @@ mod tests {
 
     #[test]
     fn durations_parse_in_every_unit_and_combined() {
-        assert_eq!(parse_duration("10").unwrap(), Duration::from_secs(10));
+        assert_eq!(parse_duration("10s").unwrap(), Duration::from_secs(10));
+        assert_eq!(parse_duration("0").unwrap(), Duration::ZERO);
+        let bare = parse_duration("30").unwrap_err();
+        assert!(bare.starts_with("'30' has no unit"), "{bare}");
         assert_eq!(parse_duration("250ms").unwrap(), Duration::from_millis(250));
         assert_eq!(parse_duration("5m").unwrap(), Duration::from_secs(300));
         assert_eq!(parse_duration("2h").unwrap(), Duration::from_secs(7200));

@@ -1,9 +1,7 @@
 //! The command line: settings errors, secrets kept out of `--help`, and
 //! `tendril version`.
 
-mod support;
-
-use support::tendril::Tendril;
+use crate::support::tendril::Tendril;
 
 fn run(args: &[&str], env: &[(&str, &str)]) -> (i32, String) {
     let output = Tendril::command()
@@ -46,6 +44,31 @@ fn a_missing_or_invalid_setting_is_one_line_naming_the_variable_and_exit_2() {
     let (code, text) = run(&["start"], &[("GRAPE_WORKER_MODE", "sometimes")]);
     assert_eq!((code, text.lines().count()), (2, 1), "{text}");
     assert!(text.contains("GRAPE_WORKER_MODE"), "{text}");
+
+    // Strict: a log filter naming no level, an unknown log format, a
+    // duration without its unit, a health address without a port.
+    for (variable, value) in [
+        ("TENDRIL_LOG_LEVEL", "loud"),
+        ("TENDRIL_LOG_FORMAT", "xml"),
+        ("TENDRIL_POLL_INTERVAL", "30"),
+        ("TENDRIL_HEALTH_ADDR", "localhost"),
+    ] {
+        let mut env = base.to_vec();
+        env.extend([
+            ("GRAPE_WORKER_TOKEN", "tok-cli-test-value"),
+            (variable, value),
+        ]);
+        let (code, text) = run(&["start"], &env);
+        assert_eq!(
+            (code, text.lines().count()),
+            (2, 1),
+            "{variable}={value}: {text}"
+        );
+        assert!(
+            text.starts_with(&format!("tendril: {variable}")),
+            "{variable}={value}: {text}"
+        );
+    }
 }
 
 #[test]
@@ -78,10 +101,10 @@ fn help_never_shows_a_secret_and_secrets_are_no_flags() {
 
 #[test]
 fn the_token_can_come_from_a_file() {
-    let scratch = support::TempDir::new("tendril-cli-test");
+    let scratch = crate::support::TempDir::new("tendril-cli-test");
     let token_file = scratch.path().join("token");
     std::fs::write(&token_file, "tok-from-file\n").unwrap();
-    let trellis = support::fake_trellis::FakeTrellis::start();
+    let trellis = crate::support::fake_trellis::FakeTrellis::start();
     trellis.add_worker("w-file", "tok-from-file");
     let mut command = Tendril::command();
     command.arg("start").envs([
@@ -90,7 +113,7 @@ fn the_token_can_come_from_a_file() {
         ("GRAPE_WORKER_TOKEN_FILE", token_file.to_str().unwrap()),
         ("TENDRIL_WORK_DIR", scratch.path().to_str().unwrap()),
     ]);
-    let mut process = support::tendril::TendrilProcess::spawn(command);
+    let mut process = crate::support::tendril::TendrilProcess::spawn(command);
     trellis.wait_until(
         std::time::Duration::from_secs(60),
         "the announcement",
@@ -157,7 +180,7 @@ fn version_lists_tendril_and_every_tool() {
 
 #[test]
 fn register_prints_the_environment_lines_of_a_new_worker() {
-    let trellis = support::fake_trellis::FakeTrellis::start();
+    let trellis = crate::support::fake_trellis::FakeTrellis::start();
     trellis.set_registration_secret("registration-secret-for-test");
     let url = trellis.url();
     let (code, text) = run(

@@ -3,18 +3,16 @@
 //! own AWS identity), the real tools on PATH, a strict fake of the ECS
 //! agent; its JSON document, its exit codes, and secrets in no output.
 
-mod support;
-
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use axum::response::IntoResponse;
 
-use support::fake_trellis::FakeTrellis;
-use support::moto::{Moto, STATE_SECRET_KEY};
-use support::tendril::{worker_env, TendrilProcess, WorkerEnv};
-use support::TempDir;
+use crate::support::fake_trellis::FakeTrellis;
+use crate::support::moto::{Moto, STATE_SECRET_KEY};
+use crate::support::tendril::{worker_env, TendrilProcess, WorkerEnv};
+use crate::support::TempDir;
 
 /// Every check, in the order doctor prints them.
 const CHECKS: [&str; 16] = [
@@ -215,7 +213,7 @@ fn an_unreachable_trellis_names_trellis_url() {
     let scratch = TempDir::new("tendril-doctor");
     let trellis = FakeTrellis::start();
     let worker = worker(&trellis, scratch.path());
-    let nobody = format!("http://127.0.0.1:{}", support::free_port());
+    let nobody = format!("http://127.0.0.1:{}", crate::support::free_port());
     let run = doctor(&worker, &[], &pairs(&[("TRELLIS_URL", &nobody)]));
     assert_eq!(
         (run.code, run.mark("trellis")),
@@ -360,9 +358,9 @@ fn a_tool_missing_from_path_is_reported() {
 
 /// A FAKE of the ECS agent's task protection endpoint that answers GET
 /// with the task's state and records every method it is called with.
-fn fake_ecs_agent(methods: Arc<Mutex<Vec<String>>>) -> support::http_fake::HttpFake {
+fn fake_ecs_agent(methods: Arc<Mutex<Vec<String>>>) -> crate::support::http_fake::HttpFake {
     use axum::http::Method;
-    support::http_fake::HttpFake::serve(move |_| {
+    crate::support::http_fake::HttpFake::serve(move |_| {
         axum::Router::new().route(
             "/v3/task-1/task-protection/v1/state",
             axum::routing::any(move |method: Method| async move {
@@ -403,7 +401,7 @@ fn the_ecs_agent_is_read_and_never_changed() {
     );
     assert_eq!(*methods.lock().unwrap(), ["GET"]);
 
-    let nobody = format!("http://127.0.0.1:{}/v3/task-1", support::free_port());
+    let nobody = format!("http://127.0.0.1:{}/v3/task-1", crate::support::free_port());
     let run = doctor(&worker, &[], &pairs(&[("ECS_AGENT_URI", &nobody)]));
     assert_eq!(
         (run.code, run.mark("ecs-agent")),

@@ -1,11 +1,9 @@
 //! `tendril exec`: one job from a file, no Trellis, against real moto.
 
-mod support;
-
+use crate::support::moto::Moto;
+use crate::support::tendril::{Tendril, TendrilProcess};
+use crate::support::TempDir;
 use serde_json::Value;
-use support::moto::Moto;
-use support::tendril::{Tendril, TendrilProcess};
-use support::TempDir;
 
 fn exec(moto: &Moto, job_file: &str, out: &std::path::Path) -> (i32, String) {
     let mut command = Tendril::command();
@@ -84,6 +82,33 @@ fn exec_of_a_file_that_is_not_a_job_exits_2_naming_it() {
     );
     assert_eq!(code, 2);
     assert!(output.contains("is not a claim"), "{output}");
+
+    for not_a_claim in ["[]", "{}", r#"{"job": null}"#, r#"{"job": [1]}"#] {
+        std::fs::write(&job_file, not_a_claim).unwrap();
+        let (code, output) = exec(
+            &moto,
+            job_file.to_str().unwrap(),
+            &scratch.path().join("out"),
+        );
+        assert_eq!(code, 2, "{not_a_claim}: {output}");
+        assert!(
+            output.contains("is not a claim: it needs a \"job\" object"),
+            "{not_a_claim}: {output}"
+        );
+    }
+}
+
+#[test]
+fn exec_of_a_deploy_without_its_plan_says_to_give_plan_from() {
+    let moto = Moto::start();
+    let scratch = TempDir::new("tendril-exec-test");
+    let (code, output) = exec(&moto, "examples/deploy.json", &scratch.path().join("out"));
+    assert_eq!(code, 2, "{output}");
+    assert!(
+        output.contains("applies the plan of PLAN job example-plan")
+            && output.contains("--plan-from DIR"),
+        "{output}"
+    );
 }
 
 #[test]
@@ -140,18 +165,15 @@ fn exec_plans_and_deploys_the_example_vine_with_local_state() {
         "the local default state holds the vine"
     );
 
-    let (code, _) = run(&[
+    let (code, output) = run(&[
         "exec",
         "examples/deploy.json",
         "--out",
         deploy_out.to_str().unwrap(),
     ]);
     assert_eq!(
-        code, 1,
-        "without --plan-from there is no reviewed plan to apply"
+        code, 2,
+        "without --plan-from there is no reviewed plan to apply: {output}"
     );
-    assert!(result(&deploy_out)["error_message"]
-        .as_str()
-        .unwrap()
-        .contains("does not exist"));
+    assert!(output.contains("--plan-from DIR"), "{output}");
 }

@@ -8,8 +8,6 @@
 //! time. The tfvars mapping's properties live beside it (its functions are
 //! private), in `src/jobs/tfvars/properties.rs`.
 
-mod support;
-
 use std::path::Path;
 
 use proptest::prelude::*;
@@ -324,9 +322,9 @@ mod spool {
     //! that any pushes and closes make.
 
     use super::*;
+    use crate::support::TempDir;
     use std::fs;
     use std::path::PathBuf;
-    use support::TempDir;
     use tendril::delivery::spool::{ChunkReader, Record, Spool};
     use tendril::delivery::{Outbox, OutboxEntry};
     use tendril::logs::{MAX_CHUNK_BYTES, MAX_LINE_BYTES};

@@ -8,17 +8,15 @@
 //! created at desired 1 is one still getting its task: within the start-up
 //! budget (5m unless a test sets it) it counts as a worker, as on ECS.
 
-mod support;
-
 use std::process::Command;
 use std::time::{Duration, SystemTime};
 
+use crate::support::fake_lambda::{FakeLambda, Outcome};
+use crate::support::fake_postgrest::FakePostgrest;
+use crate::support::moto::Moto;
+use crate::support::rfc3339;
+use crate::support::tendril::{Tendril, TendrilProcess};
 use serde_json::{json, Value};
-use support::fake_lambda::{FakeLambda, Outcome};
-use support::fake_postgrest::FakePostgrest;
-use support::moto::Moto;
-use support::rfc3339;
-use support::tendril::{Tendril, TendrilProcess};
 
 const KEY: &str = "sb-service-role-key-7f3a9c0d";
 const URL_SECRET: &str = "scaler-url-secret-51e2b7";
@@ -441,7 +439,7 @@ fn stale_jobs_are_recovered_by_default_and_not_when_turned_off() {
     assert_eq!(code, 0, "{output}");
     let requests = world.jobs.requests();
     assert_eq!(requests[0].path, "/rest/v1/rpc/recover_stale_jobs");
-    let recoveries = |requests: &[support::fake_postgrest::RecordedQuery]| {
+    let recoveries = |requests: &[crate::support::fake_postgrest::RecordedQuery]| {
         requests
             .iter()
             .filter(|r| r.path.ends_with("recover_stale_jobs"))

@@ -1,14 +1,12 @@
 //! The Trellis client and the ordered status queue, as a library, against
 //! the fake Trellis (a fake: no real Trellis runs here).
 
-mod support;
-
 use std::sync::Arc;
 use std::time::Duration;
 
+use crate::support::fake_trellis::FakeTrellis;
+use crate::support::http_fake::HttpFake;
 use serde_json::{json, Map, Value};
-use support::fake_trellis::FakeTrellis;
-use support::http_fake::HttpFake;
 use tendril::config::{AgentSettings, WorkerMode};
 use tendril::delivery::send::DeliveryPolicy;
 use tendril::delivery::status_queue::StatusQueue;
@@ -38,6 +36,9 @@ fn client_at(url: &str, token: &str, max_job_size: usize) -> TrellisClient {
         retry_max_delay: Duration::from_millis(200),
         allow_insecure_http: false,
         max_job_size,
+        once: false,
+        exit_after_idle: None,
+        health_addr: None,
     })
     .unwrap()
 }

@@ -20,14 +20,15 @@ use serde_json::Value;
 use crate::config::AgentSettings;
 use crate::delivery::send::{confirm_gone, send_terminal, DeliveryError, DeliveryPolicy};
 use crate::delivery::{Backlog, JobReport, Outbox};
+use crate::health::JobOutcome;
 use crate::jobs::{self, JobServices, JobStop, Outcome, StopReason};
 use crate::logs::JobLog;
 use crate::tools::process::supervisors;
 use crate::tools::versions::tool_versions;
 use crate::trellis::retry::{retry, RetryPolicy};
 use crate::trellis::{
-    Announcement, Claim, ClaimedJob, Heartbeat, StatusUpdate, TrellisClient, TrellisError,
-    WorkerStatus,
+    Announcement, Claim, ClaimedJob, Heartbeat, JobStatus, StatusUpdate, TrellisClient,
+    TrellisError, WorkerStatus,
 };
 use heartbeat::{Heartbeats, OFFLINE_BUDGET};
 use protection::TaskProtection;
@@ -43,6 +44,21 @@ pub enum Exit {
     Interrupted,
     /// Trellis refused the worker's credentials: exit 2.
     Rejected(String),
+    /// `--once`: the one job did not succeed: exit 1.
+    JobFailed,
+}
+
+/// What became of a claim.
+#[derive(Debug, PartialEq, Eq)]
+enum ClaimRun {
+    /// There was no job to run (an empty claim, or one without an id).
+    NoJob,
+    /// A job was taken on and reported (or given up, when it was taken away).
+    Finished {
+        succeeded: bool,
+        /// The worker's shutdown stopped it, or its delivery was cut short.
+        interrupted: bool,
+    },
 }
 
 /// The worker.
@@ -56,10 +72,19 @@ pub struct Agent {
     protection: Option<TaskProtection>,
 }
 
+/// What taking on a claim gave.
+enum Accepted {
+    Taken(Box<TakenJob>),
+    /// The job could not be taken on and was reported FAILED at once.
+    FailedAtOnce,
+    NoJob,
+}
+
 /// A claimed job the agent has taken on: its outbox entry exists and its
 /// PROCESSING update is queued.
-struct Accepted {
+struct TakenJob {
     job_id: String,
+    job_type: String,
     /// The job, or why it cannot run (it is then failed with the reason).
     claimed: Result<ClaimedJob, String>,
     report: JobReport,
@@ -128,6 +153,7 @@ impl Agent {
         if !self.shutdown.drain.is_cancelled() {
             self.shutdown.drain.cancel();
         }
+        crate::health::metrics().set_draining();
         heartbeats.set_status(WorkerStatus::Draining);
         if self.settle_backlog().await && exit == Exit::Drained {
             exit = Exit::Interrupted;
@@ -234,6 +260,7 @@ impl Agent {
         let mut exit = Exit::Drained;
         let mut claim_now = true;
         let mut not_ready: Option<String> = None;
+        let mut idle_since = std::time::Instant::now();
         loop {
             if !claim_now {
                 tokio::select! {
@@ -267,12 +294,37 @@ impl Agent {
             )
             .await
             {
-                Ok(None) => {}
-                Ok(Some(claim)) => {
-                    if self.run_claimed(claim, heartbeats).await == Exit::Interrupted {
-                        exit = Exit::Interrupted;
+                Ok(None) => {
+                    // Decided right after an empty claim, never during one.
+                    if let Some(limit) = self.settings.exit_after_idle {
+                        if idle_since.elapsed() >= limit {
+                            tracing::info!(
+                                "no job for {}: exiting (TENDRIL_EXIT_AFTER_IDLE)",
+                                crate::units::format_duration(limit)
+                            );
+                            break;
+                        }
                     }
+                }
+                Ok(Some(claim)) => {
+                    let ran = self.run_claimed(claim, heartbeats).await;
+                    idle_since = std::time::Instant::now();
                     claim_now = true;
+                    if let ClaimRun::Finished {
+                        succeeded,
+                        interrupted,
+                    } = ran
+                    {
+                        if interrupted {
+                            exit = Exit::Interrupted;
+                        }
+                        if self.settings.once {
+                            if !succeeded && exit == Exit::Drained {
+                                exit = Exit::JobFailed;
+                            }
+                            break;
+                        }
+                    }
                 }
                 Err(TrellisError::Unauthorized(_)) => {
                     return Exit::Rejected("Trellis rejected the worker ID or token".into());
@@ -285,6 +337,10 @@ impl Agent {
                 ) => {
                     self.fail_unrecorded(job_id, &error.to_string()).await;
                     claim_now = true;
+                    if self.settings.once {
+                        exit = Exit::JobFailed;
+                        break;
+                    }
                 }
                 Err(error) => {
                     tracing::warn!("claiming a job failed: {error}; trying again at the next poll")
@@ -295,34 +351,42 @@ impl Agent {
     }
 
     /// Runs one claimed job: accept it, supervise it, deliver what it owes.
-    async fn run_claimed(&self, claim: Claim, heartbeats: &Heartbeats) -> Exit {
+    async fn run_claimed(&self, claim: Claim, heartbeats: &Heartbeats) -> ClaimRun {
         let unprotected = self.protect(true).await;
-        let exit = match self.accept(claim).await {
-            Some(accepted) => {
+        let metrics = crate::health::metrics();
+        let ran = match self.accept(claim).await {
+            Accepted::Taken(accepted) => {
                 let job_id = accepted.job_id.clone();
                 self.backlog.hold(&job_id);
                 heartbeats.set_job(Some(job_id.clone()));
-                let exit = self.supervise(accepted, heartbeats, unprotected).await;
+                metrics.set_current_job(Some(&job_id));
+                let ran = self.supervise(*accepted, heartbeats, unprotected).await;
+                metrics.set_current_job(None);
                 heartbeats.set_job(None);
                 self.backlog.release(&job_id);
-                exit
+                ran
             }
-            None => Exit::Drained,
+            Accepted::FailedAtOnce => ClaimRun::Finished {
+                succeeded: false,
+                interrupted: false,
+            },
+            Accepted::NoJob => ClaimRun::NoJob,
         };
+        metrics.set_outbox_entries(self.backlog.entries());
         self.protect(false).await;
-        exit
+        ran
     }
 
     /// Takes a claimed job on: checks its id and opens its outbox entry. A
     /// job that cannot be taken on is reported FAILED at once, with the
     /// reason, rather than left claimed.
-    async fn accept(&self, claim: Claim) -> Option<Accepted> {
+    async fn accept(&self, claim: Claim) -> Accepted {
         let (claimed, job_id) = match claim.into_job() {
             Ok(Some(claimed)) => {
                 let id = claimed.job.id.clone();
                 (Ok(claimed), id)
             }
-            Ok(None) => return None,
+            Ok(None) => return Accepted::NoJob,
             Err(malformed) => match malformed.id {
                 Some(id) => (Err(malformed.reason), id),
                 None => {
@@ -330,33 +394,37 @@ impl Agent {
                         "Trellis gave a job without an id ({}); it cannot be run or reported",
                         malformed.reason
                     );
-                    return None;
+                    return Accepted::NoJob;
                 }
             },
         };
         tracing::info!("claimed job {job_id}");
         if let Err(problem) = crate::safe_name::check("the job id", &job_id) {
             self.fail_unrecorded(&job_id, &problem).await;
-            return None;
+            return Accepted::FailedAtOnce;
         }
+        let job_type = match &claimed {
+            Ok(claimed) => claimed.job.job_type.clone(),
+            Err(_) => "unknown".to_string(),
+        };
         match JobReport::open(
             &self.client,
             &self.outbox,
             &job_id,
             self.settings.retry_max_delay,
         ) {
-            Ok(report) => Some(Accepted {
+            Ok(report) => Accepted::Taken(Box::new(TakenJob {
                 job_id,
+                job_type,
                 claimed,
                 report,
-            }),
+            })),
             Err(error) => {
                 let problem = format!(
-                    "Tendril could not record this job in its work dir ({error}), so it was not run; it stops \
-                     claiming jobs until the work dir can take them"
+                    "Tendril could not record this job in its work dir ({error}), so it was not run"
                 );
                 self.fail_unrecorded(&job_id, &problem).await;
-                None
+                Accepted::FailedAtOnce
             }
         }
     }
@@ -380,15 +448,17 @@ impl Agent {
     /// finishes its delivery.
     async fn supervise(
         &self,
-        accepted: Accepted,
+        taken: TakenJob,
         heartbeats: &Heartbeats,
         unprotected: Option<String>,
-    ) -> Exit {
-        let Accepted {
+    ) -> ClaimRun {
+        let TakenJob {
             job_id,
+            job_type,
             claimed,
             report,
-        } = accepted;
+        } = taken;
+        let started = std::time::Instant::now();
         let settings = &self.services.settings;
         let log = JobLog::new(
             report.log_destination(),
@@ -445,6 +515,7 @@ impl Agent {
                 }
                 _ = self.shutdown.drain.cancelled(), if !draining => {
                     draining = true;
+                    crate::health::metrics().set_draining();
                     heartbeats.set_status(WorkerStatus::Draining);
                     log.system("the worker is shutting down: this job may finish first (TENDRIL_DRAIN_GRACE)");
                 }
@@ -455,13 +526,21 @@ impl Agent {
             }
         };
         let interrupted = matches!(stop.reason(), Some(StopReason::Shutdown));
+        let (succeeded, counted) = match &outcome {
+            Outcome::Report(update) if update.status == JobStatus::Success => {
+                (true, JobOutcome::Success)
+            }
+            Outcome::Report(_) => (false, JobOutcome::Failed),
+            Outcome::Abandon(StopReason::Cancelled) => (false, JobOutcome::Cancelled),
+            Outcome::Abandon(_) => (false, JobOutcome::Abandoned),
+        };
+        crate::health::metrics().job_finished(&job_type, counted, started.elapsed());
         let finished = self
             .finish(&job_id, &report, outcome, delivered, delivery)
             .await;
-        if interrupted || !finished {
-            Exit::Interrupted
-        } else {
-            Exit::Drained
+        ClaimRun::Finished {
+            succeeded,
+            interrupted: interrupted || !finished,
         }
     }
 

@@ -16,6 +16,9 @@ pub enum JobError {
     Cloud(#[from] CloudError),
     #[error(transparent)]
     Trellis(#[from] TrellisError),
+    /// A Terraform hook failed the job.
+    #[error(transparent)]
+    Hook(#[from] crate::jobs::hooks::HookError),
     #[error("{0}")]
     Io(String),
     /// Tendril's own fault (a panic in the executor), masked.

@@ -13,6 +13,7 @@ pub mod costs;
 pub mod discovery;
 pub mod environment;
 pub mod error;
+pub mod hooks;
 pub mod redact;
 pub mod reviewed_plan;
 pub mod snapshot;

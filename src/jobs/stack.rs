@@ -1,6 +1,7 @@
 //! A Terraform configuration in a job's workspace, initialised: the
 //! template of its kind copied in, its variables, its state backend. PLAN,
-//! DEPLOY, DESTROY and the worker jobs all run Terraform through a stack.
+//! DEPLOY, DESTROY and the worker jobs all run Terraform through a stack,
+//! its plans and applies between the operator's hooks (see `hooks`).
 //!
 //! An interrupted apply or destroy pushes any `errored.tfstate` back to the
 //! backend before the workspace goes, and a lock left in the bucket by a
@@ -13,6 +14,7 @@ use std::time::Duration;
 use serde_json::{json, Map, Value};
 use tokio_util::sync::CancellationToken;
 
+use super::hooks::{self, Hook};
 use super::vine_inputs::{copy_template, write_backend, StateBackend, STATE_BUCKET};
 use super::{JobContext, JobError};
 use crate::private_files::write_private_file;
@@ -49,7 +51,8 @@ pub struct Stack<'a> {
     pub dir: PathBuf,
     pub state_key: String,
     pub timings: Map<String, Value>,
-    /// Variables for Terraform's environment (`TF_VAR_...` of secrets).
+    /// Variables for Terraform's environment (`TF_VAR_...` of secrets, and
+    /// what the job's hooks wrote to `TENDRIL_HOOK_ENV`).
     env: BTreeMap<String, String>,
 }
 
@@ -126,25 +129,41 @@ impl<'a> Stack<'a> {
         ))
     }
 
+    /// `terraform plan`, between the plan hooks; what hooks write to
+    /// `TENDRIL_HOOK_ENV` joins the stack's environment.
     pub async fn plan(&mut self) -> Result<(), JobError> {
         let phase = self.context.phase("plan", "terraform plan");
-        self.terraform().await?.plan(VAR_FILE, PLAN_FILE).await?;
+        hooks::run(self.context, Hook::PrePlan, &self.dir, &mut self.env).await?;
+        let ran = async { Ok(self.terraform().await?.plan(VAR_FILE, PLAN_FILE).await?) }.await;
+        hooks::after(self.context, Hook::PostPlan, &self.dir, &mut self.env, ran).await?;
         self.record("terraform_plan", phase.finish());
         Ok(())
     }
 
+    /// `terraform apply` of the plan file, between the apply hooks.
     pub async fn apply(&mut self) -> Result<(), JobError> {
         let phase = self.context.phase("apply", "terraform apply");
-        let result = self.terraform().await?.apply(PLAN_FILE).await;
-        self.after_state_change(result).await?;
+        hooks::run(self.context, Hook::PreApply, &self.dir, &mut self.env).await?;
+        let ran = async {
+            let result = self.terraform().await?.apply(PLAN_FILE).await;
+            self.after_state_change(result).await
+        }
+        .await;
+        hooks::after(self.context, Hook::PostApply, &self.dir, &mut self.env, ran).await?;
         self.record("terraform_apply", phase.finish());
         Ok(())
     }
 
+    /// `terraform destroy`, DESTROY's apply: between the apply hooks too.
     pub async fn destroy(&mut self) -> Result<(), JobError> {
         let phase = self.context.phase("destroy", "terraform destroy");
-        let result = self.terraform().await?.destroy(VAR_FILE).await;
-        self.after_state_change(result).await?;
+        hooks::run(self.context, Hook::PreApply, &self.dir, &mut self.env).await?;
+        let ran = async {
+            let result = self.terraform().await?.destroy(VAR_FILE).await;
+            self.after_state_change(result).await
+        }
+        .await;
+        hooks::after(self.context, Hook::PostApply, &self.dir, &mut self.env, ran).await?;
         self.record("terraform_destroy", phase.finish());
         Ok(())
     }

@@ -122,6 +122,7 @@ impl JobLog {
             return;
         }
         state.bytes += size;
+        crate::health::metrics().log_line(masked.len());
         for piece in split_line(&masked, MAX_LINE_BYTES) {
             self.inner.destination.write(stream, piece);
         }

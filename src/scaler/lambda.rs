@@ -16,8 +16,8 @@ use std::time::{Duration, Instant};
 use serde_json::{json, Value};
 use subtle::ConstantTimeEq;
 
+use super::decision::PassKind;
 use super::pass::Scaler;
-use super::plan::PassKind;
 use super::settings::{UrlAuth, SECRET_HEADER};
 
 const API_VERSION: &str = "2018-06-01";

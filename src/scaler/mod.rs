@@ -3,9 +3,9 @@
 //! as a Lambda custom runtime when `AWS_LAMBDA_RUNTIME_API` is set, once
 //! with `--once` (for cron), or else as a loop every `--interval`.
 
+mod decision;
 mod lambda;
 mod pass;
-mod plan;
 mod pool;
 mod postgrest;
 pub mod settings;
@@ -13,9 +13,9 @@ pub mod settings;
 use std::process::ExitCode;
 
 use crate::agent::shutdown::Shutdown;
+use decision::PassKind;
 use lambda::RuntimeApi;
 use pass::Scaler;
-use plan::PassKind;
 use settings::ScalerArgs;
 
 /// Runs the scaler in the mode its environment and arguments ask for.

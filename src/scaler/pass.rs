@@ -11,7 +11,7 @@ use std::time::SystemTime;
 use futures::future::try_join_all;
 use serde::Serialize;
 
-use super::plan::{
+use super::decision::{
     clock_tag, decide, startup, whole, Action, ClockTag, Demand, Limits, PassKind, Startup,
 };
 use super::pool::{Pool, PoolService, IDLE_SINCE_TAG, STARTING_SINCE_TAG};

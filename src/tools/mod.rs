@@ -5,4 +5,4 @@ pub mod process;
 pub mod terraform;
 pub mod versions;
 
-pub use process::{run, ToolCommand, ToolError, ToolOutput};
+pub use process::{run, run_to_exit, ToolCommand, ToolError, ToolOutput};

@@ -162,6 +162,24 @@ pub async fn run(
     log: &JobLog,
     stop: &CancellationToken,
 ) -> Result<ToolOutput, ToolError> {
+    let output = run_to_exit(command, log, stop).await?;
+    if output.status.success() {
+        return Ok(output);
+    }
+    Err(ToolError::Failed {
+        program: command.program.clone(),
+        status: describe_status(output.status),
+        stderr_tail: output.stderr_tail,
+    })
+}
+
+/// Like [`run`], for a caller that judges the exit status itself: a tool
+/// that ran to its end is `Ok` whatever its status.
+pub async fn run_to_exit(
+    command: &ToolCommand,
+    log: &JobLog,
+    stop: &CancellationToken,
+) -> Result<ToolOutput, ToolError> {
     let program = command.program.clone();
     if stop.is_cancelled() {
         return Err(ToolError::Stopped { program });
@@ -240,14 +258,9 @@ pub async fn run(
     };
     let (stdout, stderr_tail) = readers.finish(group, log).await;
     match status {
-        Ok(Ok(status)) if status.success() => Ok(ToolOutput {
+        Ok(Ok(status)) => Ok(ToolOutput {
             status,
             stdout,
-            stderr_tail,
-        }),
-        Ok(Ok(status)) => Err(ToolError::Failed {
-            program,
-            status: describe_status(status),
             stderr_tail,
         }),
         Ok(Err(source)) => Err(ToolError::Wait { program, source }),

@@ -432,9 +432,43 @@ fn transport(error: reqwest::Error) -> TrellisError {
 }
 
 /// Sends a request and classifies a non-2xx answer.
+/// The metrics label of a worker API path: the route, never an id.
+fn endpoint(url: &Url) -> &'static str {
+    let segments: Vec<&str> = url.path_segments().map(|s| s.collect()).unwrap_or_default();
+    let api = segments
+        .iter()
+        .rposition(|s| *s == "api")
+        .map_or(0, |i| i + 1);
+    match &segments[api.min(segments.len())..] {
+        ["workers", "heartbeat"] => "heartbeat",
+        ["jobs", "claim"] => "claim",
+        ["jobs", _] => "job",
+        ["jobs", _, "status"] => "status",
+        ["jobs", _, "logs"] => "logs",
+        ["jobs", _, "plan-artifact"] => "plan-artifact",
+        ["jobs", _, "git-token"] => "git-token",
+        ["workers", _, "metadata"] => "worker-metadata",
+        ["workers", _] => "worker",
+        ["tendrils", "register"] => "register",
+        _ => "other",
+    }
+}
+
 async fn send(request: RequestBuilder) -> Result<Response, TrellisError> {
-    let response = request.send().await.map_err(transport)?;
+    let (http, request) = request.build_split();
+    let request = request.map_err(transport)?;
+    let endpoint = endpoint(request.url());
+    let metrics = crate::health::metrics();
+    let response = match http.execute(request).await {
+        Ok(response) => response,
+        Err(error) => {
+            metrics.trellis_request(endpoint, None, false);
+            return Err(transport(error));
+        }
+    };
     let status = response.status();
+    // Any answer of the API's own (not a proxy's 5xx) shows Trellis is there.
+    metrics.trellis_request(endpoint, Some(status.as_u16()), status.as_u16() < 500);
     if status.is_success() {
         return Ok(response);
     }
@@ -580,6 +614,19 @@ mod tests {
         );
         assert_eq!(leading_job_id(br#"{"job": {"id": "../x"}"#), None);
         assert_eq!(leading_job_id(br#"{"cloud_identity": {}}"#), None);
+    }
+
+    #[test]
+    fn endpoint_labels_name_the_route_and_never_an_id() {
+        let label = |path: &str| {
+            endpoint(&Url::parse(&format!("https://t.example/base/api/{path}")).unwrap())
+        };
+        assert_eq!(label("jobs/claim"), "claim");
+        assert_eq!(label("jobs/3f2a/status"), "status");
+        assert_eq!(label("jobs/3f2a"), "job");
+        assert_eq!(label("workers/w1/metadata"), "worker-metadata");
+        assert_eq!(label("workers/heartbeat"), "heartbeat");
+        assert_eq!(label("elsewhere/x/y/z"), "other");
     }
 
     #[test]

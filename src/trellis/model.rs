@@ -1,4 +1,4 @@
-//! The objects of the Trellis worker API (see `spec/trellis-api.md`).
+//! The objects of the Trellis worker API (see `docs/trellis.md`).
 //!
 //! Incoming objects ignore unknown fields and accept `null` where a field is
 //! optional, so a Trellis that grows a column does not break the worker.

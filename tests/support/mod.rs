@@ -2,8 +2,9 @@
 //! plane, a real moto server guard, a driver for the compiled `tendril`
 //! binary, and small helpers (free ports, scratch directories, random ids).
 //!
-//! Every integration test file does `mod support;` and none uses all of it,
-//! hence the one module-level `dead_code` allowance.
+//! The one test crate (`tests/tests.rs`) and the benchmark include it; the
+//! benchmark uses little of it, hence the one module-level `dead_code`
+//! allowance.
 #![allow(dead_code)]
 
 pub mod fake_azure;

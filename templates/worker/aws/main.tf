@@ -228,7 +228,19 @@ resource "aws_ecs_task_definition" "this" {
         { name = "TRELLIS_URL", value = var.trellis_url },
         { name = "SUPABASE_S3_ENDPOINT", value = var.state_endpoint },
         { name = "SUPABASE_S3_REGION", value = var.state_region },
+        { name = "TENDRIL_HEALTH_ADDR", value = "127.0.0.1:9460" },
       ]
+      # ECS replaces an unhealthy task, even one in the middle of a job (task
+      # protection guards against scale-in only): so only ten minutes of
+      # failed checks in a row (Trellis silent, or the work dir unwritable)
+      # count as unhealthy.
+      healthCheck = {
+        command     = ["CMD", "tendril", "health"]
+        interval    = 60
+        timeout     = 10
+        retries     = 10
+        startPeriod = 120
+      }
       secrets = [
         for name, secret in aws_secretsmanager_secret.container : { name = name, valueFrom = secret.arn }
       ]

@@ -5,19 +5,17 @@
 //! worker, and what the tools of a GCP job act with (seen by a real
 //! Terraform's local-exec).
 
-mod support;
-
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use serde_json::{json, Value};
-use support::fake_gcp::{
+use crate::support::fake_gcp::{
     FakeGcp, AUDIENCE, FEDERATED_TOKEN, SERVICE_ACCOUNT_TOKEN, SUBJECT_TOKEN_PATH,
 };
-use support::tendril::exec_claim;
-use support::trellis_reads::{gcp_dns_picker, gcp_network_picker, gcp_subnets, Choice};
-use support::TempDir;
+use crate::support::tendril::exec_claim;
+use crate::support::trellis_reads::{gcp_dns_picker, gcp_network_picker, gcp_subnets, Choice};
+use crate::support::TempDir;
+use serde_json::{json, Value};
 
 const SUBJECT: &str = "eyJhbGciOiJSUzI1NiJ9.oidc-subject-token.signature";
 const SERVICE_ACCOUNT: &str = "tendril@shop-prod.iam.gserviceaccount.com";
@@ -155,7 +153,7 @@ fn gcp_identity_is_checked_by_the_token_exchange_and_its_resources_discovered() 
         json!(["europe-west1", "us-central1"]),
         "both pages"
     );
-    // The vine form's pickers read these fields (see support::trellis_reads).
+    // The vine form's pickers read these fields (see crate::support::trellis_reads).
     let shop_vpc =
         "https://www.googleapis.com/compute/v1/projects/shop-prod/global/networks/shop-vpc";
     let networks = gcp_network_picker(cached);

@@ -3,13 +3,11 @@
 //! (`docs/trellis.md`), status codes and error bodies included, and that its
 //! fault injection really happens on the wire.
 
-mod support;
-
 use std::time::Duration;
 
+use crate::support::fake_trellis::{FakeTrellis, MAX_ARTIFACT_BYTES};
 use reqwest::Method;
 use serde_json::{json, Value};
-use support::fake_trellis::{FakeTrellis, MAX_ARTIFACT_BYTES};
 
 const NOT_OWNED: &str = "Job not found or not owned by this worker";
 

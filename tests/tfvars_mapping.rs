@@ -6,13 +6,11 @@
 //! existing VPC up in real moto; Azure signs in at the fake of Microsoft
 //! Entra (tests/support/fake_azure.rs; no real Azure is reachable here).
 
-mod support;
-
+use crate::support::fake_azure::FakeAzure;
+use crate::support::moto::Moto;
+use crate::support::tendril::exec_claim;
+use crate::support::TempDir;
 use serde_json::{json, Value};
-use support::fake_azure::FakeAzure;
-use support::moto::Moto;
-use support::tendril::exec_claim;
-use support::TempDir;
 
 const GIT_TOKEN: &str = "ghp_tfvarstesttoken5678";
 const ACCOUNT: &str = "303030303030";
@@ -218,7 +216,7 @@ fn a_failed_subnet_lookup_is_a_warning_and_leaves_the_subnets_to_the_template() 
     snapshot["network"] = json!({"provision_network": false, "network_id": "vpc-0unreachable"});
     // No identity: a self-hosted job uses Tendril's own credentials, here
     // against an EC2 endpoint nothing listens on.
-    let closed = format!("http://127.0.0.1:{}", support::free_port());
+    let closed = format!("http://127.0.0.1:{}", crate::support::free_port());
     let env = [
         ("AWS_ENDPOINT_URL", closed),
         ("AWS_ACCESS_KEY_ID", "testing".to_string()),

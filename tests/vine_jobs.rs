@@ -3,21 +3,19 @@
 //! `tests/fixtures/templates/vine/aws` (built-in resources only, the
 //! platform's variable names), and state in real moto's S3.
 
-mod support;
-
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::time::Duration;
 
+use crate::support::fake_trellis::FakeTrellis;
+use crate::support::moto::Moto;
+use crate::support::tendril::{worker_env, TendrilProcess};
+use crate::support::trellis_reads::{cost_panel, finalize_deployment};
+use crate::support::TempDir;
 use serde_json::{json, Value};
-use support::fake_trellis::FakeTrellis;
-use support::moto::Moto;
-use support::tendril::{worker_env, TendrilProcess};
-use support::trellis_reads::{cost_panel, finalize_deployment};
-use support::TempDir;
 
 const LONG: Duration = Duration::from_secs(180);
-const STORAGE_SECRET: &str = support::moto::STATE_SECRET_KEY;
+const STORAGE_SECRET: &str = crate::support::moto::STATE_SECRET_KEY;
 const GIT_TOKEN: &str = "ghp_gittokenvalue1234";
 
 struct Vines {
@@ -80,7 +78,7 @@ impl Vines {
     }
 
     fn start(&self, extra: &[(&str, &str)]) -> TendrilProcess {
-        let mut command = support::tendril::Tendril::command();
+        let mut command = crate::support::tendril::Tendril::command();
         command
             .arg("start")
             .envs(self.vars.iter().map(|(k, v)| (k.as_str(), v.as_str())))
@@ -498,7 +496,7 @@ fn cluster_fakes(vines: &Vines) -> (PathBuf, PathBuf) {
                 "#!/bin/sh\n# Recording fake of helm against a cluster; real helm for what needs no cluster.\n\
                  echo \"helm $*\" >> {r}/calls\n\
                  if [ \"$1\" = template ]; then exec {real} \"$@\"; fi\n\
-                 if [ \"$1\" = upgrade ] && [ \"$2\" = --install ]; then shift 2; exec {real} install \"$@\" --dry-run=client >/dev/null; fi\n\
+                 if [ \"$1\" = upgrade ] && [ \"$2\" = --install ]; then shift 2; exec {real} install \"$@\" --dry-run=client > {r}/argocd-install.yaml; fi\n\
                  exit 3\n",
                 real = real_helm.trim()
             ),
@@ -561,7 +559,8 @@ fn a_deploy_with_a_cluster_writes_a_kubeconfig_installs_argocd_and_applies_the_a
     snapshot["git_access_token"] = json!("");
     snapshot["repositories"] =
         json!({"apps_destination_repo": "https://github.com/acme/shop-apps"});
-    snapshot["dns"] = json!({"enabled": true, "domain_name": "shop.example", "zone_id": "Z123"});
+    snapshot["dns"] = json!({"enabled": true, "domain_name": "shop.example", "zone_id": "Z123",
+                             "provider_config": {"acm_certificate": true}});
     let job = vines.enqueue("BOOTSTRAP", account, json!({"config_snapshot": snapshot}));
     vines.trellis.set_git_token(&job, Some(GIT_TOKEN));
     let mut tendril = vines.start(&[
@@ -593,10 +592,28 @@ fn a_deploy_with_a_cluster_writes_a_kubeconfig_installs_argocd_and_applies_the_a
 
     let calls = std::fs::read_to_string(records.join("calls")).unwrap();
     let helm_install = format!(
-        "helm upgrade --install argo-cd {} --version 7.7.11 --namespace argocd --create-namespace --wait --timeout 10m",
+        "helm upgrade --install argo-cd {} --version 7.7.11 --namespace argocd --create-namespace --values ",
         chart.display()
     );
-    assert!(calls.lines().any(|l| l == helm_install), "{calls}");
+    assert!(
+        calls
+            .lines()
+            .any(|l| l.starts_with(&helm_install) && l.ends_with(" --wait --timeout 10m")),
+        "{calls}"
+    );
+    // With DNS, a domain and the certificate Terraform made: the server's
+    // ALB ingress, in the keys the chart reads (rendered by real Helm).
+    let install = std::fs::read_to_string(records.join("argocd-install.yaml")).unwrap();
+    for needed in [
+        "kind: Ingress",
+        "host: argocd.shop.example",
+        "ingressClassName: alb",
+        &format!("alb.ingress.kubernetes.io/certificate-arn: arn:aws:acm:eu-west-1:{account}:certificate/fixture"),
+        "alb.ingress.kubernetes.io/scheme: internet-facing",
+        "number: 80",
+    ] {
+        assert!(install.contains(needed), "{needed} missing from\n{install}");
+    }
     assert!(calls.contains(
         "kubectl --namespace argocd rollout status deployment.apps/argocd-server --timeout=10m"
     ));

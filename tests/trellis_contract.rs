@@ -1,21 +1,19 @@
 //! Contract tests: Tendril's output read the way the deployed Trellis reads
-//! it (support::trellis_reads holds each screen's reading): the vine form's
+//! it (crate::support::trellis_reads holds each screen's reading): the vine form's
 //! network, subnet, DNS and user pickers on real moto discovery, and the
 //! version the Tendrils page compares with the newest release.
 
-mod support;
-
 use std::time::Duration;
 
-use serde_json::json;
-use support::fake_trellis::FakeTrellis;
-use support::moto::Moto;
-use support::tendril::{exec_claim, worker_env, Tendril, TendrilProcess};
-use support::trellis_reads::{
+use crate::support::fake_trellis::FakeTrellis;
+use crate::support::moto::Moto;
+use crate::support::tendril::{exec_claim, worker_env, Tendril, TendrilProcess};
+use crate::support::trellis_reads::{
     aws_dns_picker, aws_network_picker, aws_subnets, iam_user_picker, is_outdated, AwsSubnet,
     Choice,
 };
-use support::TempDir;
+use crate::support::TempDir;
+use serde_json::json;
 
 const ACCOUNT: &str = "313131313131";
 

@@ -2,13 +2,11 @@
 //! against a local fake of Microsoft Entra and Resource Manager
 //! (tests/support/fake_azure.rs; no real Azure is reachable here).
 
-mod support;
-
+use crate::support::fake_azure::{FakeAzure, ACCESS_TOKEN};
+use crate::support::tendril::exec_claim;
+use crate::support::trellis_reads::{azure_dns_picker, azure_subnets, azure_vnet_picker, Choice};
+use crate::support::TempDir;
 use serde_json::{json, Value};
-use support::fake_azure::{FakeAzure, ACCESS_TOKEN};
-use support::tendril::exec_claim;
-use support::trellis_reads::{azure_dns_picker, azure_subnets, azure_vnet_picker, Choice};
-use support::TempDir;
 
 const TENANT: &str = "11111111-2222-3333-4444-555555555555";
 const CLIENT: &str = "66666666-7777-8888-9999-000000000000";
@@ -50,7 +48,7 @@ fn azure_identity_is_checked_and_its_resources_discovered() {
         .map(|v| v["name"].as_str().unwrap())
         .collect();
     assert_eq!(vnets, ["hub", "spoke"], "both pages");
-    // The vine form's pickers read these fields (see support::trellis_reads).
+    // The vine form's pickers read these fields (see crate::support::trellis_reads).
     let network =
         format!("/subscriptions/{SUBSCRIPTION}/resourceGroups/net-rg/providers/Microsoft.Network");
     assert_eq!(

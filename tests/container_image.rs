@@ -197,7 +197,7 @@ fn the_platform_templates_are_an_optional_build_context_beside_the_shipped_ones(
 fn the_work_directory_is_var_lib_tendril() {
     let text = dockerfile();
     let runtime = text.rsplit_once("\nFROM ").unwrap().1;
-    assert!(runtime.contains("TENDRIL_WORK_DIR=/var/lib/tendril\n"));
+    assert!(runtime.contains("TENDRIL_WORK_DIR=/var/lib/tendril \\\n"));
     assert!(
         !runtime.contains("TENDRIL_STATE_DIR"),
         "no local state on a container's disposable disk"
@@ -242,4 +242,18 @@ fn the_image_runs_tendril_under_an_init_as_a_user_without_build_tools() {
             "{build_tool} in the runtime image"
         );
     }
+}
+
+#[test]
+fn the_image_checks_its_health_with_tendril_health_on_its_own_health_endpoint() {
+    let text = dockerfile();
+    let runtime = text.rsplit_once("\nFROM ").unwrap().1;
+    assert!(
+        runtime.contains("TENDRIL_HEALTH_ADDR=127.0.0.1:9460"),
+        "{runtime}"
+    );
+    assert!(
+        runtime.contains(r#"HEALTHCHECK --interval=30s --timeout=10s --start-period=60s --retries=3 CMD ["tendril", "health"]"#),
+        "{runtime}"
+    );
 }

@@ -1,8 +1,6 @@
 //! What `deploy/` ships for operators, checked with the real tools that
 //! read it.
 
-mod support;
-
 use std::path::Path;
 
 const UNIT: &str = "deploy/systemd/tendril.service";
@@ -20,7 +18,7 @@ fn the_systemd_unit_verifies_with_the_binary_it_names() {
         "the unit runs {exec_start}"
     );
     // The binary the unit names is this build's, at the path of the test's copy.
-    let scratch = support::TempDir::new("tendril-unit-test");
+    let scratch = crate::support::TempDir::new("tendril-unit-test");
     let copy = scratch.path().join("tendril.service");
     let binary = env!("CARGO_BIN_EXE_tendril");
     std::fs::write(&copy, unit.replace("/usr/local/bin/tendril", binary)).unwrap();
@@ -119,7 +117,11 @@ fn the_terraform_pool_sets_what_the_worker_template_declares() {
         .map(|(name, _)| name.trim().to_string())
         .filter(|name| !["source", "for_each"].contains(&name.as_str()))
         .collect();
-    support::terraform::assert_sets_what_it_declares("the pool", &set, "templates/worker/aws");
+    crate::support::terraform::assert_sets_what_it_declares(
+        "the pool",
+        &set,
+        "templates/worker/aws",
+    );
 }
 
 #[test]

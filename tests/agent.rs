@@ -7,15 +7,13 @@
 //! hook script the test writes (print lines, sleep, ignore SIGINT), then
 //! hands over to the real `aws` CLI, which answers from moto.
 
-mod support;
-
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
+use crate::support::fake_trellis::FakeTrellis;
+use crate::support::moto::Moto;
+use crate::support::tendril::{worker_env, Tendril, TendrilProcess};
 use serde_json::{json, Value};
-use support::fake_trellis::FakeTrellis;
-use support::moto::Moto;
-use support::tendril::{worker_env, Tendril, TendrilProcess};
 
 const LONG: Duration = Duration::from_secs(90);
 
@@ -23,7 +21,7 @@ const LONG: Duration = Duration::from_secs(90);
 struct World {
     moto: Moto,
     trellis: FakeTrellis,
-    scratch: support::TempDir,
+    scratch: crate::support::TempDir,
     worker_id: String,
     worker_token: String,
     vars: Vec<(String, String)>,
@@ -33,7 +31,7 @@ impl World {
     fn new() -> World {
         let moto = Moto::start();
         let trellis = FakeTrellis::start();
-        let scratch = support::TempDir::new("tendril-worker-test");
+        let scratch = crate::support::TempDir::new("tendril-worker-test");
         let work_dir = scratch.path().join("work");
         let env = worker_env(&trellis, &work_dir);
         let tools = scratch.path().join("tools");

@@ -2,18 +2,16 @@
 //! Trellis (a fake) and real moto's ECS, with the platform's own
 //! credentials.
 
-mod support;
-
 use std::collections::BTreeSet;
 use std::time::Duration;
 
+use crate::support::fake_trellis::FakeTrellis;
+use crate::support::moto::Moto;
+use crate::support::tendril::{worker_env, TendrilProcess};
+use crate::support::terraform::{assert_sets_what_it_declares, declarations};
+use crate::support::trellis_reads::update_button;
+use crate::support::TempDir;
 use serde_json::{json, Value};
-use support::fake_trellis::FakeTrellis;
-use support::moto::Moto;
-use support::tendril::{worker_env, TendrilProcess};
-use support::terraform::{assert_sets_what_it_declares, declarations};
-use support::trellis_reads::update_button;
-use support::TempDir;
 
 const LONG: Duration = Duration::from_secs(120);
 const WORKER_ID: &str = "abcdef12-3456-4789-8abc-def012345678";
@@ -274,6 +272,9 @@ fn the_real_worker_template_grants_task_protection_and_keeps_one_task() {
         "ignore_changes = [desired_count, task_definition]",
         "\"tendril:pool\"      = \"true\"",
         "desired_count                      = 1",
+        // The task's health check asks the worker's own health endpoint.
+        r#"{ name = "TENDRIL_HEALTH_ADDR", value = "127.0.0.1:9460" }"#,
+        r#"command     = ["CMD", "tendril", "health"]"#,
     ] {
         assert!(text.contains(needed), "the worker template lacks {needed}");
     }

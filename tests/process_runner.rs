@@ -1,12 +1,10 @@
 //! The process runner, as a library, with real processes: output streaming,
 //! failure messages, and the supervisor's guarantees.
 
-mod support;
-
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
-use support::TempDir;
+use crate::support::TempDir;
 use tendril::logs::terminal::TerminalLog;
 use tendril::logs::{Destination, JobLog};
 use tendril::tools::{run, ToolCommand, ToolError};
