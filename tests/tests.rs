@@ -24,6 +24,9 @@
 //! - `trellis_client`: the Trellis client and the status queue as a library.
 //! - `fake_trellis_selftest`: the fake Trellis answers as the deployed one.
 //! - `process_runner`: the process runner with real processes.
+//! - `properties`: fuzzing on stable Rust, property tests of what Tendril
+//!   reads without controlling it (claims, spools, masking), with the
+//!   corpus of `tests/corpus/` replayed.
 //! - `scaler`: `tendril scaler` on moto ECS, a fake PostgREST and Lambda.
 //! - `container_image`, `deploy_files`, `static_checks`, `terraform_fmt`:
 //!   what ships for operators (the Dockerfile, deploy/, templates/).
@@ -42,6 +45,7 @@ mod gcp_identity;
 mod hooks;
 mod operating;
 mod process_runner;
+mod properties;
 mod scaler;
 mod static_checks;
 mod terraform_fmt;

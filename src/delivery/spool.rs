@@ -228,35 +228,42 @@ impl ChunkReader {
 
     /// The next whole record and the offset after it; `None` at the end.
     pub fn next_record(&mut self) -> io::Result<Option<(Record, u64)>> {
-        let mut bytes = Vec::new();
-        let read = self.reader.read_until(b'\n', &mut bytes)? as u64;
-        if read == 0 {
-            return Ok(None);
-        }
-        if !bytes.ends_with(b"\n") {
-            if !self.live {
-                // A crash cut the last record: it never was, and the next
-                // write starts on a clean end.
-                tracing::warn!("a log spool record cut by a crash is truncated ({read} bytes)");
-                self.reader.get_ref().set_len(self.position)?;
+        // Lone newlines (the fresh start after a failed write) are no
+        // records: passed over in a loop, as a spool may hold any number.
+        let mut passed_over = false;
+        loop {
+            let mut bytes = Vec::new();
+            let read = self.reader.read_until(b'\n', &mut bytes)? as u64;
+            if read == 0 {
+                return self.at_end(passed_over);
             }
-            self.reader.seek(SeekFrom::Start(self.position))?;
-            return Ok(None);
+            if !bytes.ends_with(b"\n") {
+                if !self.live {
+                    // A crash cut the last record: it never was, and the next
+                    // write starts on a clean end.
+                    tracing::warn!("a log spool record cut by a crash is truncated ({read} bytes)");
+                    self.reader.get_ref().set_len(self.position)?;
+                }
+                self.reader.seek(SeekFrom::Start(self.position))?;
+                return self.at_end(passed_over);
+            }
+            let next = self.position + read;
+            self.position = next;
+            match serde_json::from_slice::<LogChunk>(&bytes) {
+                Ok(chunk) => return Ok(Some((Record::Chunk(chunk), next))),
+                Err(_) if bytes.len() == 1 => passed_over = true,
+                Err(_) => return Ok(Some((Record::Damaged(bytes.len()), next))),
+            }
         }
-        let next = self.position + read;
-        self.position = next;
-        let record = match serde_json::from_slice::<LogChunk>(&bytes) {
-            Ok(chunk) => Record::Chunk(chunk),
-            Err(_) if bytes.len() == 1 => return self.skip_empty_line(next),
-            Err(_) => Record::Damaged(bytes.len()),
-        };
-        Ok(Some((record, next)))
     }
 
-    /// A lone newline (the fresh start after a failed write) is no record.
-    fn skip_empty_line(&mut self, next: u64) -> io::Result<Option<(Record, u64)>> {
-        self.commit(next)?;
-        self.next_record()
+    /// No record is left: lone newlines passed over on the way are
+    /// committed (before a record, its own commit covers them).
+    fn at_end(&mut self, passed_over: bool) -> io::Result<Option<(Record, u64)>> {
+        if passed_over {
+            self.commit(self.position)?;
+        }
+        Ok(None)
     }
 
     /// Records that everything before `offset` was delivered.
@@ -389,6 +396,31 @@ mod tests {
         assert_eq!(
             reader.next_record().unwrap().unwrap().0,
             chunk(StreamType::Stdout, "half\n")
+        );
+        fs::remove_dir_all(root).unwrap();
+    }
+
+    #[test]
+    fn any_number_of_lone_newlines_is_passed_over() {
+        // Found by tests/properties.rs: each lone newline was passed over by
+        // a recursive call (and a commit), and a few thousand of them
+        // overflowed the stack.
+        let (root, entry) = entry();
+        append(&entry, &[b'\n'; 20_000]);
+        append(
+            &entry,
+            b"{\"log_chunk\":\"after\\n\",\"stream_type\":\"STDOUT\"}\n",
+        );
+        append(&entry, &[b'\n'; 20_000]);
+        assert_eq!(
+            read_all(&entry, false),
+            vec![chunk(StreamType::Stdout, "after\n")]
+        );
+        let offset = fs::read_to_string(offset_path(&entry)).unwrap();
+        assert_eq!(
+            offset.parse::<u64>().unwrap(),
+            fs::metadata(chunks_path(&entry)).unwrap().len(),
+            "the newlines after the last record are committed too"
         );
         fs::remove_dir_all(root).unwrap();
     }

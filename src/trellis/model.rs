@@ -155,17 +155,32 @@ impl Claim {
             id: id.clone(),
             reason,
         };
-        let job: Job = serde_json::from_value(self.job.clone())
-            .map_err(|e| malformed(format!("malformed job: {e}")))?;
+        let job: Job =
+            from_object(self.job.clone()).map_err(|e| malformed(format!("malformed job: {e}")))?;
         let identity = match self.cloud_identity {
             Value::Null => None,
             value => Some(
-                serde_json::from_value::<CloudIdentity>(value)
+                from_object::<CloudIdentity>(value)
                     .map_err(|e| malformed(format!("malformed cloud identity: {e}")))?,
             ),
         };
         Ok(Some(ClaimedJob { job, identity }))
     }
+}
+
+/// A row from a JSON object only: serde would also take a struct from an
+/// array, by position, and make a job of `["x", "DESTROY"]`.
+fn from_object<T: serde::de::DeserializeOwned>(value: Value) -> Result<T, String> {
+    if !value.is_object() {
+        let kind = match value {
+            Value::Array(_) => "an array",
+            Value::String(_) => "a string",
+            Value::Number(_) => "a number",
+            _ => "a boolean",
+        };
+        return Err(format!("expected a JSON object, got {kind}"));
+    }
+    serde_json::from_value(value).map_err(|e| e.to_string())
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -300,6 +315,36 @@ mod tests {
         assert_eq!(error.id.as_deref(), Some("j2"));
         assert!(
             error.reason.starts_with("malformed job"),
+            "{}",
+            error.reason
+        );
+    }
+
+    #[test]
+    fn a_job_or_identity_that_is_no_object_is_malformed() {
+        // Found by tests/properties.rs: serde took a job from an array, by
+        // position, so `["x", "DESTROY"]` was a DESTROY of the job "x".
+        let claim: Claim = serde_json::from_value(json!({"job": ["x", "DESTROY"]})).unwrap();
+        let error = claim.into_job().unwrap_err();
+        assert_eq!(error.id, None);
+        assert!(
+            error
+                .reason
+                .starts_with("malformed job: expected a JSON object"),
+            "{}",
+            error.reason
+        );
+        let claim: Claim = serde_json::from_value(json!({
+            "job": {"id": "j3", "job_type": "PLAN"},
+            "cloud_identity": ["aws", "arn:aws:iam::1:role/x"]
+        }))
+        .unwrap();
+        let error = claim.into_job().unwrap_err();
+        assert_eq!(error.id.as_deref(), Some("j3"));
+        assert!(
+            error
+                .reason
+                .starts_with("malformed cloud identity: expected a JSON object"),
             "{}",
             error.reason
         );

@@ -18,6 +18,8 @@ mod aws;
 mod azure;
 mod declared;
 mod gcp;
+#[cfg(test)]
+mod properties;
 
 use std::collections::BTreeSet;
 use std::path::Path;
@@ -165,6 +167,8 @@ impl<'a> Fields<'a> {
 }
 
 /// A number as Terraform and the clouds' duration strings want it: `30`, not `30.0`.
+/// Anything else is its JSON text, without the secret settings (it goes
+/// into a variable's value).
 fn number_text(value: &Value) -> String {
     match value {
         Value::Number(number) => match (number.as_i64(), number.as_f64()) {
@@ -173,7 +177,7 @@ fn number_text(value: &Value) -> String {
             _ => number.to_string(),
         },
         Value::String(text) => text.clone(),
-        other => other.to_string(),
+        other => without_secrets(other.clone()).to_string(),
     }
 }
 
@@ -457,6 +461,21 @@ mod tests {
         assert_eq!(number_text(&json!(30.0)), "30");
         assert_eq!(number_text(&json!(1.5)), "1.5");
         assert_eq!(number_text(&json!("45")), "45");
+    }
+
+    #[test]
+    fn a_value_made_text_holds_no_secret_setting() {
+        // Found by the tfvars corpus (tests/corpus/tfvars): an object where
+        // a queue's timeout belongs went, as text, into Azure's lock
+        // duration, a secret setting inside it and all.
+        let timeout = json!({"worker_token": "tok-secret", "seconds": 60});
+        assert_eq!(number_text(&timeout), r#"{"seconds":60}"#);
+        let snapshot = map(json!({"queues": [{"name": "q", "visibility_timeout": timeout}]}));
+        let vars = mapping("azure", Fields(&snapshot), "");
+        assert_eq!(
+            vars["service_bus_queues"]["q"]["lock_duration"],
+            r#"PT{"seconds":60}S"#
+        );
     }
 
     #[test]
