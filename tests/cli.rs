@@ -133,18 +133,24 @@ fn the_token_can_come_from_a_file() {
 fn version_lists_tendril_and_every_tool() {
     let (code, text) = run(&["version"], &[]);
     assert_eq!(code, 0);
-    // Built from a checkout without TENDRIL_VERSION: the Cargo version and the commit.
-    let commit = std::process::Command::new("git")
-        .args(["rev-parse", "--short=7", "HEAD"])
+    // Built from a checkout without TENDRIL_VERSION: the Cargo version and a
+    // commit of this repository (HEAD when it was built).
+    let version = text
+        .lines()
+        .next()
+        .and_then(|line| line.strip_prefix("tendril "))
+        .unwrap_or_else(|| panic!("{text}"))
+        .to_string();
+    let commit = version
+        .strip_prefix(&format!("{}+", env!("CARGO_PKG_VERSION")))
+        .unwrap_or_else(|| panic!("not the Cargo version and a commit: {version}"));
+    assert_eq!(commit.len(), 7, "{version}");
+    let known = std::process::Command::new("git")
+        .args(["cat-file", "-e", &format!("{commit}^{{commit}}")])
         .current_dir(env!("CARGO_MANIFEST_DIR"))
-        .output()
+        .status()
         .expect("git");
-    let version = format!(
-        "{}+{}",
-        env!("CARGO_PKG_VERSION"),
-        String::from_utf8_lossy(&commit.stdout).trim()
-    );
-    assert!(text.starts_with(&format!("tendril {version}\n")), "{text}");
+    assert!(known.success(), "{commit} is no commit of this repository");
     let (code, flag) = run(&["--version"], &[]);
     assert_eq!(
         (code, flag.trim()),

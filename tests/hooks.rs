@@ -8,9 +8,9 @@ use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use serde_json::{json, Value};
 use crate::support::tendril::{exec_claim, Tendril, TendrilProcess};
 use crate::support::TempDir;
+use serde_json::{json, Value};
 
 const SECRET: &str = "ghp_hookstestsecret4321";
 

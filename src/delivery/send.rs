@@ -4,12 +4,16 @@
 //! backoff and full jitter, forever: an outage only delays delivery. Three
 //! answers are not the network's, and end a request's retries:
 //!
-//! - a refusal of the request itself: a 4xx, or the same HTTP 500 again and
-//!   again for [`DeliveryPolicy::refusal_limit`] (the deployed Trellis
-//!   answers 500 `Failed to insert log` to a chunk it cannot store, on every
-//!   attempt). A refused log chunk is replaced by a SYSTEM line saying how
-//!   many bytes could not be stored and why; a refused terminal status is
-//!   sent again with its biggest metadata dropped, then with none.
+//! - a refusal of the request itself: a 4xx. A refused log chunk is
+//!   replaced by a SYSTEM line saying how many bytes could not be stored and
+//!   why; a refused terminal status is sent again with its biggest metadata
+//!   dropped, then with none.
+//! - the same HTTP 500 again and again for [`DeliveryPolicy::refusal_limit`]:
+//!   for a log chunk that is Trellis unable to store it (the deployed Trellis
+//!   answers 500 `Failed to insert log` to such a chunk, on every attempt),
+//!   and it is replaced like a refused one; a status stuck so is left for the
+//!   backlog to try again later, whole (a database in trouble must not cost
+//!   a job its metadata).
 //! - "the job is gone" (404 `Job not found`, 500 `not owned by this
 //!   worker`), believed only when a second read of the job a few seconds
 //!   later agrees; otherwise it is retried like any transient failure.
@@ -59,9 +63,12 @@ impl DeliveryPolicy {
 /// Why delivery stopped before the end.
 #[derive(Debug, thiserror::Error)]
 pub enum DeliveryError {
-    /// Trellis keeps refusing the request itself, not for the network.
+    /// Trellis refuses the request itself (a 4xx).
     #[error("Trellis refused it (HTTP {status}): {message}")]
     Refused { status: u16, message: String },
+    /// Trellis answered the same 500 for the refusal limit.
+    #[error("Trellis keeps failing it (HTTP {status}): {message}")]
+    Stuck { status: u16, message: String },
     /// The job is no longer this worker's (a second read agreed).
     #[error("the job is no longer this worker's: {0}")]
     Gone(String),
@@ -175,7 +182,7 @@ where
                 }
                 *count += 1;
                 if *count >= MIN_REFUSALS && since.elapsed() >= policy.refusal_limit {
-                    return Err(DeliveryError::Refused {
+                    return Err(DeliveryError::Stuck {
                         status: 500,
                         message,
                     });
@@ -218,7 +225,9 @@ pub async fn send_chunk(
     let mut chunk = chunk;
     storable_text(&mut chunk.log_chunk);
     match send_one_chunk(client, job_id, &chunk, policy).await {
-        Err(DeliveryError::Refused { status, message }) => {
+        Err(
+            DeliveryError::Refused { status, message } | DeliveryError::Stuck { status, message },
+        ) => {
             tracing::error!(
                 "Trellis refused a log chunk of job {job_id} (HTTP {status}: {message}): it is replaced by a note"
             );
@@ -232,7 +241,7 @@ pub async fn send_chunk(
                 stream_type: StreamType::System,
             };
             match send_one_chunk(client, job_id, &note, policy).await {
-                Err(DeliveryError::Refused { .. }) => {
+                Err(DeliveryError::Refused { .. } | DeliveryError::Stuck { .. }) => {
                     tracing::error!(
                         "Trellis refused the note too; job {job_id}'s log has a gap here"
                     );
@@ -300,7 +309,7 @@ pub async fn send_progress(
     })
     .await
     {
-        Err(error @ DeliveryError::Refused { .. }) => {
+        Err(error @ (DeliveryError::Refused { .. } | DeliveryError::Stuck { .. })) => {
             tracing::warn!("{what}: {error}; this update is skipped");
             Ok(())
         }
@@ -309,8 +318,9 @@ pub async fn send_progress(
 }
 
 /// Sends the terminal status until Trellis takes some terminal status: a
-/// refused one goes again with its biggest metadata values dropped, then
-/// with none, and its error message says what was dropped.
+/// refused one (a 4xx) goes again with its biggest metadata values
+/// dropped, then with none, and its error message says what was dropped. A
+/// stuck one is an error: the entry stays for the backlog, whole.
 pub async fn send_terminal(
     client: &TrellisClient,
     job_id: &str,

@@ -216,6 +216,9 @@ impl ChunkReader {
             Err(error) if error.kind() == io::ErrorKind::NotFound => return Ok(None),
             Err(error) => return Err(error),
         };
+        // An offset past the end (a crash cut the file's tail after its
+        // records were delivered) is the end.
+        let offset = offset.min(file.metadata()?.len());
         let mut reader = BufReader::new(file);
         reader.seek(SeekFrom::Start(offset))?;
         Ok(Some(ChunkReader {
@@ -383,6 +386,29 @@ mod tests {
             read_all(&entry, false),
             vec![chunk(StreamType::Stderr, "second\n")]
         );
+        fs::remove_dir_all(root).unwrap();
+    }
+
+    #[test]
+    fn an_offset_past_the_end_of_a_cut_spool_reads_what_comes_after() {
+        let (root, entry) = entry();
+        append(
+            &entry,
+            b"{\"log_chunk\":\"old\\n\",\"stream_type\":\"STDOUT\"}\n",
+        );
+        // The tail the offset counted was lost in a crash.
+        fs::write(offset_path(&entry), b"4096").unwrap();
+        let mut reader = ChunkReader::open(&entry, true).unwrap().unwrap();
+        assert!(
+            reader.next_record().unwrap().is_none(),
+            "everything before was delivered"
+        );
+        append(
+            &entry,
+            b"{\"log_chunk\":\"new\\n\",\"stream_type\":\"STDOUT\"}\n",
+        );
+        let (record, _) = reader.next_record().unwrap().unwrap();
+        assert_eq!(record, chunk(StreamType::Stdout, "new\n"));
         fs::remove_dir_all(root).unwrap();
     }
 
