@@ -8,12 +8,14 @@ use crate::support::fake_trellis::FakeTrellis;
 use crate::support::http_fake::HttpFake;
 use serde_json::{json, Map, Value};
 use tendril::config::{AgentSettings, WorkerMode};
-use tendril::delivery::send::DeliveryPolicy;
+use tendril::delivery::send::{send_progress, DeliveryError, DeliveryPolicy};
 use tendril::delivery::status_queue::StatusQueue;
 use tendril::secrets::Secret;
 use tendril::trellis::client::{register, MAX_PLAN_ARTIFACT_BYTES};
 use tendril::trellis::retry::{retry, RetryPolicy};
-use tendril::trellis::{JobStatus, StatusUpdate, TrellisClient, TrellisError};
+use tendril::trellis::{
+    JobStatus, LogChunk, StatusUpdate, StreamType, TrellisClient, TrellisError,
+};
 
 fn client(trellis: &FakeTrellis, token: &str) -> TrellisClient {
     trellis.add_worker("w-client", "tok-client-test-token");
@@ -251,7 +253,7 @@ async fn progress_never_lands_after_the_queue_is_closed() {
 }
 
 /// A FAKE of a proxy in front of Trellis: it redirects every request to
-/// `elsewhere`, or answers a 404 page of its own.
+/// `elsewhere`, or answers a 400 or 404 page of its own.
 fn proxy(answer: &'static str, elsewhere: String) -> HttpFake {
     use axum::response::IntoResponse;
     HttpFake::serve(move |_| {
@@ -263,6 +265,11 @@ fn proxy(answer: &'static str, elsewhere: String) -> HttpFake {
                         axum::http::header::LOCATION,
                         format!("{elsewhere}/api/jobs/claim"),
                     )],
+                )
+                    .into_response(),
+                "bad-request" => (
+                    axum::http::StatusCode::BAD_REQUEST,
+                    "<html><body>400 Bad Request (ingress)</body></html>",
                 )
                     .into_response(),
                 _ => (
@@ -326,4 +333,67 @@ async fn a_claim_larger_than_the_limit_is_refused_naming_its_job() {
         error.to_string().contains("TENDRIL_MAX_JOB_SIZE"),
         "{error}"
     );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_4xx_page_that_is_not_trelliss_own_answer_is_transient() {
+    let ingress = proxy("bad-request", String::new());
+    let behind_ingress = client_at(&ingress.url(), "tok-client-test-token", 32 << 20);
+    let chunk = LogChunk {
+        log_chunk: "a line\n".into(),
+        stream_type: StreamType::Stdout,
+    };
+    let error = behind_ingress
+        .send_logs("any-job", &chunk)
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(error, TrellisError::Unavailable { status: 400, .. }),
+        "an ingress's page does not refuse the chunk itself: {error}"
+    );
+    let trellis = FakeTrellis::start();
+    let client = client(&trellis, "tok-client-test-token");
+    let job = claimed(&trellis, &client).await;
+    let empty = LogChunk {
+        log_chunk: String::new(),
+        stream_type: StreamType::Stdout,
+    };
+    let error = client.send_logs(&job, &empty).await.unwrap_err();
+    assert!(
+        matches!(error, TrellisError::Rejected { status: 400, .. }),
+        "Trellis's own 400 refuses it: {error}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn no_progress_is_sent_for_a_job_a_user_cancelled() {
+    let trellis = FakeTrellis::start();
+    let client = client(&trellis, "tok-client-test-token");
+    let job = claimed(&trellis, &client).await;
+    let policy = DeliveryPolicy::new(Duration::from_millis(100));
+    send_progress(&client, &job, &StatusUpdate::processing(), &policy)
+        .await
+        .unwrap();
+    trellis.cancel_job(&job);
+    let error = send_progress(&client, &job, &StatusUpdate::processing(), &policy)
+        .await
+        .unwrap_err();
+    assert!(matches!(error, DeliveryError::Cancelled), "{error}");
+    assert_eq!(
+        trellis.job(&job).unwrap()["status"],
+        "CANCELLED",
+        "a PROCESSING would have reopened the job"
+    );
+    assert_eq!(trellis.status_history(&job).len(), 1);
+
+    let taken = claimed(&trellis, &client).await;
+    trellis.reassign_job(&taken, "w-someone-else");
+    let error = send_progress(&client, &taken, &StatusUpdate::processing(), &policy)
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(&error, DeliveryError::Gone(why) if why.contains("w-someone-else")),
+        "{error}"
+    );
+    assert!(trellis.status_history(&taken).is_empty());
 }

@@ -15,7 +15,6 @@ pub mod shutdown;
 use std::time::Duration;
 
 use rand::Rng;
-use serde_json::Value;
 
 use crate::config::AgentSettings;
 use crate::delivery::send::{confirm_gone, send_terminal, DeliveryError, DeliveryPolicy};
@@ -27,7 +26,7 @@ use crate::tools::process::supervisors;
 use crate::tools::versions::tool_versions;
 use crate::trellis::retry::{retry, RetryPolicy};
 use crate::trellis::{
-    Announcement, Claim, ClaimedJob, Heartbeat, JobStatus, StatusUpdate, TrellisClient,
+    Announcement, Claim, ClaimedJob, Heartbeat, Hold, JobStatus, StatusUpdate, TrellisClient,
     TrellisError, WorkerStatus,
 };
 use heartbeat::{Heartbeats, OFFLINE_BUDGET};
@@ -155,10 +154,12 @@ impl Agent {
         }
         crate::health::metrics().set_draining();
         heartbeats.set_status(WorkerStatus::Draining);
+        // One hand at a time: the background rounds end before the last.
+        background.abort();
+        let _ = background.await;
         if self.settle_backlog().await && exit == Exit::Drained {
             exit = Exit::Interrupted;
         }
-        background.abort();
         heartbeats.stop().await;
         supervisors().close();
         if tokio::time::timeout(Duration::from_secs(5), supervisors().wait())
@@ -224,6 +225,8 @@ impl Agent {
     async fn deliver_leftovers(&self) -> Exit {
         tokio::select! {
             _ = self.backlog.deliver_round() => Exit::Drained,
+            // Draining with no job running: what is left stays in the outbox.
+            _ = self.shutdown.drain.cancelled() => Exit::Drained,
             _ = self.shutdown.hard.cancelled() => Exit::Interrupted,
         }
     }
@@ -234,15 +237,18 @@ impl Agent {
         if self.backlog.entries() == 0 {
             return false;
         }
+        // After a hard stop the last job's delivery had the final delivery
+        // timeout already: what is left waits for the next start.
+        let budget = match self.shutdown.hard.is_cancelled() {
+            true => Duration::ZERO,
+            false => self.settings.final_delivery_timeout,
+        };
         let settle = async {
             while !self.backlog.deliver_round().await {
                 tokio::time::sleep(Duration::from_millis(500)).await;
             }
         };
-        if tokio::time::timeout(self.settings.final_delivery_timeout, settle)
-            .await
-            .is_ok()
-        {
+        if tokio::time::timeout(budget, settle).await.is_ok() {
             return false;
         }
         tracing::warn!(
@@ -287,13 +293,7 @@ impl Agent {
                     }
                 }
             }
-            match retry(
-                RetryPolicy::few(self.settings.retry_max_delay),
-                "claiming a job",
-                || self.client.claim(),
-            )
-            .await
-            {
+            match self.claim().await {
                 Ok(None) => {
                     // Decided right after an empty claim, never during one.
                     if let Some(limit) = self.settings.exit_after_idle {
@@ -326,14 +326,22 @@ impl Agent {
                         }
                     }
                 }
-                Err(TrellisError::Unauthorized(_)) => {
-                    return Exit::Rejected("Trellis rejected the worker ID or token".into());
+                Err(TrellisError::Unauthorized(message)) => {
+                    // It was accepted at the announcement: a blip (Trellis
+                    // redeploying) is no reason to stop for good.
+                    tracing::error!(
+                        "Trellis rejected the worker ID or token when claiming ({message}); trying again at the next poll"
+                    );
                 }
                 Err(
-                    ref error @ TrellisError::TooLarge {
+                    ref error @ (TrellisError::TooLarge {
                         job_id: Some(ref job_id),
                         ..
-                    },
+                    }
+                    | TrellisError::UnreadableJob {
+                        job_id: Some(ref job_id),
+                        ..
+                    }),
                 ) => {
                     self.fail_unrecorded(job_id, &error.to_string()).await;
                     claim_now = true;
@@ -350,6 +358,34 @@ impl Agent {
         exit
     }
 
+    /// Asks for a job. A claim is not idempotent: it is tried again only
+    /// when the request surely did not claim anything (it was not sent, or
+    /// Trellis answered an error), never after a timeout or an answer that
+    /// could not be read, which may each have claimed a job.
+    async fn claim(&self) -> Result<Option<Claim>, TrellisError> {
+        let policy = RetryPolicy::few(self.settings.retry_max_delay);
+        let mut attempt = 0;
+        loop {
+            match self.client.claim().await {
+                Err(error @ (TrellisError::Unsent(_) | TrellisError::Unavailable { .. }))
+                    if attempt + 1 < policy.max_attempts.unwrap_or(1) =>
+                {
+                    tracing::warn!("claiming a job: {error}; retrying");
+                    tokio::time::sleep(policy.delay(attempt)).await;
+                    attempt += 1;
+                }
+                Err(error @ (TrellisError::Transport(_) | TrellisError::InvalidResponse(_))) => {
+                    tracing::error!(
+                        "claiming a job: {error}; Trellis may have claimed a job for this worker whose answer was \
+                         lost: it stays CLAIMED until Trellis requeues it"
+                    );
+                    return Err(error);
+                }
+                other => return other,
+            }
+        }
+    }
+
     /// Runs one claimed job: accept it, supervise it, deliver what it owes.
     async fn run_claimed(&self, claim: Claim, heartbeats: &Heartbeats) -> ClaimRun {
         let unprotected = self.protect(true).await;
@@ -357,7 +393,6 @@ impl Agent {
         let ran = match self.accept(claim).await {
             Accepted::Taken(accepted) => {
                 let job_id = accepted.job_id.clone();
-                self.backlog.hold(&job_id);
                 heartbeats.set_job(Some(job_id.clone()));
                 metrics.set_current_job(Some(&job_id));
                 let ran = self.supervise(*accepted, heartbeats, unprotected).await;
@@ -398,7 +433,8 @@ impl Agent {
                 }
             },
         };
-        tracing::info!("claimed job {job_id}");
+        // The id is not checked yet: printed quoted, it cannot forge a line.
+        tracing::info!("claimed job {job_id:?}");
         if let Err(problem) = crate::safe_name::check("the job id", &job_id) {
             self.fail_unrecorded(&job_id, &problem).await;
             return Accepted::FailedAtOnce;
@@ -407,6 +443,8 @@ impl Agent {
             Ok(claimed) => claimed.job.job_type.clone(),
             Err(_) => "unknown".to_string(),
         };
+        // The entry is this job's report's from before it exists.
+        self.backlog.hold(&job_id).await;
         match JobReport::open(
             &self.client,
             &self.outbox,
@@ -420,6 +458,7 @@ impl Agent {
                 report,
             })),
             Err(error) => {
+                self.backlog.release(&job_id);
                 let problem = format!(
                     "Tendril could not record this job in its work dir ({error}), so it was not run"
                 );
@@ -500,8 +539,10 @@ impl Agent {
             tokio::select! {
                 outcome = &mut job => break outcome,
                 result = &mut delivery, if delivered.is_none() => {
-                    if let Err(DeliveryError::Gone(message)) = &result {
-                        stop.stop(StopReason::Reassigned(message.clone()));
+                    match &result {
+                        Err(DeliveryError::Gone(message)) => stop.stop(StopReason::Reassigned(message.clone())),
+                        Err(DeliveryError::Cancelled) => stop.stop(StopReason::Cancelled),
+                        _ => {}
                     }
                     delivered = Some(result);
                 }
@@ -575,6 +616,11 @@ impl Agent {
                     report.abandon();
                     Ok(())
                 }
+                Err(DeliveryError::Cancelled) => {
+                    tracing::warn!("job {job_id} was cancelled in Trellis; nothing more is sent");
+                    report.abandon();
+                    Ok(())
+                }
                 Err(error) => Err(error),
             };
             if let Err(error) = sent {
@@ -617,19 +663,15 @@ impl Agent {
                     return StopReason::Reassigned("the job no longer exists in Trellis".into())
                 }
                 Ok(None) => tracing::warn!("job {job_id} was missing in Trellis, then there again"),
-                Ok(Some(row)) => {
-                    if row.get("status").and_then(Value::as_str) == Some("CANCELLED") {
-                        return StopReason::Cancelled;
+                Ok(Some(row)) => match Hold::of(&row, self.client.worker_id()) {
+                    Hold::Ours => {}
+                    Hold::Cancelled => return StopReason::Cancelled,
+                    Hold::TakenBy(owner) => {
+                        return StopReason::Reassigned(format!(
+                            "the job now belongs to worker {owner}"
+                        ))
                     }
-                    match row.get("worker_id").and_then(Value::as_str) {
-                        Some(owner) if owner != self.client.worker_id() => {
-                            return StopReason::Reassigned(format!(
-                                "the job now belongs to worker {owner}"
-                            ))
-                        }
-                        _ => {}
-                    }
-                }
+                },
                 Err(error) => tracing::warn!("cannot check job {job_id} in Trellis: {error}"),
             }
         }

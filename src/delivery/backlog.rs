@@ -5,8 +5,10 @@
 //! removed only once Trellis took its terminal status (or the job is gone).
 //!
 //! At start-up the agent runs one round before it claims anything, so that
-//! an earlier run's leftovers go first; the running job's entry is held by
-//! its own report and left alone.
+//! an earlier run's leftovers go first. An entry is delivered by one hand at
+//! a time: the running job's is held by its own report (from before it
+//! exists), and a round takes each entry it delivers, so that neither two
+//! rounds nor a round and a report ever send the same entry.
 
 use std::collections::HashSet;
 use std::sync::{Arc, Mutex};
@@ -25,6 +27,29 @@ const CONCURRENCY: usize = 4;
 /// How often a quiet backlog looks at the outbox again.
 const RESCAN: Duration = Duration::from_secs(60);
 
+impl Inner {
+    fn busy(&self) -> std::sync::MutexGuard<'_, HashSet<String>> {
+        self.busy.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn take(&self, job_id: &str) -> bool {
+        self.busy().insert(job_id.to_string())
+    }
+
+    fn release(&self, job_id: &str) {
+        self.busy().remove(job_id);
+    }
+}
+
+/// A round's hold on an entry, given back however its delivery ends.
+struct Taken<'a>(&'a Inner, String);
+
+impl Drop for Taken<'_> {
+    fn drop(&mut self) {
+        self.0.release(&self.1);
+    }
+}
+
 /// The backlog of one outbox; cheap to clone.
 #[derive(Clone)]
 pub struct Backlog {
@@ -35,8 +60,9 @@ struct Inner {
     client: TrellisClient,
     outbox: Outbox,
     policy: DeliveryPolicy,
-    /// Jobs whose entries their own report delivers.
-    held: Mutex<HashSet<String>>,
+    /// Jobs whose entries are being delivered: by their own report, or by
+    /// a round.
+    busy: Mutex<HashSet<String>>,
     limit: Arc<Semaphore>,
     wake: Notify,
 }
@@ -48,26 +74,31 @@ impl Backlog {
                 client,
                 outbox,
                 policy: DeliveryPolicy::new(retry_max_delay),
-                held: Mutex::new(HashSet::new()),
+                busy: Mutex::new(HashSet::new()),
                 limit: Arc::new(Semaphore::new(CONCURRENCY)),
                 wake: Notify::new(),
             }),
         }
     }
 
-    fn held(&self) -> std::sync::MutexGuard<'_, HashSet<String>> {
-        self.inner.held.lock().unwrap_or_else(|e| e.into_inner())
+    /// Takes the job's entry for one hand; false when another has it.
+    fn take(&self, job_id: &str) -> bool {
+        self.inner.take(job_id)
     }
 
-    /// The job's entry is its own report's until [`Self::release`].
-    pub fn hold(&self, job_id: &str) {
-        self.held().insert(job_id.to_string());
+    /// The job's entry is its own report's until [`Self::release`], from
+    /// before the entry exists. Waits while a round delivers an older entry
+    /// of the same job (one an earlier run left).
+    pub async fn hold(&self, job_id: &str) {
+        while !self.take(job_id) {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
     }
 
     /// The job's report is done with its entry: whatever is left in it is
     /// the backlog's.
     pub fn release(&self, job_id: &str) {
-        self.held().remove(job_id);
+        self.inner.release(job_id);
         self.inner.wake.notify_one();
     }
 
@@ -86,11 +117,11 @@ impl Backlog {
                 return false;
             }
         };
-        let held = self.held().clone();
         let mut deliveries = JoinSet::new();
-        for entry in entries.into_iter().filter(|e| !held.contains(e.job_id())) {
+        for entry in entries.into_iter().filter(|e| self.take(e.job_id())) {
             let inner = self.inner.clone();
             deliveries.spawn(async move {
+                let _taken = Taken(&inner, entry.job_id().to_string());
                 let _permit = inner.limit.clone().acquire_owned().await;
                 tracing::info!("delivering what job {} still owes Trellis", entry.job_id());
                 match deliver_entry(&inner.client, &entry, &inner.policy).await {

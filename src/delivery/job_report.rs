@@ -133,6 +133,14 @@ fn finish_entry(sent: Result<(), DeliveryError>, entry: &OutboxEntry) -> Result<
             entry.remove();
             Ok(())
         }
+        Err(DeliveryError::Cancelled) => {
+            tracing::warn!(
+                "job {} was cancelled in Trellis; nothing more is sent for it",
+                entry.job_id()
+            );
+            entry.remove();
+            Ok(())
+        }
         Err(error) => Err(error),
     }
 }

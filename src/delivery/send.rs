@@ -30,7 +30,7 @@ use serde_json::Value;
 use super::outbox::OutboxEntry;
 use super::spool::{ChunkReader, Record, Spool};
 use crate::trellis::retry::RetryPolicy;
-use crate::trellis::{LogChunk, StatusUpdate, StreamType, TrellisClient, TrellisError};
+use crate::trellis::{Hold, LogChunk, StatusUpdate, StreamType, TrellisClient, TrellisError};
 use crate::units::format_size;
 
 /// How often a refusal must repeat before it counts as one.
@@ -72,6 +72,9 @@ pub enum DeliveryError {
     /// The job is no longer this worker's (a second read agreed).
     #[error("the job is no longer this worker's: {0}")]
     Gone(String),
+    /// A user cancelled the job in Trellis.
+    #[error("the job was cancelled in Trellis")]
+    Cancelled,
     /// An answer no retry can change (the worker's token was rejected).
     #[error(transparent)]
     Trellis(TrellisError),
@@ -103,11 +106,42 @@ fn storable_text(text: &mut String) {
     }
 }
 
+/// The longest error message sent: its start says what failed, its end
+/// holds the tool's last lines.
+const MAX_ERROR_MESSAGE: usize = 16 * 1024;
+
+/// `text` cut to about `limit` bytes, keeping its start and its end.
+fn shortened(text: &str, limit: usize) -> String {
+    if text.len() <= limit {
+        return text.to_string();
+    }
+    let cut = |at: usize, forward: bool| {
+        let mut at = at;
+        while !text.is_char_boundary(at) {
+            if forward {
+                at += 1
+            } else {
+                at -= 1
+            }
+        }
+        at
+    };
+    let head = cut(limit / 4, false);
+    let tail = cut(text.len() - limit * 3 / 4, true);
+    format!(
+        "{} [... {} cut ...] {}",
+        &text[..head],
+        format_size((tail - head) as u64),
+        &text[tail..]
+    )
+}
+
 /// A status update Trellis can store.
 pub fn storable_update(update: &StatusUpdate) -> StatusUpdate {
     let mut update = update.clone();
     if let Some(message) = &mut update.error_message {
         storable_text(message);
+        *message = shortened(message, MAX_ERROR_MESSAGE);
     }
     if let Some(metadata) = &mut update.execution_metadata {
         metadata.values_mut().for_each(make_storable);
@@ -294,14 +328,54 @@ pub async fn deliver_chunks(
     }
 }
 
+/// Whether the job is still this worker's to report on, read from Trellis
+/// (until it answers): cancelled, or taken away (a second read agreeing),
+/// is an error.
+async fn still_ours(
+    client: &TrellisClient,
+    job_id: &str,
+    policy: &DeliveryPolicy,
+) -> Result<(), DeliveryError> {
+    let what = format!("checking job {job_id} before its progress");
+    let mut attempt = 0u32;
+    loop {
+        match client.get_job(job_id).await {
+            Ok(Some(row)) => {
+                return match Hold::of(&row, client.worker_id()) {
+                    Hold::Ours => Ok(()),
+                    Hold::Cancelled => Err(DeliveryError::Cancelled),
+                    Hold::TakenBy(owner) => Err(DeliveryError::Gone(format!(
+                        "the job now belongs to worker {owner}"
+                    ))),
+                };
+            }
+            Ok(None) if confirm_gone(client, job_id, policy).await => {
+                return Err(DeliveryError::Gone(
+                    "the job no longer exists in Trellis".into(),
+                ))
+            }
+            Ok(None) => {}
+            Err(error @ TrellisError::Unauthorized(_)) => {
+                return Err(DeliveryError::Trellis(error))
+            }
+            Err(error) => tracing::warn!("{what}: {error}; retrying"),
+        }
+        tokio::time::sleep(policy.retry.delay(attempt)).await;
+        attempt = attempt.saturating_add(1);
+    }
+}
+
 /// Sends a progress update; one Trellis refuses is skipped (the next
-/// carries the job on).
+/// carries the job on). Trellis keeps no state machine, so a PROCESSING
+/// would reopen a job a user cancelled: the job is read first, and a
+/// cancelled or taken one gets no more progress.
 pub async fn send_progress(
     client: &TrellisClient,
     job_id: &str,
     update: &StatusUpdate,
     policy: &DeliveryPolicy,
 ) -> Result<(), DeliveryError> {
+    still_ours(client, job_id, policy).await?;
     let update = storable_update(update);
     let what = format!("reporting progress of job {job_id}");
     match until_accepted(client, job_id, policy, &what, || {
@@ -347,6 +421,14 @@ pub async fn send_terminal(
                     Some(message) => format!("{message}; {note}"),
                     None => note,
                 });
+            }
+            // No metadata left: a shorter message, then none.
+            Err(DeliveryError::Refused { status, message }) if update.error_message.is_some() => {
+                let current = update.error_message.take().unwrap_or_default();
+                tracing::warn!("{what}: Trellis refused it (HTTP {status}: {message}); sending a shorter message");
+                if current.len() > 1024 {
+                    update.error_message = Some(shortened(&current, 1024));
+                }
             }
             other => {
                 if other.is_ok() {
@@ -408,6 +490,20 @@ mod tests {
             stored.execution_metadata.unwrap()["outputs"],
             json!({"k\u{FFFD}": ["a\u{FFFD}b", {"deep": "\u{FFFD}"}], "n": 1})
         );
+    }
+
+    #[test]
+    fn a_long_error_message_keeps_its_start_and_its_end() {
+        let message = format!(
+            "terraform failed (exit code 1):\n{}\nError: the last line",
+            "é".repeat(20_000)
+        );
+        let short = shortened(&message, MAX_ERROR_MESSAGE);
+        assert!(short.len() < MAX_ERROR_MESSAGE + 64, "{}", short.len());
+        assert!(short.starts_with("terraform failed (exit code 1):"));
+        assert!(short.ends_with("Error: the last line"));
+        assert!(short.contains(" cut ...] "));
+        assert_eq!(shortened("short", 1024), "short");
     }
 
     #[test]

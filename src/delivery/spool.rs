@@ -50,7 +50,10 @@ struct OpenChunk {
     stream: StreamType,
     text: String,
     opened: Option<Instant>,
-    write_failed: bool,
+    /// Bytes of lines that could not be written, and why: said in a note
+    /// in their place as soon as a write succeeds again.
+    lost: u64,
+    lost_because: String,
 }
 
 fn chunks_path(entry: &OutboxEntry) -> PathBuf {
@@ -62,7 +65,8 @@ fn offset_path(entry: &OutboxEntry) -> PathBuf {
 }
 
 impl OpenChunk {
-    /// Appends the open chunk to the file as one record.
+    /// Appends the open chunk to the file as one record; what cannot be
+    /// written is counted, and a note says so once writing works again.
     fn seal(&mut self) {
         if self.text.is_empty() {
             return;
@@ -72,28 +76,60 @@ impl OpenChunk {
             stream_type: self.stream,
         };
         self.opened = None;
+        if self.lost > 0 && !self.write_lost_note() {
+            self.count_lost(chunk.log_chunk.len(), None);
+            return;
+        }
+        if let Err(error) = self.write_record(&chunk) {
+            self.count_lost(chunk.log_chunk.len(), Some(error));
+        }
+    }
+
+    fn count_lost(&mut self, bytes: usize, error: Option<io::Error>) {
+        if self.lost == 0 {
+            if let Some(error) = &error {
+                tracing::error!("cannot write the log spool, log lines are being lost: {error}");
+                self.lost_because = error.to_string();
+            }
+        }
+        self.lost += bytes as u64;
+    }
+
+    /// Writes the note of the lines lost so far; true when it is written.
+    fn write_lost_note(&mut self) -> bool {
+        let note = LogChunk {
+            log_chunk: format!(
+                "[tendril] {} of this job's log could not be written to the work dir ({}) and are missing here\n",
+                crate::units::format_size(self.lost),
+                self.lost_because
+            ),
+            stream_type: StreamType::System,
+        };
+        let written = self.write_record(&note).is_ok();
+        if written {
+            self.lost = 0;
+        }
+        written
+    }
+
+    /// Appends one record; a failed write is cut back to the last whole
+    /// record (or, if even that fails, the next record starts a new line).
+    fn write_record(&mut self, chunk: &LogChunk) -> io::Result<()> {
         let mut record = Vec::with_capacity(chunk.log_chunk.len() + 48);
         if self.broken {
             record.push(b'\n');
         }
-        if serde_json::to_writer(&mut record, &chunk).is_err() {
-            return;
-        }
+        serde_json::to_writer(&mut record, chunk)?;
         record.push(b'\n');
         match self.file.write_all(&record) {
             Ok(()) => {
                 self.length += record.len() as u64;
                 self.broken = false;
-                self.write_failed = false;
+                Ok(())
             }
             Err(error) => {
-                // Cut a partial write back to the last whole record.
                 self.broken = self.file.set_len(self.length).is_err();
-                if !std::mem::replace(&mut self.write_failed, true) {
-                    tracing::error!(
-                        "cannot write the log spool, log lines are being lost: {error}"
-                    );
-                }
+                Err(error)
             }
         }
     }
@@ -118,7 +154,8 @@ impl Spool {
                 stream: StreamType::System,
                 text: String::new(),
                 opened: None,
-                write_failed: false,
+                lost: 0,
+                lost_because: String::new(),
             }),
             wake: Notify::new(),
             closed: AtomicBool::new(false),
@@ -146,6 +183,12 @@ impl Spool {
     pub fn close(&self) {
         let mut open = self.open.lock().unwrap_or_else(|e| e.into_inner());
         open.seal();
+        if open.lost > 0 && !open.write_lost_note() {
+            tracing::error!(
+                "{} of the job's log were lost: the work dir could not be written",
+                crate::units::format_size(open.lost)
+            );
+        }
         if let Err(error) = open.file.sync_all() {
             tracing::error!("cannot sync the log spool: {error}");
         }

@@ -39,6 +39,14 @@ pub enum TrellisError {
     InvalidResponse(String),
     #[error("the plan artifact is {0} bytes, over the 52,428,800 bytes (50 MiB) Trellis accepts")]
     ArtifactTooLarge(usize),
+    #[error("a claimed job could not be run: {problem}")]
+    UnreadableJob {
+        problem: String,
+        /// The job's id, when it could be read (so that it can be failed).
+        job_id: Option<String>,
+    },
+    #[error("cannot reach Trellis (the request was not sent): {0}")]
+    Unsent(String),
     #[error("{what} is larger than {limit} bytes, which Tendril does not read ({setting})")]
     TooLarge {
         what: &'static str,
@@ -62,6 +70,7 @@ impl TrellisError {
             self,
             TrellisError::Unavailable { .. }
                 | TrellisError::Transport(_)
+                | TrellisError::Unsent(_)
                 | TrellisError::InvalidResponse(_)
         )
     }
@@ -166,8 +175,17 @@ impl TrellisClient {
             }
             Err(Capped::Failed(error)) => return Err(error),
         };
-        let claim: Claim = parse(&body)?;
-        Ok((!claim.job.is_null()).then_some(claim))
+        match serde_json::from_slice::<Claim>(&body) {
+            Ok(claim) => Ok((!claim.job.is_null()).then_some(claim)),
+            // Trellis has claimed the job all the same: it must be failed.
+            Err(error) => Err(TrellisError::UnreadableJob {
+                problem: format!(
+                    "its claim could not be read ({})",
+                    without_values(&error.to_string())
+                ),
+                job_id: leading_job_id(&body),
+            }),
+        }
     }
 
     /// `PUT /jobs/{id}/status`.
@@ -428,7 +446,12 @@ fn is_loopback(url: &Url) -> bool {
 }
 
 fn transport(error: reqwest::Error) -> TrellisError {
-    TrellisError::Transport(crate::http_error::describe(error))
+    let connect = error.is_connect();
+    let description = crate::http_error::describe(error);
+    match connect {
+        true => TrellisError::Unsent(description),
+        false => TrellisError::Transport(description),
+    }
 }
 
 /// Sends a request and classifies a non-2xx answer.
@@ -492,13 +515,26 @@ async fn send(request: RequestBuilder) -> Result<Response, TrellisError> {
         Err(Capped::Failed(error)) => return Err(error),
     };
     let text = String::from_utf8_lossy(&body);
-    let message = serde_json::from_str::<Value>(&text)
+    let own = serde_json::from_str::<Value>(&text)
         .ok()
-        .and_then(|body| body.get("error").and_then(Value::as_str).map(String::from))
-        .unwrap_or_else(|| text.chars().take(200).collect());
+        .and_then(|body| body.get("error").and_then(Value::as_str).map(String::from));
+    let from_trellis = own.is_some();
+    let message = own.unwrap_or_else(|| text.chars().take(200).collect());
     let code = status.as_u16();
     Err(match status {
         StatusCode::UNAUTHORIZED => TrellisError::Unauthorized(message),
+        // A 4xx that is not Trellis's own `{"error": ...}` comes from
+        // something in between (an ingress during a redeploy): it says
+        // nothing about the request. A proxy's 413 still means too large.
+        _ if status.is_client_error()
+            && !from_trellis
+            && status != StatusCode::PAYLOAD_TOO_LARGE =>
+        {
+            TrellisError::Unavailable {
+                status: code,
+                message: format!("an answer that is not Trellis's own: {message}"),
+            }
+        }
         _ if status.is_server_error() && message.contains(JOB_GONE_PHRASE) => {
             TrellisError::JobGone(message)
         }
@@ -586,19 +622,95 @@ async fn json_body<T: DeserializeOwned>(
     }
 }
 
-/// The job id at the start of a claim too large to read whole
-/// (`{"job": {"id": "<id>", ...`), if it is there and a safe name.
-fn leading_job_id(head: &[u8]) -> Option<String> {
-    let text = String::from_utf8_lossy(&head[..head.len().min(4096)]);
-    let after_job = &text[text.find("\"job\"")?..];
-    let after_key = &after_job[after_job.find("\"id\"")? + 4..];
-    let value = after_key
-        .trim_start()
-        .strip_prefix(':')?
-        .trim_start()
-        .strip_prefix('"')?;
-    let id = &value[..value.find('"')?];
-    crate::safe_name::is_safe(id).then(|| id.to_string())
+/// The id of the job a claim's answer carries (`{"job": {"id": "<id>", ...`),
+/// read from as much of it as there is, when the whole does not parse: only
+/// the `id` key of the top-level `job` object counts, and only a safe name.
+fn leading_job_id(body: &[u8]) -> Option<String> {
+    let mut scanner = Scanner { bytes: body, at: 0 };
+    scanner.expect(b'{')?;
+    loop {
+        let key = scanner.string()?;
+        scanner.expect(b':')?;
+        if key == "job" {
+            scanner.expect(b'{')?;
+            loop {
+                let key = scanner.string()?;
+                scanner.expect(b':')?;
+                if key == "id" {
+                    let id = scanner.string()?;
+                    return crate::safe_name::is_safe(&id).then_some(id);
+                }
+                scanner.skip_value()?;
+                scanner.expect(b',')?;
+            }
+        }
+        scanner.skip_value()?;
+        scanner.expect(b',')?;
+    }
+}
+
+/// Just enough of a JSON reader to walk keys and skip values, on a body
+/// that may be cut anywhere.
+struct Scanner<'a> {
+    bytes: &'a [u8],
+    at: usize,
+}
+
+impl Scanner<'_> {
+    fn peek(&mut self) -> Option<u8> {
+        while self.bytes.get(self.at)?.is_ascii_whitespace() {
+            self.at += 1;
+        }
+        self.bytes.get(self.at).copied()
+    }
+
+    fn expect(&mut self, byte: u8) -> Option<()> {
+        (self.peek()? == byte).then(|| self.at += 1)
+    }
+
+    /// A string (escapes kept as written: ids have none).
+    fn string(&mut self) -> Option<String> {
+        self.expect(b'"')?;
+        let start = self.at;
+        loop {
+            match *self.bytes.get(self.at)? {
+                b'\\' => self.at += 2,
+                b'"' => break,
+                _ => self.at += 1,
+            }
+        }
+        let text = std::str::from_utf8(self.bytes.get(start..self.at)?)
+            .ok()?
+            .to_string();
+        self.at += 1;
+        Some(text)
+    }
+
+    /// Skips one value, however deep, without recursing; stops before the
+    /// `,` or `}` after it.
+    fn skip_value(&mut self) -> Option<()> {
+        let mut depth = 0usize;
+        loop {
+            match self.peek()? {
+                b'"' => {
+                    self.string()?;
+                }
+                b'{' | b'[' => {
+                    depth += 1;
+                    self.at += 1;
+                }
+                b'}' | b']' if depth > 0 => {
+                    depth -= 1;
+                    self.at += 1;
+                }
+                b',' | b'}' | b']' if depth == 0 => return Some(()),
+                _ => self.at += 1,
+            }
+            if depth == 0 && matches!(self.peek()?, b',' | b'}') {
+                return Some(());
+            }
+        }
+    }
 }
 
 #[cfg(test)]
@@ -606,14 +718,20 @@ mod tests {
     use super::*;
 
     #[test]
-    fn the_job_id_is_read_from_the_start_of_a_claim_too_large_to_parse() {
+    fn the_job_id_is_read_from_a_claim_that_does_not_parse() {
         let head = br#"{"job": {"id": "3f2a9c4e-1b2d-4e5f-8a9b-0c1d2e3f4a5b", "job_type": "PLAN", "config_snapshot": {"x": "#;
         assert_eq!(
             leading_job_id(head).as_deref(),
             Some("3f2a9c4e-1b2d-4e5f-8a9b-0c1d2e3f4a5b")
         );
+        // Only the job object's own id, wherever it is among its keys.
+        let nested = br#"{"job": {"config_snapshot": {"id": "vine-1", "deep": [[{"id": "x"}]]}, "job_type": "PLAN", "id": "real-job-1", "blob": "cut"#;
+        assert_eq!(leading_job_id(nested).as_deref(), Some("real-job-1"));
+        let identity_first = br#"{"cloud_identity": {"id": "ci-1"}, "job": {"id": "job-2"}}"#;
+        assert_eq!(leading_job_id(identity_first).as_deref(), Some("job-2"));
         assert_eq!(leading_job_id(br#"{"job": {"id": "../x"}"#), None);
         assert_eq!(leading_job_id(br#"{"cloud_identity": {}}"#), None);
+        assert_eq!(leading_job_id(b""), None);
     }
 
     #[test]

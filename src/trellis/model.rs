@@ -168,6 +168,30 @@ impl Claim {
     }
 }
 
+/// A parser's message without the values it quotes (they are user data, a
+/// secret among them perhaps): `invalid type: string "...", expected a map`.
+pub(crate) fn without_values(message: &str) -> String {
+    let mut out = String::with_capacity(message.len());
+    let (mut quoted, mut escaped) = (false, false);
+    for c in message.chars() {
+        match (c, quoted) {
+            (_, true) if escaped => escaped = false,
+            ('\\', true) => escaped = true,
+            ('"', false) => {
+                quoted = true;
+                out.push_str("\"…");
+            }
+            ('"', true) => {
+                quoted = false;
+                out.push('"');
+            }
+            (_, false) => out.push(c),
+            (_, true) => {}
+        }
+    }
+    out
+}
+
 /// A row from a JSON object only: serde would also take a struct from an
 /// array, by position, and make a job of `["x", "DESTROY"]`.
 fn from_object<T: serde::de::DeserializeOwned>(value: Value) -> Result<T, String> {
@@ -180,7 +204,7 @@ fn from_object<T: serde::de::DeserializeOwned>(value: Value) -> Result<T, String
         };
         return Err(format!("expected a JSON object, got {kind}"));
     }
-    serde_json::from_value(value).map_err(|e| e.to_string())
+    serde_json::from_value(value).map_err(|e| without_values(&e.to_string()))
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -190,6 +214,30 @@ pub enum JobStatus {
     Success,
     Failed,
     Cancelled,
+}
+
+/// What a job's row in Trellis says of the running worker's hold on it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Hold {
+    /// Still this worker's to run and report on.
+    Ours,
+    /// A user cancelled it.
+    Cancelled,
+    /// Another worker has it (a requeue and a new claim), named here.
+    TakenBy(String),
+}
+
+impl Hold {
+    /// Reads the hold from a job row, as `GET /jobs/{id}` returns it.
+    pub fn of(row: &Value, worker_id: &str) -> Hold {
+        if row.get("status").and_then(Value::as_str) == Some("CANCELLED") {
+            return Hold::Cancelled;
+        }
+        match row.get("worker_id").and_then(Value::as_str) {
+            Some(owner) if owner != worker_id => Hold::TakenBy(owner.to_string()),
+            _ => Hold::Ours,
+        }
+    }
 }
 
 /// The body of `PUT /jobs/{id}/status`; empty fields are omitted.
@@ -284,6 +332,16 @@ pub struct Registration {
 mod tests {
     use super::*;
     use serde_json::json;
+
+    #[test]
+    fn a_parsers_message_loses_the_values_it_quotes() {
+        assert_eq!(
+            without_values(
+                r#"invalid type: string "{\"worker_token\": \"s3cr3t\"}", expected a map at line 1"#
+            ),
+            r#"invalid type: string "…", expected a map at line 1"#
+        );
+    }
 
     #[test]
     fn an_empty_claim_is_no_job() {
