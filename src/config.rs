@@ -469,8 +469,10 @@ pub struct AgentSettings {
 
 /// ECS stops a Fargate task this long after SIGTERM, whatever the task does.
 pub const ECS_STOP_TIMEOUT: Duration = Duration::from_secs(120);
-/// What drain, cancel and final delivery must fit in on ECS, leaving margin.
-pub const ECS_SHUTDOWN_BUDGET: Duration = Duration::from_secs(110);
+/// What drain, a stopped job's wind-down and the final delivery must fit
+/// in on ECS: the rest is for the OFFLINE heartbeat (3 s at most) and the
+/// exit.
+pub const ECS_SHUTDOWN_BUDGET: Duration = Duration::from_secs(115);
 
 fn duration(
     variable: &str,
@@ -866,16 +868,16 @@ pub fn shutdown_budget_warning(
     agent: &AgentSettings,
     job: &JobSettings,
 ) -> Option<String> {
-    let stop = job.longest_grace() + job.stop_cleanup;
-    let total = agent.drain_grace + stop + agent.final_delivery_timeout;
+    let total = agent.drain_grace + job.wind_down() + agent.final_delivery_timeout;
     (mode == WorkerMode::CloudHosted && total > ECS_SHUTDOWN_BUDGET).then(|| {
         format!(
             "drain grace {} + tool grace {} (the longer of the cancel and Terraform graces) + stop cleanup {} \
-             + final delivery {} = {} does not fit in the {} ECS allows after SIGTERM (aim for {}): a job may be \
-             killed without a terminal status",
+             + wind-down margin {} + final delivery {} = {} does not fit in the {} ECS allows after SIGTERM \
+             (aim for {}): a job may be killed without a terminal status",
             format_duration(agent.drain_grace),
             format_duration(job.longest_grace()),
             format_duration(job.stop_cleanup),
+            format_duration(WIND_DOWN_MARGIN),
             format_duration(agent.final_delivery_timeout),
             format_duration(total),
             format_duration(ECS_STOP_TIMEOUT),

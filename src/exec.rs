@@ -43,6 +43,8 @@ pub enum ExecError {
         job_file: PathBuf,
         plan_job_id: String,
     },
+    #[error("{0}; give the output directory with --out DIR")]
+    UnsafeJobId(String),
     #[error("cannot prepare the output directory {path}: {source}")]
     Output {
         path: PathBuf,
@@ -99,7 +101,13 @@ pub async fn run(
             });
         }
     }
-    let out_dir = out.unwrap_or_else(|| PathBuf::from("tendril-out").join(&job_id));
+    let out_dir = match out {
+        Some(dir) => dir,
+        None => {
+            crate::safe_name::check("the job id", &job_id).map_err(ExecError::UnsafeJobId)?;
+            PathBuf::from("tendril-out").join(&job_id)
+        }
+    };
     let output_error = |source| ExecError::Output {
         path: out_dir.clone(),
         source,

@@ -177,3 +177,31 @@ fn exec_plans_and_deploys_the_example_vine_with_local_state() {
     );
     assert!(output.contains("--plan-from DIR"), "{output}");
 }
+
+#[test]
+fn exec_without_out_refuses_a_job_id_that_is_no_directory_name() {
+    let scratch = TempDir::new("tendril-exec-test");
+    let cwd = scratch.path().join("cwd");
+    std::fs::create_dir_all(&cwd).unwrap();
+    std::fs::write(
+        cwd.join("job.json"),
+        r#"{"job": {"id": "../../escaped", "job_type": "CONNECTION_TEST", "config_snapshot": {}},
+        "cloud_identity": {"provider": "aws", "role_arn": "arn:aws:iam::1:role/r"}}"#,
+    )
+    .unwrap();
+    let mut command = Tendril::command();
+    command.current_dir(&cwd).args(["exec", "job.json"]);
+    let mut process = TendrilProcess::spawn(command);
+    let status = process
+        .wait_timeout(std::time::Duration::from_secs(60))
+        .unwrap_or_else(|| panic!("exec did not finish:\n{}", process.output()));
+    let output = process.output();
+    assert_eq!(status.code(), Some(2), "{output}");
+    assert!(
+        output.contains("the job id '../../escaped' cannot be used in a path")
+            && output.contains("--out DIR"),
+        "{output}"
+    );
+    assert!(!scratch.path().join("escaped").exists());
+    assert!(!cwd.join("tendril-out").exists());
+}

@@ -511,7 +511,8 @@ fn cluster_fakes(vines: &Vines) -> (PathBuf, PathBuf) {
                  *'get deployments,statefulsets'*) printf 'deployment.apps/argocd-server\\nstatefulset.apps/argocd-application-controller\\n' ;;\n\
                  *'get secret argocd-initial-admin-secret'*) [ -f {r}/secret-gone ] || printf '%s' \"$(printf argo-admin-pass-123 | base64)\" ;;\n\
                  *'apply --filename'*) for f in \"$3\" \"$3\"/*; do [ -f \"$f\" ] || continue; stat -c %a \"$f\" >> {r}/applied.modes; \
-                 printf '\\n---\\n' >> {r}/applied; cat \"$f\" >> {r}/applied; done; echo applied ;;\n\
+                 printf '\\n---\\n' >> {r}/applied; cat \"$f\" >> {r}/applied; done; echo applied; \
+                 echo 'debug: the admin password is argo-admin-pass-123' >&2 ;;\n\
                  *'rollout status'*) echo 'successfully rolled out' ;;\n\
                  *) exit 4 ;;\n\
                  esac\n"
@@ -576,6 +577,11 @@ fn a_deploy_with_a_cluster_writes_a_kubeconfig_installs_argocd_and_applies_the_a
     );
     assert_eq!(metadata["argocd_url"], "https://argocd.shop.example");
     assert_eq!(metadata["argocd_admin_password"], "argo-admin-pass-123");
+    let log = vines.trellis.log_text(&job);
+    assert!(
+        log.contains("debug: the admin password is ***") && !log.contains("argo-admin-pass-123"),
+        "the password a tool prints is masked:\n{log}"
+    );
     for phase in ["kubeconfig", "argocd", "applications"] {
         assert!(
             metadata["timings"][phase].is_number(),

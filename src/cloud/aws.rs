@@ -91,7 +91,15 @@ pub struct AssumedRole {
     role_arn: String,
     external_id: Option<String>,
     session_name: String,
-    keys: Mutex<Option<std::sync::Arc<AssumedKeys>>>,
+    keys: Mutex<HeldKeys>,
+}
+
+/// The keys in use, and those they replaced: a tool started with older
+/// keys may still print them, so they stay masked for the role's life.
+#[derive(Default)]
+struct HeldKeys {
+    current: Option<std::sync::Arc<AssumedKeys>>,
+    retired: Vec<std::sync::Arc<AssumedKeys>>,
 }
 
 impl AssumedRole {
@@ -105,7 +113,7 @@ impl AssumedRole {
             role_arn: role_arn.to_string(),
             external_id: (!external_id.is_empty()).then(|| external_id.to_string()),
             session_name: session,
-            keys: Mutex::new(None),
+            keys: Mutex::new(HeldKeys::default()),
         }
     }
 
@@ -117,7 +125,7 @@ impl AssumedRole {
     /// when the ones held are older.
     pub async fn keys(&self) -> Result<std::sync::Arc<AssumedKeys>, CloudError> {
         let mut held = self.keys.lock().await;
-        if let Some(keys) = held.as_ref() {
+        if let Some(keys) = held.current.as_ref() {
             let left = keys
                 .expiration
                 .duration_since(SystemTime::now())
@@ -127,7 +135,9 @@ impl AssumedRole {
             }
         }
         let keys = std::sync::Arc::new(self.assume().await?);
-        *held = Some(keys.clone());
+        if let Some(replaced) = held.current.replace(keys.clone()) {
+            held.retired.push(replaced);
+        }
         Ok(keys)
     }
 

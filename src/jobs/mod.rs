@@ -128,8 +128,9 @@ pub struct JobContext {
     /// `AZURE_FEDERATED_TOKEN_FILE` of Tendril's own environment.
     azure_token_file: Option<String>,
     base_env: BTreeMap<String, String>,
-    /// The snapshot's secret settings, masked while the job runs.
-    _masked: Vec<secrets::SecretGuard>,
+    /// The snapshot's secret settings and the secrets the job learns as it
+    /// runs, masked while it runs.
+    masked: std::sync::Mutex<Vec<secrets::SecretGuard>>,
 }
 
 impl JobContext {
@@ -167,6 +168,14 @@ impl JobContext {
                 .unwrap_or_default()
                 .to_string(),
         }
+    }
+
+    /// Keeps secrets the job learned (their guards) masked until it ends.
+    pub fn keep_masked(&self, guards: impl IntoIterator<Item = secrets::SecretGuard>) {
+        self.masked
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .extend(guards);
     }
 
     /// Starts a phase: `==> title` in the log, and a PROCESSING update with
@@ -370,7 +379,7 @@ fn prepare(
             .get("AZURE_FEDERATED_TOKEN_FILE")
             .map(String::from),
         base_env,
-        _masked: masked,
+        masked: std::sync::Mutex::new(masked),
     })
 }
 

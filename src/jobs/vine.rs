@@ -86,7 +86,8 @@ async fn deploy_with(
     }
     vine.apply().await?;
     let raw = vine.terraform().await?.output_json().await?;
-    let (plain, redacted, _masked) = redact::outputs(&raw);
+    let (plain, redacted, masked) = redact::outputs(&raw);
+    context.keep_masked(masked);
     let cluster_name = facts::output_text(&plain, &facts::CLUSTER_NAME);
     let setup = match cluster_name.as_deref() {
         Some(name) => {

@@ -154,7 +154,7 @@ pub async fn deploy_worker(context: &JobContext) -> Result<Map<String, Value>, J
             (registration.tendril_id, registration.tendril_token, true)
         }
     };
-    let _masked = secrets::register(&token);
+    context.keep_masked([secrets::register(&token)]);
     context.log.system(&format!(
         "worker {worker_id}{}",
         if registered { " (registered now)" } else { "" }
@@ -163,7 +163,8 @@ pub async fn deploy_worker(context: &JobContext) -> Result<Map<String, Value>, J
     stack.plan().await?;
     stack.apply().await?;
     let raw = stack.terraform().await?.output_json().await?;
-    let (_, outputs, _masked_outputs) = redact::outputs(&raw);
+    let (_, outputs, masked) = redact::outputs(&raw);
+    context.keep_masked(masked);
     let deploy_config = spec.deploy_config(context, Some(&token));
     context
         .reporter
@@ -188,7 +189,7 @@ pub async fn destroy_worker(context: &JobContext) -> Result<Map<String, Value>, 
     // Destroying needs every variable, the token too, but uses none of them.
     let token = snapshot::text(snapshot, "", &["worker_token"])
         .unwrap_or_else(|| "not-needed-to-destroy".into());
-    let _masked = secrets::register(&token);
+    context.keep_masked([secrets::register(&token)]);
     let mut stack = worker_stack(context, &worker_id, &token).await?;
     let resources = stack.terraform().await?.state_list().await?;
     if resources.is_empty() {
@@ -402,7 +403,7 @@ pub async fn update_worker(context: &JobContext) -> Result<Map<String, Value>, J
     // The metadata is replaced whole: the token Trellis needs for the next
     // Update and Destroy comes from this job's snapshot.
     let token = snapshot::text(&context.job.config_snapshot, "", &["worker_token"]);
-    let _masked = token.as_deref().map(secrets::register);
+    context.keep_masked(token.as_deref().map(secrets::register));
     if token.is_none() {
         context.log.system(
             "warning: the snapshot has no worker_token: the worker's deploy_config is recorded without it, and \

@@ -138,7 +138,7 @@ pub async fn admin_password(cluster: &Cluster<'_>) -> Result<Option<String>, Job
         .decode(encoded)
         .map_err(|e| JobError::Invalid(format!("{ADMIN_SECRET} holds no base64 password: {e}")))?;
     let password = String::from_utf8_lossy(&bytes).trim().to_string();
-    secrets::register_forever(&password);
+    cluster.context.keep_masked([secrets::register(&password)]);
     Ok(Some(password).filter(|p| !p.is_empty()))
 }
 
