@@ -8,7 +8,7 @@
 //! version is the Cargo version plus the commit (`0.1.0+6c3458d`); without
 //! git, the Cargo version alone.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::Command;
 
 fn main() {
@@ -31,11 +31,18 @@ fn main() {
 fn git(args: &[&str]) -> Option<String> {
     let output = Command::new("git")
         .args(args)
-        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .current_dir(manifest_dir())
         .output()
         .ok()?;
     let text = String::from_utf8(output.stdout).ok()?.trim().to_string();
     (output.status.success() && !text.is_empty()).then_some(text)
+}
+
+/// The crate's directory as cargo gives it to this run (not as it was when
+/// the script was compiled: a build cache may be shared by checkouts at
+/// other paths).
+fn manifest_dir() -> PathBuf {
+    std::env::var_os("CARGO_MANIFEST_DIR").map_or_else(|| PathBuf::from("."), PathBuf::from)
 }
 
 /// Rebuilds the version when HEAD moves: the HEAD file, the branch it
@@ -50,7 +57,7 @@ fn watch_git_head() {
         if path.is_absolute() {
             path
         } else {
-            Path::new(env!("CARGO_MANIFEST_DIR")).join(path)
+            manifest_dir().join(path)
         }
     };
     let (git_dir, common) = (absolute(&git_dir), absolute(&common));

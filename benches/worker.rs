@@ -4,7 +4,12 @@
 //! 1. Idle cost: resident memory, threads and wakeups per second of a
 //!    `tendril start` that has idled a minute against the fake Trellis.
 //! 2. Log throughput: lines per second from a child process, through the log
-//!    pipeline, into the fake Trellis, with the worker's peak memory.
+//!    pipeline, into the fake Trellis, with the worker's peak memory (the
+//!    median of five runs, each printed).
+//! 3. The size of the release binary (also the AWS Lambda `bootstrap`), and
+//!    whether it is stripped.
+//!
+//! The targets are printed next to the figures they bound.
 //!
 //! The job of the second is a FETCH_RESOURCES whose `aws` is a stand-in
 //! script (named so below) that prints the lines and answers `{}`: only the
@@ -22,6 +27,22 @@ use support::fake_trellis::FakeTrellis;
 use support::tendril::{worker_env, TendrilProcess};
 
 const LINES: usize = 1_000_000;
+const THROUGHPUT_RUNS: usize = 5;
+
+/// The idle worker's budget.
+const TARGET_WAKEUPS_PER_SECOND: f64 = 0.5;
+const TARGET_IDLE_RSS_KIB: u64 = 8 * 1024;
+/// The stripped release binary's budget.
+const TARGET_BINARY_BYTES: u64 = 16 * 1024 * 1024;
+
+/// Whether a figure is within its target, as printed beside it.
+fn verdict(within: bool) -> &'static str {
+    if within {
+        "within"
+    } else {
+        "OVER"
+    }
+}
 
 fn proc_status(pid: u32, field: &str) -> u64 {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
@@ -67,15 +88,29 @@ fn idle() {
     let before = context_switches(pid);
     std::thread::sleep(Duration::from_secs(60));
     let after = context_switches(pid);
+    let rss = proc_status(pid, "VmRSS:");
+    let wakeups = (after - before) as f64 / 60.0;
     println!("idle after a minute (10 s poll, 30 s heartbeat):");
-    println!("  resident memory   {} KiB", proc_status(pid, "VmRSS:"));
+    println!(
+        "  resident memory   {rss} KiB (target at most {TARGET_IDLE_RSS_KIB} KiB: {})",
+        verdict(rss <= TARGET_IDLE_RSS_KIB)
+    );
+    println!(
+        "    of which         {} KiB anonymous, {} KiB mapped files (the binary's and libraries' pages)",
+        proc_status(pid, "RssAnon:"),
+        proc_status(pid, "RssFile:")
+    );
     println!("  threads           {}", proc_status(pid, "Threads:"));
-    println!("  wakeups/s         {:.2}", (after - before) as f64 / 60.0);
+    println!(
+        "  wakeups/s         {wakeups:.2} (target at most {TARGET_WAKEUPS_PER_SECOND}: {})",
+        verdict(wakeups <= TARGET_WAKEUPS_PER_SECOND)
+    );
     tendril.signal(libc::SIGTERM);
     tendril.wait_timeout(Duration::from_secs(30));
 }
 
-fn throughput() {
+/// One run of the log pipeline: lines per second, chunks, peak KiB.
+fn throughput_run() -> (f64, usize, u64) {
     let trellis = FakeTrellis::start();
     let scratch = support::TempDir::new("tendril-bench-logs");
     let tools = scratch.path().join("tools");
@@ -125,18 +160,86 @@ fn throughput() {
         trellis.job(&job).unwrap(),
         trellis.log_text(&job)
     );
-    println!("log pipeline, {LINES} lines from a child into the fake Trellis:");
-    println!(
-        "  lines/s           {:.0}",
-        LINES as f64 / took.as_secs_f64()
+    let figures = (
+        LINES as f64 / took.as_secs_f64(),
+        trellis.logs(&job).len(),
+        proc_status(pid, "VmHWM:"),
     );
-    println!("  chunks            {}", trellis.logs(&job).len());
-    println!("  peak memory       {} KiB", proc_status(pid, "VmHWM:"));
     tendril.signal(libc::SIGTERM);
     tendril.wait_timeout(Duration::from_secs(30));
+    figures
 }
 
+fn throughput() {
+    println!("log pipeline, {LINES} lines from a child into the fake Trellis:");
+    let mut rates = Vec::new();
+    for run in 1..=THROUGHPUT_RUNS {
+        let (rate, chunks, peak) = throughput_run();
+        println!("  run {run}: {rate:.0} lines/s, {chunks} chunks, peak memory {peak} KiB");
+        rates.push(rate);
+    }
+    rates.sort_by(f64::total_cmp);
+    println!("  lines/s           {:.0} (median)", rates[rates.len() / 2]);
+}
+
+/// Whether an ELF file has a symbol table (`.symtab`), i.e. is not stripped.
+fn has_symbol_table(elf: &[u8]) -> bool {
+    let word = |at: usize, len: usize| -> usize {
+        elf.get(at..at + len).map_or(0, |bytes| {
+            bytes
+                .iter()
+                .rev()
+                .fold(0usize, |value, byte| (value << 8) | usize::from(*byte))
+        })
+    };
+    // ELF64, little-endian: the section headers, their size and count, and
+    // the index of the section holding their names.
+    let (table, entry, count, names) = (word(0x28, 8), word(0x3a, 2), word(0x3c, 2), word(0x3e, 2));
+    let name_table = word(table + names * entry + 0x18, 8);
+    (0..count).any(|index| {
+        let name = name_table + word(table + index * entry, 4);
+        elf.get(name..name + 8) == Some(b".symtab\0".as_slice())
+    })
+}
+
+fn binary_size() {
+    let path = env!("CARGO_BIN_EXE_tendril");
+    let elf = std::fs::read(path).expect("read the tendril binary");
+    let size = elf.len() as u64;
+    let stripped = !has_symbol_table(&elf);
+    println!("release binary ({path}):");
+    println!(
+        "  size              {:.1} MiB{} (target at most {} MiB stripped: {})",
+        size as f64 / (1024.0 * 1024.0),
+        if stripped {
+            ", stripped"
+        } else {
+            ", NOT stripped"
+        },
+        TARGET_BINARY_BYTES / (1024 * 1024),
+        if stripped {
+            verdict(size <= TARGET_BINARY_BYTES)
+        } else {
+            "strip it to compare"
+        }
+    );
+}
+
+/// `cargo bench --bench worker [-- size|throughput|idle ...]`: the parts
+/// named, else all of them.
 fn main() {
-    throughput();
-    idle();
+    let named: Vec<String> = std::env::args()
+        .skip(1)
+        .filter(|arg| !arg.starts_with("--"))
+        .collect();
+    let wanted = |part: &str| named.is_empty() || named.iter().any(|name| name == part);
+    if wanted("size") {
+        binary_size();
+    }
+    if wanted("throughput") {
+        throughput();
+    }
+    if wanted("idle") {
+        idle();
+    }
 }

@@ -105,10 +105,15 @@ impl WorkDirLock {
 
 /// Whether the work directory can take a job now: a file can be written
 /// there, and at least `min_free` bytes are free. The problem, if any.
+///
+/// The probe is not synced: this runs before every claim, and a sync is a
+/// disk flush (and some five wakeups of an idle worker) each poll. A full
+/// or read-only file system already refuses the write itself; a job's own
+/// files are synced when it is recorded, and a job that cannot be recorded
+/// is failed at once.
 pub fn ready_for_a_job(dir: &Path, min_free: u64) -> Result<(), String> {
     let probe = dir.join(".write-probe");
-    let written = File::create(&probe)
-        .and_then(|mut file| file.write_all(b"probe").and_then(|()| file.sync_all()));
+    let written = File::create(&probe).and_then(|mut file| file.write_all(b"probe"));
     let _ = std::fs::remove_file(&probe);
     if let Err(error) = written {
         return Err(format!(

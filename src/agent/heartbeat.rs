@@ -48,7 +48,7 @@ impl Heartbeats {
                         Some(status) => status,
                         None => return,
                     },
-                    _ = tokio::time::sleep(interval) => shared.lock().unwrap_or_else(|e| e.into_inner()).status,
+                    _ = super::timer::sleep(interval) => shared.lock().unwrap_or_else(|e| e.into_inner()).status,
                 };
                 let heartbeat = Heartbeat {
                     version: crate::VERSION.to_string(),

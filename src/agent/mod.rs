@@ -11,6 +11,7 @@
 pub mod heartbeat;
 pub mod protection;
 pub mod shutdown;
+mod timer;
 
 use std::time::Duration;
 
@@ -270,7 +271,7 @@ impl Agent {
         loop {
             if !claim_now {
                 tokio::select! {
-                    _ = tokio::time::sleep(jittered(self.settings.poll_interval)) => {}
+                    _ = timer::sleep(jittered(self.settings.poll_interval)) => {}
                     _ = self.shutdown.drain.cancelled() => break,
                 }
             }
