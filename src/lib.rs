@@ -9,8 +9,8 @@
 //! `report`, whose log lines go through `logs` (masked by `secrets`).
 
 pub mod agent;
+pub mod cli;
 pub mod cloud;
-pub mod config;
 pub mod delivery;
 pub mod doctor;
 pub mod exec;
@@ -23,6 +23,7 @@ pub mod report;
 pub mod safe_name;
 pub mod scaler;
 pub mod secrets;
+pub mod settings;
 pub mod telemetry;
 pub mod tools;
 pub mod trellis;

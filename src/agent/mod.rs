@@ -17,12 +17,12 @@ use std::time::Duration;
 
 use rand::Rng;
 
-use crate::config::AgentSettings;
 use crate::delivery::send::{confirm_gone, send_terminal, DeliveryError, DeliveryPolicy};
 use crate::delivery::{Backlog, JobReport, Outbox};
 use crate::health::JobOutcome;
 use crate::jobs::{self, JobServices, JobStop, Outcome, StopReason};
 use crate::logs::JobLog;
+use crate::settings::AgentSettings;
 use crate::tools::process::supervisors;
 use crate::tools::versions::tool_versions;
 use crate::trellis::retry::{retry, RetryPolicy};

@@ -10,8 +10,8 @@ use std::path::{Path, PathBuf};
 use serde_json::{Map, Value};
 
 use super::JobError;
-use crate::config::StateStorage;
 use crate::private_files::{create_private_dir, write_private_file};
+use crate::settings::StateStorage;
 use crate::workspace::Workspace;
 
 /// Settings that are secrets: they go only to the step that needs them.

@@ -11,9 +11,9 @@ use std::time::Duration;
 
 use serde_json::{Map, Value};
 
-use crate::config::WorkerMode;
 use crate::jobs::JobError;
 use crate::secrets::MaskedSecret;
+use crate::settings::WorkerMode;
 use crate::trellis::retry::{retry, RetryPolicy};
 use crate::trellis::{JobStatus, Registration, StatusUpdate, TrellisClient};
 

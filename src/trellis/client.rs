@@ -5,7 +5,6 @@
 //! worker token travels in a header marked sensitive and never appears in an
 //! error or a log.
 
-use std::net::IpAddr;
 use std::time::Duration;
 
 use reqwest::header::{HeaderMap, HeaderValue, CONTENT_TYPE};
@@ -14,8 +13,8 @@ use serde::de::DeserializeOwned;
 use serde_json::{Map, Value};
 
 use super::model::*;
-use crate::config::{AgentSettings, WorkerMode};
 use crate::secrets::MaskedSecret;
+use crate::settings::{secure_url, AgentSettings, WorkerMode};
 
 /// The most Trellis accepts as a plan artifact.
 pub const MAX_PLAN_ARTIFACT_BYTES: usize = 52_428_800;
@@ -413,36 +412,11 @@ pub async fn register(
 
 /// Checks `TRELLIS_URL` and returns the `/api` base (see [`secure_url`]).
 pub fn api_base(trellis_url: &str, allow_insecure_http: bool) -> Result<Url, UrlError> {
-    let mut api = secure_url(trellis_url, allow_insecure_http)?;
+    let mut api = secure_url(trellis_url, allow_insecure_http).map_err(UrlError)?;
     if let Ok(mut path) = api.path_segments_mut() {
         path.pop_if_empty().push("api");
     }
     Ok(api)
-}
-
-/// Parses a URL that credentials will be sent to: https, or plain http only
-/// to loopback unless insecure http is allowed.
-pub fn secure_url(text: &str, allow_insecure_http: bool) -> Result<Url, UrlError> {
-    let url = Url::parse(text).map_err(|e| UrlError(format!("'{text}' is not a URL: {e}")))?;
-    match url.scheme() {
-        "https" => Ok(url),
-        "http" if allow_insecure_http || is_loopback(&url) => Ok(url),
-        "http" => Err(UrlError(format!(
-            "refusing plain http:// to {}: credentials would cross the network in clear \
-             (use https://, or --allow-insecure-http / TENDRIL_ALLOW_INSECURE_HTTP=true for a test network)",
-            url.host_str().unwrap_or("?")
-        ))),
-        other => Err(UrlError(format!("'{other}' is not http or https"))),
-    }
-}
-
-fn is_loopback(url: &Url) -> bool {
-    match url.host() {
-        Some(url::Host::Domain(name)) => name == "localhost",
-        Some(url::Host::Ipv4(ip)) => IpAddr::V4(ip).is_loopback(),
-        Some(url::Host::Ipv6(ip)) => IpAddr::V6(ip).is_loopback(),
-        None => false,
-    }
 }
 
 fn transport(error: reqwest::Error) -> TrellisError {
