@@ -32,6 +32,8 @@ const STOP_CLEANUP_TIMEOUT: ModeDefault = ModeDefault {
 #[derive(Debug, Args)]
 pub struct JobArgs {
     /// cloud-hosted or self-hosted.
+    // Text, not a clap value_enum: a bad GRAPE_WORKER_MODE is the one-line
+    // ConfigError naming it, which `doctor` reports as a failed check.
     #[arg(long, env = "GRAPE_WORKER_MODE", default_value = WorkerMode::default().as_str())]
     pub mode: String,
     /// Root of job workspaces and of the outbox [default: $XDG_STATE_HOME/tendril

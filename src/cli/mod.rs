@@ -101,7 +101,7 @@ pub struct RegisterArgs {
     #[arg(long)]
     pub name: String,
     /// The new worker's mode.
-    #[arg(long, value_enum, default_value_t = WorkerMode::SelfHosted)]
+    #[arg(long, value_enum, default_value_t = WorkerMode::default())]
     pub mode: WorkerMode,
     /// Base URL of Trellis (falls back to GRAPE_WEB_ORIGIN).
     #[arg(long, env = "TRELLIS_URL", hide_env_values = true)]
@@ -113,7 +113,7 @@ pub struct RegisterArgs {
 
 /// A default that depends on the worker's mode, written once beside its
 /// flag and shown in the flag's help.
-pub(crate) struct ModeDefault {
+struct ModeDefault {
     self_hosted: &'static str,
     cloud_hosted: &'static str,
 }

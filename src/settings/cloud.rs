@@ -1,5 +1,5 @@
 //! The cloud settings a job carries: where the Azure and Google APIs are,
-//! and what a GCP `wif_config` may name. Plain values; `crate::cloud` uses
+//! and what a GCP `wif_config` may name. Plain values; the `cloud` module uses
 //! them.
 
 use std::path::PathBuf;

@@ -1,5 +1,5 @@
 //! The validated settings of a worker and of `tendril exec`: what the
-//! command line and the environment resolve to (see `crate::cli`), as plain
+//! command line and the environment resolve to (the `cli` module), as plain
 //! values the rest of the crate reads, and the rules that look at several of
 //! them together (the state backend, the ECS shutdown budget).
 //!
