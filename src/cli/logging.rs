@@ -82,13 +82,23 @@ fn or_default<'a>(value: &'a str, default: &'a str) -> &'a str {
 
 #[cfg(test)]
 mod tests {
+    use clap::Parser;
+
     use super::*;
+
+    #[derive(Parser)]
+    struct Cli {
+        #[command(flatten)]
+        logging: LoggingArgs,
+    }
 
     #[test]
     fn a_log_filter_must_name_a_level_and_the_format_be_known() {
-        let logging = |format: Option<&str>, level: Option<&str>| LoggingArgs {
-            log_format: format.unwrap_or_default().to_string(),
-            log_level: level.unwrap_or_default().to_string(),
+        let logging = |format: Option<&str>, level: Option<&str>| {
+            let format = format.map(|format| ["--log-format", format]);
+            let level = level.map(|level| ["--log-level", level]);
+            let flags = format.into_iter().chain(level).flatten();
+            Cli::parse_from(std::iter::once("test").chain(flags)).logging
         };
         assert_eq!(logging(None, None).resolve().unwrap().filter, "info");
         assert!(logging(None, Some("info,tendril=debug,hyper=WARN"))

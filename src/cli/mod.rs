@@ -138,3 +138,29 @@ impl ModeDefault {
         )
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use clap::CommandFactory;
+
+    use super::*;
+
+    #[test]
+    fn the_command_line_is_well_formed() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn a_mode_default_is_picked_by_mode_and_shown_whole() {
+        let grace = ModeDefault {
+            self_hosted: "5m",
+            cloud_hosted: "40s",
+        };
+        assert_eq!(grace.of(WorkerMode::SelfHosted), "5m");
+        assert_eq!(grace.of(WorkerMode::CloudHosted), "40s");
+        assert_eq!(
+            grace.help("Grace."),
+            "Grace. [default: 5m self-hosted, 40s cloud-hosted]"
+        );
+    }
+}
