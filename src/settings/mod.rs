@@ -38,7 +38,7 @@ pub struct ConfigError {
 }
 
 impl ConfigError {
-    pub fn new(variable: &str, problem: impl Into<String>) -> Self {
+    pub(crate) fn new(variable: &str, problem: impl Into<String>) -> Self {
         ConfigError {
             variable: variable.to_string(),
             problem: problem.into(),
