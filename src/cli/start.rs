@@ -5,7 +5,7 @@
 use clap::Args;
 
 use super::{JobArgs, ModeDefault};
-use crate::settings::read::{positive_duration, secret_from_env, size};
+use crate::settings::read::{duration, positive_duration, secret_from_env, size};
 use crate::settings::{AgentSettings, ConfigError, JobSettings, WorkerMode};
 
 /// How long the first SIGTERM waits for the running job.
@@ -141,7 +141,7 @@ impl StartArgs {
                 "TENDRIL_HEARTBEAT_INTERVAL (--heartbeat-interval)",
                 &self.heartbeat_interval,
             )?,
-            drain_grace: crate::settings::read::duration(
+            drain_grace: duration(
                 "TENDRIL_DRAIN_GRACE (--drain-grace)",
                 self.drain_grace.as_deref().unwrap_or(DRAIN_GRACE.of(mode)),
             )?,
