@@ -32,6 +32,7 @@ fn arguments() -> Vec<std::ffi::OsString> {
 }
 
 fn main() -> ExitCode {
+    tendril::secrets::forbid_dumps();
     let cli = Cli::parse_from(arguments());
     let logging = match cli.logging.resolve() {
         Ok(logging) => logging,
