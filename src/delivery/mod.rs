@@ -34,6 +34,7 @@
 pub mod backlog;
 pub mod job_report;
 pub mod outbox;
+pub mod reporter;
 pub mod send;
 pub mod spool;
 pub mod status_queue;
