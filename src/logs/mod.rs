@@ -157,7 +157,7 @@ impl JobLog {
     }
 
     /// Runs for the life of the job: whenever the job has been silent for
-    /// the progress interval, logs "still running: <phase>, <elapsed>", so
+    /// the progress interval, logs `still running: <phase>, <elapsed>`, so
     /// that Trellis never takes a quiet job for a dead one.
     pub async fn keep_alive(&self) {
         loop {

@@ -5,10 +5,11 @@
 //! worker token travels in a header marked sensitive and never appears in an
 //! error or a log.
 //!
-//! The calls live by area: [`claims`] (`POST /jobs/claim`), [`jobs`] (a
-//! claimed job's row, status, logs and git token), [`artifacts`] (the plan),
-//! [`workers`] (heartbeats and the workers a job deploys); [`answer`] sends
-//! a request and reads its answer, [`address`] checks `TRELLIS_URL`.
+//! The calls live by area: `claims.rs` (`POST /jobs/claim`), `jobs.rs` (a
+//! claimed job's row, status, logs and git token), `artifacts.rs` (the
+//! plan), `workers.rs` (heartbeats and the workers a job deploys);
+//! `answer.rs` sends a request and reads its answer, `address.rs` checks
+//! `TRELLIS_URL`.
 
 mod address;
 mod answer;
