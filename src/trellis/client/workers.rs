@@ -108,3 +108,31 @@ pub async fn register(
         .map_err(transport)?;
     register_at(&http, url, registration_secret, name, mode).await
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn a_registration_that_cannot_be_made_is_unsendable_not_refused() {
+        let bad_url = register("ftp://t.example", false, "s", "w", WorkerMode::SelfHosted)
+            .await
+            .unwrap_err();
+        assert!(matches!(bad_url, TrellisError::Unsendable(_)), "{bad_url}");
+        assert!(!bad_url.is_transient());
+        // The secret is checked before anything is sent (port 9 is discard).
+        let bad_secret = register(
+            "http://127.0.0.1:9",
+            false,
+            "two\nlines",
+            "w",
+            WorkerMode::SelfHosted,
+        )
+        .await
+        .unwrap_err();
+        assert!(
+            matches!(&bad_secret, TrellisError::Unsendable(message) if message.contains("not plain text")),
+            "{bad_secret}"
+        );
+    }
+}
