@@ -517,7 +517,7 @@ impl Agent {
                     jobs::run(
                         claimed,
                         &self.services,
-                        report.reporter(),
+                        crate::report::Reporter::Trellis(report.reporter()),
                         log.clone(),
                         &stop,
                     )
