@@ -6,13 +6,13 @@
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use crate::agent::shutdown::Shutdown;
 use crate::config::JobSettings;
 use crate::jobs::{self, JobServices, JobStop, Outcome, StopReason};
 use crate::logs::terminal::TerminalLog;
 use crate::logs::{Destination, JobLog};
 use crate::report::local::LocalReport;
 use crate::report::Reporter;
+use crate::shutdown::Shutdown;
 use crate::trellis::{Claim, JobStatus, StatusUpdate};
 
 /// Why `exec` could not even start the job (exit 2).

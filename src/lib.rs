@@ -23,6 +23,7 @@ pub mod report;
 pub mod safe_name;
 pub mod scaler;
 pub mod secrets;
+pub mod shutdown;
 pub mod telemetry;
 pub mod tools;
 pub mod trellis;

@@ -10,7 +10,6 @@
 
 pub mod heartbeat;
 pub mod protection;
-pub mod shutdown;
 mod timer;
 
 use std::time::Duration;
@@ -23,6 +22,7 @@ use crate::delivery::{Backlog, JobReport, Outbox};
 use crate::health::JobOutcome;
 use crate::jobs::{self, JobServices, JobStop, Outcome, StopReason};
 use crate::logs::JobLog;
+use crate::shutdown::Shutdown;
 use crate::tools::process::supervisors;
 use crate::tools::versions::tool_versions;
 use crate::trellis::retry::{retry, RetryPolicy};
@@ -32,7 +32,6 @@ use crate::trellis::{
 };
 use heartbeat::{Heartbeats, OFFLINE_BUDGET};
 use protection::TaskProtection;
-use shutdown::Shutdown;
 
 /// How `tendril start` ended.
 #[derive(Debug, PartialEq, Eq)]

@@ -10,7 +10,7 @@ use serde_json::Value;
 
 use crate::cloud::aws::ambient_caller_identity;
 use crate::config::{AgentSettings, JobSettings, StateStorage, WorkerMode};
-use crate::jobs::vine_inputs::STATE_BUCKET;
+use crate::jobs::stack_inputs::STATE_BUCKET;
 use crate::trellis::{TrellisClient, TrellisError};
 
 use super::report::{Check, Mark};

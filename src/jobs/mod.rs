@@ -14,14 +14,14 @@ pub mod discovery;
 pub mod environment;
 pub mod error;
 pub mod hooks;
+pub mod hosted_workers;
 pub mod redact;
 pub mod reviewed_plan;
 pub mod snapshot;
 pub mod stack;
+pub mod stack_inputs;
 pub mod tfvars;
 pub mod vine;
-pub mod vine_inputs;
-pub mod worker;
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, OnceLock};
@@ -358,7 +358,7 @@ fn prepare(
         None => None,
     };
     let aws_role = aws_role(&job, identity.as_ref());
-    let masked = vine_inputs::SECRET_SETTINGS
+    let masked = snapshot::SECRET_SETTINGS
         .iter()
         .filter_map(|name| job.config_snapshot.get(*name).and_then(Value::as_str))
         .map(secrets::register)
@@ -456,9 +456,9 @@ async fn execute(context: &JobContext) -> Result<Map<String, Value>, JobError> {
         Some(JobType::Deploy) => vine::deploy(context).await,
         Some(JobType::Destroy) => vine::destroy(context).await,
         Some(JobType::Bootstrap) => vine::bootstrap(context).await,
-        Some(JobType::DeployWorker) => worker::deploy_worker(context).await,
-        Some(JobType::UpdateWorker) => worker::update_worker(context).await,
-        Some(JobType::DestroyWorker) => worker::destroy_worker(context).await,
+        Some(JobType::DeployWorker) => hosted_workers::deploy_worker(context).await,
+        Some(JobType::UpdateWorker) => hosted_workers::update_worker(context).await,
+        Some(JobType::DestroyWorker) => hosted_workers::destroy_worker(context).await,
         None => Err(unknown_job_type(job_type)),
     }
 }

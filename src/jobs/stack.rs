@@ -15,7 +15,7 @@ use serde_json::{json, Map, Value};
 use tokio_util::sync::CancellationToken;
 
 use super::hooks::{self, Hook};
-use super::vine_inputs::{copy_template, write_backend, StateBackend, STATE_BUCKET};
+use super::stack_inputs::{copy_template, write_backend, StateBackend, STATE_BUCKET};
 use super::{JobContext, JobError};
 use crate::private_files::write_private_file;
 use crate::tools::terraform::{lock_id, Terraform};

@@ -26,7 +26,8 @@ use std::path::Path;
 
 use serde_json::{json, Map, Value};
 
-use super::vine_inputs::{require_template, SECRET_SETTINGS};
+use super::snapshot::SECRET_SETTINGS;
+use super::stack_inputs::require_template;
 use super::{snapshot, JobContext, JobError};
 use declared::declared_variables;
 

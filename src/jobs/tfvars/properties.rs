@@ -14,7 +14,7 @@ use proptest::prelude::*;
 use serde_json::{Map, Value};
 
 use super::{mapping, without_secrets, written, Fields};
-use crate::jobs::vine_inputs::SECRET_SETTINGS;
+use crate::jobs::snapshot::SECRET_SETTINGS;
 
 /// The snapshot's top-level keys the mappings read, with the flat keys of
 /// older snapshots, so that generated snapshots hit them.

@@ -1,5 +1,8 @@
-//! The worker-infrastructure jobs, which manage cloud-hosted Tendrils with
-//! the platform's own AWS credentials (not a user's identity).
+//! The hosted-worker jobs (DEPLOY_WORKER, UPDATE_WORKER, DESTROY_WORKER),
+//! which manage other, cloud-hosted Tendrils (their ECS services and the
+//! Terraform state of their infrastructure) with the platform's own AWS
+//! credentials, not a user's identity. "Worker" elsewhere in Tendril means
+//! this process; here it means the hosted workers these jobs manage.
 //!
 //! DEPLOY_WORKER applies `templates/worker/<provider>` with the worker state
 //! key (registering the worker first when the snapshot has none), records
@@ -20,9 +23,9 @@ use aws_sdk_ecs::types::{ContainerDefinition, TaskDefinition};
 use serde_json::{json, Map, Value};
 
 use super::redact;
+use super::snapshot::{self, setting};
 use super::stack::Stack;
-use super::vine_inputs::setting;
-use super::{snapshot, JobContext, JobError};
+use super::{JobContext, JobError};
 use crate::cloud::aws::platform_config;
 use crate::cloud::CloudError;
 use crate::secrets;
