@@ -13,7 +13,7 @@ use crate::logs::{Destination, JobLog};
 use crate::report::local::LocalReport;
 use crate::report::Reporter;
 use crate::shutdown::Shutdown;
-use crate::trellis::{Claim, JobStatus, StatusUpdate};
+use crate::trellis::{Claim, JobStatus, JobType, StatusUpdate};
 
 /// Why `exec` could not even start the job (exit 2).
 #[derive(Debug, thiserror::Error)]
@@ -88,7 +88,7 @@ pub async fn run(
             .ok_or_else(|| ExecError::NotAClaim(job_file.into()))?,
     };
     if let (Ok(Some(claimed)), None) = (&checked, &plan_from) {
-        let applies_a_plan = claimed.job.job_type.eq_ignore_ascii_case("DEPLOY");
+        let applies_a_plan = claimed.job.job_type == JobType::Deploy;
         if let Some(plan_job_id) = claimed
             .job
             .plan_job_id

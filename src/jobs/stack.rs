@@ -42,7 +42,7 @@ pub fn template_dir(context: &JobContext, kind: &str) -> PathBuf {
         .settings
         .templates_dir
         .join(kind)
-        .join(context.provider())
+        .join(context.provider().as_str())
 }
 
 /// A Terraform configuration in the job's workspace, initialised.
