@@ -44,8 +44,8 @@ enum Accepted<'a> {
 struct RunningJob<'a> {
     agent: &'a Agent,
     job_id: String,
-    /// `None` when the claim was malformed.
-    job_type: Option<JobType>,
+    /// Unknown also when the claim was malformed.
+    job_type: JobType,
     report: JobReport,
     log: JobLog,
     stop: JobStop,
@@ -138,7 +138,10 @@ impl Agent {
         );
         let job = RunningJob {
             agent: self,
-            job_type: claimed.as_ref().ok().map(|c| c.job.job_type.clone()),
+            job_type: match &claimed {
+                Ok(claimed) => claimed.job.job_type.clone(),
+                Err(_) => JobType::Unknown(String::new()),
+            },
             job_id,
             report,
             log,
@@ -174,7 +177,7 @@ impl<'a> RunningJob<'a> {
             Outcome::Abandon(StopReason::Cancelled) => JobOutcome::Cancelled,
             Outcome::Abandon(_) => JobOutcome::Abandoned,
         };
-        metrics.job_finished(self.job_type.as_ref(), counted, self.started.elapsed());
+        metrics.job_finished(self.job_type.label(), counted, self.started.elapsed());
         let finished = self.finish(outcome, delivery).await;
         metrics.set_current_job(None);
         heartbeats.set_job(None);

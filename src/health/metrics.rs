@@ -17,8 +17,6 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
 use prometheus_client::registry::Registry;
 
-use crate::trellis::JobType;
-
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct JobLabels {
     job_type: String,
@@ -217,13 +215,10 @@ impl Metrics {
         self.draining.get() == 1
     }
 
-    /// A job ended: how, and after how long. The job type is one Tendril
-    /// knows, or `unknown` (no label takes arbitrary values).
-    pub fn job_finished(&self, job_type: Option<&JobType>, outcome: JobOutcome, took: Duration) {
-        let job_type = match job_type {
-            Some(JobType::Unknown(_)) | None => "unknown".to_string(),
-            Some(known) => known.as_str().to_string(),
-        };
+    /// A job ended: how, and after how long. The job type is a label: one
+    /// Tendril knows, or `unknown` (no label takes arbitrary values).
+    pub fn job_finished(&self, job_type: &str, outcome: JobOutcome, took: Duration) {
+        let job_type = job_type.to_string();
         self.jobs
             .get_or_create(&JobLabels {
                 job_type: job_type.clone(),

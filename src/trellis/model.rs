@@ -90,6 +90,15 @@ impl JobType {
     /// The name on the wire (an unknown type's own name).
     pub fn as_str(&self) -> &str {
         match self {
+            JobType::Unknown(name) => name,
+            known => known.label(),
+        }
+    }
+
+    /// The name of a known type, `unknown` for any other: for the metrics'
+    /// labels, which take no arbitrary values.
+    pub fn label(&self) -> &'static str {
+        match self {
             JobType::Plan => "PLAN",
             JobType::Deploy => "DEPLOY",
             JobType::Destroy => "DESTROY",
@@ -99,7 +108,7 @@ impl JobType {
             JobType::DestroyWorker => "DESTROY_WORKER",
             JobType::ConnectionTest => "CONNECTION_TEST",
             JobType::FetchResources => "FETCH_RESOURCES",
-            JobType::Unknown(name) => name,
+            JobType::Unknown(_) => "unknown",
         }
     }
 
@@ -541,10 +550,10 @@ mod tests {
             );
         }
         assert_eq!(JobType::parse("MAKE_COFFEE"), None);
-        assert_eq!(
-            serde_json::from_value::<JobType>(json!("MAKE_COFFEE")).unwrap(),
-            JobType::Unknown("MAKE_COFFEE".into())
-        );
+        let unknown = serde_json::from_value::<JobType>(json!("MAKE_COFFEE")).unwrap();
+        assert_eq!(unknown, JobType::Unknown("MAKE_COFFEE".into()));
+        assert_eq!(unknown.as_str(), "MAKE_COFFEE");
+        assert_eq!(unknown.label(), "unknown");
         assert_eq!(
             JobType::known_list(),
             "PLAN, DEPLOY, DESTROY, BOOTSTRAP, DEPLOY_WORKER, UPDATE_WORKER, DESTROY_WORKER, \
