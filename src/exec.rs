@@ -6,14 +6,14 @@
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use crate::config::JobSettings;
 use crate::jobs::{self, JobServices, JobStop, Outcome, StopReason};
 use crate::logs::terminal::TerminalLog;
 use crate::logs::{Destination, JobLog};
 use crate::report::local::LocalReport;
 use crate::report::Reporter;
+use crate::settings::JobSettings;
 use crate::shutdown::Shutdown;
-use crate::trellis::{Claim, JobStatus, JobType, StatusUpdate};
+use crate::trellis::{Claim, ClaimedJob, JobStatus, JobType, MalformedJob, StatusUpdate};
 
 /// Why `exec` could not even start the job (exit 2).
 #[derive(Debug, thiserror::Error)]
@@ -61,6 +61,56 @@ pub async fn run(
     plan_from: Option<PathBuf>,
     settings: JobSettings,
 ) -> Result<bool, ExecError> {
+    let JobFile {
+        job_row,
+        checked,
+        job_id,
+    } = read_job_file(job_file, plan_from.is_some())?;
+    let out_dir = match out {
+        Some(dir) => dir,
+        None => {
+            crate::safe_name::check("the job id", &job_id).map_err(ExecError::UnsafeJobId)?;
+            PathBuf::from("tendril-out").join(&job_id)
+        }
+    };
+    let output_error = |source| ExecError::Output {
+        path: out_dir.clone(),
+        source,
+    };
+    crate::private_files::create_private_dir(&out_dir).map_err(output_error)?;
+    let terminal = TerminalLog::create(&out_dir.join("job.log")).map_err(output_error)?;
+    let log = JobLog::new(
+        Destination::Terminal(terminal),
+        settings.log_limit,
+        settings.progress_interval,
+    );
+    let report = Arc::new(LocalReport::new(&out_dir, plan_from, &job_row).map_err(output_error)?);
+    let shutdown = Shutdown::listen(None).map_err(ExecError::Signals)?;
+    let update = run_job(checked, settings, report.clone(), log, shutdown).await;
+    let result = report.finish(&update).map_err(output_error)?;
+    eprintln!(
+        "{}: result in {}",
+        if update.status == JobStatus::Success {
+            "SUCCESS"
+        } else {
+            "FAILED"
+        },
+        result.display()
+    );
+    Ok(update.status == JobStatus::Success)
+}
+
+/// What a job file holds, checked.
+struct JobFile {
+    /// The job row as the file gives it, for the local report.
+    job_row: serde_json::Value,
+    checked: Result<Option<ClaimedJob>, MalformedJob>,
+    job_id: String,
+}
+
+/// Reads and checks the job file: a claim with a job that has an id; a
+/// DEPLOY that applies a plan needs `--plan-from` (`has_plan`).
+fn read_job_file(job_file: &Path, has_plan: bool) -> Result<JobFile, ExecError> {
     let text = std::fs::read_to_string(job_file).map_err(|source| ExecError::Read {
         path: job_file.into(),
         source,
@@ -87,7 +137,7 @@ pub async fn run(
             .clone()
             .ok_or_else(|| ExecError::NotAClaim(job_file.into()))?,
     };
-    if let (Ok(Some(claimed)), None) = (&checked, &plan_from) {
+    if let (Ok(Some(claimed)), false) = (&checked, has_plan) {
         let applies_a_plan = claimed.job.job_type == JobType::Deploy;
         if let Some(plan_job_id) = claimed
             .job
@@ -101,27 +151,22 @@ pub async fn run(
             });
         }
     }
-    let out_dir = match out {
-        Some(dir) => dir,
-        None => {
-            crate::safe_name::check("the job id", &job_id).map_err(ExecError::UnsafeJobId)?;
-            PathBuf::from("tendril-out").join(&job_id)
-        }
-    };
-    let output_error = |source| ExecError::Output {
-        path: out_dir.clone(),
-        source,
-    };
-    crate::private_files::create_private_dir(&out_dir).map_err(output_error)?;
-    let terminal = TerminalLog::create(&out_dir.join("job.log")).map_err(output_error)?;
-    let log = JobLog::new(
-        Destination::Terminal(terminal),
-        settings.log_limit,
-        settings.progress_interval,
-    );
-    let report = Arc::new(LocalReport::new(&out_dir, plan_from, &job_row).map_err(output_error)?);
+    Ok(JobFile {
+        job_row,
+        checked,
+        job_id,
+    })
+}
 
-    let shutdown = Shutdown::listen(None).map_err(ExecError::Signals)?;
+/// Runs the checked job until it ends, stopping it on a signal or at the
+/// job timeout; the status it ends with.
+async fn run_job(
+    checked: Result<Option<ClaimedJob>, MalformedJob>,
+    settings: JobSettings,
+    report: Arc<LocalReport>,
+    log: JobLog,
+    shutdown: Shutdown,
+) -> StatusUpdate {
     let stop = JobStop::default();
     let job_timeout = settings.job_timeout;
     let services = JobServices::new(settings);
@@ -131,7 +176,7 @@ pub async fn run(
                 jobs::run(
                     claimed,
                     &services,
-                    Reporter::Local(report.clone()),
+                    Reporter::Local(report),
                     log.clone(),
                     &stop,
                 )
@@ -161,22 +206,8 @@ pub async fn run(
             }
         }
     };
-    let update = match outcome {
+    match outcome {
         Outcome::Report(update) => update,
         Outcome::Abandon(reason) => StatusUpdate::failed(format!("stopped: {reason:?}")),
-    };
-    let result = report.finish(&update).map_err(|source| ExecError::Output {
-        path: out_dir.clone(),
-        source,
-    })?;
-    eprintln!(
-        "{}: result in {}",
-        if update.status == JobStatus::Success {
-            "SUCCESS"
-        } else {
-            "FAILED"
-        },
-        result.display()
-    );
-    Ok(update.status == JobStatus::Success)
+    }
 }

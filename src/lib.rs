@@ -35,8 +35,8 @@
 //! # Layout
 //!
 //! - `agent`: `tendril start`: announce, claim, run one job at a time, drain.
+//! - `cli`: the command line (clap), resolved into `settings`; the binary's only.
 //! - `cloud`: cloud identities: credentials for a job and their checks.
-//! - `config`: settings from the command line and the environment.
 //! - `delivery`: what a job owes Trellis (log, progress, status), through the outbox.
 //! - `doctor`: `tendril doctor`, the operator's self-check of a worker.
 //! - `exec`: `tendril exec JOB_FILE`: one job from a file, no Trellis.
@@ -49,6 +49,7 @@
 //! - `safe_name`: names that become parts of paths and state keys.
 //! - `scaler`: `tendril scaler`, the ECS worker pool's scaler.
 //! - `secrets`: the register of secret values, and masking.
+//! - `settings`: the validated settings of a worker and of `tendril exec`.
 //! - `shutdown`: the shutdown signals (drain, then stop) the agent, exec and the scaler watch.
 //! - `telemetry`: Tendril's own log, masked.
 //! - `tools`: the tools Tendril runs, and the one place that starts processes.
@@ -58,8 +59,8 @@
 //! - `workspace`: a job's private workspace directory.
 
 pub mod agent;
+pub mod cli;
 pub mod cloud;
-pub mod config;
 pub mod delivery;
 pub mod doctor;
 pub mod exec;
@@ -72,6 +73,7 @@ pub mod report;
 pub mod safe_name;
 pub mod scaler;
 pub mod secrets;
+pub mod settings;
 pub mod shutdown;
 pub mod telemetry;
 pub mod tools;

@@ -17,6 +17,20 @@ use std::borrow::Cow;
 use std::fmt;
 use std::sync::{OnceLock, RwLock};
 
+/// Makes this process non-dumpable: no core dump of its memory, and no
+/// other process of the same user may trace it or read its memory or
+/// environment under `/proc` (where the worker token and the storage keys
+/// are). A tool it starts is dumpable again (`execve` resets the flag), and
+/// root still sees everything. Elsewhere than Linux, nothing.
+pub fn forbid_dumps() {
+    // SAFETY: PR_SET_DUMPABLE takes integers only and changes nothing but
+    // this process's dumpable flag.
+    #[cfg(target_os = "linux")]
+    unsafe {
+        libc::prctl(libc::PR_SET_DUMPABLE, 0, 0, 0, 0);
+    }
+}
+
 /// What a secret is replaced with.
 pub const MASK: &str = "***";
 
@@ -240,6 +254,14 @@ impl fmt::Debug for Secret {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[cfg(target_os = "linux")]
+    #[test]
+    fn the_process_is_no_longer_dumpable() {
+        forbid_dumps();
+        // SAFETY: PR_GET_DUMPABLE takes no pointers.
+        assert_eq!(unsafe { libc::prctl(libc::PR_GET_DUMPABLE, 0, 0, 0, 0) }, 0);
+    }
 
     #[test]
     fn registered_values_are_masked_until_the_guard_drops() {

@@ -7,8 +7,8 @@ use std::io::{self, IsTerminal, Write};
 use tracing_subscriber::fmt::MakeWriter;
 use tracing_subscriber::EnvFilter;
 
-use crate::config::{LogFormat, LogSettings};
 use crate::secrets;
+use crate::settings::{LogFormat, LogSettings};
 
 /// Writes to stderr through the mask. The formatter hands each event over
 /// in one write, so a secret is never split between two writes.

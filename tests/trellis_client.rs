@@ -7,10 +7,10 @@ use std::time::Duration;
 use crate::support::fake_trellis::FakeTrellis;
 use crate::support::http_fake::HttpFake;
 use serde_json::{json, Map, Value};
-use tendril::config::{AgentSettings, WorkerMode};
 use tendril::delivery::send::{send_progress, DeliveryError, DeliveryPolicy};
 use tendril::delivery::status_queue::StatusQueue;
 use tendril::secrets::Secret;
+use tendril::settings::{AgentSettings, WorkerMode};
 use tendril::trellis::client::{register, MAX_PLAN_ARTIFACT_BYTES};
 use tendril::trellis::retry::{retry, RetryPolicy};
 use tendril::trellis::{

@@ -20,10 +20,10 @@ mod timer;
 
 use std::time::Duration;
 
-use crate::config::AgentSettings;
 use crate::delivery::send::{send_terminal, DeliveryPolicy};
 use crate::delivery::{Backlog, Outbox};
 use crate::jobs::JobServices;
+use crate::settings::AgentSettings;
 use crate::shutdown::Shutdown;
 use crate::tools::process::supervisors;
 use crate::tools::versions::tool_versions;

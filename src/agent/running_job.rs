@@ -193,7 +193,7 @@ impl<'a> RunningJob<'a> {
         match claimed {
             Ok(claimed) => {
                 let services = &self.agent.services;
-                let reporter = self.report.reporter();
+                let reporter = crate::report::Reporter::Trellis(self.report.reporter());
                 jobs::run(claimed, services, reporter, self.log.clone(), &self.stop).await
             }
             Err(reason) => {

@@ -12,6 +12,7 @@ use serde_json::Value;
 
 use super::CloudError;
 use crate::secrets::{self, SecretGuard};
+use crate::settings::AzureEndpoints;
 
 const ARM_SCOPE: &str = "https://management.azure.com/.default";
 const JWT_BEARER: &str = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer";
@@ -21,13 +22,6 @@ fn azure_error(message: impl Into<String>) -> CloudError {
         provider: "azure",
         message: message.into(),
     }
-}
-
-/// Where Microsoft Entra and Resource Manager are.
-#[derive(Debug, Clone)]
-pub struct AzureEndpoints {
-    pub authority: String,
-    pub resource_manager: String,
 }
 
 /// An Azure identity with a Resource Manager token.

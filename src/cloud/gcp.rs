@@ -14,7 +14,6 @@
 pub mod wif_config;
 
 use std::collections::BTreeMap;
-use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
@@ -23,8 +22,8 @@ use serde_json::{json, Value};
 use tokio::sync::Mutex;
 
 use super::{CloudError, MIN_REMAINING};
-use crate::config::WorkerMode;
 use crate::secrets::{self, SecretGuard};
+use crate::settings::{GcpSettings, WorkerMode};
 use wif_config::{allowed_file, SubjectSource, TokenFormat, WifConfig};
 
 const CLOUD_PLATFORM: &str = "https://www.googleapis.com/auth/cloud-platform";
@@ -34,21 +33,6 @@ fn gcp_error(message: impl Into<String>) -> CloudError {
         provider: "gcp",
         message: message.into(),
     }
-}
-
-/// Where the Google APIs are, and what a `wif_config` may name.
-#[derive(Debug, Clone)]
-pub struct GcpSettings {
-    pub compute: String,
-    pub dns: String,
-    /// Hosts the token exchange and the impersonation may use besides
-    /// Google's own (for tests against a local fake only).
-    pub extra_allowed_hosts: Vec<String>,
-    /// Directories a self-hosted worker reads subject token files from.
-    pub credential_dirs: Vec<PathBuf>,
-    /// Hosts a self-hosted worker fetches subject tokens from, besides
-    /// loopback and the metadata servers.
-    pub credential_url_hosts: Vec<String>,
 }
 
 /// A Google access token, masked from the moment Tendril holds it until the

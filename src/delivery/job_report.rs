@@ -12,11 +12,11 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use super::outbox::{Outbox, OutboxEntry};
+use super::reporter::TrellisReporter;
 use super::send::{deliver_chunks, send_terminal, DeliveryError, DeliveryPolicy};
 use super::spool::Spool;
 use super::status_queue::StatusQueue;
 use crate::logs::Destination;
-use crate::report::{Reporter, TrellisReporter};
 use crate::trellis::{StatusUpdate, TrellisClient};
 
 /// What a job that was running when Tendril died is reported as.
@@ -60,12 +60,12 @@ impl JobReport {
         Destination::Trellis(self.spool.clone())
     }
 
-    pub fn reporter(&self) -> Reporter {
-        Reporter::Trellis(TrellisReporter {
+    pub fn reporter(&self) -> TrellisReporter {
+        TrellisReporter {
             statuses: self.statuses.clone(),
             client: self.client.clone(),
             retry_max_delay: self.retry_max_delay,
-        })
+        }
     }
 
     /// Delivers logs and progress while the job runs, and after

@@ -26,7 +26,7 @@ use std::time::{Duration, Instant};
 use tokio::sync::Notify;
 
 use super::outbox::OutboxEntry;
-use crate::logs::MAX_CHUNK_BYTES;
+use crate::logs::{LineSink, MAX_CHUNK_BYTES};
 use crate::private_files::{sync_dir, write_private_file};
 use crate::trellis::{LogChunk, StreamType};
 
@@ -132,6 +132,13 @@ impl OpenChunk {
                 Err(error)
             }
         }
+    }
+}
+
+/// The job's log writes its lines here.
+impl LineSink for Spool {
+    fn push(&self, stream: StreamType, line: &str) {
+        Spool::push(self, stream, line);
     }
 }
 

@@ -6,7 +6,7 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
-use crate::config::{JobSettings, WorkerMode};
+use crate::settings::{JobSettings, WorkerMode};
 use crate::tools::versions::MISSING;
 use crate::units::format_size;
 use crate::work_dir::{free_space, ready_for_a_job};

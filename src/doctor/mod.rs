@@ -12,29 +12,24 @@ mod settings;
 
 use std::process::ExitCode;
 
-use clap::Args;
-
-use crate::config::StartArgs;
+use crate::settings::{AgentSettings, ConfigError, JobSettings};
 use crate::tools::versions::tool_versions;
 
 use report::{Check, Report};
 
-#[derive(Debug, Args)]
-pub struct DoctorArgs {
-    /// Print one JSON document (for machines) instead of a line per check.
-    #[arg(long)]
-    pub json: bool,
-    #[command(flatten)]
-    pub start: StartArgs,
-}
-
-/// Runs every check, prints the report, and returns the exit code: 2 when
-/// a setting is missing or invalid, 1 when a check the mode needs failed.
-pub async fn run(args: DoctorArgs) -> ExitCode {
-    let report = checks(&args.start).await;
+/// Runs every check on the settings `start` would resolve (`job`, and
+/// `agent` with the job's mode), prints the report (`json`: one JSON
+/// document), and returns the exit code: 2 when a setting is missing or
+/// invalid, 1 when a check the mode needs failed.
+pub async fn run(
+    json: bool,
+    job: Result<JobSettings, ConfigError>,
+    agent: Result<AgentSettings, ConfigError>,
+) -> ExitCode {
+    let report = checks(settings::resolve(job, agent)).await;
     print!(
         "{}",
-        match args.json {
+        match json {
             true => report.json(),
             false => report.text(),
         }
@@ -42,8 +37,7 @@ pub async fn run(args: DoctorArgs) -> ExitCode {
     ExitCode::from(report.exit_code())
 }
 
-async fn checks(args: &StartArgs) -> Report {
-    let resolved = settings::resolve(args);
+async fn checks(resolved: settings::Resolved) -> Report {
     let job = resolved.job.as_ref();
     let path = std::env::var("PATH").unwrap_or_default();
     let trellis = async {

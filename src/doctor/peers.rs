@@ -9,8 +9,8 @@ use std::time::Duration;
 use serde_json::Value;
 
 use crate::cloud::aws::ambient_caller_identity;
-use crate::config::{AgentSettings, JobSettings, StateStorage, WorkerMode};
 use crate::jobs::stack_inputs::STATE_BUCKET;
+use crate::settings::{AgentSettings, JobSettings, StateStorage, WorkerMode};
 use crate::trellis::{TrellisClient, TrellisError};
 
 use super::report::{Check, Mark};

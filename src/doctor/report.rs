@@ -4,8 +4,8 @@
 
 use serde::Serialize;
 
-use crate::config::WorkerMode;
 use crate::secrets::mask;
+use crate::settings::WorkerMode;
 
 /// How a check came out.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]

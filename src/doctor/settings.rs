@@ -1,10 +1,11 @@
-//! The settings check of `tendril doctor`: the resolution `tendril start`
-//! does (job settings, worker settings, the Trellis URL, the state-backend
-//! rule and the ECS shutdown budget), keeping whatever did resolve so the
-//! other checks can still run.
+//! The settings check of `tendril doctor`: the checks `tendril start` does
+//! on its resolved settings (job settings, worker settings, the Trellis URL,
+//! the state-backend rule and the ECS shutdown budget), keeping whatever did
+//! resolve so the other checks can still run.
 
-use crate::config::{
-    check_state_backend, shutdown_budget_warning, AgentSettings, JobSettings, StartArgs, WorkerMode,
+use crate::settings::{
+    check_state_backend, shutdown_budget_warning, AgentSettings, ConfigError, JobSettings,
+    WorkerMode,
 };
 use crate::trellis::TrellisClient;
 
@@ -35,21 +36,17 @@ impl Resolved {
     }
 }
 
-/// Resolves the settings as `start` does, collecting every problem instead
+/// Checks the settings as `start` does, collecting every problem instead
 /// of stopping at the first.
-pub fn resolve(args: &StartArgs) -> Resolved {
+pub fn resolve(
+    job: Result<JobSettings, ConfigError>,
+    agent: Result<AgentSettings, ConfigError>,
+) -> Resolved {
     let mut problems = Vec::new();
     let mut warnings = Vec::new();
-    let job = args
-        .job
-        .resolve()
-        .map_err(|error| problems.push(error.to_string()))
-        .ok();
-    let mode = job.as_ref().map_or(WorkerMode::SelfHosted, |job| job.mode);
-    let agent = args
-        .resolve(mode)
-        .map_err(|error| problems.push(error.to_string()))
-        .ok();
+    let job = job.map_err(|error| problems.push(error.to_string())).ok();
+    let mode = job.as_ref().map_or(WorkerMode::default(), |job| job.mode);
+    let agent = agent.map_err(|error| problems.push(error.to_string())).ok();
     let client = agent.as_ref().and_then(|agent| {
         TrellisClient::new(agent)
             .map_err(|error| problems.push(format!("TRELLIS_URL (--trellis-url): {error}")))

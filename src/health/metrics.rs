@@ -2,13 +2,14 @@
 //! the few facts the health check reads: when Trellis last answered, the
 //! job running now, whether the worker drains.
 //!
-//! One process-wide set, like the secrets register: the Trellis client,
-//! the job log, the backlog and the agent record into it from wherever they
-//! are, and the health listener reads it. Recording is a few atomic
+//! One process-wide set, like the secrets register: the job log, the
+//! backlog and the agent record into it from wherever they are, and the
+//! health listener reads it. The Trellis client keeps its own record of
+//! contact (`trellis::contact`), exported here beside the rest. Recording is a few atomic
 //! operations; nothing here blocks.
 
 use std::sync::{Mutex, OnceLock};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
@@ -16,6 +17,8 @@ use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
 use prometheus_client::registry::Registry;
+
+use crate::trellis::contact::contact;
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct JobLabels {
@@ -26,12 +29,6 @@ struct JobLabels {
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct JobTypeLabel {
     job_type: String,
-}
-
-#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-struct RequestLabels {
-    endpoint: String,
-    code: String,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -68,12 +65,9 @@ pub struct Metrics {
     durations: Family<JobTypeLabel, Histogram>,
     busy: Gauge,
     draining: Gauge,
-    requests: Family<RequestLabels, Counter>,
-    last_contact_timestamp: Gauge<f64, std::sync::atomic::AtomicU64>,
     log_bytes: Counter,
     log_lines: Counter,
     outbox_entries: Gauge,
-    last_contact: Mutex<Option<Instant>>,
     current_job: Mutex<Option<String>>,
 }
 
@@ -107,18 +101,7 @@ impl Metrics {
             "1 once the worker drains",
             draining.clone(),
         );
-        let requests = Family::<RequestLabels, Counter>::default();
-        registry.register(
-            "tendril_trellis_requests",
-            "Requests to Trellis, by endpoint and HTTP status (error: no answer)",
-            requests.clone(),
-        );
-        let last_contact_timestamp = Gauge::<f64, std::sync::atomic::AtomicU64>::default();
-        registry.register(
-            "tendril_trellis_last_contact_timestamp_seconds",
-            "When Trellis last answered a request successfully (Unix time)",
-            last_contact_timestamp.clone(),
-        );
+        contact().register(&mut registry);
         let log_bytes = Counter::default();
         registry.register(
             "tendril_log_bytes",
@@ -150,12 +133,9 @@ impl Metrics {
             durations,
             busy,
             draining,
-            requests,
-            last_contact_timestamp,
             log_bytes,
             log_lines,
             outbox_entries,
-            last_contact: Mutex::new(None),
             current_job: Mutex::new(None),
         }
     }
@@ -168,27 +148,9 @@ impl Metrics {
         text
     }
 
-    /// A request to Trellis got an answer with `status` (`None`: none).
-    pub fn trellis_request(&self, endpoint: &str, status: Option<u16>, succeeded: bool) {
-        let code = status.map_or_else(|| "error".to_string(), |s| s.to_string());
-        self.requests
-            .get_or_create(&RequestLabels {
-                endpoint: endpoint.to_string(),
-                code,
-            })
-            .inc();
-        if succeeded {
-            *lock(&self.last_contact) = Some(Instant::now());
-            let now = SystemTime::now()
-                .duration_since(UNIX_EPOCH)
-                .unwrap_or_default();
-            self.last_contact_timestamp.set(now.as_secs_f64());
-        }
-    }
-
     /// How long ago Trellis last answered successfully.
     pub fn since_last_contact(&self) -> Option<Duration> {
-        lock(&self.last_contact).map(|at| at.elapsed())
+        contact().since_last_contact()
     }
 
     /// A job log line of `bytes` (after masking).

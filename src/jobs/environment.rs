@@ -13,7 +13,7 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
-use crate::config::{JobSettings, WorkerMode};
+use crate::settings::{JobSettings, WorkerMode};
 use crate::workspace::Workspace;
 
 /// Network settings every tool needs as much as Tendril does.
@@ -189,7 +189,7 @@ pub fn uses_ambient_credentials(mode: WorkerMode, has_identity: bool) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::JobArgs;
+    use crate::cli::JobArgs;
     use clap::Parser;
 
     #[derive(Parser)]

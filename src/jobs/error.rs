@@ -1,6 +1,7 @@
 //! Why a job failed, in words for the person who reads it in Trellis.
 
 use crate::cloud::CloudError;
+use crate::report::ReportError;
 use crate::secrets::mask;
 use crate::tools::ToolError;
 use crate::trellis::TrellisError;
@@ -42,6 +43,17 @@ impl From<ToolError> for JobError {
         match error {
             ToolError::Stopped { .. } => JobError::Stopped,
             other => JobError::Tool(other),
+        }
+    }
+}
+
+/// A report or fetch that failed fails the job in the same words.
+impl From<ReportError> for JobError {
+    fn from(error: ReportError) -> Self {
+        match error {
+            ReportError::Trellis(error) => JobError::Trellis(error),
+            ReportError::Invalid(message) => JobError::Invalid(message),
+            ReportError::Io(message) => JobError::Io(message),
         }
     }
 }

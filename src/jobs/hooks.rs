@@ -21,63 +21,13 @@ use std::process::ExitStatus;
 use std::time::Duration;
 
 use super::{JobContext, JobError};
-use crate::config::{positive_duration, ConfigError};
 use crate::private_files::write_private_file;
 use crate::tools::process::describe_status;
 use crate::tools::{self, ToolCommand, ToolError, ToolOutput};
 use crate::units::format_duration;
 
-/// The longest `TENDRIL_HOOK_TIMEOUT` (the HCP Terraform agent's bound too).
-const MAX_TIMEOUT: Duration = Duration::from_secs(600);
 /// The file, in the job's workspace, a hook writes variables to.
 const ENV_FILE: &str = "hook.env";
-
-/// Where the hooks are and how long one may run.
-#[derive(Debug, Clone)]
-pub struct HookSettings {
-    /// The hooks directory, absolute; none: no hooks.
-    pub dir: Option<PathBuf>,
-    pub timeout: Duration,
-}
-
-impl HookSettings {
-    /// `TENDRIL_HOOKS_DIR` must be a directory (an operator who names one
-    /// wants to hear about a typo at start-up, not find no hook ran), and
-    /// `TENDRIL_HOOK_TIMEOUT` above zero and at most 10 minutes.
-    pub fn resolve(
-        dir: &Option<PathBuf>,
-        timeout: &Option<String>,
-    ) -> Result<HookSettings, ConfigError> {
-        const TIMEOUT: &str = "TENDRIL_HOOK_TIMEOUT (--hook-timeout)";
-        let timeout = positive_duration(TIMEOUT, timeout, Duration::from_secs(60))?;
-        if timeout > MAX_TIMEOUT {
-            return Err(ConfigError::new(
-                TIMEOUT,
-                format!(
-                    "{} is longer than the {} a hook may take",
-                    format_duration(timeout),
-                    format_duration(MAX_TIMEOUT)
-                ),
-            ));
-        }
-        let dir = match dir {
-            None => None,
-            Some(dir) => Some(hooks_dir(dir)?),
-        };
-        Ok(HookSettings { dir, timeout })
-    }
-}
-
-fn hooks_dir(dir: &Path) -> Result<PathBuf, ConfigError> {
-    let problem = |text: String| ConfigError::new("TENDRIL_HOOKS_DIR (--hooks-dir)", text);
-    let absolute = dir
-        .canonicalize()
-        .map_err(|error| problem(format!("cannot use {}: {error}", dir.display())))?;
-    if !absolute.is_dir() {
-        return Err(problem(format!("{} is not a directory", dir.display())));
-    }
-    Ok(absolute)
-}
 
 /// The moments a hook runs at.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -383,45 +333,6 @@ mod tests {
             ended(ExitStatus::from_raw(libc::SIGKILL)),
             "killed by SIGKILL, signal 9"
         );
-    }
-
-    #[test]
-    fn the_timeout_is_above_zero_and_at_most_ten_minutes() {
-        let timeout = |text: &str| HookSettings::resolve(&None, &Some(text.into()));
-        assert_eq!(timeout("10m").unwrap().timeout, MAX_TIMEOUT);
-        assert_eq!(
-            HookSettings::resolve(&None, &None).unwrap().timeout,
-            Duration::from_secs(60)
-        );
-        let error = timeout("601s").unwrap_err().to_string();
-        assert_eq!(
-            error,
-            "TENDRIL_HOOK_TIMEOUT (--hook-timeout): 10m1s is longer than the 10m a hook may take"
-        );
-        assert!(timeout("0s").is_err());
-    }
-
-    #[test]
-    fn the_hooks_dir_must_be_an_existing_directory() {
-        let dir = scratch("dir");
-        let resolved = HookSettings::resolve(&Some(dir.clone()), &None).unwrap();
-        assert_eq!(resolved.dir, Some(dir.canonicalize().unwrap()));
-        let missing = dir.join("missing");
-        let error = HookSettings::resolve(&Some(missing), &None)
-            .unwrap_err()
-            .to_string();
-        assert!(
-            error.starts_with("TENDRIL_HOOKS_DIR (--hooks-dir): cannot use ")
-                && error.contains("missing"),
-            "{error}"
-        );
-        let file = dir.join("file");
-        std::fs::write(&file, "").unwrap();
-        let error = HookSettings::resolve(&Some(file), &None)
-            .unwrap_err()
-            .to_string();
-        assert!(error.ends_with("file is not a directory"), "{error}");
-        std::fs::remove_dir_all(dir).unwrap();
     }
 
     #[test]

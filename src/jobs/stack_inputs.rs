@@ -11,8 +11,8 @@ use serde_json::{Map, Value};
 
 use super::snapshot::setting;
 use super::JobError;
-use crate::config::StateStorage;
 use crate::private_files::{create_private_dir, write_private_file};
+use crate::settings::StateStorage;
 use crate::workspace::Workspace;
 
 /// The bucket that holds every vine's and worker's state.

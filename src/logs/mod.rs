@@ -19,10 +19,16 @@ pub const MAX_CHUNK_BYTES: usize = 64 * 1024;
 /// The longest line: a longer one is split, on a character boundary.
 pub const MAX_LINE_BYTES: usize = MAX_CHUNK_BYTES - 1;
 
+/// What takes a job's framed, masked lines on their way to Trellis (the
+/// job's durable spool, which delivery implements).
+pub trait LineSink: Send + Sync {
+    fn push(&self, stream: StreamType, line: &str);
+}
+
 /// Where a job's lines go once they are framed and masked.
 pub enum Destination {
     /// To Trellis, through the job's durable spool.
-    Trellis(Arc<crate::delivery::spool::Spool>),
+    Trellis(Arc<dyn LineSink>),
     /// To the terminal and a file, for `tendril exec`.
     Terminal(terminal::TerminalLog),
 }
@@ -151,7 +157,7 @@ impl JobLog {
     }
 
     /// Runs for the life of the job: whenever the job has been silent for
-    /// the progress interval, logs "still running: <phase>, <elapsed>", so
+    /// the progress interval, logs `still running: <phase>, <elapsed>`, so
     /// that Trellis never takes a quiet job for a dead one.
     pub async fn keep_alive(&self) {
         loop {

@@ -9,7 +9,7 @@ use std::sync::Mutex;
 
 use serde_json::{json, Map, Value};
 
-use crate::jobs::JobError;
+use super::ReportError;
 use crate::private_files::write_private_file;
 use crate::trellis::StatusUpdate;
 
@@ -22,11 +22,11 @@ pub struct LocalReport {
     metadata: Mutex<Map<String, Value>>,
 }
 
-fn read_json(path: &Path) -> Result<Value, JobError> {
+fn read_json(path: &Path) -> Result<Value, ReportError> {
     let bytes = std::fs::read(path)
-        .map_err(|e| JobError::io(&format!("cannot read {}", path.display()), e))?;
+        .map_err(|e| ReportError::io(&format!("cannot read {}", path.display()), e))?;
     serde_json::from_slice(&bytes)
-        .map_err(|e| JobError::Invalid(format!("{} is not JSON: {e}", path.display())))
+        .map_err(|e| ReportError::Invalid(format!("{} is not JSON: {e}", path.display())))
 }
 
 impl LocalReport {
@@ -56,13 +56,13 @@ impl LocalReport {
             .extend(metadata);
     }
 
-    pub fn save_plan(&self, job_id: &str, plan: &[u8]) -> Result<String, JobError> {
+    pub fn save_plan(&self, job_id: &str, plan: &[u8]) -> Result<String, ReportError> {
         write_private_file(&self.out_dir.join(PLAN_FILE), plan)
-            .map_err(|e| JobError::io("cannot write the plan artifact", e))?;
+            .map_err(|e| ReportError::io("cannot write the plan artifact", e))?;
         Ok(format!("{job_id}/{PLAN_FILE}"))
     }
 
-    fn plan_dir(&self, plan_job_id: &str) -> Result<Option<&Path>, JobError> {
+    fn plan_dir(&self, plan_job_id: &str) -> Result<Option<&Path>, ReportError> {
         let Some(dir) = self.plan_from.as_deref() else {
             return Ok(None);
         };
@@ -76,18 +76,18 @@ impl LocalReport {
         &self,
         worker_id: &str,
         metadata: &Map<String, Value>,
-    ) -> Result<(), JobError> {
+    ) -> Result<(), ReportError> {
         let record = json!({"worker_id": worker_id, "metadata": metadata});
         write_private_file(
             &self.out_dir.join("worker-metadata.json"),
             record.to_string().as_bytes(),
         )
-        .map_err(|e| JobError::io("cannot write worker-metadata.json", e))
+        .map_err(|e| ReportError::io("cannot write worker-metadata.json", e))
     }
 
     /// The PLAN job's row as Trellis would hold it: the row it ran with,
     /// with the status it ended with.
-    pub fn planned_job(&self, plan_job_id: &str) -> Result<Option<Value>, JobError> {
+    pub fn planned_job(&self, plan_job_id: &str) -> Result<Option<Value>, ReportError> {
         let Some(dir) = self.plan_dir(plan_job_id)? else {
             return Ok(None);
         };
@@ -98,7 +98,7 @@ impl LocalReport {
         Ok(Some(row))
     }
 
-    pub fn planned_artifact(&self, plan_job_id: &str) -> Result<Option<Vec<u8>>, JobError> {
+    pub fn planned_artifact(&self, plan_job_id: &str) -> Result<Option<Vec<u8>>, ReportError> {
         let Some(dir) = self.plan_dir(plan_job_id)? else {
             return Ok(None);
         };

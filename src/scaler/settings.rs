@@ -11,8 +11,9 @@ use clap::{ArgAction, Args, ValueEnum};
 use serde::Deserialize;
 use url::Url;
 
-use crate::config::{list, positive_duration, secret_from_env, ConfigError};
 use crate::secrets::Secret;
+use crate::settings::read::{list, positive_duration, secret_from_env};
+use crate::settings::{secure_url, ConfigError};
 
 /// The header a Function URL call carries the shared secret in.
 pub const SECRET_HEADER: &str = "x-tendril-scaler-secret";
@@ -23,10 +24,14 @@ pub struct ScalerArgs {
     /// The interval is then not used.
     #[arg(long)]
     pub once: bool,
-    /// Time between two passes when not on Lambda and not --once
-    /// [default: 60s].
-    #[arg(long, env = "TENDRIL_SCALER_INTERVAL", value_name = "DURATION")]
-    pub interval: Option<String>,
+    /// Time between two passes when not on Lambda and not --once.
+    #[arg(
+        long,
+        env = "TENDRIL_SCALER_INTERVAL",
+        value_name = "DURATION",
+        default_value = "60s"
+    )]
+    pub interval: String,
     /// Base URL of the Supabase project whose provision_jobs are counted.
     /// The service-role key is read from SUPABASE_SERVICE_ROLE_KEY, the file
     /// named by SUPABASE_SERVICE_ROLE_KEY_FILE, or the Secrets Manager secret
@@ -43,15 +48,25 @@ pub struct ScalerArgs {
     #[arg(long, env = "WORKERS", value_name = "JSON")]
     pub workers: Option<String>,
     /// How long a worker stays idle (since its service's tendril:idle-since
-    /// tag) before its service is scaled to 0 [default: 5m].
-    #[arg(long, env = "TENDRIL_SCALER_IDLE_TIME", value_name = "DURATION")]
-    pub idle_time: Option<String>,
+    /// tag) before its service is scaled to 0.
+    #[arg(
+        long,
+        env = "TENDRIL_SCALER_IDLE_TIME",
+        value_name = "DURATION",
+        default_value = "5m"
+    )]
+    pub idle_time: String,
     /// How long a service may want a task without running one (since its
     /// tendril:starting-since tag or its newest deployment) before it is
     /// "not starting": it no longer counts as capacity for waiting jobs and
-    /// is reported [default: 5m].
-    #[arg(long, env = "TENDRIL_SCALER_STARTUP_BUDGET", value_name = "DURATION")]
-    pub startup_budget: Option<String>,
+    /// is reported.
+    #[arg(
+        long,
+        env = "TENDRIL_SCALER_STARTUP_BUDGET",
+        value_name = "DURATION",
+        default_value = "5m"
+    )]
+    pub startup_budget: String,
     /// Call rpc/recover_stale_jobs before counting, in every full pass
     /// (`--recover-stale-jobs false` or TENDRIL_SCALER_RECOVER_STALE_JOBS=false
     /// turns it off).
@@ -68,16 +83,26 @@ pub struct ScalerArgs {
     pub recover_stale_jobs: bool,
     /// On Lambda: a Function URL call without the secret header (Trellis's
     /// bare ping) runs a scale-up-only pass at most once in this time; a
-    /// ping within it answers 202 and runs none [default: 10s].
-    #[arg(long, env = "TENDRIL_SCALER_PING_INTERVAL", value_name = "DURATION")]
-    pub ping_interval: Option<String>,
+    /// ping within it answers 202 and runs none.
+    #[arg(
+        long,
+        env = "TENDRIL_SCALER_PING_INTERVAL",
+        value_name = "DURATION",
+        default_value = "10s"
+    )]
+    pub ping_interval: String,
     /// How a Function URL call is authenticated: `secret` (with an
     /// x-tendril-scaler-secret header equal to TENDRIL_SCALER_SECRET it runs
     /// a full pass, without the header a scale-up-only pass, with a wrong
     /// one nothing) or `aws-iam` (the URL itself uses AWS_IAM auth and
-    /// every call runs a full pass) [default: secret].
-    #[arg(long, env = "TENDRIL_SCALER_URL_AUTH", value_enum)]
-    pub url_auth: Option<UrlAuthMode>,
+    /// every call runs a full pass).
+    #[arg(
+        long,
+        env = "TENDRIL_SCALER_URL_AUTH",
+        value_enum,
+        default_value_t = UrlAuthMode::Secret
+    )]
+    pub url_auth: UrlAuthMode,
     /// Allow plain http:// to a Supabase host other than loopback.
     #[arg(long, env = "TENDRIL_ALLOW_INSECURE_HTTP")]
     pub allow_insecure_http: bool,
@@ -132,9 +157,8 @@ impl ScalerArgs {
             .as_deref()
             .filter(|url| !url.trim().is_empty())
             .ok_or_else(|| ConfigError::new("SUPABASE_URL (--supabase-url)", "is required"))?;
-        let supabase_url =
-            crate::trellis::client::secure_url(supabase_url.trim(), self.allow_insecure_http)
-                .map_err(|e| ConfigError::new("SUPABASE_URL (--supabase-url)", e.to_string()))?;
+        let supabase_url = secure_url(supabase_url.trim(), self.allow_insecure_http)
+            .map_err(|problem| ConfigError::new("SUPABASE_URL (--supabase-url)", problem))?;
         let service_role_key = secret("SUPABASE_SERVICE_ROLE_KEY")
             .await?
             .ok_or_else(|| {
@@ -155,30 +179,23 @@ impl ScalerArgs {
             idle_time: positive_duration(
                 "TENDRIL_SCALER_IDLE_TIME (--idle-time)",
                 &self.idle_time,
-                Duration::from_secs(300),
             )?,
             startup_budget: positive_duration(
                 "TENDRIL_SCALER_STARTUP_BUDGET (--startup-budget)",
                 &self.startup_budget,
-                Duration::from_secs(300),
             )?,
             recover_stale_jobs: self.recover_stale_jobs,
-            interval: positive_duration(
-                "TENDRIL_SCALER_INTERVAL (--interval)",
-                &self.interval,
-                Duration::from_secs(60),
-            )?,
+            interval: positive_duration("TENDRIL_SCALER_INTERVAL (--interval)", &self.interval)?,
             ping_interval: positive_duration(
                 "TENDRIL_SCALER_PING_INTERVAL (--ping-interval)",
                 &self.ping_interval,
-                Duration::from_secs(10),
             )?,
         })
     }
 
     /// How Function URL calls are let in (needed on Lambda only).
     pub async fn url_auth(&self) -> Result<UrlAuth, ConfigError> {
-        match self.url_auth.unwrap_or(UrlAuthMode::Secret) {
+        match self.url_auth {
             UrlAuthMode::AwsIam => Ok(UrlAuth::AwsIam),
             UrlAuthMode::Secret => match secret("TENDRIL_SCALER_SECRET").await? {
                 Some(shared) => Ok(UrlAuth::SharedSecret(shared)),

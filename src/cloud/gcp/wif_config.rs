@@ -22,9 +22,9 @@ use std::path::{Component, Path, PathBuf};
 use reqwest::Url;
 use serde_json::Value;
 
-use super::{gcp_error, GcpSettings};
+use super::gcp_error;
 use crate::cloud::CloudError;
-use crate::config::WorkerMode;
+use crate::settings::{GcpSettings, WorkerMode};
 
 /// The only host that may receive a subject token.
 const TOKEN_HOST: &str = "sts.googleapis.com";

@@ -1,0 +1,113 @@
+//! The Trellis side of a running job's reporting (the `Trellis` arm of
+//! `report::Reporter`): progress goes into the job's ordered status queue;
+//! the plan artifact, another job's row, the git token and the workers a
+//! job deploys are asked of Trellis, a few times before the job fails.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde_json::{Map, Value};
+
+use super::status_queue::StatusQueue;
+use crate::secrets::MaskedSecret;
+use crate::settings::WorkerMode;
+use crate::trellis::retry::{retry, RetryPolicy};
+use crate::trellis::{JobStatus, Registration, StatusUpdate, TrellisClient, TrellisError};
+
+/// Attempts of an artifact or job read before the job fails.
+const FETCH_ATTEMPTS: u32 = 5;
+
+/// Reports one running job to Trellis.
+#[derive(Clone)]
+pub struct TrellisReporter {
+    pub statuses: Arc<StatusQueue>,
+    pub client: TrellisClient,
+    pub retry_max_delay: Duration,
+}
+
+impl TrellisReporter {
+    /// Queues a PROCESSING update carrying `metadata`.
+    pub fn progress(&self, metadata: Map<String, Value>) {
+        self.statuses.push(StatusUpdate {
+            status: JobStatus::Processing,
+            error_message: None,
+            execution_metadata: Some(metadata),
+        });
+    }
+
+    fn policy(&self) -> RetryPolicy {
+        RetryPolicy {
+            max_attempts: Some(FETCH_ATTEMPTS),
+            ..RetryPolicy::until_accepted(self.retry_max_delay)
+        }
+    }
+
+    /// Stores a job's binary plan; returns its key.
+    pub async fn upload_plan_artifact(
+        &self,
+        job_id: &str,
+        plan: Vec<u8>,
+    ) -> Result<String, TrellisError> {
+        retry(self.policy(), "uploading the plan", || {
+            self.client.upload_plan_artifact(job_id, plan.clone())
+        })
+        .await
+    }
+
+    /// The binary plan of a PLAN job, if it has one.
+    pub async fn plan_artifact(&self, plan_job_id: &str) -> Result<Option<Vec<u8>>, TrellisError> {
+        retry(self.policy(), "downloading the plan", || {
+            self.client.download_plan_artifact(plan_job_id)
+        })
+        .await
+    }
+
+    /// Replaces a worker's metadata.
+    pub async fn replace_worker_metadata(
+        &self,
+        worker_id: &str,
+        metadata: &Map<String, Value>,
+    ) -> Result<(), TrellisError> {
+        retry(self.policy(), "recording the worker's metadata", || {
+            self.client.replace_worker_metadata(worker_id, metadata)
+        })
+        .await
+    }
+
+    /// Registers a new cloud-hosted worker; returns its id and token.
+    pub async fn register_worker(
+        &self,
+        secret: &str,
+        name: &str,
+    ) -> Result<Registration, TrellisError> {
+        retry(self.policy(), "registering the worker", || {
+            self.client
+                .register_worker(secret, name, WorkerMode::CloudHosted)
+        })
+        .await
+    }
+
+    /// Deletes a worker's registration.
+    pub async fn delete_worker(&self, worker_id: &str) -> Result<(), TrellisError> {
+        retry(self.policy(), "deleting the worker's registration", || {
+            self.client.delete_worker(worker_id)
+        })
+        .await
+    }
+
+    /// The job's GitOps token, masked; `None` when Trellis has none.
+    pub async fn git_token(&self, job_id: &str) -> Result<Option<MaskedSecret>, TrellisError> {
+        retry(self.policy(), "fetching the git token", || {
+            self.client.git_token(job_id)
+        })
+        .await
+    }
+
+    /// Another job's row, if it exists.
+    pub async fn job_row(&self, job_id: &str) -> Result<Option<Value>, TrellisError> {
+        retry(self.policy(), "reading the plan job", || {
+            self.client.get_job(job_id)
+        })
+        .await
+    }
+}

@@ -1,0 +1,61 @@
+//! How a call to Trellis failed: [`TrellisError`], which says whether the
+//! same request may succeed later.
+
+#[derive(Debug, thiserror::Error)]
+pub enum TrellisError {
+    #[error("Trellis rejected the worker ID or token: {0}")]
+    Unauthorized(String),
+    #[error("the job is no longer this worker's: {0}")]
+    JobGone(String),
+    #[error("Trellis refused the request (HTTP {status}): {message}")]
+    Rejected { status: u16, message: String },
+    #[error("Trellis is unavailable (HTTP {status}): {message}")]
+    Unavailable { status: u16, message: String },
+    #[error("cannot reach Trellis: {0}")]
+    Transport(String),
+    #[error("unexpected answer from Trellis: {0}")]
+    InvalidResponse(String),
+    #[error("the plan artifact is {0} bytes, over the 52,428,800 bytes (50 MiB) Trellis accepts")]
+    ArtifactTooLarge(usize),
+    #[error("a claimed job could not be run: {problem}")]
+    UnreadableJob {
+        problem: String,
+        /// The job's id, when it could be read (so that it can be failed).
+        job_id: Option<String>,
+    },
+    /// No connection to Trellis could be made: the request was not sent,
+    /// and may be sent again.
+    #[error("cannot reach Trellis (the request was not sent): {0}")]
+    Unsent(String),
+    /// The request cannot be made as given (a bad URL, a secret that is no
+    /// header value): it was never sent, and never will be.
+    #[error("the request to Trellis was not sent: {0}")]
+    Unsendable(String),
+    #[error("{what} is larger than {limit} bytes, which Tendril does not read ({setting})")]
+    TooLarge {
+        what: &'static str,
+        limit: usize,
+        setting: &'static str,
+        /// The claimed job's id, when it could be read from the start of the
+        /// answer (so that the job can still be failed).
+        job_id: Option<String>,
+    },
+    #[error(
+        "Trellis answered HTTP {status}, a redirect to {location}: a request carrying credentials never follows \
+         one (if Trellis moved, point TRELLIS_URL at its new address)"
+    )]
+    Redirected { status: u16, location: String },
+}
+
+impl TrellisError {
+    /// Whether the same request may succeed later.
+    pub fn is_transient(&self) -> bool {
+        matches!(
+            self,
+            TrellisError::Unavailable { .. }
+                | TrellisError::Transport(_)
+                | TrellisError::Unsent(_)
+                | TrellisError::InvalidResponse(_)
+        )
+    }
+}
