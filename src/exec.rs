@@ -6,14 +6,14 @@
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use crate::agent::shutdown::Shutdown;
 use crate::jobs::{self, JobServices, JobStop, Outcome, StopReason};
 use crate::logs::terminal::TerminalLog;
 use crate::logs::{Destination, JobLog};
 use crate::report::local::LocalReport;
 use crate::report::Reporter;
 use crate::settings::JobSettings;
-use crate::trellis::{Claim, ClaimedJob, JobStatus, MalformedJob, StatusUpdate};
+use crate::shutdown::Shutdown;
+use crate::trellis::{Claim, ClaimedJob, JobStatus, JobType, MalformedJob, StatusUpdate};
 
 /// Why `exec` could not even start the job (exit 2).
 #[derive(Debug, thiserror::Error)]
@@ -138,7 +138,7 @@ fn read_job_file(job_file: &Path, has_plan: bool) -> Result<JobFile, ExecError> 
             .ok_or_else(|| ExecError::NotAClaim(job_file.into()))?,
     };
     if let (Ok(Some(claimed)), false) = (&checked, has_plan) {
-        let applies_a_plan = claimed.job.job_type.eq_ignore_ascii_case("DEPLOY");
+        let applies_a_plan = claimed.job.job_type == JobType::Deploy;
         if let Some(plan_job_id) = claimed
             .job
             .plan_job_id

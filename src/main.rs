@@ -6,11 +6,12 @@ use std::process::ExitCode;
 
 use clap::Parser;
 
-use tendril::agent::{shutdown::Shutdown, Agent, Exit};
+use tendril::agent::{Agent, Exit};
 use tendril::cli::{Cli, Command};
 use tendril::delivery::Outbox;
 use tendril::jobs::JobServices;
 use tendril::settings::{check_state_backend, shutdown_budget_warning};
+use tendril::shutdown::Shutdown;
 use tendril::tools::versions::tool_versions;
 use tendril::trellis::TrellisClient;
 use tendril::work_dir::{Hold, WorkDirLock};

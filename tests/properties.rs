@@ -301,7 +301,7 @@ mod claim {
                 .map_err(|e| TestCaseError::fail(format!("refused: {}", e.reason)))?
                 .expect("a job");
             prop_assert_eq!(claimed.job.id, id);
-            prop_assert_eq!(&claimed.job.job_type, &job_type);
+            prop_assert_eq!(claimed.job.job_type.as_str(), job_type.as_str());
             prop_assert_eq!(claimed.identity.is_some(), !identity.is_null());
             let known = JobType::parse(&job_type);
             prop_assert_eq!(known.is_some(), JOB_TYPES[..9].contains(&job_type.as_str()));

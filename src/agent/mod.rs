@@ -8,31 +8,31 @@
 //! shutdown. Any of them can stop the job; the first reason given decides
 //! what is reported.
 
+//!
+//! The steps live in submodules: `poll` is the claim loop, `running_job`
+//! one claimed job from its acceptance to its last delivery.
+
 pub mod heartbeat;
+mod poll;
 pub mod protection;
-pub mod shutdown;
+mod running_job;
 mod timer;
 
 use std::time::Duration;
 
-use rand::Rng;
-
-use crate::delivery::send::{confirm_gone, send_terminal, DeliveryError, DeliveryPolicy};
-use crate::delivery::{Backlog, JobReport, Outbox};
-use crate::health::JobOutcome;
-use crate::jobs::{self, JobServices, JobStop, Outcome, StopReason};
-use crate::logs::JobLog;
+use crate::delivery::send::{send_terminal, DeliveryPolicy};
+use crate::delivery::{Backlog, Outbox};
+use crate::jobs::JobServices;
 use crate::settings::AgentSettings;
+use crate::shutdown::Shutdown;
 use crate::tools::process::supervisors;
 use crate::tools::versions::tool_versions;
 use crate::trellis::retry::{retry, RetryPolicy};
 use crate::trellis::{
-    Announcement, Claim, ClaimedJob, Heartbeat, Hold, JobStatus, StatusUpdate, TrellisClient,
-    TrellisError, WorkerStatus,
+    Announcement, Heartbeat, StatusUpdate, TrellisClient, TrellisError, WorkerStatus,
 };
 use heartbeat::{Heartbeats, OFFLINE_BUDGET};
 use protection::TaskProtection;
-use shutdown::Shutdown;
 
 /// How `tendril start` ended.
 #[derive(Debug, PartialEq, Eq)]
@@ -48,19 +48,6 @@ pub enum Exit {
     JobFailed,
 }
 
-/// What became of a claim.
-#[derive(Debug, PartialEq, Eq)]
-enum ClaimRun {
-    /// There was no job to run (an empty claim, or one without an id).
-    NoJob,
-    /// A job was taken on and reported (or given up, when it was taken away).
-    Finished {
-        succeeded: bool,
-        /// The worker's shutdown stopped it, or its delivery was cut short.
-        interrupted: bool,
-    },
-}
-
 /// The worker.
 pub struct Agent {
     settings: AgentSettings,
@@ -70,24 +57,6 @@ pub struct Agent {
     outbox: Outbox,
     shutdown: Shutdown,
     protection: Option<TaskProtection>,
-}
-
-/// What taking on a claim gave.
-enum Accepted {
-    Taken(Box<TakenJob>),
-    /// The job could not be taken on and was reported FAILED at once.
-    FailedAtOnce,
-    NoJob,
-}
-
-/// A claimed job the agent has taken on: its outbox entry exists and its
-/// PROCESSING update is queued.
-struct TakenJob {
-    job_id: String,
-    job_type: String,
-    /// The job, or why it cannot run (it is then failed with the reason).
-    claimed: Result<ClaimedJob, String>,
-    report: JobReport,
 }
 
 impl Agent {
@@ -261,214 +230,6 @@ impl Agent {
         true
     }
 
-    /// The poll loop: claim, run, claim again at once after a job. No job is
-    /// claimed while the work dir cannot take one.
-    async fn work(&self, heartbeats: &Heartbeats) -> Exit {
-        let mut exit = Exit::Drained;
-        let mut claim_now = true;
-        let mut not_ready: Option<String> = None;
-        let mut idle_since = std::time::Instant::now();
-        loop {
-            if !claim_now {
-                tokio::select! {
-                    _ = timer::sleep(jittered(self.settings.poll_interval)) => {}
-                    _ = self.shutdown.drain.cancelled() => break,
-                }
-            }
-            if self.shutdown.drain.is_cancelled() {
-                break;
-            }
-            claim_now = false;
-            let settings = &self.services.settings;
-            match crate::work_dir::ready_for_a_job(&settings.work_dir, settings.min_free_space) {
-                Err(problem) => {
-                    if not_ready.as_ref() != Some(&problem) {
-                        tracing::warn!("not claiming jobs: {problem}");
-                    }
-                    not_ready = Some(problem);
-                    continue;
-                }
-                Ok(()) => {
-                    if not_ready.take().is_some() {
-                        tracing::info!("the work dir can take jobs again: claiming");
-                    }
-                }
-            }
-            match self.claim().await {
-                Ok(None) => {
-                    // Decided right after an empty claim, never during one.
-                    if let Some(limit) = self.settings.exit_after_idle {
-                        if idle_since.elapsed() >= limit {
-                            tracing::info!(
-                                "no job for {}: exiting (TENDRIL_EXIT_AFTER_IDLE)",
-                                crate::units::format_duration(limit)
-                            );
-                            break;
-                        }
-                    }
-                }
-                Ok(Some(claim)) => {
-                    let ran = self.run_claimed(claim, heartbeats).await;
-                    idle_since = std::time::Instant::now();
-                    claim_now = true;
-                    if let ClaimRun::Finished {
-                        succeeded,
-                        interrupted,
-                    } = ran
-                    {
-                        if interrupted {
-                            exit = Exit::Interrupted;
-                        }
-                        if self.settings.once {
-                            if !succeeded && exit == Exit::Drained {
-                                exit = Exit::JobFailed;
-                            }
-                            break;
-                        }
-                    }
-                }
-                Err(TrellisError::Unauthorized(message)) => {
-                    // It was accepted at the announcement: a blip (Trellis
-                    // redeploying) is no reason to stop for good.
-                    tracing::error!(
-                        "Trellis rejected the worker ID or token when claiming ({message}); trying again at the next poll"
-                    );
-                }
-                Err(
-                    ref error @ (TrellisError::TooLarge {
-                        job_id: Some(ref job_id),
-                        ..
-                    }
-                    | TrellisError::UnreadableJob {
-                        job_id: Some(ref job_id),
-                        ..
-                    }),
-                ) => {
-                    self.fail_unrecorded(job_id, &error.to_string()).await;
-                    claim_now = true;
-                    if self.settings.once {
-                        exit = Exit::JobFailed;
-                        break;
-                    }
-                }
-                Err(error) => {
-                    tracing::warn!("claiming a job failed: {error}; trying again at the next poll")
-                }
-            }
-        }
-        exit
-    }
-
-    /// Asks for a job. A claim is not idempotent: it is tried again only
-    /// when the request surely did not claim anything (it was not sent, or
-    /// Trellis answered an error), never after a timeout or an answer that
-    /// could not be read, which may each have claimed a job.
-    async fn claim(&self) -> Result<Option<Claim>, TrellisError> {
-        let policy = RetryPolicy::few(self.settings.retry_max_delay);
-        let mut attempt = 0;
-        loop {
-            match self.client.claim().await {
-                Err(error @ (TrellisError::Unsent(_) | TrellisError::Unavailable { .. }))
-                    if attempt + 1 < policy.max_attempts.unwrap_or(1) =>
-                {
-                    tracing::warn!("claiming a job: {error}; retrying");
-                    tokio::time::sleep(policy.delay(attempt)).await;
-                    attempt += 1;
-                }
-                Err(error @ (TrellisError::Transport(_) | TrellisError::InvalidResponse(_))) => {
-                    tracing::error!(
-                        "claiming a job: {error}; Trellis may have claimed a job for this worker whose answer was \
-                         lost: it stays CLAIMED until Trellis requeues it"
-                    );
-                    return Err(error);
-                }
-                other => return other,
-            }
-        }
-    }
-
-    /// Runs one claimed job: accept it, supervise it, deliver what it owes.
-    async fn run_claimed(&self, claim: Claim, heartbeats: &Heartbeats) -> ClaimRun {
-        let unprotected = self.protect(true).await;
-        let metrics = crate::health::metrics();
-        let ran = match self.accept(claim).await {
-            Accepted::Taken(accepted) => {
-                let job_id = accepted.job_id.clone();
-                heartbeats.set_job(Some(job_id.clone()));
-                metrics.set_current_job(Some(&job_id));
-                let ran = self.supervise(*accepted, heartbeats, unprotected).await;
-                metrics.set_current_job(None);
-                heartbeats.set_job(None);
-                self.backlog.release(&job_id);
-                ran
-            }
-            Accepted::FailedAtOnce => ClaimRun::Finished {
-                succeeded: false,
-                interrupted: false,
-            },
-            Accepted::NoJob => ClaimRun::NoJob,
-        };
-        metrics.set_outbox_entries(self.backlog.entries());
-        self.protect(false).await;
-        ran
-    }
-
-    /// Takes a claimed job on: checks its id and opens its outbox entry. A
-    /// job that cannot be taken on is reported FAILED at once, with the
-    /// reason, rather than left claimed.
-    async fn accept(&self, claim: Claim) -> Accepted {
-        let (claimed, job_id) = match claim.into_job() {
-            Ok(Some(claimed)) => {
-                let id = claimed.job.id.clone();
-                (Ok(claimed), id)
-            }
-            Ok(None) => return Accepted::NoJob,
-            Err(malformed) => match malformed.id {
-                Some(id) => (Err(malformed.reason), id),
-                None => {
-                    tracing::error!(
-                        "Trellis gave a job without an id ({}); it cannot be run or reported",
-                        malformed.reason
-                    );
-                    return Accepted::NoJob;
-                }
-            },
-        };
-        // The id is not checked yet: printed quoted, it cannot forge a line.
-        tracing::info!("claimed job {job_id:?}");
-        if let Err(problem) = crate::safe_name::check("the job id", &job_id) {
-            self.fail_unrecorded(&job_id, &problem).await;
-            return Accepted::FailedAtOnce;
-        }
-        let job_type = match &claimed {
-            Ok(claimed) => claimed.job.job_type.clone(),
-            Err(_) => "unknown".to_string(),
-        };
-        // The entry is this job's report's from before it exists.
-        self.backlog.hold(&job_id).await;
-        match JobReport::open(
-            &self.client,
-            &self.outbox,
-            &job_id,
-            self.settings.retry_max_delay,
-        ) {
-            Ok(report) => Accepted::Taken(Box::new(TakenJob {
-                job_id,
-                job_type,
-                claimed,
-                report,
-            })),
-            Err(error) => {
-                self.backlog.release(&job_id);
-                let problem = format!(
-                    "Tendril could not record this job in its work dir ({error}), so it was not run"
-                );
-                self.fail_unrecorded(&job_id, &problem).await;
-                Accepted::FailedAtOnce
-            }
-        }
-    }
-
     /// Reports FAILED for a job that has no outbox entry, until Trellis takes
     /// it (or a hard stop).
     async fn fail_unrecorded(&self, job_id: &str, problem: &str) {
@@ -482,207 +243,6 @@ impl Agent {
             _ = self.shutdown.hard.cancelled() => {}
         }
     }
-
-    /// Runs the job beside the delivery of its log and progress, the
-    /// watch on its ownership, its timeout and the shutdown signals; then
-    /// finishes its delivery.
-    async fn supervise(
-        &self,
-        taken: TakenJob,
-        heartbeats: &Heartbeats,
-        unprotected: Option<String>,
-    ) -> ClaimRun {
-        let TakenJob {
-            job_id,
-            job_type,
-            claimed,
-            report,
-        } = taken;
-        let started = std::time::Instant::now();
-        let settings = &self.services.settings;
-        let log = JobLog::new(
-            report.log_destination(),
-            settings.log_limit,
-            settings.progress_interval,
-        );
-        if let Some(problem) = unprotected {
-            log.system(&format!(
-                "warning: ECS task protection could not be turned on ({problem}); ECS may stop this task during the job"
-            ));
-        }
-        let stop = JobStop::default();
-        let job = async {
-            match claimed {
-                Ok(claimed) => {
-                    jobs::run(
-                        claimed,
-                        &self.services,
-                        crate::report::Reporter::Trellis(report.reporter()),
-                        log.clone(),
-                        &stop,
-                    )
-                    .await
-                }
-                Err(reason) => {
-                    log.system(&format!("==> this job cannot run: {reason}"));
-                    Outcome::Report(StatusUpdate::failed(reason))
-                }
-            }
-        };
-        let delivery = report.deliver();
-        let ownership = self.watch_ownership(&job_id);
-        let timeout = tokio::time::sleep(settings.job_timeout);
-        tokio::pin!(job, delivery, ownership, timeout);
-
-        let mut delivered: Option<Result<(), DeliveryError>> = None;
-        let (mut draining, mut stopping) = (false, false);
-        let outcome = loop {
-            tokio::select! {
-                outcome = &mut job => break outcome,
-                result = &mut delivery, if delivered.is_none() => {
-                    match &result {
-                        Err(DeliveryError::Gone(message)) => stop.stop(StopReason::Reassigned(message.clone())),
-                        Err(DeliveryError::Cancelled) => stop.stop(StopReason::Cancelled),
-                        _ => {}
-                    }
-                    delivered = Some(result);
-                }
-                reason = &mut ownership, if !stopping => {
-                    stopping = true;
-                    stop.stop(reason);
-                }
-                _ = &mut timeout, if !stopping => {
-                    stopping = true;
-                    stop.stop(StopReason::Timeout(settings.job_timeout));
-                }
-                _ = self.shutdown.drain.cancelled(), if !draining => {
-                    draining = true;
-                    crate::health::metrics().set_draining();
-                    heartbeats.set_status(WorkerStatus::Draining);
-                    log.system("the worker is shutting down: this job may finish first (TENDRIL_DRAIN_GRACE)");
-                }
-                _ = self.shutdown.hard.cancelled(), if !stopping => {
-                    stopping = true;
-                    stop.stop(StopReason::Shutdown);
-                }
-            }
-        };
-        let interrupted = matches!(stop.reason(), Some(StopReason::Shutdown));
-        let (succeeded, counted) = match &outcome {
-            Outcome::Report(update) if update.status == JobStatus::Success => {
-                (true, JobOutcome::Success)
-            }
-            Outcome::Report(_) => (false, JobOutcome::Failed),
-            Outcome::Abandon(StopReason::Cancelled) => (false, JobOutcome::Cancelled),
-            Outcome::Abandon(_) => (false, JobOutcome::Abandoned),
-        };
-        crate::health::metrics().job_finished(&job_type, counted, started.elapsed());
-        let finished = self
-            .finish(&job_id, &report, outcome, delivered, delivery)
-            .await;
-        ClaimRun::Finished {
-            succeeded,
-            interrupted: interrupted || !finished,
-        }
-    }
-
-    /// The job has ended: records its outcome, delivers its last log lines
-    /// and its terminal status. What cannot be delivered now is left to the
-    /// backlog; after a hard stop, the final delivery timeout bounds it.
-    /// Returns false when the final delivery timeout cut it short.
-    async fn finish(
-        &self,
-        job_id: &str,
-        report: &JobReport,
-        outcome: Outcome,
-        delivered: Option<Result<(), DeliveryError>>,
-        delivery: impl std::future::Future<Output = Result<(), DeliveryError>>,
-    ) -> bool {
-        let terminal = match &outcome {
-            Outcome::Report(update) => Some(update.clone()),
-            Outcome::Abandon(_) => None,
-        };
-        report.close(terminal.as_ref());
-        let deliver_all = async {
-            let delivered = match delivered {
-                Some(result) => result,
-                None => delivery.await,
-            };
-            let sent = match delivered {
-                Ok(()) => report.send_terminal(terminal.as_ref()).await,
-                Err(DeliveryError::Gone(message)) => {
-                    tracing::warn!(
-                        "job {job_id} is no longer this worker's ({message}); nothing more is sent"
-                    );
-                    report.abandon();
-                    Ok(())
-                }
-                Err(DeliveryError::Cancelled) => {
-                    tracing::warn!("job {job_id} was cancelled in Trellis; nothing more is sent");
-                    report.abandon();
-                    Ok(())
-                }
-                Err(error) => Err(error),
-            };
-            if let Err(error) = sent {
-                tracing::error!(
-                    "delivering job {job_id}'s log and status failed: {error}; the backlog goes on trying"
-                );
-            }
-        };
-        let deadline = async {
-            self.shutdown.hard.cancelled().await;
-            tokio::time::sleep(self.settings.final_delivery_timeout).await;
-        };
-        tokio::select! {
-            _ = deliver_all => true,
-            _ = deadline => {
-                tracing::warn!(
-                    "Trellis has not taken all of job {job_id}'s log and status before the final delivery \
-                     timeout; they stay in the outbox and are sent at the next start"
-                );
-                false
-            }
-        }
-    }
-
-    /// Reads the job in Trellis every heartbeat interval and returns when it
-    /// must stop: cancelled by a user, or no longer this worker's (when a
-    /// second read a few seconds later agrees).
-    async fn watch_ownership(&self, job_id: &str) -> StopReason {
-        let interval = self.settings.heartbeat_interval;
-        let policy = RetryPolicy::few(interval);
-        let confirm = DeliveryPolicy::new(self.settings.retry_max_delay);
-        loop {
-            tokio::time::sleep(interval).await;
-            let read = retry(policy, "checking the running job in Trellis", || {
-                self.client.get_job(job_id)
-            })
-            .await;
-            match read {
-                Ok(None) if confirm_gone(&self.client, job_id, &confirm).await => {
-                    return StopReason::Reassigned("the job no longer exists in Trellis".into())
-                }
-                Ok(None) => tracing::warn!("job {job_id} was missing in Trellis, then there again"),
-                Ok(Some(row)) => match Hold::of(&row, self.client.worker_id()) {
-                    Hold::Ours => {}
-                    Hold::Cancelled => return StopReason::Cancelled,
-                    Hold::TakenBy(owner) => {
-                        return StopReason::Reassigned(format!(
-                            "the job now belongs to worker {owner}"
-                        ))
-                    }
-                },
-                Err(error) => tracing::warn!("cannot check job {job_id} in Trellis: {error}"),
-            }
-        }
-    }
-}
-
-/// The poll interval, ±10 %, so that a fleet started together does not
-/// claim in step.
-fn jittered(interval: Duration) -> Duration {
-    interval.mul_f64(rand::thread_rng().gen_range(0.9..=1.1))
 }
 
 /// This host's name, for the announcement.
@@ -696,17 +256,4 @@ pub fn hostname() -> String {
     }
     let end = buffer.iter().position(|b| *b == 0).unwrap_or(buffer.len());
     String::from_utf8_lossy(&buffer[..end]).into_owned()
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn poll_jitter_stays_within_ten_percent() {
-        for _ in 0..100 {
-            let delay = jittered(Duration::from_secs(10));
-            assert!(delay >= Duration::from_secs(9) && delay <= Duration::from_secs(11));
-        }
-    }
 }

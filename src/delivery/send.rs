@@ -155,13 +155,7 @@ pub async fn confirm_gone(client: &TrellisClient, job_id: &str, policy: &Deliver
     tokio::time::sleep(policy.gone_check_delay).await;
     match client.get_job(job_id).await {
         Ok(None) => true,
-        Ok(Some(row)) => {
-            row.get("status").and_then(Value::as_str) == Some("CANCELLED")
-                || row
-                    .get("worker_id")
-                    .and_then(Value::as_str)
-                    .is_some_and(|owner| owner != client.worker_id())
-        }
+        Ok(Some(row)) => Hold::of(&row, client.worker_id()) != Hold::Ours,
         Err(_) => false,
     }
 }

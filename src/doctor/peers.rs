@@ -9,7 +9,7 @@ use std::time::Duration;
 use serde_json::Value;
 
 use crate::cloud::aws::ambient_caller_identity;
-use crate::jobs::vine_inputs::STATE_BUCKET;
+use crate::jobs::stack_inputs::STATE_BUCKET;
 use crate::settings::{AgentSettings, JobSettings, StateStorage, WorkerMode};
 use crate::trellis::{TrellisClient, TrellisError};
 

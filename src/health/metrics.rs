@@ -177,13 +177,10 @@ impl Metrics {
         self.draining.get() == 1
     }
 
-    /// A job ended: how, and after how long. The job type is one Tendril
-    /// knows, or `unknown` (no label takes arbitrary values).
+    /// A job ended: how, and after how long. The job type is a label: one
+    /// Tendril knows, or `unknown` (no label takes arbitrary values).
     pub fn job_finished(&self, job_type: &str, outcome: JobOutcome, took: Duration) {
-        let job_type = match crate::trellis::JobType::parse(job_type) {
-            Some(known) => known.as_str().to_string(),
-            None => "unknown".to_string(),
-        };
+        let job_type = job_type.to_string();
         self.jobs
             .get_or_create(&JobLabels {
                 job_type: job_type.clone(),

@@ -14,12 +14,13 @@ use serde_json::{json, Map, Value};
 
 use super::{JobContext, JobError};
 use crate::cloud::aws::{self, DEFAULT_REGION};
+use crate::trellis::Provider;
 
 /// CONNECTION_TEST: verify the identity, record it, then discover.
 pub async fn connection_test(context: &JobContext) -> Result<Map<String, Value>, JobError> {
     let phase = context.log.phase("verifying the cloud identity");
-    let identity = match context.provider().as_str() {
-        "aws" => {
+    let identity = match context.provider() {
+        Provider::Aws => {
             let identity = match &context.aws_role {
                 Some(role) => {
                     context.log.system(&format!("assuming {}", role.role_arn()));
@@ -33,7 +34,7 @@ pub async fn connection_test(context: &JobContext) -> Result<Map<String, Value>,
             ));
             json!({"account": identity.account, "arn": identity.arn, "user_id": identity.user_id})
         }
-        "gcp" => {
+        Provider::Gcp => {
             let session = context.gcp_session().await?;
             context.log.system(&format!(
                 "acting as {} in project {}",
@@ -41,7 +42,7 @@ pub async fn connection_test(context: &JobContext) -> Result<Map<String, Value>,
             ));
             json!({"project_id": session.project_id, "principal": session.principal})
         }
-        "azure" => {
+        Provider::Azure => {
             let session = context.azure_session().await?;
             let subscription = session.get("", "2022-12-01").await?;
             let name = subscription
@@ -55,7 +56,7 @@ pub async fn connection_test(context: &JobContext) -> Result<Map<String, Value>,
             json!({"subscription_id": session.subscription_id, "subscription_name": name,
                    "tenant_id": session.tenant_id, "client_id": session.client_id})
         }
-        other => return Err(unsupported(other)),
+        other @ Provider::Other(_) => return Err(unsupported(other)),
     };
     phase.finish();
     context
@@ -68,11 +69,11 @@ pub async fn connection_test(context: &JobContext) -> Result<Map<String, Value>,
 
 /// FETCH_RESOURCES: discover only.
 pub async fn fetch_resources(context: &JobContext) -> Result<Map<String, Value>, JobError> {
-    match context.provider().as_str() {
-        "aws" => discover_aws(context).await,
-        "gcp" => discover_gcp(context).await,
-        "azure" => discover_azure(context).await,
-        other => Err(unsupported(other)),
+    match context.provider() {
+        Provider::Aws => discover_aws(context).await,
+        Provider::Gcp => discover_gcp(context).await,
+        Provider::Azure => discover_azure(context).await,
+        other @ Provider::Other(_) => Err(unsupported(other)),
     }
 }
 
@@ -261,7 +262,8 @@ impl<'a> Findings<'a> {
     }
 }
 
-fn unsupported(provider: &str) -> JobError {
+/// The failure of a job whose provider this Tendril does not know.
+pub fn unsupported(provider: &Provider) -> JobError {
     JobError::Invalid(format!("provider {provider} is not supported yet"))
 }
 

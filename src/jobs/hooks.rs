@@ -85,7 +85,10 @@ pub async fn run(
     command.cwd = dir.to_path_buf();
     command.env.extend([
         ("TENDRIL_JOB_ID".to_string(), context.job.id.clone()),
-        ("TENDRIL_JOB_TYPE".to_string(), context.job.job_type.clone()),
+        (
+            "TENDRIL_JOB_TYPE".to_string(),
+            context.job.job_type.to_string(),
+        ),
         (
             "TENDRIL_HOOK_ENV".to_string(),
             env_file.display().to_string(),

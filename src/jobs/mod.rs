@@ -14,14 +14,14 @@ pub mod discovery;
 pub mod environment;
 pub mod error;
 pub mod hooks;
+pub mod hosted_workers;
 pub mod redact;
 pub mod reviewed_plan;
 pub mod snapshot;
 pub mod stack;
+pub mod stack_inputs;
 pub mod tfvars;
 pub mod vine;
-pub mod vine_inputs;
-pub mod worker;
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, OnceLock};
@@ -38,7 +38,7 @@ use crate::report::Reporter;
 use crate::secrets;
 use crate::settings::{JobSettings, WorkerMode};
 use crate::tools::{self, ToolCommand, ToolOutput};
-use crate::trellis::{ClaimedJob, CloudIdentity, Job, JobType, StatusUpdate};
+use crate::trellis::{ClaimedJob, CloudIdentity, Job, JobType, Provider, StatusUpdate};
 use crate::units::format_duration;
 use crate::workspace::Workspace;
 use environment::{base_environment, terraform_cli_config, uses_ambient_credentials, HostEnv};
@@ -113,6 +113,8 @@ pub enum Outcome {
 pub struct JobContext {
     pub job: Job,
     pub identity: Option<CloudIdentity>,
+    /// The job's cloud provider (see [`JobContext::provider`]).
+    provider: Provider,
     pub settings: Arc<JobSettings>,
     pub workspace: Workspace,
     pub log: JobLog,
@@ -135,19 +137,8 @@ pub struct JobContext {
 
 impl JobContext {
     /// The job's cloud provider: the identity's, else the snapshot's, else aws.
-    pub fn provider(&self) -> String {
-        let from_identity = self
-            .identity
-            .as_ref()
-            .map(|i| i.provider.as_str())
-            .filter(|p| !p.is_empty());
-        let from_snapshot = ["cloud_provider", "provider"]
-            .iter()
-            .find_map(|key| self.job.config_snapshot.get(*key).and_then(Value::as_str));
-        from_identity
-            .or(from_snapshot)
-            .unwrap_or("aws")
-            .to_ascii_lowercase()
+    pub fn provider(&self) -> &Provider {
+        &self.provider
     }
 
     /// The cloud account the job acts in, from its identity: the GCP project,
@@ -157,9 +148,9 @@ impl JobContext {
         let Some(identity) = &self.identity else {
             return String::new();
         };
-        match self.provider().as_str() {
-            "gcp" => identity.project_id.clone(),
-            "azure" => identity.subscription_id.clone(),
+        match self.provider() {
+            Provider::Gcp => identity.project_id.clone(),
+            Provider::Azure => identity.subscription_id.clone(),
             _ if !identity.account_id.is_empty() => identity.account_id.clone(),
             _ => identity
                 .role_arn
@@ -198,7 +189,7 @@ impl JobContext {
         if let Some(gcp) = &self.gcp {
             env.extend(gcp.token().await?.environment());
         }
-        if self.provider() == "azure" && self.identity.is_some() {
+        if *self.provider() == Provider::Azure && self.identity.is_some() {
             env.extend(self.azure_session().await?.environment());
         }
         Ok(env)
@@ -321,11 +312,10 @@ fn prepare(
 ) -> Result<JobContext, JobError> {
     let settings = services.settings.clone();
     let ClaimedJob { job, identity } = claimed;
-    let job_type = JobType::parse(&job.job_type).ok_or_else(|| unknown_job_type(&job.job_type))?;
-    let user_job = !matches!(
-        job_type,
-        JobType::DeployWorker | JobType::UpdateWorker | JobType::DestroyWorker
-    );
+    if let JobType::Unknown(name) = &job.job_type {
+        return Err(unknown_job_type(name));
+    }
+    let user_job = !job.job_type.manages_hosted_workers();
     if user_job && identity.is_none() && settings.mode == WorkerMode::CloudHosted {
         return Err(JobError::Invalid("no cloud identity for this job".into()));
     }
@@ -344,7 +334,7 @@ fn prepare(
     // never with the wif_config itself nor with the worker's AWS identity.
     let gcp = match identity
         .as_ref()
-        .filter(|i| i.provider.eq_ignore_ascii_case("gcp") && !i.wif_config.is_empty())
+        .filter(|i| i.provider == Some(Provider::Gcp) && !i.wif_config.is_empty())
     {
         Some(gcp) => {
             base_env.extend(environment::gcp_project(&gcp.project_id));
@@ -358,12 +348,13 @@ fn prepare(
         None => None,
     };
     let aws_role = aws_role(&job, identity.as_ref());
-    let masked = vine_inputs::SECRET_SETTINGS
+    let masked = snapshot::SECRET_SETTINGS
         .iter()
         .filter_map(|name| job.config_snapshot.get(*name).and_then(Value::as_str))
         .map(secrets::register)
         .collect();
     Ok(JobContext {
+        provider: provider(&job, identity.as_ref()),
         job,
         identity,
         settings,
@@ -383,11 +374,22 @@ fn prepare(
     })
 }
 
+/// A job's cloud provider: its identity's, else the one its snapshot names
+/// (`cloud_provider` or `provider`), else aws.
+fn provider(job: &Job, identity: Option<&CloudIdentity>) -> Provider {
+    if let Some(provider) = identity.and_then(|i| i.provider.clone()) {
+        return provider;
+    }
+    ["cloud_provider", "provider"]
+        .iter()
+        .find_map(|key| job.config_snapshot.get(*key).and_then(Value::as_str))
+        .map_or(Provider::Aws, Provider::named)
+}
+
 /// The AWS role of a job: the identity's, or for a CONNECTION_TEST the one
 /// its snapshot names.
 fn aws_role(job: &Job, identity: Option<&CloudIdentity>) -> Option<AssumedRole> {
-    let identity =
-        identity.filter(|i| i.provider.is_empty() || i.provider.eq_ignore_ascii_case("aws"));
+    let identity = identity.filter(|i| matches!(i.provider, None | Some(Provider::Aws)));
     let role_arn = identity
         .map(|i| i.role_arn.as_str())
         .filter(|arn| !arn.is_empty())
@@ -448,25 +450,24 @@ async fn execute_isolated(
 
 /// Dispatch by job type.
 async fn execute(context: &JobContext) -> Result<Map<String, Value>, JobError> {
-    let job_type = context.job.job_type.as_str();
-    match JobType::parse(job_type) {
-        Some(JobType::ConnectionTest) => discovery::connection_test(context).await,
-        Some(JobType::FetchResources) => discovery::fetch_resources(context).await,
-        Some(JobType::Plan) => vine::plan(context).await,
-        Some(JobType::Deploy) => vine::deploy(context).await,
-        Some(JobType::Destroy) => vine::destroy(context).await,
-        Some(JobType::Bootstrap) => vine::bootstrap(context).await,
-        Some(JobType::DeployWorker) => worker::deploy_worker(context).await,
-        Some(JobType::UpdateWorker) => worker::update_worker(context).await,
-        Some(JobType::DestroyWorker) => worker::destroy_worker(context).await,
-        None => Err(unknown_job_type(job_type)),
+    match &context.job.job_type {
+        JobType::ConnectionTest => discovery::connection_test(context).await,
+        JobType::FetchResources => discovery::fetch_resources(context).await,
+        JobType::Plan => vine::plan(context).await,
+        JobType::Deploy => vine::deploy(context).await,
+        JobType::Destroy => vine::destroy(context).await,
+        JobType::Bootstrap => vine::bootstrap(context).await,
+        JobType::DeployWorker => hosted_workers::deploy_worker(context).await,
+        JobType::UpdateWorker => hosted_workers::update_worker(context).await,
+        JobType::DestroyWorker => hosted_workers::destroy_worker(context).await,
+        JobType::Unknown(name) => Err(unknown_job_type(name)),
     }
 }
 
-fn unknown_job_type(job_type: &str) -> JobError {
+fn unknown_job_type(name: &str) -> JobError {
     JobError::Invalid(format!(
-        "unknown job type '{job_type}': this Tendril ({}) knows PLAN, DEPLOY, DESTROY, BOOTSTRAP, \
-         DEPLOY_WORKER, UPDATE_WORKER, DESTROY_WORKER, CONNECTION_TEST and FETCH_RESOURCES",
-        crate::VERSION
+        "unknown job type '{name}': this Tendril ({}) knows {}",
+        crate::VERSION,
+        JobType::known_list()
     ))
 }

@@ -11,6 +11,7 @@
 use serde_json::{Map, Value};
 
 use super::{JobContext, JobError};
+use crate::trellis::{JobStatus, JobType};
 
 /// The exact message of a DEPLOY whose vine changed after its plan.
 pub const CONFIGURATION_CHANGED: &str =
@@ -61,7 +62,7 @@ pub async fn check(context: &JobContext, plan_job_id: &str) -> Result<(), JobErr
     };
     let text = |key: &str| plan.get(key).and_then(Value::as_str).unwrap_or_default();
     let job_type = text("job_type");
-    if job_type != "PLAN" {
+    if JobType::parse(job_type) != Some(JobType::Plan) {
         return invalid(format!("job {plan_job_id} is a {job_type} job, not a PLAN"));
     }
     if plan.get("vine_id").and_then(Value::as_str) != context.job.vine_id.as_deref() {
@@ -69,10 +70,10 @@ pub async fn check(context: &JobContext, plan_job_id: &str) -> Result<(), JobErr
             "the PLAN job {plan_job_id} belongs to another vine"
         ));
     }
-    let status = text("status");
-    if status != "SUCCESS" {
+    if JobStatus::of_row(&plan) != Some(JobStatus::Success) {
         return invalid(format!(
-            "the PLAN job {plan_job_id} is {status}, not SUCCESS: there is no plan to apply"
+            "the PLAN job {plan_job_id} is {}, not SUCCESS: there is no plan to apply",
+            text("status")
         ));
     }
     let job = &context.job;

@@ -15,7 +15,7 @@ use serde_json::{json, Map, Value};
 use tokio_util::sync::CancellationToken;
 
 use super::hooks::{self, Hook};
-use super::vine_inputs::{copy_template, write_backend, StateBackend, STATE_BUCKET};
+use super::stack_inputs::{copy_template, write_backend, StateBackend, STATE_BUCKET};
 use super::{JobContext, JobError};
 use crate::private_files::write_private_file;
 use crate::tools::terraform::{lock_id, Terraform};
@@ -42,7 +42,7 @@ pub fn template_dir(context: &JobContext, kind: &str) -> PathBuf {
         .settings
         .templates_dir
         .join(kind)
-        .join(context.provider())
+        .join(context.provider().as_str())
 }
 
 /// A Terraform configuration in the job's workspace, initialised.

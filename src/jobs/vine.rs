@@ -15,8 +15,8 @@ use serde_json::{json, Map, Value};
 use super::cluster::{self, facts};
 use super::redact;
 use super::stack::{seconds, template_dir, Stack, PLAN_FILE};
+use super::stack_inputs::vine_state_key;
 use super::tfvars::vine_tfvars;
-use super::vine_inputs::vine_state_key;
 use super::{costs, reviewed_plan, JobContext, JobError};
 
 /// The vine's stack: its template, its snapshot's variables, its state key.

@@ -12,7 +12,7 @@ pub mod settings;
 
 use std::process::ExitCode;
 
-use crate::agent::shutdown::Shutdown;
+use crate::shutdown::Shutdown;
 use decision::PassKind;
 use lambda::RuntimeApi;
 use pass::Scaler;

@@ -10,10 +10,10 @@ use serde::{Deserialize, Deserializer, Serialize};
 use serde_json::{Map, Value};
 
 /// A `provision_jobs` row, as far as Tendril reads it.
-#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
+#[derive(Debug, Clone, Deserialize, PartialEq)]
 pub struct Job {
     pub id: String,
-    pub job_type: String,
+    pub job_type: JobType,
     #[serde(default, deserialize_with = "null_as_empty_object")]
     pub config_snapshot: Map<String, Value>,
     #[serde(default)]
@@ -28,8 +28,9 @@ pub struct Job {
     pub assigned_worker_id: Option<String>,
     #[serde(default)]
     pub configuration_hash: Option<String>,
-    #[serde(default)]
-    pub status: Option<String>,
+    /// The row's status; `None` also for one this Tendril does not know.
+    #[serde(default, deserialize_with = "known_status")]
+    pub status: Option<JobStatus>,
     #[serde(default)]
     pub worker_id: Option<String>,
 }
@@ -38,12 +39,22 @@ fn null_as_empty_object<'de, D: Deserializer<'de>>(d: D) -> Result<Map<String, V
     Ok(Option::<Map<String, Value>>::deserialize(d)?.unwrap_or_default())
 }
 
+fn known_status<'de, D: Deserializer<'de>>(d: D) -> Result<Option<JobStatus>, D::Error> {
+    Ok(Option::<Value>::deserialize(d)?
+        .as_ref()
+        .and_then(JobStatus::of))
+}
+
 fn null_as_empty_string<'de, D: Deserializer<'de>>(d: D) -> Result<String, D::Error> {
     Ok(Option::<String>::deserialize(d)?.unwrap_or_default())
 }
 
-/// The job types Tendril knows.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// A job's `job_type`, read once when the claim is decoded. A type this
+/// Tendril does not know still decodes (as [`JobType::Unknown`], with the
+/// name Trellis gave): the job is then failed with a message naming the
+/// known ones, rather than left claimed. Names are compared exactly: Trellis
+/// sends them upper case.
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum JobType {
     Plan,
     Deploy,
@@ -54,35 +65,75 @@ pub enum JobType {
     DestroyWorker,
     ConnectionTest,
     FetchResources,
+    Unknown(String),
 }
 
 impl JobType {
-    const ALL: [(JobType, &'static str); 9] = [
-        (JobType::Plan, "PLAN"),
-        (JobType::Deploy, "DEPLOY"),
-        (JobType::Destroy, "DESTROY"),
-        (JobType::Bootstrap, "BOOTSTRAP"),
-        (JobType::DeployWorker, "DEPLOY_WORKER"),
-        (JobType::UpdateWorker, "UPDATE_WORKER"),
-        (JobType::DestroyWorker, "DESTROY_WORKER"),
-        (JobType::ConnectionTest, "CONNECTION_TEST"),
-        (JobType::FetchResources, "FETCH_RESOURCES"),
+    /// The job types this Tendril knows, in the order its messages name them.
+    pub const KNOWN: [JobType; 9] = [
+        JobType::Plan,
+        JobType::Deploy,
+        JobType::Destroy,
+        JobType::Bootstrap,
+        JobType::DeployWorker,
+        JobType::UpdateWorker,
+        JobType::DestroyWorker,
+        JobType::ConnectionTest,
+        JobType::FetchResources,
     ];
 
     /// Reads a `job_type`; `None` for a type this Tendril does not know.
     pub fn parse(text: &str) -> Option<JobType> {
-        Self::ALL
-            .iter()
-            .find(|(_, name)| *name == text)
-            .map(|(t, _)| *t)
+        Self::KNOWN.into_iter().find(|known| known.as_str() == text)
     }
 
-    pub fn as_str(self) -> &'static str {
-        Self::ALL
-            .iter()
-            .find(|(t, _)| *t == self)
-            .map(|(_, name)| *name)
-            .unwrap_or("?")
+    /// The name on the wire (an unknown type's own name).
+    pub fn as_str(&self) -> &str {
+        match self {
+            JobType::Unknown(name) => name,
+            known => known.label(),
+        }
+    }
+
+    /// The name of a known type, `unknown` for any other: for the metrics'
+    /// labels, which take no arbitrary values.
+    pub fn label(&self) -> &'static str {
+        match self {
+            JobType::Plan => "PLAN",
+            JobType::Deploy => "DEPLOY",
+            JobType::Destroy => "DESTROY",
+            JobType::Bootstrap => "BOOTSTRAP",
+            JobType::DeployWorker => "DEPLOY_WORKER",
+            JobType::UpdateWorker => "UPDATE_WORKER",
+            JobType::DestroyWorker => "DESTROY_WORKER",
+            JobType::ConnectionTest => "CONNECTION_TEST",
+            JobType::FetchResources => "FETCH_RESOURCES",
+            JobType::Unknown(_) => "unknown",
+        }
+    }
+
+    /// Whether the job manages hosted workers (with the platform's own
+    /// credentials) rather than a user's cloud.
+    pub fn manages_hosted_workers(&self) -> bool {
+        matches!(
+            self,
+            JobType::DeployWorker | JobType::UpdateWorker | JobType::DestroyWorker
+        )
+    }
+
+    /// "PLAN, DEPLOY, ... and FETCH_RESOURCES": the known types, for messages.
+    pub fn known_list() -> String {
+        let names: Vec<&str> = Self::KNOWN.iter().map(JobType::as_str).collect();
+        match names.split_last() {
+            Some((last, rest)) => format!("{} and {last}", rest.join(", ")),
+            None => String::new(),
+        }
+    }
+}
+
+impl From<String> for JobType {
+    fn from(name: String) -> Self {
+        JobType::parse(&name).unwrap_or(JobType::Unknown(name))
     }
 }
 
@@ -92,12 +143,65 @@ impl fmt::Display for JobType {
     }
 }
 
+impl<'de> Deserialize<'de> for JobType {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        Ok(JobType::from(String::deserialize(d)?))
+    }
+}
+
+/// A job's cloud provider, read once. Names are compared without regard to
+/// case; a provider this Tendril does not know keeps its (lower-case) name,
+/// and each step that needs to know it fails the job naming it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Provider {
+    Aws,
+    Gcp,
+    Azure,
+    Other(String),
+}
+
+impl Provider {
+    /// The provider a name means (`AWS` is aws).
+    pub fn named(name: &str) -> Provider {
+        match name.to_ascii_lowercase().as_str() {
+            "aws" => Provider::Aws,
+            "gcp" => Provider::Gcp,
+            "azure" => Provider::Azure,
+            _ => Provider::Other(name.to_ascii_lowercase()),
+        }
+    }
+
+    /// The provider's name as the templates' directories and the messages
+    /// spell it: aws, gcp, azure.
+    pub fn as_str(&self) -> &str {
+        match self {
+            Provider::Aws => "aws",
+            Provider::Gcp => "gcp",
+            Provider::Azure => "azure",
+            Provider::Other(name) => name,
+        }
+    }
+}
+
+impl fmt::Display for Provider {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// An identity's `provider`: `None` when empty or null (the job's snapshot
+/// then names it).
+fn optional_provider<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Provider>, D::Error> {
+    let name = null_as_empty_string(d)?;
+    Ok((!name.is_empty()).then(|| Provider::named(&name)))
+}
+
 /// The cloud identity a job runs as; every field is a string, empty when unset.
-#[derive(Debug, Clone, Default, Deserialize, Serialize, PartialEq)]
+#[derive(Debug, Clone, Default, Deserialize, PartialEq)]
 #[serde(default)]
 pub struct CloudIdentity {
-    #[serde(deserialize_with = "null_as_empty_string")]
-    pub provider: String,
+    #[serde(deserialize_with = "optional_provider")]
+    pub provider: Option<Provider>,
     #[serde(deserialize_with = "null_as_empty_string")]
     pub role_arn: String,
     #[serde(deserialize_with = "null_as_empty_string")]
@@ -207,13 +311,29 @@ fn from_object<T: serde::de::DeserializeOwned>(value: Value) -> Result<T, String
     serde_json::from_value(value).map_err(|e| without_values(&e.to_string()))
 }
 
+/// A job's status. Tendril sends PROCESSING and the terminal ones; QUEUED
+/// and CLAIMED are Trellis's own, read in job rows only.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "SCREAMING_SNAKE_CASE")]
 pub enum JobStatus {
+    Queued,
+    Claimed,
     Processing,
     Success,
     Failed,
     Cancelled,
+}
+
+impl JobStatus {
+    /// The status a JSON value names; `None` for anything else.
+    pub fn of(value: &Value) -> Option<JobStatus> {
+        JobStatus::deserialize(value).ok()
+    }
+
+    /// A row's `status` (as `GET /jobs/{id}` returns the row).
+    pub fn of_row(row: &Value) -> Option<JobStatus> {
+        row.get("status").and_then(JobStatus::of)
+    }
 }
 
 /// What a job's row in Trellis says of the running worker's hold on it.
@@ -230,7 +350,7 @@ pub enum Hold {
 impl Hold {
     /// Reads the hold from a job row, as `GET /jobs/{id}` returns it.
     pub fn of(row: &Value, worker_id: &str) -> Hold {
-        if row.get("status").and_then(Value::as_str) == Some("CANCELLED") {
+        if JobStatus::of_row(row) == Some(JobStatus::Cancelled) {
             return Hold::Cancelled;
         }
         match row.get("worker_id").and_then(Value::as_str) {
@@ -276,7 +396,10 @@ impl StatusUpdate {
     }
 
     pub fn is_terminal(&self) -> bool {
-        self.status != JobStatus::Processing
+        matches!(
+            self.status,
+            JobStatus::Success | JobStatus::Failed | JobStatus::Cancelled
+        )
     }
 }
 
@@ -360,7 +483,7 @@ mod tests {
         let claimed = claim.into_job().unwrap().unwrap();
         assert_eq!(claimed.job.id, "j1");
         assert!(claimed.job.config_snapshot.is_empty());
-        assert_eq!(claimed.identity.unwrap().provider, "aws");
+        assert_eq!(claimed.identity.unwrap().provider, Some(Provider::Aws));
     }
 
     #[test]
@@ -418,10 +541,49 @@ mod tests {
 
     #[test]
     fn job_types_round_trip() {
-        for (job_type, name) in JobType::ALL {
-            assert_eq!(JobType::parse(name), Some(job_type));
-            assert_eq!(job_type.as_str(), name);
+        for job_type in JobType::KNOWN {
+            let name = job_type.as_str().to_string();
+            assert_eq!(JobType::parse(&name), Some(job_type.clone()));
+            assert_eq!(
+                serde_json::from_value::<JobType>(json!(name)).unwrap(),
+                job_type
+            );
         }
         assert_eq!(JobType::parse("MAKE_COFFEE"), None);
+        let unknown = serde_json::from_value::<JobType>(json!("MAKE_COFFEE")).unwrap();
+        assert_eq!(unknown, JobType::Unknown("MAKE_COFFEE".into()));
+        assert_eq!(unknown.as_str(), "MAKE_COFFEE");
+        assert_eq!(unknown.label(), "unknown");
+        assert_eq!(
+            JobType::known_list(),
+            "PLAN, DEPLOY, DESTROY, BOOTSTRAP, DEPLOY_WORKER, UPDATE_WORKER, DESTROY_WORKER, \
+             CONNECTION_TEST and FETCH_RESOURCES"
+        );
+    }
+
+    #[test]
+    fn providers_are_read_without_regard_to_case_and_empty_is_none() {
+        let identity = |provider: Value| {
+            serde_json::from_value::<CloudIdentity>(json!({ "provider": provider }))
+                .unwrap()
+                .provider
+        };
+        assert_eq!(identity(json!("GCP")), Some(Provider::Gcp));
+        assert_eq!(identity(json!("Oci")), Some(Provider::Other("oci".into())));
+        assert_eq!(identity(json!("")), None);
+        assert_eq!(identity(Value::Null), None);
+    }
+
+    #[test]
+    fn a_row_status_tendril_does_not_know_is_none() {
+        assert_eq!(
+            JobStatus::of_row(&json!({"status": "CANCELLED"})),
+            Some(JobStatus::Cancelled)
+        );
+        assert_eq!(JobStatus::of_row(&json!({"status": "ARCHIVED"})), None);
+        let job: Job =
+            serde_json::from_value(json!({"id": "j", "job_type": "PLAN", "status": "ARCHIVED"}))
+                .unwrap();
+        assert_eq!(job.status, None);
     }
 }

@@ -47,7 +47,7 @@ pub fn infra_facts(context: &JobContext, outputs: &Map<String, Value>) -> Value 
         "ProjectName": setting("", &["project_name"]),
         "Environment": setting("", &["environment_stage"]),
         "Region": snapshot::region(vine).unwrap_or_default(),
-        "Provider": context.provider(),
+        "Provider": context.provider().as_str(),
         "AWSAccountID": context.cloud_account_id(),
         "DomainName": snapshot::domain_name(vine).unwrap_or_default(),
         "DNSZoneID": setting("/dns/zone_id", &["dns_hosted_zone", "zone_id"]),

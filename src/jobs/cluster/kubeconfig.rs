@@ -8,9 +8,11 @@ use std::path::Path;
 
 use serde_json::{Map, Value};
 
+use super::super::discovery::unsupported;
 use super::super::{snapshot, JobError};
 use super::facts::output_text;
 use super::Cluster;
+use crate::trellis::Provider;
 
 pub async fn write(
     cluster: &Cluster<'_>,
@@ -21,8 +23,8 @@ pub async fn write(
     let vine = &context.job.config_snapshot;
     let file = cluster.kubeconfig.display().to_string();
     let region = snapshot::region(vine).unwrap_or_default();
-    match context.provider().as_str() {
-        "aws" => {
+    match context.provider() {
+        Provider::Aws => {
             let args = [
                 "eks",
                 "update-kubeconfig",
@@ -35,7 +37,7 @@ pub async fn write(
             ];
             cluster.run("aws", &args).await?;
         }
-        "gcp" => {
+        Provider::Gcp => {
             // gcloud writes the file KUBECONFIG names.
             let project = context.cloud_account_id();
             let mut args = vec![
@@ -51,7 +53,7 @@ pub async fn write(
             }
             cluster.run("gcloud", &args).await?;
         }
-        "azure" => {
+        Provider::Azure => {
             let group = output_text(outputs, &["resource_group_name"]).unwrap_or_else(|| {
                 let text = |key: &str| snapshot::text(vine, "", &[key]).unwrap_or_default();
                 format!("rg-{}-{}", text("project_name"), text("environment_stage"))
@@ -69,11 +71,7 @@ pub async fn write(
             ];
             cluster.run("az", &args).await?;
         }
-        other => {
-            return Err(JobError::Invalid(format!(
-                "provider {other} is not supported yet"
-            )))
-        }
+        other @ Provider::Other(_) => return Err(unsupported(other)),
     }
     set_private(&cluster.kubeconfig)
 }

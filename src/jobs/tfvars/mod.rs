@@ -26,8 +26,10 @@ use std::path::Path;
 
 use serde_json::{json, Map, Value};
 
-use super::vine_inputs::{require_template, SECRET_SETTINGS};
+use super::snapshot::SECRET_SETTINGS;
+use super::stack_inputs::require_template;
 use super::{snapshot, JobContext, JobError};
+use crate::trellis::Provider;
 use declared::declared_variables;
 
 /// The `terraform.tfvars.json` of a vine job whose template is `template`.
@@ -40,8 +42,8 @@ pub async fn vine_tfvars(
     let provider = context.provider();
     let snapshot = &context.job.config_snapshot;
     let account = context.cloud_account_id();
-    let mut vars = mapping(&provider, Fields(snapshot), &account);
-    if provider == "aws" && aws::SUBNET_VARIABLES.iter().any(|n| declared.contains(*n)) {
+    let mut vars = mapping(provider, Fields(snapshot), &account);
+    if *provider == Provider::Aws && aws::SUBNET_VARIABLES.iter().any(|n| declared.contains(*n)) {
         if let Some(vpc) = vars.get("vpc_id").and_then(Value::as_str) {
             let region = snapshot::region(snapshot).unwrap_or_default();
             let subnets = aws::existing_vpc_subnets(context, &region, vpc).await?;
@@ -58,13 +60,13 @@ pub async fn vine_tfvars(
 }
 
 /// What the provider's mapping sets (nothing for a provider it does not know).
-fn mapping(provider: &str, snapshot: Fields<'_>, account: &str) -> Map<String, Value> {
+fn mapping(provider: &Provider, snapshot: Fields<'_>, account: &str) -> Map<String, Value> {
     let mut vars = Vars::new(snapshot);
     match provider {
-        "aws" => aws::map(&mut vars, account),
-        "gcp" => gcp::map(&mut vars, account),
-        "azure" => azure::map(&mut vars, account),
-        _ => {}
+        Provider::Aws => aws::map(&mut vars, account),
+        Provider::Gcp => gcp::map(&mut vars, account),
+        Provider::Azure => azure::map(&mut vars, account),
+        Provider::Other(_) => {}
     }
     vars.set
 }
@@ -358,7 +360,11 @@ mod tests {
 
     /// The provider's mapping of a snapshot.
     pub(super) fn mapped(provider: &str, snapshot: &Value, account: &str) -> Map<String, Value> {
-        mapping(provider, Fields(&map(snapshot.clone())), account)
+        mapping(
+            &Provider::named(provider),
+            Fields(&map(snapshot.clone())),
+            account,
+        )
     }
 
     fn names(list: &[&str]) -> BTreeSet<String> {
@@ -378,7 +384,7 @@ mod tests {
             "status": "ACTIVE",
             "left_out": null
         }));
-        let vars = mapping("aws", Fields(&snapshot), "1234");
+        let vars = mapping(&Provider::Aws, Fields(&snapshot), "1234");
         let declared = names(&[
             "project_name",
             "environment",
@@ -422,7 +428,11 @@ mod tests {
             "repositories",
             "databases",
         ]);
-        let written = written(mapping("aws", Fields(&snapshot), ""), &snapshot, &declared);
+        let written = written(
+            mapping(&Provider::Aws, Fields(&snapshot), ""),
+            &snapshot,
+            &declared,
+        );
         let text = Value::Object(written.clone()).to_string();
         assert!(
             !text.contains("secret") && !text.contains("_token"),
@@ -439,7 +449,11 @@ mod tests {
     fn null_is_never_written() {
         let snapshot = map(json!({"project_name": null, "region": null, "cluster_name": null}));
         let declared = names(&["project_name", "region", "cluster_name", "aws_account_id"]);
-        let written = written(mapping("aws", Fields(&snapshot), ""), &snapshot, &declared);
+        let written = written(
+            mapping(&Provider::Aws, Fields(&snapshot), ""),
+            &snapshot,
+            &declared,
+        );
         assert_eq!(
             Value::Object(written),
             json!({"project_name": "", "region": "", "aws_account_id": ""})
@@ -449,7 +463,7 @@ mod tests {
     #[test]
     fn a_provider_without_a_mapping_gets_only_its_top_level_keys() {
         let snapshot = map(json!({"project_name": "shop", "region": "x1"}));
-        let vars = mapping("oci", Fields(&snapshot), "");
+        let vars = mapping(&Provider::named("oci"), Fields(&snapshot), "");
         assert!(vars.is_empty());
         let written = written(vars, &snapshot, &names(&["project_name", "environment"]));
         assert_eq!(Value::Object(written), json!({"project_name": "shop"}));
@@ -471,7 +485,7 @@ mod tests {
         let timeout = json!({"worker_token": "tok-secret", "seconds": 60});
         assert_eq!(number_text(&timeout), r#"{"seconds":60}"#);
         let snapshot = map(json!({"queues": [{"name": "q", "visibility_timeout": timeout}]}));
-        let vars = mapping("azure", Fields(&snapshot), "");
+        let vars = mapping(&Provider::Azure, Fields(&snapshot), "");
         assert_eq!(
             vars["service_bus_queues"]["q"]["lock_duration"],
             r#"PT{"seconds":60}S"#

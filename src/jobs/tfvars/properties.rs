@@ -14,7 +14,8 @@ use proptest::prelude::*;
 use serde_json::{Map, Value};
 
 use super::{mapping, without_secrets, written, Fields};
-use crate::jobs::vine_inputs::SECRET_SETTINGS;
+use crate::jobs::snapshot::SECRET_SETTINGS;
+use crate::trellis::Provider;
 
 /// The snapshot's top-level keys the mappings read, with the flat keys of
 /// older snapshots, so that generated snapshots hit them.
@@ -271,7 +272,7 @@ fn check(
     account: &str,
     choice: &[bool],
 ) -> Result<Map<String, Value>, TestCaseError> {
-    let vars = mapping(provider, Fields(snapshot), account);
+    let vars = mapping(&Provider::named(provider), Fields(snapshot), account);
     let declared = declared(&vars, snapshot, choice);
     let out = written(vars.clone(), snapshot, &declared);
     for (name, value) in &out {

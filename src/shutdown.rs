@@ -1,5 +1,6 @@
 //! Shutdown signals: the first SIGTERM or SIGINT drains, the second (or
-//! the drain grace running out) stops the running job.
+//! the drain grace running out) stops the running job. The agent, `exec`
+//! and the scaler's local loop each listen through [`Shutdown`].
 
 use std::time::Duration;
 

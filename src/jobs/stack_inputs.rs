@@ -1,7 +1,7 @@
-//! What a vine's Terraform run is given besides its variables (those are
-//! `super::tfvars`): the template copied into the workspace, where the state
-//! lives (the S3-compatible bucket, or a local directory by default), and
-//! the snapshot's settings as the other phases of a job read them.
+//! What a [`Stack`](super::stack::Stack) is given besides its variables
+//! (those are `super::tfvars`): the template copied into the workspace, and
+//! where the state lives (the S3-compatible bucket, or a local directory by
+//! default) under which key.
 
 use std::fs;
 use std::io;
@@ -9,13 +9,11 @@ use std::path::{Path, PathBuf};
 
 use serde_json::{Map, Value};
 
+use super::snapshot::setting;
 use super::JobError;
 use crate::private_files::{create_private_dir, write_private_file};
 use crate::settings::StateStorage;
 use crate::workspace::Workspace;
-
-/// Settings that are secrets: they go only to the step that needs them.
-pub const SECRET_SETTINGS: [&str; 2] = ["git_access_token", "worker_token"];
 
 /// The bucket that holds every vine's and worker's state.
 pub const STATE_BUCKET: &str = "vine-terraform-state";
@@ -26,54 +24,6 @@ const STATE_PROFILE: &str = "tendril-state";
 
 /// The state credentials file, in Terraform's working directory.
 const STATE_CREDENTIALS: &str = "state-credentials";
-
-/// The flat name of a key of a nested settings object.
-fn lifted_name(object: &str, key: &str) -> String {
-    match (object, key) {
-        ("dns", "enabled") => "enable_dns".into(),
-        ("cluster" | "dns", _) if key.starts_with(&format!("{object}_")) => key.into(),
-        ("cluster" | "dns", _) => format!("{object}_{key}"),
-        _ => key.into(),
-    }
-}
-
-/// The nested objects whose keys a setting may be found under, by their
-/// lifted names; a later object wins over an earlier one.
-const NESTED_OBJECTS: [&str; 3] = ["network", "cluster", "dns"];
-
-/// The snapshot's value of the setting `name`: its flat key, else a nested
-/// key whose lifted name it is (`dns.main_domain` is `dns_main_domain`).
-/// Secrets are never settings.
-fn lookup<'a>(snapshot: &'a Map<String, Value>, name: &str) -> Option<&'a Value> {
-    if SECRET_SETTINGS.contains(&name) {
-        return None;
-    }
-    if let Some(flat) = snapshot.get(name) {
-        return Some(flat);
-    }
-    NESTED_OBJECTS.iter().rev().find_map(|object| {
-        let Some(Value::Object(inner)) = snapshot.get(*object) else {
-            return None;
-        };
-        inner
-            .iter()
-            .rev()
-            .find(|(key, _)| {
-                !SECRET_SETTINGS.contains(&key.as_str()) && lifted_name(object, key) == name
-            })
-            .map(|(_, value)| value)
-    })
-}
-
-/// A string setting of the snapshot, flat or lifted from a nested object.
-pub fn setting(snapshot: &Map<String, Value>, names: &[&str]) -> Option<String> {
-    names.iter().find_map(|name| {
-        lookup(snapshot, name)
-            .and_then(Value::as_str)
-            .filter(|s| !s.is_empty())
-            .map(String::from)
-    })
-}
 
 /// The state key of a vine: `{vineyard_id}/{project}-{stage}-{region}/terraform.tfstate`.
 pub fn vine_state_key(
@@ -254,35 +204,6 @@ mod tests {
             Value::Object(map) => map,
             _ => unreachable!(),
         }
-    }
-
-    #[test]
-    fn settings_are_flat_or_lifted_and_flat_keys_win() {
-        let snapshot = map(json!({
-            "project_name": "shop",
-            "region": "",
-            "aws_region": "eu-west-1",
-            "network": {"vpc_cidr": "10.0.0.0/16"},
-            "cluster": {"version": "1.31", "cluster_name": "shop-eks"},
-            "dns": {"enabled": true, "main_domain": "shop.example", "dns_hosted_zone": "Z1"},
-            "dns_hosted_zone": "Z9",
-            "git_access_token": "ghp_secret",
-            "repositories": {"git_access_token": "ghp_secret"}
-        }));
-        let get = |names: &[&str]| setting(&snapshot, names);
-        assert_eq!(get(&["project_name"]).as_deref(), Some("shop"));
-        assert_eq!(get(&["region", "aws_region"]).as_deref(), Some("eu-west-1"));
-        assert_eq!(get(&["vpc_cidr"]).as_deref(), Some("10.0.0.0/16"));
-        assert_eq!(get(&["cluster_version"]).as_deref(), Some("1.31"));
-        assert_eq!(get(&["cluster_name"]).as_deref(), Some("shop-eks"));
-        assert_eq!(get(&["dns_main_domain"]).as_deref(), Some("shop.example"));
-        assert_eq!(
-            get(&["dns_hosted_zone"]).as_deref(),
-            Some("Z9"),
-            "the flat key wins"
-        );
-        assert_eq!(get(&["enable_dns"]), None, "not a string");
-        assert_eq!(get(&["git_access_token"]), None, "secrets are not settings");
     }
 
     #[test]
