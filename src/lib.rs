@@ -72,6 +72,8 @@ pub mod private_files;
 pub mod report;
 pub mod safe_name;
 pub mod scaler;
+#[cfg(test)]
+mod scratch;
 pub mod secrets;
 pub mod settings;
 pub mod shutdown;

@@ -156,17 +156,9 @@ pub fn free_space(dir: &Path) -> io::Result<u64> {
 mod tests {
     use super::*;
 
-    fn scratch() -> PathBuf {
-        std::env::temp_dir().join(format!(
-            "tendril-workdir-test-{}-{}",
-            std::process::id(),
-            rand::random::<u32>()
-        ))
-    }
-
     #[test]
     fn an_exclusive_hold_keeps_out_everyone_and_a_shared_one_only_workers() {
-        let dir = scratch();
+        let dir = crate::scratch::path("workdir");
         let worker = WorkDirLock::acquire(&dir, Hold::Exclusive).unwrap();
         let refused = WorkDirLock::acquire(&dir, Hold::Exclusive).unwrap_err();
         assert!(
@@ -186,7 +178,7 @@ mod tests {
 
     #[test]
     fn a_writable_dir_with_room_is_ready_and_a_demanding_minimum_is_not() {
-        let dir = scratch();
+        let dir = crate::scratch::path("workdir");
         std::fs::create_dir_all(&dir).unwrap();
         assert_eq!(ready_for_a_job(&dir, 0), Ok(()));
         let problem = ready_for_a_job(&dir, u64::MAX).unwrap_err();

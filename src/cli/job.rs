@@ -448,16 +448,6 @@ mod tests {
         parse(&flags)
     }
 
-    fn scratch(name: &str) -> PathBuf {
-        let dir = std::env::temp_dir().join(format!(
-            "tendril-hooks-test-{name}-{}-{:08x}",
-            std::process::id(),
-            rand::random::<u32>()
-        ));
-        std::fs::create_dir_all(&dir).unwrap();
-        dir
-    }
-
     #[test]
     fn an_unknown_mode_names_the_variable() {
         let error = job_args(Some("cloud")).resolve().unwrap_err();
@@ -538,7 +528,7 @@ mod tests {
 
     #[test]
     fn the_hooks_dir_must_be_an_existing_directory() {
-        let dir = scratch("dir");
+        let dir = crate::scratch::dir("hooks-dir");
         let hooks = |dir: &Path| parse(&["--hooks-dir", dir.to_str().unwrap()]).hooks();
         let resolved = hooks(&dir).unwrap();
         assert_eq!(resolved.dir, Some(dir.canonicalize().unwrap()));

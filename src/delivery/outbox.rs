@@ -154,17 +154,9 @@ mod tests {
     use super::*;
     use std::os::unix::fs::PermissionsExt;
 
-    fn scratch(name: &str) -> PathBuf {
-        std::env::temp_dir().join(format!(
-            "tendril-outbox-test-{name}-{}-{}",
-            std::process::id(),
-            rand::random::<u32>()
-        ))
-    }
-
     #[test]
     fn entries_survive_a_restart_with_their_terminal_status() {
-        let root = scratch("restart");
+        let root = crate::scratch::path("outbox-restart");
         let outbox = Outbox::open(&root).unwrap();
         assert!(
             outbox.create_entry("job/../1").is_err(),
@@ -190,7 +182,7 @@ mod tests {
 
     #[test]
     fn a_damaged_job_json_loses_neither_the_entry_nor_its_terminal_status() {
-        let root = scratch("damaged");
+        let root = crate::scratch::path("outbox-damaged");
         let outbox = Outbox::open(&root).unwrap();
         let entry = outbox.create_entry("job-2").unwrap();
         entry.save_terminal(&StatusUpdate::failed("kept")).unwrap();

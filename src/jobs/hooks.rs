@@ -276,16 +276,6 @@ fn is_env_name(name: &str) -> bool {
 mod tests {
     use super::*;
 
-    fn scratch(name: &str) -> PathBuf {
-        let dir = std::env::temp_dir().join(format!(
-            "tendril-hooks-test-{name}-{}-{:08x}",
-            std::process::id(),
-            rand::random::<u32>()
-        ));
-        std::fs::create_dir_all(&dir).unwrap();
-        dir
-    }
-
     #[test]
     fn env_lines_are_key_value_with_blanks_and_comments_skipped() {
         let vars = parse_env(
@@ -337,7 +327,7 @@ mod tests {
 
     #[test]
     fn a_missing_hook_is_none_and_one_that_cannot_run_is_an_error() {
-        let dir = scratch("find");
+        let dir = crate::scratch::dir("hooks-find");
         assert!(find(None, Hook::PrePlan).unwrap().is_none());
         assert!(find(Some(&dir), Hook::PrePlan).unwrap().is_none());
         let path = dir.join("terraform-pre-plan");
