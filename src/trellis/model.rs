@@ -330,9 +330,16 @@ impl JobStatus {
         JobStatus::deserialize(value).ok()
     }
 
-    /// A row's `status` (as `GET /jobs/{id}` returns the row).
-    pub fn of_row(row: &Value) -> Option<JobStatus> {
-        row.get("status").and_then(JobStatus::of)
+    /// The name Trellis gives the status (`"SUCCESS"`).
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            JobStatus::Queued => "QUEUED",
+            JobStatus::Claimed => "CLAIMED",
+            JobStatus::Processing => "PROCESSING",
+            JobStatus::Success => "SUCCESS",
+            JobStatus::Failed => "FAILED",
+            JobStatus::Cancelled => "CANCELLED",
+        }
     }
 }
 
@@ -349,11 +356,11 @@ pub enum Hold {
 
 impl Hold {
     /// Reads the hold from a job row, as `GET /jobs/{id}` returns it.
-    pub fn of(row: &Value, worker_id: &str) -> Hold {
-        if JobStatus::of_row(row) == Some(JobStatus::Cancelled) {
+    pub fn of(row: &Job, worker_id: &str) -> Hold {
+        if row.status == Some(JobStatus::Cancelled) {
             return Hold::Cancelled;
         }
-        match row.get("worker_id").and_then(Value::as_str) {
+        match row.worker_id.as_deref() {
             Some(owner) if owner != worker_id => Hold::TakenBy(owner.to_string()),
             _ => Hold::Ours,
         }
@@ -576,11 +583,18 @@ mod tests {
 
     #[test]
     fn a_row_status_tendril_does_not_know_is_none() {
-        assert_eq!(
-            JobStatus::of_row(&json!({"status": "CANCELLED"})),
-            Some(JobStatus::Cancelled)
-        );
-        assert_eq!(JobStatus::of_row(&json!({"status": "ARCHIVED"})), None);
+        for status in [
+            "QUEUED",
+            "CLAIMED",
+            "PROCESSING",
+            "SUCCESS",
+            "FAILED",
+            "CANCELLED",
+        ] {
+            let known = JobStatus::of(&json!(status)).unwrap();
+            assert_eq!(known.as_str(), status);
+        }
+        assert_eq!(JobStatus::of(&json!("ARCHIVED")), None);
         let job: Job =
             serde_json::from_value(json!({"id": "j", "job_type": "PLAN", "status": "ARCHIVED"}))
                 .unwrap();
