@@ -62,6 +62,18 @@ impl Run {
             .unwrap_or_default()
     }
 
+    /// Asserts the exit code, and that check `name` has `mark` and says
+    /// `says`.
+    fn expect(&self, code: i32, name: &str, mark: &str, says: &str) {
+        assert_eq!(
+            (self.code, self.mark(name)),
+            (code, mark),
+            "{}",
+            self.stdout
+        );
+        assert!(self.line(name).contains(says), "{}", self.stdout);
+    }
+
     /// Fails the test when `secret` is in stdout or stderr.
     fn assert_never_shows(&self, secret: &str) {
         assert!(
@@ -215,17 +227,7 @@ fn an_unreachable_trellis_names_trellis_url() {
     let worker = worker(&trellis, scratch.path());
     let nobody = format!("http://127.0.0.1:{}", crate::support::free_port());
     let run = doctor(&worker, &[], &pairs(&[("TRELLIS_URL", &nobody)]));
-    assert_eq!(
-        (run.code, run.mark("trellis")),
-        (1, "failed"),
-        "{}",
-        run.stdout
-    );
-    assert!(
-        run.line("trellis").contains("TRELLIS_URL"),
-        "{}",
-        run.stdout
-    );
+    run.expect(1, "trellis", "failed", "TRELLIS_URL");
 }
 
 #[test]
@@ -279,17 +281,7 @@ fn without_aws_credentials_a_cloud_hosted_worker_fails_and_a_self_hosted_one_is_
     let mut cloud = moto.state_bucket_env();
     cloud.extend(pairs(&[("GRAPE_WORKER_MODE", "cloud-hosted")]));
     let run = doctor(&worker, &[], &cloud);
-    assert_eq!(
-        (run.code, run.mark("aws-identity")),
-        (1, "failed"),
-        "{}",
-        run.stdout
-    );
-    assert!(
-        run.line("aws-identity").contains("GetCallerIdentity"),
-        "{}",
-        run.stdout
-    );
+    run.expect(1, "aws-identity", "failed", "GetCallerIdentity");
 
     let run = doctor(&worker, &[], &[]);
     assert_eq!(
@@ -343,17 +335,7 @@ fn a_tool_missing_from_path_is_reported() {
 
     std::fs::remove_file(bin.join("terraform")).unwrap();
     let run = doctor(&worker, &[], &pairs(&[("PATH", &only_terraform)]));
-    assert_eq!(
-        (run.code, run.mark("terraform")),
-        (1, "failed"),
-        "{}",
-        run.stdout
-    );
-    assert!(
-        run.line("terraform").contains("install terraform (1.10"),
-        "{}",
-        run.stdout
-    );
+    run.expect(1, "terraform", "failed", "install terraform (1.10");
 }
 
 /// A FAKE of the ECS agent's task protection endpoint that answers GET
@@ -417,17 +399,7 @@ fn invalid_settings_exit_2_after_the_whole_report() {
     let trellis = FakeTrellis::start();
     let worker = worker(&trellis, scratch.path());
     let run = doctor(&worker, &[], &pairs(&[("TENDRIL_POLL_INTERVAL", "soon")]));
-    assert_eq!(
-        (run.code, run.mark("settings")),
-        (2, "failed"),
-        "{}",
-        run.stdout
-    );
-    assert!(
-        run.line("settings").contains("TENDRIL_POLL_INTERVAL"),
-        "{}",
-        run.stdout
-    );
+    run.expect(2, "settings", "failed", "TENDRIL_POLL_INTERVAL");
     for name in CHECKS {
         run.line(name);
     }
@@ -437,17 +409,7 @@ fn invalid_settings_exit_2_after_the_whole_report() {
         &[],
         &pairs(&[("GRAPE_WORKER_MODE", "cloud-hosted")]),
     );
-    assert_eq!(
-        (run.code, run.mark("settings")),
-        (2, "failed"),
-        "{}",
-        run.stdout
-    );
-    assert!(
-        run.line("settings").contains("SUPABASE_S3_ENDPOINT"),
-        "{}",
-        run.stdout
-    );
+    run.expect(2, "settings", "failed", "SUPABASE_S3_ENDPOINT");
     // Only what clap cannot parse stops doctor before any check.
     let run = doctor(&worker, &["--no-such-flag"], &[]);
     assert_eq!((run.code, run.stdout.as_str()), (2, ""), "{}", run.stderr);
@@ -463,17 +425,7 @@ fn a_work_dir_short_of_space_fails_and_a_missing_one_is_not_created() {
         &[],
         &pairs(&[("TENDRIL_MIN_FREE_SPACE", "1000000000GiB")]),
     );
-    assert_eq!(
-        (run.code, run.mark("work-dir")),
-        (1, "failed"),
-        "{}",
-        run.stdout
-    );
-    assert!(
-        run.line("work-dir").contains("TENDRIL_MIN_FREE_SPACE"),
-        "{}",
-        run.stdout
-    );
+    run.expect(1, "work-dir", "failed", "TENDRIL_MIN_FREE_SPACE");
 
     let later = scratch.path().join("not-yet").join("work");
     let run = doctor(
@@ -481,17 +433,7 @@ fn a_work_dir_short_of_space_fails_and_a_missing_one_is_not_created() {
         &[],
         &pairs(&[("TENDRIL_WORK_DIR", &later.display().to_string())]),
     );
-    assert_eq!(
-        (run.code, run.mark("work-dir")),
-        (0, "ok"),
-        "{}",
-        run.stdout
-    );
-    assert!(
-        run.line("work-dir").contains("does not exist yet"),
-        "{}",
-        run.stdout
-    );
+    run.expect(0, "work-dir", "ok", "does not exist yet");
     assert!(!scratch.path().join("not-yet").exists());
 }
 
@@ -530,16 +472,6 @@ fn a_templates_dir_without_vines_fails() {
         &[],
         &pairs(&[("TENDRIL_TEMPLATES_DIR", &empty.display().to_string())]),
     );
-    assert_eq!(
-        (run.code, run.mark("vine-templates")),
-        (1, "failed"),
-        "{}",
-        run.stdout
-    );
-    assert!(
-        run.line("vine-templates").contains("TENDRIL_TEMPLATES_DIR"),
-        "{}",
-        run.stdout
-    );
+    run.expect(1, "vine-templates", "failed", "TENDRIL_TEMPLATES_DIR");
     assert_eq!(run.mark("worker-template"), "warning");
 }
