@@ -151,14 +151,8 @@ async fn jobs_metadata_deletion_and_registration() {
     let client = client(&trellis, "tok-client-test-token");
     let job = claimed(&trellis, &client).await;
     assert_eq!(
-        client
-            .get_job(&job)
-            .await
-            .unwrap()
-            .unwrap()
-            .worker_id
-            .as_deref(),
-        Some("w-client")
+        client.get_job(&job).await.unwrap().unwrap()["worker_id"],
+        "w-client"
     );
     assert_eq!(client.get_job("missing").await.unwrap(), None);
 

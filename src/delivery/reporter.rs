@@ -12,7 +12,7 @@ use super::status_queue::StatusQueue;
 use crate::secrets::MaskedSecret;
 use crate::settings::WorkerMode;
 use crate::trellis::retry::{retry, RetryPolicy};
-use crate::trellis::{Job, JobStatus, Registration, StatusUpdate, TrellisClient, TrellisError};
+use crate::trellis::{JobStatus, Registration, StatusUpdate, TrellisClient, TrellisError};
 
 /// Attempts of an artifact or job read before the job fails.
 const FETCH_ATTEMPTS: u32 = 5;
@@ -104,7 +104,7 @@ impl TrellisReporter {
     }
 
     /// Another job's row, if it exists.
-    pub async fn job_row(&self, job_id: &str) -> Result<Option<Job>, TrellisError> {
+    pub async fn job_row(&self, job_id: &str) -> Result<Option<Value>, TrellisError> {
         retry(self.policy(), "reading the plan job", || {
             self.client.get_job(job_id)
         })

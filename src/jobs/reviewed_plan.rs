@@ -11,7 +11,7 @@
 use serde_json::{Map, Value};
 
 use super::{JobContext, JobError};
-use crate::trellis::{Job, JobStatus, JobType};
+use crate::trellis::{JobStatus, JobType};
 
 /// The exact message of a DEPLOY whose vine changed after its plan.
 pub const CONFIGURATION_CHANGED: &str =
@@ -31,23 +31,25 @@ pub fn configuration(snapshot: &Map<String, Value>) -> Map<String, Value> {
         .collect()
 }
 
-/// A configuration hash, if the job has one (an empty one is none).
-fn known(hash: Option<&str>) -> Option<&str> {
-    hash.filter(|hash| !hash.is_empty())
-}
-
 /// Whether the vine changed between the PLAN job's row and this DEPLOY.
 pub fn configuration_changed(
-    plan: &Job,
+    plan_row: &Value,
     deploy_hash: Option<&str>,
     deploy_snapshot: &Map<String, Value>,
 ) -> bool {
-    match (
-        known(plan.configuration_hash.as_deref()),
-        known(deploy_hash),
-    ) {
+    let plan_hash = plan_row
+        .get("configuration_hash")
+        .and_then(Value::as_str)
+        .filter(|hash| !hash.is_empty());
+    match (plan_hash, deploy_hash.filter(|hash| !hash.is_empty())) {
         (Some(planned), Some(deployed)) => planned != deployed,
-        _ => configuration(&plan.config_snapshot) != configuration(deploy_snapshot),
+        _ => {
+            let planned = match plan_row.get("config_snapshot") {
+                Some(Value::Object(snapshot)) => configuration(snapshot),
+                _ => return true,
+            };
+            planned != configuration(deploy_snapshot)
+        }
     }
 }
 
@@ -58,23 +60,20 @@ pub async fn check(context: &JobContext, plan_job_id: &str) -> Result<(), JobErr
     let Some(plan) = context.reporter.job_row(plan_job_id).await? else {
         return invalid(format!("the PLAN job {plan_job_id} does not exist"));
     };
-    if plan.job_type != JobType::Plan {
-        return invalid(format!(
-            "job {plan_job_id} is a {} job, not a PLAN",
-            plan.job_type.as_str()
-        ));
+    let text = |key: &str| plan.get(key).and_then(Value::as_str).unwrap_or_default();
+    let job_type = text("job_type");
+    if JobType::parse(job_type) != Some(JobType::Plan) {
+        return invalid(format!("job {plan_job_id} is a {job_type} job, not a PLAN"));
     }
-    if plan.vine_id != context.job.vine_id {
+    if plan.get("vine_id").and_then(Value::as_str) != context.job.vine_id.as_deref() {
         return invalid(format!(
             "the PLAN job {plan_job_id} belongs to another vine"
         ));
     }
-    if plan.status != Some(JobStatus::Success) {
-        let status = plan
-            .status
-            .map_or("of no status Tendril knows", |s| s.as_str());
+    if JobStatus::of_row(&plan) != Some(JobStatus::Success) {
         return invalid(format!(
-            "the PLAN job {plan_job_id} is {status}, not SUCCESS: there is no plan to apply"
+            "the PLAN job {plan_job_id} is {}, not SUCCESS: there is no plan to apply",
+            text("status")
         ));
     }
     let job = &context.job;
@@ -97,13 +96,6 @@ mod tests {
         value.as_object().cloned().unwrap()
     }
 
-    /// A PLAN job's row with these fields.
-    fn plan_row(fields: Value) -> Job {
-        let mut row = map(json!({"id": "plan-1", "job_type": "PLAN"}));
-        row.extend(map(fields));
-        serde_json::from_value(Value::Object(row)).unwrap()
-    }
-
     fn web_snapshot(status: &str, updated_at: &str, cidr: &str) -> Map<String, Value> {
         map(json!({
             "id": "vine-1", "project_name": "shop", "environment_stage": "development",
@@ -116,9 +108,7 @@ mod tests {
 
     #[test]
     fn the_rows_bookkeeping_is_no_change_of_configuration() {
-        let planned = plan_row(
-            json!({"config_snapshot": web_snapshot("PLANNING", "2026-11-30T10:00:00Z", "10.0.0.0/16")}),
-        );
+        let planned = json!({"config_snapshot": web_snapshot("PLANNING", "2026-11-30T10:00:00Z", "10.0.0.0/16")});
         let mut later = web_snapshot("DRAFT", "2026-11-30T10:05:00Z", "10.0.0.0/16");
         later.insert("estimated_monthly_cost".into(), json!(412.5));
         later.insert("last_planned_at".into(), json!("2026-11-30T10:04:00Z"));
@@ -127,8 +117,7 @@ mod tests {
 
     #[test]
     fn a_real_change_is_a_change_at_any_depth() {
-        let planned =
-            plan_row(json!({"config_snapshot": web_snapshot("DRAFT", "t1", "10.0.0.0/16")}));
+        let planned = json!({"config_snapshot": web_snapshot("DRAFT", "t1", "10.0.0.0/16")});
         assert!(configuration_changed(
             &planned,
             None,
@@ -141,8 +130,8 @@ mod tests {
 
     #[test]
     fn with_both_hashes_the_hashes_decide() {
-        let planned = plan_row(json!({"configuration_hash": "h1",
-                             "config_snapshot": web_snapshot("DRAFT", "t1", "10.0.0.0/16")}));
+        let planned = json!({"configuration_hash": "h1",
+                             "config_snapshot": web_snapshot("DRAFT", "t1", "10.0.0.0/16")});
         let other_cidr = web_snapshot("DRAFT", "t1", "10.9.0.0/16");
         assert!(!configuration_changed(&planned, Some("h1"), &other_cidr));
         assert!(configuration_changed(

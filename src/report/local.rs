@@ -11,7 +11,7 @@ use serde_json::{json, Map, Value};
 
 use super::ReportError;
 use crate::private_files::write_private_file;
-use crate::trellis::{Job, StatusUpdate};
+use crate::trellis::StatusUpdate;
 
 /// The plan artifact's file name in an output directory.
 pub const PLAN_FILE: &str = "terraform.plan.out";
@@ -87,16 +87,15 @@ impl LocalReport {
 
     /// The PLAN job's row as Trellis would hold it: the row it ran with,
     /// with the status it ended with.
-    pub fn planned_job(&self, plan_job_id: &str) -> Result<Option<Job>, ReportError> {
+    pub fn planned_job(&self, plan_job_id: &str) -> Result<Option<Value>, ReportError> {
         let Some(dir) = self.plan_dir(plan_job_id)? else {
             return Ok(None);
         };
-        let row_file = dir.join("job.json");
-        let mut row = read_json(&row_file)?;
-        row["status"] = read_json(&dir.join("result.json"))?["status"].clone();
-        serde_json::from_value(row).map(Some).map_err(|e| {
-            ReportError::Invalid(format!("{} is not a job row: {e}", row_file.display()))
-        })
+        let mut row = read_json(&dir.join("job.json"))?;
+        let result = read_json(&dir.join("result.json"))?;
+        row["status"] = result["status"].clone();
+        row["execution_metadata"] = result["execution_metadata"].clone();
+        Ok(Some(row))
     }
 
     pub fn planned_artifact(&self, plan_job_id: &str) -> Result<Option<Vec<u8>>, ReportError> {

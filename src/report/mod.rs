@@ -14,7 +14,7 @@ use serde_json::{Map, Value};
 
 use crate::delivery::reporter::TrellisReporter;
 use crate::secrets::MaskedSecret;
-use crate::trellis::{Job, Registration, TrellisError};
+use crate::trellis::{Registration, TrellisError};
 
 /// Why a report or fetch failed.
 #[derive(Debug, thiserror::Error)]
@@ -119,7 +119,7 @@ impl Reporter {
     }
 
     /// Another job's row (the PLAN job of a DEPLOY), if it exists.
-    pub async fn job_row(&self, job_id: &str) -> Result<Option<Job>, ReportError> {
+    pub async fn job_row(&self, job_id: &str) -> Result<Option<Value>, ReportError> {
         match self {
             Reporter::Trellis(t) => Ok(t.job_row(job_id).await?),
             Reporter::Local(report) => report.planned_job(job_id),

@@ -7,12 +7,12 @@ use serde_json::Value;
 use super::answer::{api_not_found, json_body, send, SMALL_ANSWER};
 use super::{TrellisClient, TrellisError};
 use crate::secrets::MaskedSecret;
-use crate::trellis::model::{Job, LogChunk, StatusUpdate};
+use crate::trellis::model::{LogChunk, StatusUpdate};
 
 impl TrellisClient {
     /// `GET /jobs/{id}`: the bare job row, `None` when Trellis itself says
     /// there is no such job.
-    pub async fn get_job(&self, job_id: &str) -> Result<Option<Job>, TrellisError> {
+    pub async fn get_job(&self, job_id: &str) -> Result<Option<Value>, TrellisError> {
         match send(self.request(Method::GET, &["jobs", job_id])).await {
             Ok(response) => Ok(Some(
                 json_body(response, self.job_limit("a job row")).await?,
