@@ -3,8 +3,9 @@
 //!
 //! The order is fixed: PROCESSING first; progress and log chunks while the
 //! job runs; at the end the terminal status is written (durably) to the
-//! entry, the log is sealed and synced and delivered to its last chunk,
-//! pending progress is dropped, and only then is the terminal status sent.
+//! entry, the log is sealed and synced, the log to its last chunk and the
+//! progress already queued are delivered, and only then is the terminal
+//! status sent.
 //! The entry goes once Trellis took the status; what could not be delivered
 //! stays for the backlog ([`deliver_entry`] finishes it from disk).
 
@@ -80,7 +81,7 @@ impl JobReport {
     }
 
     /// The job has ended: records its terminal status (if it gets one) on
-    /// disk, seals and syncs the log, and drops pending progress.
+    /// disk, seals and syncs the log, and takes no more progress.
     pub fn close(&self, terminal: Option<&StatusUpdate>) {
         if let Some(update) = terminal {
             if let Err(error) = self.entry.save_terminal(update) {

@@ -36,8 +36,9 @@
 //!    cancelled job is not reopened) and `TrellisClient::update_status`.
 //! 2. The terminal status: the agent hands it to `JobReport::close`, which
 //!    writes it durably into the outbox entry (`terminal.json`) and closes
-//!    the queue, dropping pending progress (a late PROCESSING would reopen
-//!    the job). Once the last chunk is through, `JobReport::send_terminal`
+//!    the queue to new progress. Once the last chunk and the progress
+//!    already queued are through (a PROCESSING after the terminal status
+//!    would reopen the job), `JobReport::send_terminal`
 //!    sends it ([`send::send_terminal`]; a refused one goes again with its
 //!    biggest metadata dropped), and the entry is removed once Trellis took
 //!    it.

@@ -2,9 +2,11 @@
 //!
 //! Trellis keeps no state machine: a PROCESSING update that lands after the
 //! terminal one reopens the job. So every update of a job goes through this
-//! one queue, delivered one at a time, and closing the queue (when the
-//! terminal update is about to be sent) drops whatever progress is still
-//! pending; the terminal update is sent only after the queue has emptied.
+//! one queue, delivered one at a time. Closing the queue (when the job has
+//! ended) takes no more progress; what is already pending is still
+//! delivered, in order, and the terminal update is sent only after the
+//! queue has emptied. (When that wait is cut short, at the final delivery
+//! timeout, delivery is dropped with it: nothing of it can land later.)
 
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -34,14 +36,9 @@ impl StatusQueue {
         self.wake.notify_one();
     }
 
-    /// No more progress: pending updates are dropped, and delivery ends
-    /// once the one in flight (if any) is done.
+    /// No more progress: delivery ends once what is pending is through.
     pub fn close(&self) {
         self.closed.store(true, Ordering::SeqCst);
-        self.pending
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .clear();
         self.wake.notify_one();
     }
 
