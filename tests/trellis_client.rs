@@ -199,7 +199,7 @@ async fn jobs_metadata_deletion_and_registration() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
-async fn progress_never_lands_after_the_queue_is_closed() {
+async fn progress_pending_at_close_lands_in_order_and_none_is_taken_after() {
     let trellis = FakeTrellis::start();
     let client = client(&trellis, "tok-client-test-token");
     let job = claimed(&trellis, &client).await;
@@ -246,8 +246,9 @@ async fn progress_never_lands_after_the_queue_is_closed() {
         .collect();
     assert_eq!(
         steps,
-        [json!(1), Value::Null],
-        "the update in flight lands, pending ones are dropped: {history:?}"
+        [json!(1), json!(2), json!(3), Value::Null],
+        "the update in flight and the pending ones land in order, before the terminal \
+         status; one pushed after the close is not taken: {history:?}"
     );
     assert_eq!(history.last().unwrap()["status"], "SUCCESS");
 }
