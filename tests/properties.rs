@@ -78,18 +78,8 @@ mod claim {
         "worker_id",
     ];
 
-    const IDENTITY_FIELDS: &[&str] = &[
-        "provider",
-        "role_arn",
-        "external_id",
-        "account_id",
-        "project_id",
-        "service_account_email",
-        "wif_config",
-        "tenant_id",
-        "client_id",
-        "subscription_id",
-    ];
+    /// The identity's fields, as the fake Trellis fills them in a claim.
+    const IDENTITY_FIELDS: &[&str] = &crate::support::fake_trellis::IDENTITY_KEYS;
 
     const JOB_TYPES: &[&str] = &[
         "PLAN",

@@ -33,8 +33,8 @@ use serde_json::{json, Map, Value};
 use clock::now;
 pub use clock::uuid;
 use handlers::router;
-use state::{lock, Db, FailRule, Job, State, Worker, IDENTITY_KEYS};
-pub use state::{RecordedRequest, MAX_ARTIFACT_BYTES, TEST_USER_ID};
+use state::{lock, Db, FailRule, Job, State, Worker};
+pub use state::{RecordedRequest, IDENTITY_KEYS, MAX_ARTIFACT_BYTES, TEST_USER_ID};
 use transport::{Net, Serving};
 
 /// A fake Trellis (see the module docs). All methods are synchronous.

@@ -17,7 +17,8 @@ pub const MAX_ARTIFACT_BYTES: usize = 52_428_800;
 pub(super) const JOB_STATUSES: [&str; 4] = ["PROCESSING", "SUCCESS", "FAILED", "CANCELLED"];
 pub(super) const STREAMS: [&str; 3] = ["STDOUT", "STDERR", "SYSTEM"];
 pub(super) const MODES: [&str; 2] = ["cloud-hosted", "self-hosted"];
-pub(super) const IDENTITY_KEYS: [&str; 10] = [
+/// The fields of a cloud identity, as a claim carries it.
+pub const IDENTITY_KEYS: [&str; 10] = [
     "provider",
     "role_arn",
     "external_id",
