@@ -9,7 +9,10 @@
 //! 3. The size of the release binary (also the AWS Lambda `bootstrap`), and
 //!    whether it is stripped.
 //!
-//! The targets are printed next to the figures they bound.
+//! The targets are printed next to the figures they bound. A fourth part,
+//! `idle-order`, run only when named (by `scripts/bench.sh idle-order`), makes
+//! the list of functions the idle worker runs that the linker places first
+//! (`benches/worker/idle_order.rs`).
 //!
 //! The job of the second is a FETCH_RESOURCES whose `aws` is a stand-in
 //! script (named so below) that prints the lines and answers `{}`: only the
@@ -20,11 +23,16 @@
 #[allow(unused_imports)]
 mod support;
 
+// Beside this file, not in `benches/`, where cargo would take it for a
+// benchmark of its own.
+#[path = "worker/idle_order.rs"]
+mod idle_order;
+
 use std::time::{Duration, Instant};
 
 use serde_json::json;
 use support::fake_trellis::FakeTrellis;
-use support::tendril::{worker_env, TendrilProcess};
+use support::tendril::{worker_env, Tendril, TendrilProcess};
 
 const LINES: usize = 1_000_000;
 const THROUGHPUT_RUNS: usize = 5;
@@ -203,8 +211,9 @@ fn has_symbol_table(elf: &[u8]) -> bool {
 }
 
 fn binary_size() {
-    let path = env!("CARGO_BIN_EXE_tendril");
-    let elf = std::fs::read(path).expect("read the tendril binary");
+    let path = Tendril::binary();
+    let path = path.to_string_lossy();
+    let elf = std::fs::read(&*path).expect("read the tendril binary");
     let size = elf.len() as u64;
     let stripped = !has_symbol_table(&elf);
     println!("release binary ({path}):");
@@ -225,14 +234,21 @@ fn binary_size() {
     );
 }
 
-/// `cargo bench --bench worker [-- size|throughput|idle ...]`: the parts
-/// named, else all of them.
+/// `cargo bench --bench worker [-- size|throughput|idle|idle-order ...]`:
+/// the parts named, else all but `idle-order`.
 fn main() {
     let named: Vec<String> = std::env::args()
         .skip(1)
         .filter(|arg| !arg.starts_with("--"))
         .collect();
     let wanted = |part: &str| named.is_empty() || named.iter().any(|name| name == part);
+    if std::env::var_os("TENDRIL_BENCH_BINARY").is_none() {
+        println!(
+            "note: measuring the benchmark's own build of tendril, whose dependencies have the \
+             tests' features (other code, and not the code src/idle-functions.order names); \
+             scripts/bench.sh measures the release build that ships"
+        );
+    }
     if wanted("size") {
         binary_size();
     }
@@ -241,5 +257,8 @@ fn main() {
     }
     if wanted("idle") {
         idle();
+    }
+    if named.iter().any(|name| name == "idle-order") {
+        idle_order::make_order_file();
     }
 }

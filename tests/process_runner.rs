@@ -112,11 +112,19 @@ async fn a_stop_sends_sigint_to_the_group_then_sigkill_after_the_grace() {
     let dir = TempDir::new("tendril-process-test");
     let stop = stop_when_logged(&dir, "ready-1");
     let script = "trap 'echo got-sigint; exit 1' INT; echo ready-1; sleep 60 & wait";
-    let error = run(&command(&dir, script), &log(&dir), &stop)
-        .await
-        .unwrap_err();
+    // A grace this shell never needs (it exits on SIGINT at once), so that
+    // a loaded machine cannot turn the SIGINT into the SIGKILL.
+    let patient = ToolCommand {
+        grace: Duration::from_secs(20),
+        ..command(&dir, script)
+    };
+    let error = run(&patient, &log(&dir), &stop).await.unwrap_err();
     assert!(matches!(error, ToolError::Stopped { .. }));
-    assert!(logged(&dir).contains("got-sigint"));
+    assert!(
+        logged(&dir).contains("got-sigint"),
+        "the tool ran its SIGINT trap; log:\n{}",
+        logged(&dir)
+    );
 
     let pid_file = dir.path().join("pid");
     let stubborn = format!(

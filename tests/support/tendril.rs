@@ -14,10 +14,19 @@ use super::{random_hex, TempDir};
 pub struct Tendril;
 
 impl Tendril {
+    /// The binary driven: the one cargo built for these targets, or the one
+    /// `TENDRIL_BENCH_BINARY` names (`scripts/bench.sh` has the benchmark
+    /// measure the release build that ships this way: cargo builds the
+    /// benchmark's own with the dependency features of the tests).
+    pub fn binary() -> std::ffi::OsString {
+        std::env::var_os("TENDRIL_BENCH_BINARY")
+            .unwrap_or_else(|| env!("CARGO_BIN_EXE_tendril").into())
+    }
+
     /// The `tendril` binary with an empty environment except `PATH`, `HOME`
     /// and `RUST_BACKTRACE=0`.
     pub fn command() -> Command {
-        let mut cmd = Command::new(env!("CARGO_BIN_EXE_tendril"));
+        let mut cmd = Command::new(Self::binary());
         cmd.env_clear().env("RUST_BACKTRACE", "0");
         for key in ["PATH", "HOME"] {
             if let Some(value) = std::env::var_os(key) {
