@@ -64,6 +64,11 @@ fn link_idle_code_first() {
     {
         return;
     }
+    // `-Wl,` splits its argument at commas.
+    if order.to_string_lossy().contains(',') {
+        println!("cargo:warning=the checkout's path has a comma: the release binary's code is not ordered (see build.rs)");
+        return;
+    }
     println!(
         "cargo:rustc-link-arg-bins=-Wl,--symbol-ordering-file={}",
         order.display()
