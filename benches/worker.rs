@@ -211,9 +211,9 @@ fn has_symbol_table(elf: &[u8]) -> bool {
 }
 
 fn binary_size() {
-    let path = Tendril::binary();
-    let path = path.to_string_lossy();
-    let elf = std::fs::read(&*path).expect("read the tendril binary");
+    let binary = Tendril::binary();
+    let elf = std::fs::read(&binary).expect("read the tendril binary");
+    let path = binary.to_string_lossy();
     let size = elf.len() as u64;
     let stripped = !has_symbol_table(&elf);
     println!("release binary ({path}):");

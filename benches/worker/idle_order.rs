@@ -16,7 +16,7 @@ use std::process::Command;
 use std::time::Duration;
 
 use crate::support::fake_trellis::FakeTrellis;
-use crate::support::tendril::{worker_env, Tendril, TendrilProcess};
+use crate::support::tendril::{worker_env, TendrilProcess};
 use crate::support::{free_port, TempDir};
 
 const ORDER_FILE: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/src/idle-functions.order");
@@ -26,13 +26,9 @@ const ORDER_FILE: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/src/idle-function
 const IDLE: Duration = Duration::from_secs(40);
 
 pub fn make_order_file() {
-    assert!(
-        std::env::var_os("TENDRIL_BENCH_BINARY").is_some(),
-        "TENDRIL_BENCH_BINARY is not set: run `bash scripts/bench.sh idle-order`"
-    );
-    let binary = Tendril::binary();
-    let binary = binary.to_string_lossy();
-    let binary = &*binary;
+    let binary = std::env::var("TENDRIL_BENCH_BINARY")
+        .expect("TENDRIL_BENCH_BINARY is not set: run `bash scripts/bench.sh idle-order`");
+    let binary = binary.as_str();
     let elf = std::fs::read(binary).expect("read TENDRIL_BENCH_BINARY");
     assert!(
         crate::has_symbol_table(&elf),
@@ -150,10 +146,9 @@ fn functions_run(profile: &Path, binary: &str) -> Vec<String> {
                 };
                 let ours = Path::new(&object) == binary;
                 // Symbols only: callgrind names code without one by address.
-                if let Some(name) = name.filter(|name| ours && !name.starts_with("0x")) {
-                    if name != "(below main)" {
-                        functions.insert(name.split('\'').next().unwrap_or(name).to_string());
-                    }
+                let symbol = |name: &&str| !name.starts_with("0x") && *name != "(below main)";
+                if let Some(name) = name.filter(|name| ours && symbol(name)) {
+                    functions.insert(name.split('\'').next().unwrap_or(name).to_string());
                 }
             }
             _ => {}
