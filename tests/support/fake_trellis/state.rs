@@ -42,6 +42,8 @@ pub struct RecordedRequest {
     pub headers: Vec<(String, String)>,
     pub body: Vec<u8>,
     pub status: u16,
+    /// When the fake received it (benchmarks time the worker by it).
+    pub received_at: std::time::Instant,
 }
 
 impl RecordedRequest {
