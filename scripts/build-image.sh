@@ -53,6 +53,8 @@ if ! have_image "localhost/debian:$debian-slim"; then
   # The slim image's excludes: manuals, docs but copyright, locales. The
   # tarball is imported only once whole.
   tarball=$(mktemp --suffix=.tar)
+  # The hooks' $1 is mmdebstrap's (the new root), not this script's.
+  # shellcheck disable=SC2016
   mmdebstrap --variant=minbase --mode=root --quiet \
     --hook-dir=/usr/share/mmdebstrap/hooks/merged-usr \
     --dpkgopt='path-exclude=/usr/share/man/*' \
@@ -74,7 +76,9 @@ if ! have_image "localhost/rust:$rust-$debian"; then
 fi
 
 # --- the downloads, offline ------------------------------------------------
-bash scripts/install-peers.sh >/dev/null
+for peer in terraform helm "$HOME/.cache/tendril-peers/kubectl/kubectl"; do
+  command -v "$peer" >/dev/null 2>&1 || { echo "build-image: $peer is missing: run scripts/install-peers.sh" >&2; exit 1; }
+done
 downloads_for() {
   local variant=$1 dir
   dir=$(mktemp -d)
