@@ -145,7 +145,9 @@ RUN apt-get update \
  && rm -rf /var/lib/apt/lists/* /root/.cache \
  && groupadd --gid 10001 tendril \
  && useradd --uid 10001 --gid 10001 --no-log-init --home-dir /var/lib/tendril --create-home \
-      --shell /usr/sbin/nologin tendril
+      --shell /usr/sbin/nologin tendril \
+ # The work dir (the outbox, the job workspaces) is the worker's alone.
+ && chmod 0700 /var/lib/tendril
 COPY --from=downloads /opt/tools/bin/ /usr/local/bin/
 COPY --from=downloads /opt/tendril /opt/tendril
 COPY --from=downloads /opt/google-cloud-sdk /opt/google-cloud-sdk

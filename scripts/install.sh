@@ -65,7 +65,8 @@ done
   grep -E "^[0-9a-f]{64}  $file\$" SHA256SUMS > "$file.sum" || fail "SHA256SUMS does not list $file"
   sha256sum --check --quiet "$file.sum" || fail "$file does not match its checksum in SHA256SUMS"
 done)
-installed=$("$scratch/$binary" version 2>/dev/null | head -n 1) || fail "the downloaded binary does not run here: $binary"
+printed=$("$scratch/$binary" version 2>/dev/null) || fail "the downloaded binary does not run here: $binary"
+installed=${printed%%$'\n'*}
 say "verified $installed"
 
 # The binary: put beside the old one, then renamed over it (a running

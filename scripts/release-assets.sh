@@ -21,6 +21,8 @@ for pair in "$@"; do
 done
 install -m 0755 scripts/install.sh "$dist/install.sh"
 install -m 0644 deploy/systemd/tendril.service deploy/systemd/tendril.env.example "$dist/"
-(cd "$dist" && rm -f SHA256SUMS && find . -maxdepth 1 -type f ! -name SHA256SUMS -printf '%f\n' | LC_ALL=C sort \
-  | xargs sha256sum > SHA256SUMS.new && mv SHA256SUMS.new SHA256SUMS)
+sums=$(mktemp)
+(cd "$dist" && find . -maxdepth 1 -type f ! -name SHA256SUMS -printf '%f\n' | LC_ALL=C sort | xargs sha256sum) > "$sums"
+mv -f "$sums" "$dist/SHA256SUMS"
+chmod 0644 "$dist/SHA256SUMS"
 echo "release-assets.sh: $(wc -l < "$dist/SHA256SUMS") files in $dist, with SHA256SUMS" >&2
