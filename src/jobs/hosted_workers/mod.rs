@@ -147,30 +147,7 @@ pub async fn deploy_worker(context: &JobContext) -> Result<Map<String, Value>, J
                 .into(),
         ));
     }
-    let snapshot = &context.job.config_snapshot;
-    let (worker_id, token, registered) = match (
-        setting(snapshot, &["worker_id"]),
-        snapshot::text(snapshot, "", &["worker_token"]),
-    ) {
-        (Some(id), Some(token)) => (id, token, false),
-        _ => {
-            let secret = context.settings.registration_secret.as_ref().ok_or_else(|| {
-                    JobError::Invalid(
-                        "the snapshot has no worker_id and worker_token, and no TENDRIL_REGISTRATION_SECRET is set \
-                         to register the worker"
-                            .into(),
-                    )
-                })?;
-            let name = setting(snapshot, &["worker_name"]).unwrap_or_else(|| "tendril".into());
-            let phase = context.log.phase(&format!("registering worker {name}"));
-            let registration = context
-                .reporter
-                .register_worker(secret.expose(), &name)
-                .await?;
-            phase.finish();
-            (registration.tendril_id, registration.tendril_token, true)
-        }
-    };
+    let (worker_id, token, registered) = the_worker(context).await?;
     context.keep_masked([secrets::register(&token)]);
     context.log.system(&format!(
         "worker {worker_id}{}",
@@ -183,7 +160,7 @@ pub async fn deploy_worker(context: &JobContext) -> Result<Map<String, Value>, J
     let (_, outputs, masked) = redact::outputs(&raw);
     context.keep_masked(masked);
     let phase = context.log.phase("reading what the worker's service runs");
-    let running = deployed_service(&spec, &worker_id, &outputs)
+    let running = deployed_service(&spec.region, &worker_id, &outputs)
         .await
         .running()
         .await
@@ -200,13 +177,39 @@ pub async fn deploy_worker(context: &JobContext) -> Result<Map<String, Value>, J
         .system(&format!("the worker's service runs {image}"));
     let spec = WorkerSpec { worker_id, ..spec };
     record_deploy_config(context, &spec, Some(&token), &image, &running).await?;
-    let worker_id = spec.worker_id;
     let mut metadata = Map::new();
-    metadata.insert("worker_id".into(), json!(worker_id));
+    metadata.insert("worker_id".into(), json!(spec.worker_id));
     metadata.insert("registered".into(), json!(registered));
     metadata.insert("worker_outputs".into(), Value::Object(outputs));
     metadata.insert("timings".into(), Value::Object(stack.timings));
     Ok(metadata)
+}
+
+/// The worker DEPLOY_WORKER deploys: its id and token from the snapshot (a
+/// re-deploy), else registered now; and whether it was registered now.
+async fn the_worker(context: &JobContext) -> Result<(String, String, bool), JobError> {
+    let snapshot = &context.job.config_snapshot;
+    if let (Some(id), Some(token)) = (
+        setting(snapshot, &["worker_id"]),
+        snapshot::text(snapshot, "", &["worker_token"]),
+    ) {
+        return Ok((id, token, false));
+    }
+    let secret = context.settings.registration_secret.as_ref().ok_or_else(|| {
+        JobError::Invalid(
+            "the snapshot has no worker_id and worker_token, and no TENDRIL_REGISTRATION_SECRET is set \
+             to register the worker"
+                .into(),
+        )
+    })?;
+    let name = setting(snapshot, &["worker_name"]).unwrap_or_else(|| "tendril".into());
+    let phase = context.log.phase(&format!("registering worker {name}"));
+    let registration = context
+        .reporter
+        .register_worker(secret.expose(), &name)
+        .await?;
+    phase.finish();
+    Ok((registration.tendril_id, registration.tendril_token, true))
 }
 
 /// DESTROY_WORKER: an empty state fails, and keeps the registration.
@@ -241,7 +244,7 @@ pub async fn destroy_worker(context: &JobContext) -> Result<Map<String, Value>, 
 /// The service DEPLOY_WORKER made: named by the template's outputs, else
 /// as the worker templates name it (`tendril-<short id>`).
 async fn deployed_service(
-    spec: &WorkerSpec,
+    region: &str,
     worker_id: &str,
     outputs: &Map<String, Value>,
 ) -> WorkerService {
@@ -253,7 +256,7 @@ async fn deployed_service(
             .unwrap_or(&conventional)
             .to_string()
     };
-    WorkerService::new(&spec.region, &named("cluster_name"), &named("service_name")).await
+    WorkerService::new(region, &named("cluster_name"), &named("service_name")).await
 }
 
 /// What a `*_WORKER` snapshot says about the worker.
