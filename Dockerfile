@@ -123,31 +123,46 @@ RUN for dir in /downloads/templates/*/*/; do \
       fi; \
     done
 
-# ---- the runtime image ------------------------------------------------------
-FROM debian:${DEBIAN_VERSION}-slim
-ARG TENDRIL_CLOUD
-ARG AWSCLI_VERSION
-ARG AZURE_CLI_VERSION
-SHELL ["/bin/bash", "-euo", "pipefail", "-c"]
+# ---- the runtime's system and cloud CLIs, one stage per variant -----------
 # tini is PID 1: it forwards SIGTERM to Tendril and reaps tool grandchildren.
 # The AWS CLI (every variant) and the Azure CLI (all and azure) come from
-# PyPI at pinned versions, in a virtualenv. The Debian packages are not
-# pinned: Debian's archive keeps only the newest version of each package of
-# a release, so a pin fails at its next update.
+# PyPI at pinned versions, in a virtualenv; the Google Cloud CLI (all and
+# gcp) from the downloads stage. The Debian packages are not pinned:
+# Debian's archive keeps only the newest version of each package of a
+# release, so a pin fails at its next update. Variants share the stages
+# they have in common.
+FROM debian:${DEBIAN_VERSION}-slim AS runtime-aws
+ARG AWSCLI_VERSION
+SHELL ["/bin/bash", "-euo", "pipefail", "-c"]
 # hadolint ignore=DL3008
 RUN apt-get update \
  && apt-get install -y --no-install-recommends ca-certificates tini git openssh-client python3 python3-venv \
- && clis=("awscli==${AWSCLI_VERSION}") \
- && case "${TENDRIL_CLOUD}" in all|azure) clis+=("azure-cli==${AZURE_CLI_VERSION}") ;; esac \
  && python3 -m venv /opt/cli \
- && /opt/cli/bin/pip install --no-cache-dir --only-binary=:all: "${clis[@]}" \
- && for cli in aws az; do if [ -e "/opt/cli/bin/$cli" ]; then ln -s "/opt/cli/bin/$cli" /usr/local/bin/; fi; done \
+ && /opt/cli/bin/pip install --no-cache-dir --only-binary=:all: "awscli==${AWSCLI_VERSION}" \
+ && ln -s /opt/cli/bin/aws /usr/local/bin/ \
  && rm -rf /var/lib/apt/lists/* /root/.cache \
  && groupadd --gid 10001 tendril \
  && useradd --uid 10001 --gid 10001 --no-log-init --home-dir /var/lib/tendril --create-home \
       --shell /usr/sbin/nologin tendril \
  # The work dir (the outbox, the job workspaces) is the worker's alone.
  && chmod 0700 /var/lib/tendril
+
+FROM runtime-aws AS runtime-azure
+ARG AWSCLI_VERSION
+ARG AZURE_CLI_VERSION
+# With the AWS CLI's pin again, so that the two share what they both need.
+RUN /opt/cli/bin/pip install --no-cache-dir --only-binary=:all: "awscli==${AWSCLI_VERSION}" "azure-cli==${AZURE_CLI_VERSION}" \
+ && ln -s /opt/cli/bin/az /usr/local/bin/ \
+ && rm -rf /root/.cache
+
+FROM runtime-aws AS runtime-gcp
+
+FROM runtime-azure AS runtime-all
+
+# ---- the runtime image ------------------------------------------------------
+# The variant's stage above, which hadolint takes for an image without a tag.
+# hadolint ignore=DL3006
+FROM runtime-${TENDRIL_CLOUD}
 COPY --from=downloads /opt/tools/bin/ /usr/local/bin/
 COPY --from=downloads /opt/tendril /opt/tendril
 COPY --from=downloads /opt/google-cloud-sdk /opt/google-cloud-sdk

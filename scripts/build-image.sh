@@ -3,7 +3,7 @@
 # the package registries, as CI does on a machine with no Docker engine and
 # no Docker Hub:
 #
-#   bash scripts/build-image.sh [aws|gcp|azure|all ...]     (default: aws all)
+#   bash scripts/build-image.sh [aws|gcp|azure|all ...]     (default: all four)
 #
 # makes localhost/tendril:ci-<variant> for each variant named. What differs
 # from the release build (.github/workflows/release.yml), and nothing else:
@@ -26,7 +26,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 podman() { bash scripts/podman.sh "$@"; }
 variants=("$@")
-[ ${#variants[@]} -gt 0 ] || variants=(aws all)
+[ ${#variants[@]} -gt 0 ] || variants=(aws gcp azure all)
 for variant in "${variants[@]}"; do
   case "$variant" in aws|gcp|azure|all) ;; *) echo "no image variant '$variant' (aws, gcp, azure or all)" >&2; exit 2 ;; esac
 done

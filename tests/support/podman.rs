@@ -15,7 +15,7 @@ pub fn built_image(variant: &str) -> String {
     assert!(
         exists.status.success(),
         "no image {image}: build it with `bash scripts/build-image.sh {variant}` (scripts/install-peers.sh \
-         builds the aws and all variants){}",
+         builds every variant){}",
         String::from_utf8_lossy(&exists.stderr)
     );
     image
