@@ -235,14 +235,26 @@ fn carries_only(variant: &str, present: &[(&str, &str)], absent: &[&str]) -> (St
         assert_eq!(version_of(&tools, tool), "missing", "{tool} in {variant}");
     }
     let python = podman_ok(&[
-        "run", "--rm", "--no-healthcheck", "--entrypoint", "/opt/cli/bin/pip", &image, "list",
+        "run",
+        "--rm",
+        "--no-healthcheck",
+        "--entrypoint",
+        "/opt/cli/bin/pip",
+        &image,
+        "list",
     ]);
     assert!(python.contains("awscli"), "{python}");
     if absent.contains(&"az") {
-        assert!(!python.contains("azure-cli"), "no Azure SDK in {variant}: {python}");
+        assert!(
+            !python.contains("azure-cli"),
+            "no Azure SDK in {variant}: {python}"
+        );
     }
     for package in ["google-cloud", "google-api"] {
-        assert!(!python.contains(package), "no Google SDK in the CLI virtualenv: {python}");
+        assert!(
+            !python.contains(package),
+            "no Google SDK in the CLI virtualenv: {python}"
+        );
     }
     (image, tendril)
 }
@@ -265,5 +277,9 @@ fn the_all_clouds_image_runs_a_worker_with_every_cloud_cli() {
 #[test]
 fn the_gcp_and_azure_images_carry_their_clouds_cli_only() {
     carries_only("gcp", &[("aws", "1.45.11"), ("gcloud", "528.0.0")], &["az"]);
-    carries_only("azure", &[("aws", "1.45.11"), ("az", "2.67.0")], &["gcloud"]);
+    carries_only(
+        "azure",
+        &[("aws", "1.45.11"), ("az", "2.67.0")],
+        &["gcloud"],
+    );
 }

@@ -297,6 +297,11 @@ struct Fleet {
 
 impl Fleet {
     fn start() -> Fleet {
+        Fleet::start_with(&[])
+    }
+
+    /// A fleet whose worker has `extra` in its environment too.
+    fn start_with(extra: &[(&str, &str)]) -> Fleet {
         let moto = Moto::start();
         moto.aws(&["s3api", "create-bucket", "--bucket", "vine-terraform-state"]);
         let trellis = FakeTrellis::start();
@@ -318,9 +323,13 @@ impl Fleet {
                     "TENDRIL_REGISTRATION_SECRET",
                     "platform-registration-secret",
                 ),
-                ("TENDRIL_PASS_ENV", "TENDRIL_TEST_CAPTURE_DIR"),
+                (
+                    "TENDRIL_PASS_ENV",
+                    "TENDRIL_TEST_CAPTURE_DIR,TENDRIL_TEST_NO_ECS",
+                ),
                 ("TENDRIL_TEST_CAPTURE_DIR", capture.to_str().unwrap()),
-            ]);
+            ])
+            .envs(extra.iter().copied());
         let tendril = TendrilProcess::spawn(command);
         Fleet {
             moto,
@@ -621,4 +630,38 @@ fn tendrils_own_repository_is_the_worker_templates_default() {
         Some("\"ghcr.io/bobikenobi12/tendril\""),
         "DEPLOY_WORKER deploys image variants by default for this repository only (src/jobs/hosted_workers/image.rs)"
     );
+}
+
+/// A worker template that makes no ECS service Tendril can read (another
+/// platform's, say): the deployment still succeeds, and deploy_config holds
+/// what the deployment was given (the snapshot's, else the template's
+/// defaults), never null.
+#[test]
+fn without_a_service_to_read_deploy_config_records_what_the_deployment_was_given() {
+    let mut fleet = Fleet::start_with(&[("TENDRIL_TEST_NO_ECS", "1")]);
+    let mut snapshot = worker_snapshot();
+    for unset in ["image_repository", "cpu"] {
+        snapshot[unset] = Value::Null;
+    }
+    snapshot["memory"] = json!(4096);
+    let deployed = fleet.run("DEPLOY_WORKER", snapshot);
+    assert_eq!(deployed["status"], "SUCCESS", "{deployed}");
+    assert!(
+        deployed["log"]
+            .as_str()
+            .unwrap()
+            .contains("could not be read from ECS"),
+        "{}",
+        deployed["log"]
+    );
+    let worker_id = deployed["execution_metadata"]["worker_id"]
+        .as_str()
+        .unwrap();
+    let config = &fleet.trellis.worker_metadata(worker_id).unwrap()["deploy_config"];
+    assert_eq!(config["image_repository"], "ghcr.io/bobikenobi12/tendril");
+    assert_eq!(config["image_tag"], "1.0.0");
+    assert_eq!(config["cpu"], 1024, "the template's default");
+    assert_eq!(config["memory"], 4096, "the snapshot's");
+    fleet.tendril.signal(libc::SIGTERM);
+    assert_eq!(fleet.tendril.wait_timeout(LONG).unwrap().code(), Some(0));
 }

@@ -33,7 +33,7 @@ use super::stack::Stack;
 use super::{JobContext, JobError};
 use crate::secrets;
 use image::{variant_to_deploy, with_variant, ImageRef, TENDRIL_REPOSITORY};
-use service::{Running, WorkerService};
+use service::{Deployed, WorkerService};
 pub use update::update_worker;
 
 /// A worker's ECS names: the worker templates name cluster and service
@@ -160,23 +160,27 @@ pub async fn deploy_worker(context: &JobContext) -> Result<Map<String, Value>, J
     let (_, outputs, masked) = redact::outputs(&raw);
     context.keep_masked(masked);
     let phase = context.log.phase("reading what the worker's service runs");
-    let running = deployed_service(&spec.region, &worker_id, &outputs)
+    let read = deployed_service(&spec.region, &worker_id, &outputs)
         .await
         .running()
         .await
-        .map_err(|error| {
-            JobError::Invalid(format!(
-                "the worker was deployed, but what its service runs could not be read to record its \
-                 deploy_config (Trellis's Update button needs it): {error}"
-            ))
-        })?;
-    let image = running.image()?;
+        .and_then(|running| running.deployed());
+    let deployed = match read {
+        Ok(deployed) => deployed,
+        Err(error) => {
+            context.log.system(&format!(
+                "warning: what the worker's service runs could not be read from ECS ({error}): its \
+                 deploy_config records what the deployment was given"
+            ));
+            configured(context, &worker_id, &stack)?
+        }
+    };
     stack.record("read_service", phase.finish());
     context
         .log
-        .system(&format!("the worker's service runs {image}"));
+        .system(&format!("the worker's service runs {}", deployed.image));
     let spec = WorkerSpec { worker_id, ..spec };
-    record_deploy_config(context, &spec, Some(&token), &image, &running).await?;
+    record_deploy_config(context, &spec, Some(&token), &deployed).await?;
     let mut metadata = Map::new();
     metadata.insert("worker_id".into(), json!(spec.worker_id));
     metadata.insert("registered".into(), json!(registered));
@@ -259,6 +263,35 @@ async fn deployed_service(
     WorkerService::new(region, &named("cluster_name"), &named("service_name")).await
 }
 
+/// What the deployment was given: the variables DEPLOY_WORKER set, else the
+/// template's defaults.
+fn configured(context: &JobContext, worker_id: &str, stack: &Stack) -> Result<Deployed, JobError> {
+    let vars = worker_vars(context, worker_id);
+    let defaults = crate::jobs::tfvars::declared_defaults(&stack.dir)?;
+    let given = |name: &str| {
+        vars.get(name)
+            .or_else(|| defaults.get(name))
+            .cloned()
+            .unwrap_or(Value::Null)
+    };
+    let repository = given("image_repository");
+    let repository = repository.as_str().ok_or_else(|| {
+        JobError::Invalid(
+            "neither the snapshot nor the worker template names the image repository: \
+             set the template's image_repository default"
+                .into(),
+        )
+    })?;
+    Ok(Deployed {
+        image: ImageRef {
+            repository: repository.to_string(),
+            tag: given("image_tag").as_str().unwrap_or_default().to_string(),
+        },
+        cpu: given("cpu"),
+        memory: given("memory"),
+    })
+}
+
 /// What a `*_WORKER` snapshot says about the worker.
 struct WorkerSpec {
     worker_id: String,
@@ -292,28 +325,26 @@ impl WorkerSpec {
 /// Records the worker's `deploy_config` in its metadata (replaced whole):
 /// what Trellis's Update and Destroy buttons copy into the next worker
 /// job's snapshot. The image (repository and tag), cpu and memory are what
-/// the service runs, `token` the worker's (it goes back to the party that
+/// the worker runs, `token` the worker's (it goes back to the party that
 /// issued it, never to a log, tfvars or a plan).
 async fn record_deploy_config(
     context: &JobContext,
     spec: &WorkerSpec,
     token: Option<&str>,
-    image: &ImageRef,
-    running: &Running,
+    deployed: &Deployed,
 ) -> Result<(), JobError> {
     let snapshot = &context.job.config_snapshot;
-    let (cpu, memory) = running.cpu_and_memory();
     let mut config = Map::new();
     config.insert("region".into(), json!(spec.region));
     config.insert("cloud_provider".into(), json!(context.provider().as_str()));
     if let Some(url) = setting(snapshot, &["trellis_url"]) {
         config.insert("trellis_url".into(), json!(url));
     }
-    config.insert("image_repository".into(), json!(image.repository));
-    config.insert("image_tag".into(), json!(image.tag));
-    for (key, value) in [("cpu", cpu), ("memory", memory)] {
+    config.insert("image_repository".into(), json!(deployed.image.repository));
+    config.insert("image_tag".into(), json!(deployed.image.tag));
+    for (key, value) in [("cpu", &deployed.cpu), ("memory", &deployed.memory)] {
         if !value.is_null() {
-            config.insert(key.into(), value);
+            config.insert(key.into(), value.clone());
         }
     }
     match token {

@@ -53,27 +53,31 @@ pub struct Running {
     pub tags: Vec<Tag>,
 }
 
+/// What a worker runs, as its `deploy_config` records it.
+pub struct Deployed {
+    pub image: ImageRef,
+    /// The task's cpu units and memory (MiB), as numbers where they are
+    /// (Trellis's Update button and the worker template take numbers).
+    pub cpu: serde_json::Value,
+    pub memory: serde_json::Value,
+}
+
 impl Running {
-    /// The Tendril container's image.
-    pub fn image(&self) -> Result<ImageRef, JobError> {
+    /// The Tendril container's image and the task's cpu and memory.
+    pub fn deployed(&self) -> Result<Deployed, JobError> {
         let containers = self.definition.container_definitions();
         let container = &containers[tendril_container(containers)?];
-        Ok(ImageRef::parse(container.image().unwrap_or_default()))
-    }
-
-    /// The task's cpu units and memory (MiB), as numbers where ECS's text
-    /// is one (Trellis's Update button and the worker template take numbers).
-    pub fn cpu_and_memory(&self) -> (serde_json::Value, serde_json::Value) {
         let number = |text: Option<&str>| match text {
             Some(text) => text
                 .parse::<u64>()
                 .map_or_else(|_| serde_json::json!(text), |n| serde_json::json!(n)),
             None => serde_json::Value::Null,
         };
-        (
-            number(self.definition.cpu()),
-            number(self.definition.memory()),
-        )
+        Ok(Deployed {
+            image: ImageRef::parse(container.image().unwrap_or_default()),
+            cpu: number(self.definition.cpu()),
+            memory: number(self.definition.memory()),
+        })
     }
 }
 

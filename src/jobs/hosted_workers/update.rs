@@ -16,7 +16,7 @@ use aws_sdk_ecs::types::{ContainerDefinition, TaskDefinition};
 use serde_json::{json, Map, Value};
 
 use super::image::{variant_of, with_variant, ImageRef};
-use super::service::{ecs_error, tendril_container, WorkerService};
+use super::service::{ecs_error, tendril_container, Deployed, WorkerService};
 use super::{record_deploy_config, worker_short_id, WorkerSpec};
 use crate::jobs::{snapshot, JobContext, JobError};
 use crate::secrets;
@@ -56,18 +56,18 @@ pub async fn update_worker(context: &JobContext) -> Result<Map<String, Value>, J
         spec.region
     ));
     let running = service.running().await?;
-    let current = running.image()?;
+    let current = running.deployed()?;
     phase.finish();
-    let image = next_image(&current, &spec.image_tag);
+    let image = next_image(&current.image, &spec.image_tag);
     if let Some(asked) = spec
         .image_repository
         .as_deref()
-        .filter(|asked| *asked != current.repository)
+        .filter(|asked| *asked != current.image.repository)
     {
         context.log.system(&format!(
             "the job names the image repository {asked}; the worker runs {}, which it keeps: \
              UPDATE_WORKER changes only the tag",
-            current.repository
+            current.image.repository
         ));
     }
 
@@ -93,12 +93,13 @@ pub async fn update_worker(context: &JobContext) -> Result<Map<String, Value>, J
     // this job's snapshot.
     let token = snapshot::text(&context.job.config_snapshot, "", &["worker_token"]);
     context.keep_masked(token.as_deref().map(secrets::register));
-    record_deploy_config(context, &spec, token.as_deref(), &image, &running).await?;
+    let updated = Deployed { image, ..current };
+    record_deploy_config(context, &spec, token.as_deref(), &updated).await?;
     let mut metadata = Map::new();
     metadata.insert("old_task_definition".into(), json!(running.arn));
     metadata.insert("new_task_definition".into(), json!(new_arn));
     metadata.insert("deployment_id".into(), json!(deployment));
-    metadata.insert("image".into(), json!(image.to_string()));
+    metadata.insert("image".into(), json!(updated.image.to_string()));
     Ok(metadata)
 }
 

@@ -3,7 +3,7 @@
 //! files. Modules in subdirectories declare their own inputs, which the
 //! template's root does not take, so they are not read.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 
 use serde_json::Value;
@@ -12,6 +12,21 @@ use crate::jobs::JobError;
 
 /// The names of the variables the template in `dir` declares.
 pub(super) fn declared_variables(dir: &Path) -> Result<BTreeSet<String>, JobError> {
+    Ok(declarations(dir)?.into_keys().collect())
+}
+
+/// The variables the template in `dir` declares with a default that reads
+/// as JSON (a literal string, number, bool or list of them; an object or an
+/// expression is left out), with it.
+pub fn declared_defaults(dir: &Path) -> Result<BTreeMap<String, Value>, JobError> {
+    Ok(declarations(dir)?
+        .into_iter()
+        .filter_map(|(name, default)| Some((name, default?)))
+        .collect())
+}
+
+/// Each variable the template in `dir` declares, with its default if any.
+fn declarations(dir: &Path) -> Result<BTreeMap<String, Option<Value>>, JobError> {
     let entries = std::fs::read_dir(dir)
         .map_err(|e| JobError::io(&format!("cannot read the template {}", dir.display()), e))?;
     let mut files: Vec<_> = entries
@@ -20,7 +35,7 @@ pub(super) fn declared_variables(dir: &Path) -> Result<BTreeSet<String>, JobErro
         .filter(|path| path.is_file())
         .collect();
     files.sort();
-    let mut names = BTreeSet::new();
+    let mut variables = BTreeMap::new();
     for file in files {
         let name = file.file_name().unwrap_or_default().to_string_lossy();
         let read = || {
@@ -36,23 +51,30 @@ pub(super) fn declared_variables(dir: &Path) -> Result<BTreeSet<String>, JobErro
         if name.ends_with(".tf.json") {
             let config: Value =
                 serde_json::from_str(&read()?).map_err(|e| unreadable(e.to_string()))?;
-            names.extend(json_variables(&config));
+            variables.extend(json_variables(&config));
         } else if name.ends_with(".tf") {
             let body = hcl::parse(&read()?).map_err(|e| unreadable(e.to_string()))?;
-            names.extend(
-                body.blocks()
-                    .filter(|block| block.identifier() == "variable")
-                    .filter_map(|block| block.labels().first())
-                    .map(|label| label.as_str().to_string()),
-            );
+            let blocks = body
+                .blocks()
+                .filter(|block| block.identifier() == "variable");
+            variables.extend(blocks.filter_map(|block| {
+                let name = block.labels().first()?.as_str().to_string();
+                let default = block
+                    .body()
+                    .attributes()
+                    .find(|attribute| attribute.key() == "default")
+                    .and_then(|attribute| serde_json::to_value(attribute.expr()).ok());
+                Some((name, default))
+            }));
         }
     }
-    Ok(names)
+    Ok(variables)
 }
 
-/// The variable names of a configuration in Terraform's JSON syntax, where
-/// `variable` is an object of variables or a list of such objects.
-fn json_variables(config: &Value) -> Vec<String> {
+/// The variables of a configuration in Terraform's JSON syntax, where
+/// `variable` is an object of variables or a list of such objects, with
+/// their defaults.
+fn json_variables(config: &Value) -> Vec<(String, Option<Value>)> {
     let objects = match config.get("variable") {
         Some(Value::Array(items)) => items.iter().collect(),
         Some(object) => vec![object],
@@ -61,7 +83,11 @@ fn json_variables(config: &Value) -> Vec<String> {
     objects
         .into_iter()
         .filter_map(Value::as_object)
-        .flat_map(|object| object.keys().cloned())
+        .flat_map(|object| {
+            object
+                .iter()
+                .map(|(name, body)| (name.clone(), body.get("default").cloned()))
+        })
         .collect()
 }
 
@@ -117,6 +143,30 @@ mod tests {
     #[test]
     fn json_variables_may_be_a_list_of_objects() {
         let config = serde_json::json!({"variable": [{"a": {}}, {"b": {"default": 1}}]});
-        assert_eq!(json_variables(&config), ["a", "b"]);
+        assert_eq!(
+            json_variables(&config),
+            [
+                ("a".to_string(), None),
+                ("b".to_string(), Some(serde_json::json!(1)))
+            ]
+        );
+    }
+
+    #[test]
+    fn literal_defaults_are_read_as_json() {
+        let dir = template(&[
+            (
+                "variables.tf",
+                "variable \"repository\" {\n  default = \"ghcr.io/acme/tendril\"\n}\nvariable \"cpu\" {\n  type    = number\n  default = 1024\n}\nvariable \"tags\" {\n  default = { a = \"b\" }\n}\nvariable \"required\" {}\n",
+            ),
+            ("more.tf.json", r#"{"variable": {"memory": {"default": 2048}}}"#),
+        ]);
+        let defaults = declared_defaults(&dir).unwrap();
+        assert_eq!(
+            serde_json::to_value(&defaults).unwrap(),
+            serde_json::json!({"repository": "ghcr.io/acme/tendril", "cpu": 1024, "memory": 2048}),
+            "an object default is left out"
+        );
+        let _ = std::fs::remove_dir_all(&dir);
     }
 }

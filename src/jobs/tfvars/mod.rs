@@ -30,6 +30,7 @@ use super::snapshot::SECRET_SETTINGS;
 use super::stack_inputs::require_template;
 use super::{snapshot, JobContext, JobError};
 use crate::trellis::Provider;
+pub use declared::declared_defaults;
 use declared::declared_variables;
 
 /// The `terraform.tfvars.json` of a vine job whose template is `template`.
