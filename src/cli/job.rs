@@ -13,7 +13,7 @@ use crate::settings::read::{
 };
 use crate::settings::{
     ArgoCdSettings, AzureEndpoints, ConfigError, GcpSettings, HookSettings, JobSettings,
-    StateStorage, WorkerMode,
+    LeaseSettings, StateStorage, WorkerMode,
 };
 use crate::units::format_duration;
 
@@ -27,6 +27,10 @@ const STOP_CLEANUP_TIMEOUT: ModeDefault = ModeDefault {
     self_hosted: "60s",
     cloud_hosted: "10s",
 };
+
+/// How often `exec`, which has no heartbeat, renews a lease on a state
+/// (`start` renews with its heartbeat, whose default this is).
+const LEASE_RENEWAL_WITHOUT_HEARTBEAT: std::time::Duration = std::time::Duration::from_secs(30);
 
 /// Settings that shape how a job runs, shared by `start` and `exec`.
 #[derive(Debug, Args)]
@@ -123,6 +127,17 @@ pub struct JobArgs {
         default_value = "5m"
     )]
     pub terraform_lock_timeout: String,
+    /// While Terraform holds a state's lock in the bucket, Tendril keeps a
+    /// lease beside it, renewed with the heartbeat; a lease not renewed for
+    /// this long shows its holder is dead, and another job releases the lock
+    /// it held.
+    #[arg(
+        long,
+        env = "TENDRIL_LOCK_LEASE_EXPIRY",
+        value_name = "DURATION",
+        default_value = "10m"
+    )]
+    pub lock_lease_expiry: String,
     /// A directory of Terraform hooks: the executables terraform-pre-plan,
     /// terraform-post-plan, terraform-pre-apply and terraform-post-apply in
     /// it run around each plan and apply of a job [default: none].
@@ -246,6 +261,12 @@ impl JobArgs {
         let mode = self.mode()?;
         let log_limit = size("TENDRIL_LOG_LIMIT (--log-limit)", &self.log_limit)?;
         let discovery_concurrency = self.discovery_concurrency()?;
+        let terraform_grace = duration(
+            "TENDRIL_TERRAFORM_GRACE (--terraform-grace)",
+            self.terraform_grace
+                .as_deref()
+                .unwrap_or(TERRAFORM_GRACE.of(mode)),
+        )?;
         Ok(JobSettings {
             mode,
             work_dir: self
@@ -272,12 +293,7 @@ impl JobArgs {
             discovery_concurrency,
             state_storage: self.state_storage()?,
             state_dir: self.state_dir.clone(),
-            terraform_grace: duration(
-                "TENDRIL_TERRAFORM_GRACE (--terraform-grace)",
-                self.terraform_grace
-                    .as_deref()
-                    .unwrap_or(TERRAFORM_GRACE.of(mode)),
-            )?,
+            terraform_grace,
             stop_cleanup: positive_duration(
                 "TENDRIL_STOP_CLEANUP_TIMEOUT (--stop-cleanup-timeout)",
                 self.stop_cleanup_timeout
@@ -287,6 +303,11 @@ impl JobArgs {
             terraform_lock_timeout: duration(
                 "TENDRIL_TERRAFORM_LOCK_TIMEOUT (--terraform-lock-timeout)",
                 &self.terraform_lock_timeout,
+            )?,
+            state_lease: LeaseSettings::new(
+                positive_duration(LeaseSettings::EXPIRY_VARIABLE, &self.lock_lease_expiry)?,
+                LEASE_RENEWAL_WITHOUT_HEARTBEAT,
+                terraform_grace,
             )?,
             terraform_provider_mirror: self.terraform_provider_mirror.clone(),
             hooks: self.hooks()?,

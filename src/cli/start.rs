@@ -119,7 +119,13 @@ impl StartArgs {
     ) {
         let job = self.job.resolve();
         let mode = job.as_ref().map_or(WorkerMode::default(), |job| job.mode);
-        (job, self.agent(mode))
+        let agent = self.agent(mode);
+        // A worker renews its leases on Terraform states with its heartbeat.
+        let job = match (job, &agent) {
+            (Ok(job), Ok(agent)) => job.renewing_leases_every(agent.heartbeat_interval),
+            (job, _) => job,
+        };
+        (job, agent)
     }
 
     /// The worker's settings; `mode` picks the drain default.

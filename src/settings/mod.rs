@@ -115,6 +115,9 @@ pub struct JobSettings {
     /// checking for a lock it left.
     pub stop_cleanup: Duration,
     pub terraform_lock_timeout: Duration,
+    /// The lease Tendril keeps beside a state in the bucket while its
+    /// Terraform holds the lock.
+    pub state_lease: LeaseSettings,
     pub terraform_provider_mirror: Option<PathBuf>,
     pub hooks: HookSettings,
     pub argocd: ArgoCdSettings,
@@ -129,6 +132,14 @@ pub struct JobSettings {
 const WIND_DOWN_MARGIN: Duration = Duration::from_secs(5);
 
 impl JobSettings {
+    /// The settings with leases renewed every `renew_every` (a worker
+    /// renews them with its heartbeat), checked again.
+    pub fn renewing_leases_every(mut self, renew_every: Duration) -> Result<Self, ConfigError> {
+        self.state_lease =
+            LeaseSettings::new(self.state_lease.expiry, renew_every, self.terraform_grace)?;
+        Ok(self)
+    }
+
     /// The longest time a tool takes between SIGINT and its end (the
     /// longer of the cancel and Terraform graces).
     pub fn longest_grace(&self) -> Duration {
@@ -139,6 +150,59 @@ impl JobSettings {
     /// grace, the state push and lock check after Terraform, a margin.
     pub fn wind_down(&self) -> Duration {
         self.longest_grace() + self.stop_cleanup + WIND_DOWN_MARGIN
+    }
+}
+
+/// The lease on a Terraform state in the bucket (see `jobs::state_lock`):
+/// how long it lives without a renewal, how often its holder renews it,
+/// and when a holder that cannot renew it stops its Terraform.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LeaseSettings {
+    /// Not renewed for this long, a lease's holder is dead.
+    pub expiry: Duration,
+    /// How often the holder renews it (the heartbeat interval).
+    pub renew_every: Duration,
+    /// The holder stops its Terraform after this long without a renewal:
+    /// half the expiry, or sooner when Terraform's grace would otherwise
+    /// run past nine tenths of it, so that no Terraform is alive behind an
+    /// expired lease.
+    pub stop_after: Duration,
+}
+
+impl LeaseSettings {
+    /// The variable that sets the expiry.
+    pub const EXPIRY_VARIABLE: &'static str = "TENDRIL_LOCK_LEASE_EXPIRY (--lock-lease-expiry)";
+
+    /// Checks that a holder can renew the lease twice before it would stop
+    /// its Terraform (`terraform_grace` is Terraform's time after SIGINT).
+    pub fn new(
+        expiry: Duration,
+        renew_every: Duration,
+        terraform_grace: Duration,
+    ) -> Result<LeaseSettings, ConfigError> {
+        let stop_after = (expiry / 2).min((expiry * 9 / 10).saturating_sub(terraform_grace));
+        if stop_after >= renew_every * 2 {
+            return Ok(LeaseSettings {
+                expiry,
+                renew_every,
+                stop_after,
+            });
+        }
+        let shortest = (renew_every * 4).max((renew_every * 2 + terraform_grace) * 10 / 9);
+        let shortest =
+            Duration::from_secs(shortest.as_secs() + u64::from(shortest.subsec_nanos() > 0));
+        Err(ConfigError::new(
+            Self::EXPIRY_VARIABLE,
+            format!(
+                "{} is too short: a worker that cannot renew its lease stops Terraform after half of it (sooner \
+                 when Terraform's grace of {} would run past nine tenths of it), and that must leave time for two \
+                 renewals, one every {} (the heartbeat interval); make it at least {}",
+                format_duration(expiry),
+                format_duration(terraform_grace),
+                format_duration(renew_every),
+                format_duration(shortest)
+            ),
+        ))
     }
 }
 
