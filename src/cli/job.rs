@@ -256,8 +256,18 @@ pub struct JobArgs {
 }
 
 impl JobArgs {
-    /// Resolves the job settings, with the defaults of the worker's mode.
+    /// Resolves the job settings, with the defaults of the worker's mode,
+    /// for `exec`, which has no heartbeat to renew leases with.
     pub fn resolve(&self) -> Result<JobSettings, ConfigError> {
+        self.resolve_renewing_leases_every(LEASE_RENEWAL_WITHOUT_HEARTBEAT)
+    }
+
+    /// Resolves the job settings, leases on states renewed every
+    /// `renew_every` (a worker's heartbeat interval).
+    pub fn resolve_renewing_leases_every(
+        &self,
+        renew_every: std::time::Duration,
+    ) -> Result<JobSettings, ConfigError> {
         let mode = self.mode()?;
         let log_limit = size("TENDRIL_LOG_LIMIT (--log-limit)", &self.log_limit)?;
         let discovery_concurrency = self.discovery_concurrency()?;
@@ -306,7 +316,7 @@ impl JobArgs {
             )?,
             state_lease: LeaseSettings::new(
                 positive_duration(LeaseSettings::EXPIRY_VARIABLE, &self.lock_lease_expiry)?,
-                LEASE_RENEWAL_WITHOUT_HEARTBEAT,
+                renew_every,
                 terraform_grace,
             )?,
             terraform_provider_mirror: self.terraform_provider_mirror.clone(),

@@ -132,14 +132,6 @@ pub struct JobSettings {
 const WIND_DOWN_MARGIN: Duration = Duration::from_secs(5);
 
 impl JobSettings {
-    /// The settings with leases renewed every `renew_every` (a worker
-    /// renews them with its heartbeat), checked again.
-    pub fn renewing_leases_every(mut self, renew_every: Duration) -> Result<Self, ConfigError> {
-        self.state_lease =
-            LeaseSettings::new(self.state_lease.expiry, renew_every, self.terraform_grace)?;
-        Ok(self)
-    }
-
     /// The longest time a tool takes between SIGINT and its end (the
     /// longer of the cancel and Terraform graces).
     pub fn longest_grace(&self) -> Duration {
@@ -181,6 +173,8 @@ impl LeaseSettings {
         terraform_grace: Duration,
     ) -> Result<LeaseSettings, ConfigError> {
         let stop_after = (expiry / 2).min((expiry * 9 / 10).saturating_sub(terraform_grace));
+        // Whole seconds, as a log line says it.
+        let stop_after = Duration::from_secs(stop_after.as_secs());
         if stop_after >= renew_every * 2 {
             return Ok(LeaseSettings {
                 expiry,

@@ -213,7 +213,10 @@ impl<'a> LockedRun<'a> {
         let state =
             BucketState::new(storage, state_key).map_err(|e| JobError::StateLock(e.to_string()))?;
         let (lease, waited) = waiting::take_lease(context, &state, operation).await?;
-        run.lock_timeout = run.lock_timeout.saturating_sub(waited);
+        // In whole seconds, as Terraform's -lock-timeout says it.
+        run.lock_timeout = run
+            .lock_timeout
+            .saturating_sub(Duration::from_secs(waited.as_secs()));
         let held = HeldLease {
             state,
             endpoint: storage.endpoint.clone(),
@@ -366,11 +369,7 @@ impl<'a> LockedRun<'a> {
                 lock_words.unwrap_or_default(),
             )),
             (ToolError::Stopped { .. }, None) => Err(JobError::Stopped),
-            (ToolError::Failed { stderr_tail, .. }, _)
-                if stderr_tail
-                    .iter()
-                    .any(|line| line.contains("Error acquiring the state lock")) =>
-            {
+            (ToolError::Failed { stderr_tail, .. }, _) if could_not_take_lock(stderr_tail) => {
                 match LockInfo::from_terraform_error(stderr_tail) {
                     Some(lock) => Err(JobError::StateLock(self.held_by_another(&lock))),
                     None => Err(error.into()),
@@ -440,6 +439,15 @@ impl<'a> LockedRun<'a> {
             ),
         }
     }
+}
+
+/// Whether Terraform's last error lines say it could not take the lock
+/// (its heading may be past the lines kept; its closing words are not).
+fn could_not_take_lock(stderr_tail: &[String]) -> bool {
+    stderr_tail.iter().any(|line| {
+        line.contains("Error acquiring the state lock")
+            || line.contains("Terraform acquires a state lock to protect the state")
+    })
 }
 
 fn with_note(message: String, note: Option<String>) -> String {
