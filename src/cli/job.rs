@@ -545,6 +545,43 @@ mod tests {
     }
 
     #[test]
+    fn a_lease_leaves_time_for_two_renewals_before_terraform_is_stopped() {
+        let seconds = Duration::from_secs;
+        let job = parse(&[]).resolve().unwrap();
+        assert_eq!(
+            job.state_lease,
+            LeaseSettings {
+                expiry: seconds(600),
+                renew_every: seconds(30),
+                // Half the expiry, sooner when the grace (5m self-hosted)
+                // would run past nine tenths of it.
+                stop_after: seconds(240),
+            }
+        );
+        let cloud = parse(&["--mode", "cloud-hosted"]).resolve().unwrap();
+        assert_eq!(cloud.state_lease.stop_after, seconds(300));
+        let worker = parse(&["--lock-lease-expiry", "15s", "--terraform-grace", "5s"])
+            .resolve_renewing_leases_every(seconds(1))
+            .unwrap();
+        assert_eq!(worker.state_lease.stop_after, seconds(7));
+        let error = parse(&["--lock-lease-expiry", "15s", "--terraform-grace", "5s"])
+            .resolve()
+            .unwrap_err()
+            .to_string();
+        assert!(
+            error.starts_with("TENDRIL_LOCK_LEASE_EXPIRY (--lock-lease-expiry): 15s is too short")
+                && error.ends_with("one every 30s (the heartbeat interval); make it at least 2m"),
+            "{error}"
+        );
+        let grace = parse(&["--terraform-grace", "10m"]).resolve().unwrap_err();
+        assert!(
+            grace.to_string().ends_with("make it at least 12m14s"),
+            "{grace}"
+        );
+        assert!(parse(&["--lock-lease-expiry", "0s"]).resolve().is_err());
+    }
+
+    #[test]
     fn the_timeout_is_above_zero_and_at_most_ten_minutes() {
         let timeout = |text: &str| parse(&["--hook-timeout", text]).hooks();
         assert_eq!(timeout("10m").unwrap().timeout, HookSettings::MAX_TIMEOUT);

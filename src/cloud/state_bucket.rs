@@ -48,7 +48,6 @@ pub struct StoredObject {
 }
 
 /// The state bucket, reached with the storage keys.
-#[derive(Clone)]
 pub struct StateBucket {
     http: reqwest::Client,
     endpoint: String,

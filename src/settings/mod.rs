@@ -172,19 +172,18 @@ impl LeaseSettings {
         renew_every: Duration,
         terraform_grace: Duration,
     ) -> Result<LeaseSettings, ConfigError> {
-        let stop_after = (expiry / 2).min((expiry * 9 / 10).saturating_sub(terraform_grace));
-        // Whole seconds, as a log line says it.
-        let stop_after = Duration::from_secs(stop_after.as_secs());
-        if stop_after >= renew_every * 2 {
+        let fits = |expiry| Self::stop_after(expiry, terraform_grace) >= renew_every * 2;
+        if fits(expiry) {
             return Ok(LeaseSettings {
                 expiry,
                 renew_every,
-                stop_after,
+                stop_after: Self::stop_after(expiry, terraform_grace),
             });
         }
-        let shortest = (renew_every * 4).max((renew_every * 2 + terraform_grace) * 10 / 9);
-        let shortest =
-            Duration::from_secs(shortest.as_secs() + u64::from(shortest.subsec_nanos() > 0));
+        let mut shortest = Duration::from_secs(expiry.as_secs() + 1);
+        while !fits(shortest) {
+            shortest += Duration::from_secs(1);
+        }
         Err(ConfigError::new(
             Self::EXPIRY_VARIABLE,
             format!(
@@ -197,6 +196,13 @@ impl LeaseSettings {
                 format_duration(shortest)
             ),
         ))
+    }
+
+    /// Half the expiry, or nine tenths less the grace if sooner, in whole
+    /// seconds (as a log line says it).
+    fn stop_after(expiry: Duration, terraform_grace: Duration) -> Duration {
+        let stop_after = (expiry / 2).min((expiry * 9 / 10).saturating_sub(terraform_grace));
+        Duration::from_secs(stop_after.as_secs())
     }
 }
 

@@ -228,11 +228,6 @@ impl<'a> LockedRun<'a> {
         Ok(run)
     }
 
-    /// The command's stop: the job's, or a lost lease.
-    pub fn stop(&self) -> &CancellationToken {
-        &self.stop
-    }
-
     /// What is left of the lock timeout after waiting for the lease.
     pub fn lock_timeout(&self) -> Duration {
         self.lock_timeout

@@ -26,6 +26,8 @@ enum Verdict {
 enum Waiting {
     Busy(Box<FoundLease>),
     Unreachable(String),
+    /// The lease there was removed between two looks.
+    Vanished,
 }
 
 /// Takes the lease on `state` for `operation`; returns it and how long
@@ -50,8 +52,7 @@ pub(super) async fn take_lease(
         let waiting = match state.create_lease(&lease).await {
             Ok(true) => return Ok((lease, began.elapsed())),
             Ok(false) => match state.lease().await {
-                // Removed in the meantime: try again at once.
-                Ok(None) => continue,
+                Ok(None) => Waiting::Vanished,
                 Ok(Some(found)) => match judge(context, &found).await {
                     Verdict::Dead(why) => match release_dead(context, state, &found, &why).await {
                         Ok(()) => continue,
@@ -67,20 +68,30 @@ pub(super) async fn take_lease(
         if waited >= lock_timeout {
             return Err(give_up(context, state, waiting).await);
         }
-        let description = match &waiting {
-            Waiting::Busy(found) => describe_live(found),
-            Waiting::Unreachable(problem) => {
-                format!("the state bucket cannot be used now ({problem})")
-            }
+        // Said once per holder (its lease), not at every look.
+        let (seen, description) = match &waiting {
+            Waiting::Busy(found) => (
+                found
+                    .lease
+                    .as_ref()
+                    .map_or("unreadable", |l| &l.lease_id)
+                    .to_string(),
+                describe_live(found),
+            ),
+            Waiting::Unreachable(problem) => (
+                "unreachable".to_string(),
+                format!("the state bucket cannot be used now ({problem})"),
+            ),
+            Waiting::Vanished => (String::new(), String::new()),
         };
-        if named.as_deref() != Some(description.as_str()) {
+        if !seen.is_empty() && named.as_deref() != Some(seen.as_str()) {
             context.log.system(&format!(
                 "waiting for the state at {}: {description}; this job waits up to {} \
                  (TENDRIL_TERRAFORM_LOCK_TIMEOUT)",
                 state.location(),
                 format_duration(lock_timeout)
             ));
-            named = Some(description);
+            named = Some(seen);
         }
         tokio::select! {
             _ = tokio::time::sleep(poll.min(lock_timeout - waited)) => {}
@@ -187,6 +198,12 @@ async fn give_up(context: &JobContext, state: &BucketState, waiting: Waiting) ->
     let waited = format_duration(context.settings.terraform_lock_timeout);
     let found = match waiting {
         Waiting::Busy(found) => found,
+        Waiting::Vanished => {
+            return JobError::StateLock(format!(
+                "the lease on the state at {} kept changing hands for {waited} (TENDRIL_TERRAFORM_LOCK_TIMEOUT)",
+                state.location()
+            ))
+        }
         Waiting::Unreachable(problem) => {
             return JobError::StateLock(format!(
                 "cannot take the lease on the state at {} within {waited} (TENDRIL_TERRAFORM_LOCK_TIMEOUT): \
