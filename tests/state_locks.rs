@@ -274,6 +274,25 @@ impl Locks {
     }
 }
 
+impl Drop for Locks {
+    /// A worker SIGKILLed here took its Terraform with it, but not what
+    /// that Terraform ran (a provisioner's `sleep`): those are ended too.
+    fn drop(&mut self) {
+        let Ok(processes) = std::fs::read_dir("/proc") else {
+            return;
+        };
+        for process in processes.flatten() {
+            let Ok(pid) = process.file_name().to_string_lossy().parse::<i32>() else {
+                continue;
+            };
+            let cwd = std::fs::read_link(process.path().join("cwd")).unwrap_or_default();
+            if cwd.starts_with(self.scratch.path()) {
+                signal(pid, libc::SIGKILL);
+            }
+        }
+    }
+}
+
 /// Drains a worker: exit 0.
 fn drain(mut tendril: TendrilProcess) {
     tendril.signal(libc::SIGTERM);
@@ -537,10 +556,16 @@ fn two_live_workers_on_one_vine_never_release_each_others_fresh_lock() {
         !message.contains("412") && !message.contains("PreconditionFailed"),
         "{message}"
     );
-    assert!(locks
-        .trellis
-        .log_text(&plan)
-        .contains("waiting for the state at"));
+    let log = locks.trellis.log_text(&plan);
+    assert!(
+        log.contains(&format!(
+            "waiting for the state at s3://{BUCKET}/{}: it is in use by Tendril job {job}",
+            key("busy")
+        )) && log.contains(&format!(
+            "lock ID {id}); this job waits up to 5s (TENDRIL_TERRAFORM_LOCK_TIMEOUT)"
+        )),
+        "the holder and its lock are named while the job waits: {log}"
+    );
     assert_eq!(
         locks.lock("busy").unwrap()["ID"],
         id.as_str(),

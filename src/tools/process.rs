@@ -6,7 +6,8 @@
 //! supervisor task owns the child from spawn to reap: however a run ends
 //! (the tool exits, the job is stopped, the job's future is dropped or
 //! panics), the supervisor ends the tool the same way (SIGINT to the group,
-//! the grace, SIGKILL) and reaps it. Reading output is bounded after the
+//! the grace, SIGKILL) and reaps it, and what the tool left in its group is
+//! killed. Reading output is bounded after the
 //! tool exits, so a grandchild that keeps stdout open cannot hang a job.
 //!
 //! A tool never outlives Tendril: the kernel SIGKILLs it when the thread
@@ -147,6 +148,39 @@ pub fn killing_signal(status: &str) -> Option<i32> {
     status.strip_prefix(KILLED_BY_SIGNAL)?.parse().ok()
 }
 
+/// Refuses a program the kernel cannot start (ENOEXEC), as `posix_spawn`
+/// does: a tool is started with fork and `execvp` (for [`die_with_parent`]),
+/// and glibc's `execvp` would hand such a file to `/bin/sh` instead. A
+/// program not found on the tool's PATH is left to the spawn to report.
+fn refuse_what_exec_cannot_start(command: &ToolCommand) -> Result<(), ToolError> {
+    let path = command.env.get("PATH").map(String::as_str).unwrap_or("");
+    let found = match command.program.contains('/') {
+        true => Some(command.cwd.join(&command.program)),
+        false => std::env::split_paths(path)
+            .map(|dir| command.cwd.join(dir).join(&command.program))
+            .find(|candidate| {
+                use std::os::unix::fs::PermissionsExt;
+                std::fs::metadata(candidate)
+                    .is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
+            }),
+    };
+    let mut head = [0u8; 4];
+    let startable = found
+        .and_then(|file| std::fs::File::open(file).ok())
+        .map(|mut file| {
+            use std::io::Read;
+            let read = file.read(&mut head).unwrap_or(0);
+            head[..read].starts_with(b"#!") || head[..read] == *b"\x7fELF"
+        });
+    match startable {
+        Some(false) => Err(ToolError::Spawn {
+            program: command.program.clone(),
+            source: io::Error::from_raw_os_error(libc::ENOEXEC),
+        }),
+        _ => Ok(()),
+    }
+}
+
 /// Asks the kernel to SIGKILL the tool when the thread that started it
 /// dies; fails the spawn if that thread is already gone. Runs in the
 /// child between fork and exec: system calls only.
@@ -221,6 +255,7 @@ pub async fn run_to_exit(
             ended: None,
         });
     }
+    refuse_what_exec_cannot_start(command)?;
     let parent = std::process::id() as libc::pid_t;
     let mut child = tokio::process::Command::new(&command.program);
     // SAFETY: the hook makes system calls only (see die_with_parent).
@@ -270,6 +305,10 @@ pub async fn run_to_exit(
                 }
             }
         };
+        // What the tool left in its group (a provider plugin, a
+        // provisioner's command, after a tool killed by the OOM killer)
+        // ends with it.
+        signal_group(group, libc::SIGKILL);
         let _ = exit_sender.send(status);
     });
 

@@ -85,8 +85,14 @@ pub(super) async fn take_lease(
             Waiting::Vanished => (String::new(), String::new()),
         };
         if !seen.is_empty() && named.as_deref() != Some(seen.as_str()) {
+            let lock = match (&waiting, state.lock().await) {
+                (Waiting::Busy(_), Ok(Some(lock))) => {
+                    format!("; its state lock is held by {}", lock.holder())
+                }
+                _ => String::new(),
+            };
             context.log.system(&format!(
-                "waiting for the state at {}: {description}; this job waits up to {} \
+                "waiting for the state at {}: {description}{lock}; this job waits up to {} \
                  (TENDRIL_TERRAFORM_LOCK_TIMEOUT)",
                 state.location(),
                 format_duration(lock_timeout)
