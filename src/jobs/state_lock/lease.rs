@@ -9,7 +9,7 @@ use std::time::{Duration, SystemTime};
 
 use serde::{Deserialize, Serialize};
 
-use super::lock_info::{parse_rfc3339, readable_time, rfc3339, LockInfo, RunWindow};
+use super::lock_info::{parse_rfc3339, printable, readable_time, rfc3339, LockInfo, RunWindow};
 use super::Operation;
 
 /// A lease, as written in the bucket.
@@ -80,7 +80,7 @@ impl Lease {
             && self.pid == std::process::id()
     }
 
-    /// The holder in words.
+    /// The holder in words, on one line (a lease is read from the bucket).
     pub fn holder(&self) -> String {
         let worker = match &self.worker_id {
             Some(worker) => format!("worker {worker}"),
@@ -89,10 +89,10 @@ impl Lease {
         let since = parse_rfc3339(&self.started)
             .map(|time| format!(" since {}", readable_time(time)))
             .unwrap_or_default();
-        format!(
+        printable(&format!(
             "Tendril job {} on {worker} (host {}), running terraform {}{since}",
             self.job_id, self.host, self.operation
-        )
+        ))
     }
 
     /// Whether `lock` is the one this lease's command took, judged at

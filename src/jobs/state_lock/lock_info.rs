@@ -43,10 +43,18 @@ pub struct RunWindow<'a> {
 
 impl LockInfo {
     /// The lock of a lock object; `None` when it is no Terraform lock.
+    /// Whoever wrote it wrote its words: they are kept printable.
     pub fn from_json(bytes: &[u8]) -> Option<LockInfo> {
-        serde_json::from_slice::<LockInfo>(bytes)
-            .ok()
-            .filter(|lock| !lock.id.is_empty())
+        let lock = serde_json::from_slice::<LockInfo>(bytes).ok()?;
+        let lock = LockInfo {
+            id: printable(&lock.id),
+            operation: printable(&lock.operation),
+            who: printable(&lock.who),
+            version: printable(&lock.version),
+            created: printable(&lock.created),
+            path: printable(&lock.path),
+        };
+        (!lock.id.is_empty()).then_some(lock)
     }
 
     /// The lock Terraform names when it cannot take (or release) one: the
@@ -108,7 +116,8 @@ impl LockInfo {
     }
 
     /// The holder in words: `root@vm, for a terraform apply since
-    /// 2026-12-07 21:44:34 UTC (Terraform 1.11.4; lock ID ...)`.
+    /// 2026-12-07 21:44:34 UTC (Terraform 1.11.4; lock ID ...)`. Whoever
+    /// wrote the lock wrote its words: they are made printable on one line.
     pub fn holder(&self) -> String {
         let who = match self.who.as_str() {
             "" => "someone",
@@ -123,12 +132,20 @@ impl LockInfo {
             "" => String::new(),
             version => format!("Terraform {version}; "),
         };
-        format!(
+        printable(&format!(
             "{who}, for {}{since} ({version}lock ID {})",
             operation_words(&self.operation),
             self.id
-        )
+        ))
     }
+}
+
+/// `text` on one line, without control characters (what another party
+/// wrote in the bucket never forges a line of the job's log).
+pub fn printable(text: &str) -> String {
+    text.chars()
+        .map(|c| if c.is_control() { '?' } else { c })
+        .collect()
 }
 
 /// A lock's operation in words.
@@ -202,6 +219,11 @@ mod tests {
              400ea10b-e5fb-f867-1a23-27b792db7b92)"
         );
         assert_eq!(printed.holder(), object.holder());
+        let forged = LockInfo {
+            who: "x\n==> DEPLOY succeeded".into(),
+            ..object.clone()
+        };
+        assert!(!forged.holder().contains('\n'), "{}", forged.holder());
         let boxed = lines("│ Error: Error acquiring the state lock\n│ Lock Info:\n│   ID:        abc\n│   Path: p");
         assert_eq!(LockInfo::from_terraform_error(&boxed).unwrap().id, "abc");
         assert_eq!(
