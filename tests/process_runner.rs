@@ -39,6 +39,16 @@ fn alive(pid: i32) -> bool {
     unsafe { libc::kill(pid, 0) == 0 }
 }
 
+/// Whether `pid` runs (a killed process nobody reaped yet is a zombie: it
+/// does not).
+fn running(pid: i32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|stat| {
+        !stat
+            .rsplit_once(')')
+            .is_some_and(|(_, rest)| rest.trim_start().starts_with('Z'))
+    })
+}
+
 #[tokio::test]
 async fn output_streams_and_a_failure_carries_the_last_stderr_lines() {
     let dir = TempDir::new("tendril-process-test");
@@ -180,4 +190,85 @@ async fn dropping_the_run_ends_and_reaps_the_tool() {
     })
     .await
     .expect("the dropped run's tool was ended and reaped");
+}
+
+/// A tool never outlives the thread that started it, and so never
+/// outlives Tendril (a killed worker's Terraform is dead too): the kernel
+/// kills it, even when nothing ends it the usual way. Here the run is
+/// abandoned on a runtime that never runs again, so its supervisor cannot
+/// stop the tool, and the thread ends.
+#[test]
+fn a_tool_dies_with_the_thread_that_started_it() {
+    let dir = TempDir::new("tendril-process-test");
+    let pid_file = dir.path().join("pid");
+    let script = format!("echo $$ > {}; exec sleep 600", pid_file.display());
+    let started = pid_file.clone();
+    std::thread::spawn(move || {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        runtime.block_on(async {
+            let (log, stop) = (log(&dir), CancellationToken::new());
+            let command = command(&dir, &script);
+            let running = run(&command, &log, &stop);
+            let written = async {
+                while !started.exists() {
+                    tokio::time::sleep(Duration::from_millis(20)).await;
+                }
+            };
+            tokio::select! {
+                _ = running => panic!("sleep 600 ended"),
+                _ = written => {}
+            }
+        });
+        std::mem::forget(runtime);
+        std::mem::forget(dir);
+    })
+    .join()
+    .unwrap();
+    let pid: i32 = std::fs::read_to_string(&pid_file)
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while running(pid) {
+        assert!(
+            Instant::now() < deadline,
+            "the tool outlived the thread that started it"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let _ = std::fs::remove_dir_all(pid_file.parent().unwrap());
+}
+
+/// What a tool leaves in its process group when it ends (a provider
+/// plugin, a provisioner's command) ends with it.
+#[tokio::test]
+async fn what_a_tool_leaves_in_its_group_ends_with_it() {
+    let dir = TempDir::new("tendril-process-test");
+    let pid_file = dir.path().join("pid");
+    let script = format!(
+        "sleep 600 >/dev/null 2>&1 & echo $! > {}",
+        pid_file.display()
+    );
+    let output = run(
+        &command(&dir, &script),
+        &log(&dir),
+        &CancellationToken::new(),
+    )
+    .await
+    .unwrap();
+    assert!(output.status.success());
+    let pid: i32 = std::fs::read_to_string(&pid_file)
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while running(pid) {
+        assert!(Instant::now() < deadline, "the tool's leftover outlived it");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
 }

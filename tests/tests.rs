@@ -19,6 +19,9 @@
 //!   state in moto's S3; ArgoCD and its applications.
 //! - `tfvars_mapping`: the variables each provider's vine template gets.
 //! - `worker_jobs`: DEPLOY_WORKER, UPDATE_WORKER, DESTROY_WORKER on moto.
+//! - `state_locks`: Terraform state locks after a crash (a Terraform or a
+//!   worker SIGKILLed, a partition from the bucket), two workers on a vine,
+//!   a person's lock; S3 state in moto and local state.
 //! - `gcp_identity`, `azure_identity`: sign-in and discovery on their fakes.
 //! - `trellis_contract`: Tendril's output read as Trellis's screens read it.
 //! - `trellis_client`: the Trellis client and the status queue as a library.
@@ -52,6 +55,7 @@ mod process_runner;
 mod properties;
 mod release;
 mod scaler;
+mod state_locks;
 mod static_checks;
 mod terraform_fmt;
 mod tfvars_mapping;

@@ -665,3 +665,63 @@ fn without_a_service_to_read_deploy_config_records_what_the_deployment_was_given
     fleet.tendril.signal(libc::SIGTERM);
     assert_eq!(fleet.tendril.wait_timeout(LONG).unwrap().code(), Some(0));
 }
+
+/// A worker job locks its state like a vine job: a lock left under the
+/// lease of a DEPLOY_WORKER that Trellis shows FAILED on its worker (that
+/// worker died before it could release them) has a dead holder, and a
+/// DESTROY_WORKER releases it, says so, and goes on.
+#[test]
+fn destroy_worker_releases_the_lock_of_a_job_that_ended_on_its_worker() {
+    let mut fleet = Fleet::start();
+    let deployed = fleet.run("DEPLOY_WORKER", worker_snapshot());
+    assert_eq!(deployed["status"], "SUCCESS", "{deployed}");
+    let worker_id = deployed["execution_metadata"]["worker_id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let key = format!("workers/{}/terraform.tfstate", &worker_id[..8]);
+    let dead_job = fleet.trellis.insert_job(json!({
+        "job_type": "DEPLOY_WORKER", "status": "FAILED", "worker_id": "w-gone",
+        "error_message": "interrupted: Tendril stopped while running this job (it was killed or crashed)"
+    }));
+    let lock_id = "6f1d2c3b-0a9e-4f8d-8c7b-5a4e3d2c1b0a";
+    fleet.moto.put_s3_object(
+        "vine-terraform-state",
+        &format!("{key}.tflock"),
+        &json!({"ID": lock_id, "Operation": "OperationTypeApply", "Info": "", "Who": "tendril@gone-host",
+                "Version": "1.11.4", "Created": "2026-01-05T10:00:01.5Z",
+                "Path": format!("vine-terraform-state/{key}")}),
+    );
+    fleet.moto.put_s3_object(
+        "vine-terraform-state",
+        &format!("{key}.tendril-lease"),
+        &json!({"lease_id": "0123456789abcdef0123456789abcdef", "job_id": dead_job, "worker_id": "w-gone",
+                "host": "gone-host", "pid": 4242, "operation": "apply", "lock_operation": "OperationTypeApply",
+                "started": "2026-01-05T10:00:00Z", "renewed": "2026-01-05T10:00:30Z",
+                "renew_every_seconds": 30, "lock_id": lock_id, "tendril_version": "0.1.0"}),
+    );
+
+    let mut destroy = worker_snapshot();
+    destroy["worker_id"] = json!(worker_id);
+    destroy["worker_token"] = json!(fleet.trellis.worker_token(&worker_id).unwrap());
+    let destroyed = fleet.run("DESTROY_WORKER", destroy);
+    assert_eq!(destroyed["status"], "SUCCESS", "{destroyed}");
+    let log = destroyed["log"].as_str().unwrap();
+    assert!(
+        log.contains(&format!(
+            "released the state lock {lock_id} of Tendril job {dead_job} on worker w-gone (host gone-host), \
+             running terraform apply since 2026-01-05 10:00:00 UTC: its holder is dead (its job {dead_job} \
+             ended FAILED on that worker)"
+        )),
+        "{log}"
+    );
+    let left: Vec<String> = fleet
+        .moto
+        .s3_keys("vine-terraform-state")
+        .into_iter()
+        .filter(|k| k.ends_with(".tflock") || k.ends_with(".tendril-lease"))
+        .collect();
+    assert_eq!(left, Vec::<String>::new());
+    fleet.tendril.signal(libc::SIGTERM);
+    assert_eq!(fleet.tendril.wait_timeout(LONG).unwrap().code(), Some(0));
+}

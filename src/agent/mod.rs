@@ -22,6 +22,7 @@ use std::time::Duration;
 
 use crate::delivery::send::{send_terminal, DeliveryPolicy};
 use crate::delivery::{Backlog, Outbox};
+pub use crate::jobs::environment::hostname;
 use crate::jobs::JobServices;
 use crate::settings::AgentSettings;
 use crate::shutdown::Shutdown;
@@ -125,6 +126,8 @@ impl Agent {
             announcement,
             tools,
         );
+        // Before any claim: locks that an interrupted run's Terraform left.
+        crate::jobs::state_lock::release_after_restart(&self.outbox, &self.services.settings).await;
         let mut exit = self.deliver_leftovers().await;
         let backlog = self.backlog.clone();
         let background = tokio::spawn(async move { backlog.run().await });
@@ -250,17 +253,4 @@ impl Agent {
             _ = self.shutdown.hard.cancelled() => {}
         }
     }
-}
-
-/// This host's name, for the announcement.
-pub fn hostname() -> String {
-    let mut buffer = [0u8; 256];
-    // SAFETY: the buffer is valid for its whole length, and gethostname
-    // writes at most that many bytes.
-    let result = unsafe { libc::gethostname(buffer.as_mut_ptr().cast(), buffer.len()) };
-    if result != 0 {
-        return "unknown".into();
-    }
-    let end = buffer.iter().position(|b| *b == 0).unwrap_or(buffer.len());
-    String::from_utf8_lossy(&buffer[..end]).into_owned()
 }

@@ -13,7 +13,7 @@ use crate::settings::read::{
 };
 use crate::settings::{
     ArgoCdSettings, AzureEndpoints, ConfigError, GcpSettings, HookSettings, ImageVariants,
-    JobSettings, StateStorage, WorkerMode,
+    JobSettings, LeaseSettings, StateStorage, WorkerMode,
 };
 use crate::units::format_duration;
 
@@ -27,6 +27,10 @@ const STOP_CLEANUP_TIMEOUT: ModeDefault = ModeDefault {
     self_hosted: "60s",
     cloud_hosted: "10s",
 };
+
+/// How often `exec`, which has no heartbeat, renews a lease on a state
+/// (`start` renews with its heartbeat, whose default this is).
+const LEASE_RENEWAL_WITHOUT_HEARTBEAT: std::time::Duration = std::time::Duration::from_secs(30);
 
 /// Settings that shape how a job runs, shared by `start` and `exec`.
 #[derive(Debug, Args)]
@@ -123,6 +127,17 @@ pub struct JobArgs {
         default_value = "5m"
     )]
     pub terraform_lock_timeout: String,
+    /// While Terraform holds a state's lock in the bucket, Tendril keeps a
+    /// lease beside it, renewed with the heartbeat; a lease not renewed for
+    /// this long shows its holder is dead, and another job releases the lock
+    /// it held.
+    #[arg(
+        long,
+        env = "TENDRIL_LOCK_LEASE_EXPIRY",
+        value_name = "DURATION",
+        default_value = "10m"
+    )]
+    pub lock_lease_expiry: String,
     /// A directory of Terraform hooks: the executables terraform-pre-plan,
     /// terraform-post-plan, terraform-pre-apply and terraform-post-apply in
     /// it run around each plan and apply of a job [default: none].
@@ -251,11 +266,27 @@ pub struct JobArgs {
 }
 
 impl JobArgs {
-    /// Resolves the job settings, with the defaults of the worker's mode.
+    /// Resolves the job settings, with the defaults of the worker's mode,
+    /// for `exec`, which has no heartbeat to renew leases with.
     pub fn resolve(&self) -> Result<JobSettings, ConfigError> {
+        self.resolve_renewing_leases_every(LEASE_RENEWAL_WITHOUT_HEARTBEAT)
+    }
+
+    /// Resolves the job settings, leases on states renewed every
+    /// `renew_every` (a worker's heartbeat interval).
+    pub fn resolve_renewing_leases_every(
+        &self,
+        renew_every: std::time::Duration,
+    ) -> Result<JobSettings, ConfigError> {
         let mode = self.mode()?;
         let log_limit = size("TENDRIL_LOG_LIMIT (--log-limit)", &self.log_limit)?;
         let discovery_concurrency = self.discovery_concurrency()?;
+        let terraform_grace = duration(
+            "TENDRIL_TERRAFORM_GRACE (--terraform-grace)",
+            self.terraform_grace
+                .as_deref()
+                .unwrap_or(TERRAFORM_GRACE.of(mode)),
+        )?;
         Ok(JobSettings {
             mode,
             work_dir: self
@@ -282,12 +313,7 @@ impl JobArgs {
             discovery_concurrency,
             state_storage: self.state_storage()?,
             state_dir: self.state_dir.clone(),
-            terraform_grace: duration(
-                "TENDRIL_TERRAFORM_GRACE (--terraform-grace)",
-                self.terraform_grace
-                    .as_deref()
-                    .unwrap_or(TERRAFORM_GRACE.of(mode)),
-            )?,
+            terraform_grace,
             stop_cleanup: positive_duration(
                 "TENDRIL_STOP_CLEANUP_TIMEOUT (--stop-cleanup-timeout)",
                 self.stop_cleanup_timeout
@@ -297,6 +323,11 @@ impl JobArgs {
             terraform_lock_timeout: duration(
                 "TENDRIL_TERRAFORM_LOCK_TIMEOUT (--terraform-lock-timeout)",
                 &self.terraform_lock_timeout,
+            )?,
+            state_lease: LeaseSettings::new(
+                positive_duration(LeaseSettings::EXPIRY_VARIABLE, &self.lock_lease_expiry)?,
+                renew_every,
+                terraform_grace,
             )?,
             terraform_provider_mirror: self.terraform_provider_mirror.clone(),
             hooks: self.hooks()?,
@@ -532,6 +563,43 @@ mod tests {
         };
         let warning = shutdown_budget_warning(job.mode, &too_long, &job).unwrap();
         assert!(warning.contains("does not fit"), "{warning}");
+    }
+
+    #[test]
+    fn a_lease_leaves_time_for_two_renewals_before_terraform_is_stopped() {
+        let seconds = Duration::from_secs;
+        let job = parse(&[]).resolve().unwrap();
+        assert_eq!(
+            job.state_lease,
+            LeaseSettings {
+                expiry: seconds(600),
+                renew_every: seconds(30),
+                // Half the expiry, sooner when the grace (5m self-hosted)
+                // would run past nine tenths of it.
+                stop_after: seconds(240),
+            }
+        );
+        let cloud = parse(&["--mode", "cloud-hosted"]).resolve().unwrap();
+        assert_eq!(cloud.state_lease.stop_after, seconds(300));
+        let worker = parse(&["--lock-lease-expiry", "15s", "--terraform-grace", "5s"])
+            .resolve_renewing_leases_every(seconds(1))
+            .unwrap();
+        assert_eq!(worker.state_lease.stop_after, seconds(7));
+        let error = parse(&["--lock-lease-expiry", "15s", "--terraform-grace", "5s"])
+            .resolve()
+            .unwrap_err()
+            .to_string();
+        assert!(
+            error.starts_with("TENDRIL_LOCK_LEASE_EXPIRY (--lock-lease-expiry): 15s is too short")
+                && error.ends_with("one every 30s (the heartbeat interval); make it at least 2m"),
+            "{error}"
+        );
+        let grace = parse(&["--terraform-grace", "10m"]).resolve().unwrap_err();
+        assert!(
+            grace.to_string().ends_with("make it at least 12m14s"),
+            "{grace}"
+        );
+        assert!(parse(&["--lock-lease-expiry", "0s"]).resolve().is_err());
     }
 
     #[test]

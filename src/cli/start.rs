@@ -2,6 +2,8 @@
 //! exits) and their resolution into [`AgentSettings`]; the job flags it
 //! shares with `exec` are [`JobArgs`].
 
+use std::time::Duration;
+
 use clap::Args;
 
 use super::{JobArgs, ModeDefault};
@@ -117,9 +119,21 @@ impl StartArgs {
         Result<JobSettings, ConfigError>,
         Result<AgentSettings, ConfigError>,
     ) {
-        let job = self.job.resolve();
+        // A worker renews its leases on Terraform states with its heartbeat
+        // (a bad heartbeat interval is the worker settings' error).
+        let job = match self.heartbeat_interval() {
+            Ok(heartbeat) => self.job.resolve_renewing_leases_every(heartbeat),
+            Err(_) => self.job.resolve(),
+        };
         let mode = job.as_ref().map_or(WorkerMode::default(), |job| job.mode);
         (job, self.agent(mode))
+    }
+
+    fn heartbeat_interval(&self) -> Result<Duration, ConfigError> {
+        positive_duration(
+            "TENDRIL_HEARTBEAT_INTERVAL (--heartbeat-interval)",
+            &self.heartbeat_interval,
+        )
     }
 
     /// The worker's settings; `mode` picks the drain default.
@@ -137,10 +151,7 @@ impl StartArgs {
                 "TENDRIL_POLL_INTERVAL (--poll-interval)",
                 &self.poll_interval,
             )?,
-            heartbeat_interval: positive_duration(
-                "TENDRIL_HEARTBEAT_INTERVAL (--heartbeat-interval)",
-                &self.heartbeat_interval,
-            )?,
+            heartbeat_interval: self.heartbeat_interval()?,
             drain_grace: duration(
                 "TENDRIL_DRAIN_GRACE (--drain-grace)",
                 self.drain_grace.as_deref().unwrap_or(DRAIN_GRACE.of(mode)),

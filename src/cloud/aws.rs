@@ -369,7 +369,8 @@ pub async fn platform_region() -> String {
         .unwrap_or_else(|| DEFAULT_REGION.to_string())
 }
 
-fn url_host(url: &str) -> Result<String, CloudError> {
+/// `host[:port]` of a URL, as the SigV4 `host` header signs it.
+pub(crate) fn url_host(url: &str) -> Result<String, CloudError> {
     let parsed =
         reqwest::Url::parse(url).map_err(|e| aws_error(format!("'{url}' is not a URL: {e}")))?;
     let host = parsed
@@ -393,8 +394,6 @@ async fn sign_request(
     region: &str,
 ) -> Result<Vec<(String, String)>, String> {
     use aws_credential_types::provider::ProvideCredentials;
-    use aws_sigv4::http_request::{sign, SignableBody, SignableRequest, SigningSettings};
-    use aws_sigv4::sign::v4;
 
     let credentials = platform_config()
         .await
@@ -403,30 +402,67 @@ async fn sign_request(
         .provide_credentials()
         .await
         .map_err(|e| format!("cannot load Tendril's own AWS credentials: {e}"))?;
-    let identity = credentials.into();
-    let params = v4::SigningParams::builder()
-        .identity(&identity)
-        .region(region)
-        .name(service)
-        .time(SystemTime::now())
-        .settings(SigningSettings::default())
-        .build()
-        .map_err(|e| e.to_string())?
-        .into();
-    let request = SignableRequest::new(
+    let request = SignedRequest {
         method,
         url,
-        headers.iter().copied(),
-        SignableBody::Bytes(body),
+        headers,
+        body,
+        service,
+        region,
+    };
+    request.sign(
+        &credentials,
+        aws_sigv4::http_request::SigningSettings::default(),
     )
-    .map_err(|e| e.to_string())?;
-    let (instructions, _) = sign(request, &params)
-        .map_err(|e| e.to_string())?
-        .into_parts();
-    Ok(instructions
-        .headers()
-        .map(|(key, value)| (key.to_string(), value.to_string()))
-        .collect())
+}
+
+/// A request to SigV4-sign: `headers` are signed as given and must include
+/// `host`.
+pub(crate) struct SignedRequest<'a> {
+    pub method: &'a str,
+    pub url: &'a str,
+    pub headers: &'a [(&'a str, &'a str)],
+    pub body: &'a [u8],
+    pub service: &'a str,
+    pub region: &'a str,
+}
+
+impl SignedRequest<'_> {
+    /// The headers to add (`authorization`, `x-amz-date`, the session
+    /// token when there is one, and what `settings` ask for).
+    pub fn sign(
+        &self,
+        credentials: &Credentials,
+        settings: aws_sigv4::http_request::SigningSettings,
+    ) -> Result<Vec<(String, String)>, String> {
+        use aws_sigv4::http_request::{sign, SignableBody, SignableRequest};
+        use aws_sigv4::sign::v4;
+
+        let identity = credentials.clone().into();
+        let params = v4::SigningParams::builder()
+            .identity(&identity)
+            .region(self.region)
+            .name(self.service)
+            .time(SystemTime::now())
+            .settings(settings)
+            .build()
+            .map_err(|e| e.to_string())?
+            .into();
+        let request = SignableRequest::new(
+            self.method,
+            self.url,
+            self.headers.iter().copied(),
+            SignableBody::Bytes(self.body),
+        )
+        .map_err(|e| e.to_string())?;
+        let (instructions, _) = sign(request, &params)
+            .map_err(|e| e.to_string())?
+            .into_parts();
+        Ok(instructions
+            .headers()
+            .map(|(key, value)| (key.to_string(), value.to_string()))
+            .collect())
+    }
 }
 
 #[cfg(test)]

@@ -3,6 +3,7 @@
 pub mod aws;
 pub mod azure;
 pub mod gcp;
+pub mod state_bucket;
 
 /// A tool never starts with cloud credentials closer than this to expiry:
 /// they are fetched again first (AWS's and Google's last an hour).

@@ -21,9 +21,10 @@ use crate::logs::Destination;
 use crate::trellis::{StatusUpdate, TrellisClient};
 
 /// What a job that was running when Tendril died is reported as.
+/// (A lock its Terraform left is released at the restart, and the
+/// message then says so: see `jobs::state_lock`.)
 pub const KILLED_MESSAGE: &str =
-    "interrupted: Tendril stopped while running this job (it was killed or crashed); \
-     check that no Terraform state lock was left before retrying";
+    "interrupted: Tendril stopped while running this job (it was killed or crashed)";
 
 /// The reporting side of one running job.
 pub struct JobReport {
@@ -66,6 +67,7 @@ impl JobReport {
             statuses: self.statuses.clone(),
             client: self.client.clone(),
             retry_max_delay: self.retry_max_delay,
+            entry: Arc::new(self.entry.clone()),
         }
     }
 

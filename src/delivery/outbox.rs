@@ -6,7 +6,10 @@
 //! (which job), `chunks.jsonl` and `chunks.offset` (its log spool, see
 //! [`super::spool`]) and, once the job has ended, `terminal.json` (its
 //! terminal status, written durably, with the job id inside, so that it
-//! survives a damaged neighbour). It lives beside the job workspaces, never
+//! survives a damaged neighbour), and, while one of its Terraform commands
+//! holds a lease on a state, `state-hold.json` (which state: after a crash,
+//! the restarted worker releases what its dead Terraform left there, see
+//! `jobs::state_lock`). It lives beside the job workspaces, never
 //! inside one, because a workspace is removed when its job ends. Entries are
 //! delivered by the job's own report and, when that could not finish, by
 //! the backlog.
@@ -139,6 +142,32 @@ impl OutboxEntry {
     /// The terminal status recorded, if the job got as far as ending.
     pub fn terminal(&self) -> Option<StatusUpdate> {
         read_json::<TerminalRecord>(&self.dir.join("terminal.json")).map(|record| record.update)
+    }
+
+    /// Records, durably, that the job holds a lease on a Terraform state
+    /// (what `jobs::state_lock` writes, opaque here).
+    pub fn save_state_hold(&self, hold: &serde_json::Value) -> io::Result<()> {
+        write_durable_file(&self.state_hold_path(), &serde_json::to_vec(hold)?)
+    }
+
+    /// The state the job held a lease on when it last ran, if any.
+    pub fn state_hold(&self) -> Option<serde_json::Value> {
+        read_json(&self.state_hold_path())
+    }
+
+    /// The job holds no lease any more.
+    pub fn clear_state_hold(&self) {
+        match fs::remove_file(self.state_hold_path()) {
+            Err(error) if error.kind() != io::ErrorKind::NotFound => tracing::warn!(
+                "cannot remove {}: {error}",
+                self.state_hold_path().display()
+            ),
+            _ => {}
+        }
+    }
+
+    fn state_hold_path(&self) -> PathBuf {
+        self.dir.join("state-hold.json")
     }
 
     /// Removes the entry once everything in it has been delivered.

@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use serde_json::{Map, Value};
 
+use super::outbox::OutboxEntry;
 use super::status_queue::StatusQueue;
 use crate::secrets::MaskedSecret;
 use crate::settings::WorkerMode;
@@ -23,6 +24,8 @@ pub struct TrellisReporter {
     pub statuses: Arc<StatusQueue>,
     pub client: TrellisClient,
     pub retry_max_delay: Duration,
+    /// The job's outbox entry, for what a restart must find.
+    pub entry: Arc<OutboxEntry>,
 }
 
 impl TrellisReporter {
@@ -109,5 +112,41 @@ impl TrellisReporter {
             self.client.get_job(job_id)
         })
         .await
+    }
+
+    /// Another job's row, asked a few quick times for a check that is made
+    /// again later; `None` when Trellis cannot say now.
+    pub async fn glance_at_job(&self, job_id: &str) -> Option<Value> {
+        let policy = RetryPolicy::few(self.retry_max_delay);
+        match retry(policy, "reading another job", || {
+            self.client.get_job(job_id)
+        })
+        .await
+        {
+            Ok(row) => row,
+            Err(error) => {
+                tracing::warn!("cannot read job {job_id} in Trellis: {error}");
+                None
+            }
+        }
+    }
+
+    /// Records in the outbox entry that the job holds a lease on a state
+    /// (`None`: it holds none any more).
+    pub fn record_state_hold(&self, hold: Option<&Value>) {
+        let saved = match hold {
+            Some(hold) => self.entry.save_state_hold(hold),
+            None => {
+                self.entry.clear_state_hold();
+                Ok(())
+            }
+        };
+        if let Err(error) = saved {
+            tracing::warn!(
+                "cannot record job {}'s lease on its Terraform state in the outbox ({error}): after a crash, a \
+                 lock it left is released only when its lease expires",
+                self.entry.job_id()
+            );
+        }
     }
 }

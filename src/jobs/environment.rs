@@ -171,6 +171,20 @@ pub fn base_environment(
     env
 }
 
+/// This host's name (as Terraform writes it in a lock's `Who`, after the
+/// user), for the announcement and the lease on a state.
+pub fn hostname() -> String {
+    let mut buffer = [0u8; 256];
+    // SAFETY: the buffer is valid for its whole length, and gethostname
+    // writes at most that many bytes.
+    let result = unsafe { libc::gethostname(buffer.as_mut_ptr().cast(), buffer.len()) };
+    if result != 0 {
+        return "unknown".into();
+    }
+    let end = buffer.iter().position(|b| *b == 0).unwrap_or(buffer.len());
+    String::from_utf8_lossy(&buffer[..end]).into_owned()
+}
+
 /// The project a GCP job's tools act in (gcloud's and Terraform's google
 /// provider's variables); the token comes with each tool's credentials.
 pub fn gcp_project(project_id: &str) -> BTreeMap<String, String> {

@@ -17,6 +17,10 @@ pub enum JobError {
     Cloud(#[from] CloudError),
     #[error(transparent)]
     Trellis(#[from] TrellisError),
+    /// A Terraform command and the state lock, in words: who holds a lock,
+    /// what became of one a command left (see `state_lock`).
+    #[error("{0}")]
+    StateLock(String),
     /// A Terraform hook failed the job.
     #[error(transparent)]
     Hook(#[from] crate::jobs::hooks::HookError),

@@ -20,6 +20,7 @@ pub mod reviewed_plan;
 pub mod snapshot;
 pub mod stack;
 pub mod stack_inputs;
+pub mod state_lock;
 pub mod tfvars;
 pub mod vine;
 

@@ -3,23 +3,26 @@
 //! DEPLOY, DESTROY and the worker jobs all run Terraform through a stack,
 //! its plans and applies between the operator's hooks (see `hooks`).
 //!
-//! An interrupted apply or destroy pushes any `errored.tfstate` back to the
-//! backend before the workspace goes, and a lock left in the bucket by a
-//! Terraform killed after its grace is named in the job's error.
+//! Every command that takes the state lock (plan, apply, destroy) runs as a
+//! [`LockedRun`] (see `state_lock`): under a lease on the state, with a lock
+//! its ended Terraform left released and a lock someone else holds named.
+//! An apply or destroy that did not finish pushes any `errored.tfstate` back
+//! to the backend before the workspace goes.
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::time::Duration;
 
 use serde_json::{json, Map, Value};
+use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use super::hooks::{self, Hook};
 use super::stack_inputs::{copy_template, write_backend, StateBackend, STATE_BUCKET};
+use super::state_lock::{LockedRun, Operation};
 use super::{JobContext, JobError};
 use crate::private_files::write_private_file;
-use crate::tools::terraform::{lock_id, Terraform};
-use crate::tools::ToolError;
+use crate::tools::terraform::Terraform;
 use crate::trellis::client::MAX_PLAN_ARTIFACT_BYTES;
 
 pub const PLAN_FILE: &str = "terraform.plan.out";
@@ -117,6 +120,17 @@ impl<'a> Stack<'a> {
 
     /// Terraform in the stack's directory, with fresh credentials and its own grace.
     pub async fn terraform(&self) -> Result<Terraform<'a>, JobError> {
+        self.terraform_stopped_by(&self.context.stop).await
+    }
+
+    /// The same, stopped by `stop`.
+    async fn terraform_stopped_by<'s>(
+        &self,
+        stop: &'s CancellationToken,
+    ) -> Result<Terraform<'s>, JobError>
+    where
+        'a: 's,
+    {
         let mut base = self.context.command("terraform", &[]).await?;
         base.env.extend(self.env.clone());
         base.cwd = self.dir.clone();
@@ -124,7 +138,7 @@ impl<'a> Stack<'a> {
         Ok(Terraform::new(
             base,
             &self.context.log,
-            &self.context.stop,
+            stop,
             self.context.settings.terraform_lock_timeout,
         ))
     }
@@ -134,7 +148,7 @@ impl<'a> Stack<'a> {
     pub async fn plan(&mut self) -> Result<(), JobError> {
         let phase = self.context.phase("plan", "terraform plan");
         hooks::run(self.context, Hook::PrePlan, &self.dir, &mut self.env).await?;
-        let ran = async { Ok(self.terraform().await?.plan(VAR_FILE, PLAN_FILE).await?) }.await;
+        let ran = self.run_locked(Operation::Plan).await;
         hooks::after(self.context, Hook::PostPlan, &self.dir, &mut self.env, ran).await?;
         self.record("terraform_plan", phase.finish());
         Ok(())
@@ -144,11 +158,7 @@ impl<'a> Stack<'a> {
     pub async fn apply(&mut self) -> Result<(), JobError> {
         let phase = self.context.phase("apply", "terraform apply");
         hooks::run(self.context, Hook::PreApply, &self.dir, &mut self.env).await?;
-        let ran = async {
-            let result = self.terraform().await?.apply(PLAN_FILE).await;
-            self.after_state_change(result).await
-        }
-        .await;
+        let ran = self.run_locked(Operation::Apply).await;
         hooks::after(self.context, Hook::PostApply, &self.dir, &mut self.env, ran).await?;
         self.record("terraform_apply", phase.finish());
         Ok(())
@@ -158,89 +168,42 @@ impl<'a> Stack<'a> {
     pub async fn destroy(&mut self) -> Result<(), JobError> {
         let phase = self.context.phase("destroy", "terraform destroy");
         hooks::run(self.context, Hook::PreApply, &self.dir, &mut self.env).await?;
-        let ran = async {
-            let result = self.terraform().await?.destroy(VAR_FILE).await;
-            self.after_state_change(result).await
-        }
-        .await;
+        let ran = self.run_locked(Operation::Destroy).await;
         hooks::after(self.context, Hook::PostApply, &self.dir, &mut self.env, ran).await?;
         self.record("terraform_destroy", phase.finish());
         Ok(())
     }
 
-    /// After an apply or destroy that did not finish: the state Terraform
-    /// could not write goes back to the backend, and a held lock is named.
-    async fn after_state_change(&self, result: Result<(), ToolError>) -> Result<(), JobError> {
-        let Err(error) = result else { return Ok(()) };
-        // Both share one bound: a stopped worker has a shutdown to fit in.
-        let deadline = tokio::time::Instant::now() + self.context.settings.stop_cleanup;
-        self.push_errored_state(deadline).await;
-        if let ToolError::Stopped { .. } = error {
-            let lock = tokio::time::timeout_at(deadline, self.left_lock()).await;
-            return Err(match lock.ok().flatten() {
-                Some(id) => JobError::StoppedLeaving(format!(
-                    "the state lock {id} was left at s3://{STATE_BUCKET}/{}.tflock: once no run is active, \
-                     release it with `terraform force-unlock {id}`",
-                    self.state_key
-                )),
-                None => JobError::Stopped,
-            });
+    /// A command that takes the state lock, as a [`LockedRun`]. After one
+    /// that did not finish, the state Terraform could not write goes back
+    /// to the backend before the lock it left (if any) is released; both
+    /// share one bound, as a stopped worker has a shutdown to fit in.
+    async fn run_locked(&self, operation: Operation) -> Result<(), JobError> {
+        // Credentials first: nothing may fail between the lease and its end.
+        let stop = self.context.stop.child_token();
+        let terraform = self.terraform_stopped_by(&stop).await?;
+        let run = LockedRun::begin(self.context, &self.state_key, operation, stop.clone()).await?;
+        let terraform = terraform.with_lock_timeout(run.lock_timeout());
+        let result = run
+            .watch(async {
+                match operation {
+                    Operation::Plan => terraform.plan(VAR_FILE, PLAN_FILE).await,
+                    Operation::Apply => terraform.apply(PLAN_FILE).await,
+                    Operation::Destroy => terraform.destroy(VAR_FILE).await,
+                }
+            })
+            .await;
+        let deadline = Instant::now() + self.context.settings.stop_cleanup;
+        let left = run.left_lock(deadline).await;
+        if result.is_err() {
+            self.push_errored_state(deadline, !left.is_ours()).await;
         }
-        match &error {
-            ToolError::Failed { stderr_tail, .. } => match lock_id(stderr_tail) {
-                Some(id) => Err(JobError::Invalid(format!(
-                    "{error}\nThe state lock {id} is held; once no other run is active, release it with \
-                     `terraform force-unlock {id}`"
-                ))),
-                None => Err(error.into()),
-            },
-            _ => Err(error.into()),
-        }
+        run.end(result, left, deadline).await
     }
 
-    /// The ID of a lock a killed Terraform left in the bucket, if any (a
-    /// local state's lock dies with the process that held it).
-    async fn left_lock(&self) -> Option<String> {
-        let storage = self.context.settings.state_storage.as_ref()?;
-        let lock_file = self.context.workspace.path().join("left-lock.json");
-        let key = format!("{}.tflock", self.state_key);
-        let target = lock_file.display().to_string();
-        let args = [
-            "s3api",
-            "get-object",
-            "--bucket",
-            STATE_BUCKET,
-            "--key",
-            &key,
-            &target,
-        ];
-        let mut command = self.context.command("aws", &args).await.ok()?;
-        command.args.extend([
-            "--endpoint-url".into(),
-            storage.endpoint.clone(),
-            "--region".into(),
-            storage.region.clone(),
-        ]);
-        command.env.remove("AWS_SESSION_TOKEN");
-        command
-            .env
-            .insert("AWS_ACCESS_KEY_ID".into(), storage.key_id.expose().into());
-        command.env.insert(
-            "AWS_SECRET_ACCESS_KEY".into(),
-            storage.secret_key.expose().into(),
-        );
-        self.context
-            .log
-            .system(&format!("checking for a state lock left at {key}"));
-        let stop = CancellationToken::new();
-        crate::tools::run(&command, &self.context.log, &stop)
-            .await
-            .ok()?;
-        let lock: Value = serde_json::from_slice(&std::fs::read(&lock_file).ok()?).ok()?;
-        lock.get("ID").and_then(Value::as_str).map(String::from)
-    }
-
-    async fn push_errored_state(&self, deadline: tokio::time::Instant) {
+    /// Pushes an `errored.tfstate` an interrupted run left; takes the lock
+    /// for it unless the run's own lock is still in place (`lock`).
+    async fn push_errored_state(&self, deadline: Instant, lock: bool) {
         if !self.dir.join(ERRORED_STATE).exists() {
             return;
         }
@@ -250,7 +213,7 @@ impl<'a> Stack<'a> {
         let push = async {
             match self.terraform().await {
                 Ok(terraform) => terraform
-                    .state_push(ERRORED_STATE, &stop)
+                    .state_push(ERRORED_STATE, lock, &stop)
                     .await
                     .map_err(JobError::from),
                 Err(error) => Err(error),

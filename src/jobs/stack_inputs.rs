@@ -15,8 +15,7 @@ use crate::private_files::{create_private_dir, write_private_file};
 use crate::settings::StateStorage;
 use crate::workspace::Workspace;
 
-/// The bucket that holds every vine's and worker's state.
-pub const STATE_BUCKET: &str = "vine-terraform-state";
+pub use crate::cloud::state_bucket::STATE_BUCKET;
 
 /// The profile, in the workspace's state credentials file, that holds the
 /// storage keys.

@@ -118,6 +118,31 @@ impl Reporter {
         }
     }
 
+    /// The id of the worker that runs the job (`None` for `tendril exec`).
+    pub fn worker_id(&self) -> Option<&str> {
+        match self {
+            Reporter::Trellis(t) => Some(t.client.worker_id()),
+            Reporter::Local(_) => None,
+        }
+    }
+
+    /// Another job's row as Trellis has it now, for a check made again
+    /// later: `None` when Trellis cannot say, or there is no Trellis.
+    pub async fn glance_at_job(&self, job_id: &str) -> Option<Value> {
+        match self {
+            Reporter::Trellis(t) => t.glance_at_job(job_id).await,
+            Reporter::Local(_) => None,
+        }
+    }
+
+    /// Records where a restart finds it that the job holds a lease on a
+    /// Terraform state (`None`: no longer); `tendril exec` has no restart.
+    pub fn record_state_hold(&self, hold: Option<&Value>) {
+        if let Reporter::Trellis(t) = self {
+            t.record_state_hold(hold);
+        }
+    }
+
     /// Another job's row (the PLAN job of a DEPLOY), if it exists.
     pub async fn job_row(&self, job_id: &str) -> Result<Option<Value>, ReportError> {
         match self {

@@ -146,6 +146,9 @@ pub struct JobSettings {
     /// checking for a lock it left.
     pub stop_cleanup: Duration,
     pub terraform_lock_timeout: Duration,
+    /// The lease Tendril keeps beside a state in the bucket while its
+    /// Terraform holds the lock.
+    pub state_lease: LeaseSettings,
     pub terraform_provider_mirror: Option<PathBuf>,
     pub hooks: HookSettings,
     pub argocd: ArgoCdSettings,
@@ -172,6 +175,67 @@ impl JobSettings {
     /// grace, the state push and lock check after Terraform, a margin.
     pub fn wind_down(&self) -> Duration {
         self.longest_grace() + self.stop_cleanup + WIND_DOWN_MARGIN
+    }
+}
+
+/// The lease on a Terraform state in the bucket (see `jobs::state_lock`):
+/// how long it lives without a renewal, how often its holder renews it,
+/// and when a holder that cannot renew it stops its Terraform.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LeaseSettings {
+    /// Not renewed for this long, a lease's holder is dead.
+    pub expiry: Duration,
+    /// How often the holder renews it (the heartbeat interval).
+    pub renew_every: Duration,
+    /// The holder stops its Terraform after this long without a renewal:
+    /// half the expiry, or sooner when Terraform's grace would otherwise
+    /// run past nine tenths of it, so that no Terraform is alive behind an
+    /// expired lease.
+    pub stop_after: Duration,
+}
+
+impl LeaseSettings {
+    /// The variable that sets the expiry.
+    pub const EXPIRY_VARIABLE: &'static str = "TENDRIL_LOCK_LEASE_EXPIRY (--lock-lease-expiry)";
+
+    /// Checks that a holder can renew the lease twice before it would stop
+    /// its Terraform (`terraform_grace` is Terraform's time after SIGINT).
+    pub fn new(
+        expiry: Duration,
+        renew_every: Duration,
+        terraform_grace: Duration,
+    ) -> Result<LeaseSettings, ConfigError> {
+        let fits = |expiry| Self::stop_after(expiry, terraform_grace) >= renew_every * 2;
+        if fits(expiry) {
+            return Ok(LeaseSettings {
+                expiry,
+                renew_every,
+                stop_after: Self::stop_after(expiry, terraform_grace),
+            });
+        }
+        let mut shortest = Duration::from_secs(expiry.as_secs() + 1);
+        while !fits(shortest) {
+            shortest += Duration::from_secs(1);
+        }
+        Err(ConfigError::new(
+            Self::EXPIRY_VARIABLE,
+            format!(
+                "{} is too short: a worker that cannot renew its lease stops Terraform after half of it (sooner \
+                 when Terraform's grace of {} would run past nine tenths of it), and that must leave time for two \
+                 renewals, one every {} (the heartbeat interval); make it at least {}",
+                format_duration(expiry),
+                format_duration(terraform_grace),
+                format_duration(renew_every),
+                format_duration(shortest)
+            ),
+        ))
+    }
+
+    /// Half the expiry, or nine tenths less the grace if sooner, in whole
+    /// seconds (as a log line says it).
+    fn stop_after(expiry: Duration, terraform_grace: Duration) -> Duration {
+        let stop_after = (expiry / 2).min((expiry * 9 / 10).saturating_sub(terraform_grace));
+        Duration::from_secs(stop_after.as_secs())
     }
 }
 

@@ -6,8 +6,15 @@
 //! supervisor task owns the child from spawn to reap: however a run ends
 //! (the tool exits, the job is stopped, the job's future is dropped or
 //! panics), the supervisor ends the tool the same way (SIGINT to the group,
-//! the grace, SIGKILL) and reaps it. Reading output is bounded after the
+//! the grace, SIGKILL) and reaps it, and what the tool left in its group is
+//! killed. Reading output is bounded after the
 //! tool exits, so a grandchild that keeps stdout open cannot hang a job.
+//!
+//! A tool never outlives Tendril: the kernel SIGKILLs it when the thread
+//! that started it dies (`PR_SET_PDEATHSIG`; tools are started from the
+//! runtime's own threads, which live as long as Tendril). So when Tendril
+//! is killed, so is every Terraform it ran, and a state lock such a
+//! Terraform left has a holder that is provably dead (`jobs::state_lock`).
 
 use std::collections::BTreeMap;
 use std::collections::VecDeque;
@@ -103,7 +110,11 @@ pub enum ToolError {
         stderr_tail: Vec<String>,
     },
     #[error("{program} was stopped before it finished")]
-    Stopped { program: String },
+    Stopped {
+        program: String,
+        /// How it ended once stopped (`killed by signal 9`), when known.
+        ended: Option<String>,
+    },
     #[error("lost track of {program}: {source}")]
     Wait { program: String, source: io::Error },
 }
@@ -125,9 +136,66 @@ fn tail_suffix(tail: &[String]) -> String {
 pub fn describe_status(status: ExitStatus) -> String {
     match (status.code(), status.signal()) {
         (Some(code), _) => format!("exit code {code}"),
-        (None, Some(signal)) => format!("killed by signal {signal}"),
+        (None, Some(signal)) => format!("{KILLED_BY_SIGNAL}{signal}"),
         _ => "unknown exit".into(),
     }
+}
+
+const KILLED_BY_SIGNAL: &str = "killed by signal ";
+
+/// The signal that killed a tool, from a status [`describe_status`] wrote.
+pub fn killing_signal(status: &str) -> Option<i32> {
+    status.strip_prefix(KILLED_BY_SIGNAL)?.parse().ok()
+}
+
+/// Refuses a program the kernel cannot start (ENOEXEC), as `posix_spawn`
+/// does: a tool is started with fork and `execvp` (for [`die_with_parent`]),
+/// and glibc's `execvp` would hand such a file to `/bin/sh` instead. A
+/// program not found on the tool's PATH is left to the spawn to report.
+fn refuse_what_exec_cannot_start(command: &ToolCommand) -> Result<(), ToolError> {
+    let path = command.env.get("PATH").map(String::as_str).unwrap_or("");
+    let found = match command.program.contains('/') {
+        true => Some(command.cwd.join(&command.program)),
+        false => std::env::split_paths(path)
+            .map(|dir| command.cwd.join(dir).join(&command.program))
+            .find(|candidate| {
+                use std::os::unix::fs::PermissionsExt;
+                std::fs::metadata(candidate)
+                    .is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
+            }),
+    };
+    let mut head = [0u8; 4];
+    let startable = found
+        .and_then(|file| std::fs::File::open(file).ok())
+        .map(|mut file| {
+            use std::io::Read;
+            let read = file.read(&mut head).unwrap_or(0);
+            head[..read].starts_with(b"#!") || head[..read] == *b"\x7fELF"
+        });
+    match startable {
+        Some(false) => Err(ToolError::Spawn {
+            program: command.program.clone(),
+            source: io::Error::from_raw_os_error(libc::ENOEXEC),
+        }),
+        _ => Ok(()),
+    }
+}
+
+/// Asks the kernel to SIGKILL the tool when the thread that started it
+/// dies; fails the spawn if that thread is already gone. Runs in the
+/// child between fork and exec: system calls only.
+fn die_with_parent(parent: libc::pid_t) -> io::Result<()> {
+    // SAFETY: prctl(PR_SET_PDEATHSIG) and getppid(2) have no memory-safety
+    // preconditions and are async-signal-safe.
+    unsafe {
+        if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL as libc::c_ulong) != 0 {
+            return Err(io::Error::last_os_error());
+        }
+        if libc::getppid() != parent {
+            return Err(io::Error::from_raw_os_error(libc::ESRCH));
+        }
+    }
+    Ok(())
 }
 
 /// The supervisors of every running tool; the agent waits on them before
@@ -182,9 +250,19 @@ pub async fn run_to_exit(
 ) -> Result<ToolOutput, ToolError> {
     let program = command.program.clone();
     if stop.is_cancelled() {
-        return Err(ToolError::Stopped { program });
+        return Err(ToolError::Stopped {
+            program,
+            ended: None,
+        });
     }
-    let mut child = tokio::process::Command::new(&command.program)
+    refuse_what_exec_cannot_start(command)?;
+    let parent = std::process::id() as libc::pid_t;
+    let mut child = tokio::process::Command::new(&command.program);
+    // SAFETY: the hook makes system calls only (see die_with_parent).
+    unsafe {
+        child.pre_exec(move || die_with_parent(parent));
+    }
+    let mut child = child
         .args(&command.args)
         .env_clear()
         .envs(&command.env)
@@ -227,6 +305,10 @@ pub async fn run_to_exit(
                 }
             }
         };
+        // What the tool left in its group (a provider plugin, a
+        // provisioner's command, after a tool killed by the OOM killer)
+        // ends with it.
+        signal_group(group, libc::SIGKILL);
         let _ = exit_sender.send(status);
     });
 
@@ -251,10 +333,14 @@ pub async fn run_to_exit(
         end_tool.cancel();
         let status = exit.await;
         readers.finish(group, log).await;
-        if let Ok(Ok(status)) = status {
-            log.system(&format!("{program} stopped ({})", describe_status(status)));
+        let ended = match status {
+            Ok(Ok(status)) => Some(describe_status(status)),
+            _ => None,
+        };
+        if let Some(ended) = &ended {
+            log.system(&format!("{program} stopped ({ended})"));
         }
-        return Err(ToolError::Stopped { program });
+        return Err(ToolError::Stopped { program, ended });
     };
     let (stdout, stderr_tail) = readers.finish(group, log).await;
     match status {
@@ -264,7 +350,10 @@ pub async fn run_to_exit(
             stderr_tail,
         }),
         Ok(Err(source)) => Err(ToolError::Wait { program, source }),
-        Err(_) => Err(ToolError::Stopped { program }),
+        Err(_) => Err(ToolError::Stopped {
+            program,
+            ended: None,
+        }),
     }
 }
 

@@ -6,6 +6,7 @@
 //!
 //! A stopped Terraform gets its own grace (it finishes provider calls,
 //! writes state and releases the lock on SIGINT, which can take minutes).
+//! What a lock left behind means is `jobs::state_lock`'s business.
 
 use std::path::Path;
 use std::time::Duration;
@@ -43,6 +44,14 @@ impl<'a> Terraform<'a> {
             log,
             stop,
             lock_timeout,
+        }
+    }
+
+    /// The same Terraform, waiting at most `lock_timeout` for a state lock.
+    pub fn with_lock_timeout(self, lock_timeout: Duration) -> Self {
+        Terraform {
+            lock_timeout,
+            ..self
         }
     }
 
@@ -160,13 +169,19 @@ impl<'a> Terraform<'a> {
     }
 
     /// `terraform state push` of a state file (an interrupted run's
-    /// `errored.tfstate`), bounded by `stop` of its own.
+    /// `errored.tfstate`), bounded by `stop` of its own; without taking the
+    /// lock when `lock` is false (the interrupted run's own lock still
+    /// stands for it).
     pub async fn state_push(
         &self,
         state_file: &str,
+        lock: bool,
         stop: &CancellationToken,
     ) -> Result<(), ToolError> {
-        let lock = self.lock_timeout();
+        let lock = match lock {
+            true => self.lock_timeout(),
+            false => "-lock=false".to_string(),
+        };
         let command = self.command(&["state", "push", &lock, state_file]);
         self.log.system(&format!("$ {}", command.display()));
         run(&command, self.log, stop).await.map(drop)
@@ -195,43 +210,5 @@ impl<'a> Terraform<'a> {
             status: format!("an answer that is not JSON ({error})"),
             stderr_tail: output.stderr_tail,
         })
-    }
-}
-
-/// The lock ID Terraform names when it cannot take or release a lock
-/// (`Lock Info:` ... `ID: <id>`), from its error lines.
-pub fn lock_id(lines: &[String]) -> Option<String> {
-    let info = lines.iter().position(|l| l.contains("Lock Info:"))?;
-    lines[info..]
-        .iter()
-        .find_map(|l| {
-            l.trim()
-                .trim_start_matches('│')
-                .trim()
-                .strip_prefix("ID:")
-                .map(|id| id.trim().to_string())
-        })
-        .filter(|id| !id.is_empty())
-}
-
-#[cfg(test)]
-mod tests {
-    use super::lock_id;
-
-    #[test]
-    fn the_lock_id_is_read_from_terraforms_lock_info() {
-        let lines: Vec<String> = [
-            "│ Error: Error acquiring the state lock",
-            "│ Lock Info:",
-            "│   ID:        5b0b1c5e-8f2f-4c4e-9f59-1c0c0a7e3f11",
-            "│   Path:      vine-terraform-state/x/terraform.tfstate",
-        ]
-        .map(String::from)
-        .to_vec();
-        assert_eq!(
-            lock_id(&lines).as_deref(),
-            Some("5b0b1c5e-8f2f-4c4e-9f59-1c0c0a7e3f11")
-        );
-        assert_eq!(lock_id(&["Error: nothing".to_string()]), None);
     }
 }

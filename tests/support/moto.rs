@@ -192,6 +192,35 @@ impl Moto {
             .then(|| serde_json::from_slice(&std::fs::read(&target).unwrap()).unwrap())
     }
 
+    /// Writes `value` as the JSON object at `key` (a lock or a lease, as
+    /// another party would have left it).
+    pub fn put_s3_object(&self, bucket: &str, key: &str, value: &Value) {
+        let body = self.dir.path().join("s3-put.json");
+        std::fs::write(&body, value.to_string()).unwrap();
+        let body = body.to_str().unwrap();
+        self.aws(&[
+            "s3api",
+            "put-object",
+            "--bucket",
+            bucket,
+            "--key",
+            key,
+            "--body",
+            body,
+        ]);
+    }
+
+    /// The keys of every object in `bucket`.
+    pub fn s3_keys(&self, bucket: &str) -> Vec<String> {
+        let listing = self.aws(&["s3api", "list-objects-v2", "--bucket", bucket]);
+        listing["Contents"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .map(|o| o["Key"].as_str().unwrap().to_string())
+            .collect()
+    }
+
     pub fn recording(&self) -> Vec<Value> {
         let text = self.api("GET", "/moto-api/recorder/download-recording");
         let lines = text.lines().filter(|l| !l.trim().is_empty());

@@ -1,0 +1,757 @@
+//! State locks end to end: a crash never leaves a vine locked, and a lock
+//! that may be alive is never touched. The compiled binary, the fake
+//! Trellis (a fake), real Terraform on the fixture vine with state in real
+//! moto's S3 (`use_lockfile`) or in a local directory. A stand-in first on
+//! PATH records the PID of `terraform apply` and `terraform destroy` and
+//! then execs the real binary, so that process is Terraform itself. A
+//! Terraform, a worker, or both are SIGKILLed mid-apply, the bucket stops
+//! answering, a person's Terraform holds the lock, or two workers meet on
+//! one vine: what each later job finds and does, and that no lock or lease
+//! is left in the bucket once the vine's jobs have ended.
+
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::{json, Value};
+
+use crate::support::fake_trellis::FakeTrellis;
+use crate::support::moto::Moto;
+use crate::support::tendril::{worker_env, TendrilProcess, WorkerEnv};
+use crate::support::TempDir;
+use crate::vine_jobs::{require_real_terraform, snapshot};
+
+const LONG: Duration = Duration::from_secs(180);
+const BUCKET: &str = "vine-terraform-state";
+/// Short enough for a test, and consistent with it: the lease is renewed
+/// every second (the heartbeat), and a worker that cannot renew it stops
+/// Terraform after min(15s / 2, 15s * 0.9 - 5s) = 7.5s, in whole seconds 7s.
+const SHORT_LEASE: [(&str, &str); 2] = [
+    ("TENDRIL_LOCK_LEASE_EXPIRY", "15s"),
+    ("TENDRIL_TERRAFORM_GRACE", "5s"),
+];
+
+/// An apply (or destroy) command that prints `<name>-42` once it runs
+/// (the plan shows it unexpanded) and then takes its time.
+fn slow(name: &str) -> String {
+    format!("echo {name}-$((40+2)); sleep 600")
+}
+
+/// What [`slow`] prints once it runs.
+fn running(name: &str) -> String {
+    format!("{name}-42")
+}
+
+fn key(project: &str) -> String {
+    format!("vy-1/{project}-test-eu-west-1/terraform.tfstate")
+}
+
+/// The real `terraform` on PATH.
+fn real_terraform() -> String {
+    let found = Command::new("sh")
+        .args(["-c", "command -v terraform"])
+        .output()
+        .unwrap()
+        .stdout;
+    String::from_utf8(found).unwrap().trim().to_string()
+}
+
+fn write_executable(path: &Path, text: &str) {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::write(path, text).unwrap();
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o755)).unwrap();
+}
+
+fn signal(pid: i32, signal: i32) {
+    // SAFETY: kill(2) has no memory-safety preconditions.
+    unsafe { libc::kill(pid, signal) };
+}
+
+/// Whether `pid` is a running process (not gone, not a zombie).
+fn alive(pid: i32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .ok()
+        .and_then(|stat| {
+            let state = stat.rsplit_once(')')?.1.trim_start().chars().next()?;
+            Some(state != 'Z')
+        })
+        .unwrap_or(false)
+}
+
+fn wait_until(what: &str, mut done: impl FnMut() -> bool) {
+    let deadline = Instant::now() + LONG;
+    while !done() {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+struct Locks {
+    moto: Moto,
+    trellis: FakeTrellis,
+    scratch: TempDir,
+    /// PATH with the stand-in first.
+    path: String,
+}
+
+impl Locks {
+    fn new() -> Locks {
+        require_real_terraform();
+        let moto = Moto::start();
+        moto.aws(&["s3api", "create-bucket", "--bucket", BUCKET]);
+        let scratch = TempDir::new("tendril-locks-test");
+        let tools = scratch.path().join("standin");
+        std::fs::create_dir_all(&tools).unwrap();
+        write_executable(
+            &tools.join("terraform"),
+            &format!(
+                "#!/bin/sh\ncase \"$1\" in apply|destroy) echo $$ > {}/terraform-$1.pid ;; esac\nexec {} \"$@\"\n",
+                scratch.path().display(),
+                real_terraform()
+            ),
+        );
+        let path = format!("{}:{}", tools.display(), std::env::var("PATH").unwrap());
+        Locks {
+            moto,
+            trellis: FakeTrellis::start(),
+            scratch,
+            path,
+        }
+    }
+
+    /// A worker of its own (id, token, work dir), not started.
+    fn worker(&self, name: &str) -> WorkerEnv {
+        worker_env(&self.trellis, &self.scratch.path().join(name))
+    }
+
+    /// `tendril start` as `worker`, cloud-hosted, state in moto's bucket.
+    fn start(&self, worker: &WorkerEnv, extra: &[(&str, &str)]) -> TendrilProcess {
+        let mut command = self.command(worker);
+        command
+            .envs(self.moto.platform_env())
+            .envs(self.moto.state_bucket_env())
+            .env("GRAPE_WORKER_MODE", "cloud-hosted")
+            .envs(extra.iter().copied());
+        TendrilProcess::spawn(command)
+    }
+
+    /// `tendril start` as `worker`, self-hosted, state in `state_dir`.
+    fn start_local(
+        &self,
+        worker: &WorkerEnv,
+        state_dir: &Path,
+        extra: &[(&str, &str)],
+    ) -> TendrilProcess {
+        let mut command = self.command(worker);
+        command
+            .env("TENDRIL_STATE_DIR", state_dir)
+            .envs(extra.iter().copied());
+        TendrilProcess::spawn(command)
+    }
+
+    fn command(&self, worker: &WorkerEnv) -> Command {
+        let templates = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/templates");
+        let mut command = worker.command();
+        command
+            .arg("start")
+            .env("TENDRIL_TEMPLATES_DIR", templates)
+            .env("TENDRIL_RETRY_MAX_DELAY", "1s")
+            .env("PATH", &self.path);
+        command
+    }
+
+    /// Queues a vine job for `worker` on the vine of `project`, with
+    /// `settings` added to its snapshot (`apply_command`, ...).
+    fn enqueue(
+        &self,
+        job_type: &str,
+        worker: &WorkerEnv,
+        project: &str,
+        settings: Value,
+    ) -> String {
+        let mut snapshot = snapshot(project);
+        if let (Some(snapshot), Some(settings)) = (snapshot.as_object_mut(), settings.as_object()) {
+            snapshot.extend(settings.clone());
+        }
+        self.trellis.enqueue_with_identity(
+            json!({"job_type": job_type, "vineyard_id": "vy-1", "vine_id": "vine-1",
+                   "assigned_worker_id": worker.id, "config_snapshot": snapshot}),
+            json!({"provider": "aws", "role_arn": "arn:aws:iam::262626262626:role/vintner-tendril",
+                   "external_id": "ext-1"}),
+        )
+    }
+
+    /// The same, for a self-hosted worker (no identity).
+    fn enqueue_local(
+        &self,
+        job_type: &str,
+        worker: &WorkerEnv,
+        project: &str,
+        settings: Value,
+    ) -> String {
+        let mut snapshot = snapshot(project);
+        if let (Some(snapshot), Some(settings)) = (snapshot.as_object_mut(), settings.as_object()) {
+            snapshot.extend(settings.clone());
+        }
+        self.trellis.enqueue(
+            json!({"job_type": job_type, "vineyard_id": "vy-1", "vine_id": "vine-1",
+                                    "assigned_worker_id": worker.id, "config_snapshot": snapshot}),
+        )
+    }
+
+    fn finish(&self, job: &str) -> Value {
+        self.trellis
+            .wait_until(LONG, &format!("job {job} to end"), |t| {
+                t.job(job)
+                    .is_some_and(|row| row["status"] == "SUCCESS" || row["status"] == "FAILED")
+            });
+        self.trellis.job(job).unwrap()
+    }
+
+    fn succeed(&self, job: &str) {
+        let row = self.finish(job);
+        assert_eq!(
+            row["status"],
+            "SUCCESS",
+            "{row}\n{}",
+            self.trellis.log_text(job)
+        );
+    }
+
+    fn fail(&self, job: &str) -> String {
+        let row = self.finish(job);
+        assert_eq!(
+            row["status"],
+            "FAILED",
+            "{row}\n{}",
+            self.trellis.log_text(job)
+        );
+        row["error_message"].as_str().unwrap().to_string()
+    }
+
+    fn lock(&self, project: &str) -> Option<Value> {
+        self.moto
+            .s3_object(BUCKET, &format!("{}.tflock", key(project)))
+    }
+
+    fn lease(&self, project: &str) -> Option<Value> {
+        self.moto
+            .s3_object(BUCKET, &format!("{}.tendril-lease", key(project)))
+    }
+
+    /// Waits until Terraform holds the state's lock and Tendril's lease
+    /// names it; returns the lock's ID.
+    fn wait_for_named_lock(&self, project: &str) -> String {
+        let mut id = String::new();
+        wait_until("the lease to name the lock", || {
+            let (Some(lock), Some(lease)) = (self.lock(project), self.lease(project)) else {
+                return false;
+            };
+            id = lock["ID"].as_str().unwrap().to_string();
+            lease["lock_id"] == lock["ID"]
+        });
+        id
+    }
+
+    /// Locks and leases in the bucket.
+    fn leftovers(&self) -> Vec<String> {
+        self.moto
+            .s3_keys(BUCKET)
+            .into_iter()
+            .filter(|k| k.ends_with(".tflock") || k.ends_with(".tendril-lease"))
+            .collect()
+    }
+
+    /// The PID of the last `terraform <command>` (apply or destroy).
+    fn terraform_pid(&self, command: &str) -> i32 {
+        let file = self.scratch.path().join(format!("terraform-{command}.pid"));
+        std::fs::read_to_string(file)
+            .unwrap()
+            .trim()
+            .parse()
+            .unwrap()
+    }
+}
+
+impl Drop for Locks {
+    /// A worker SIGKILLed here took its Terraform with it, but not what
+    /// that Terraform ran (a provisioner's `sleep`): those are ended too.
+    fn drop(&mut self) {
+        let Ok(processes) = std::fs::read_dir("/proc") else {
+            return;
+        };
+        for process in processes.flatten() {
+            let Ok(pid) = process.file_name().to_string_lossy().parse::<i32>() else {
+                continue;
+            };
+            let cwd = std::fs::read_link(process.path().join("cwd")).unwrap_or_default();
+            if cwd.starts_with(self.scratch.path()) {
+                signal(pid, libc::SIGKILL);
+            }
+        }
+    }
+}
+
+/// Drains a worker: exit 0.
+fn drain(mut tendril: TendrilProcess) {
+    tendril.signal(libc::SIGTERM);
+    let status = tendril.wait_timeout(LONG).expect("the worker exits");
+    assert_eq!(status.code(), Some(0), "{}", tendril.output());
+}
+
+/// A person's `terraform apply` on a vine's state, outside Tendril: it
+/// holds the lock while its provisioner sleeps. Killed on drop.
+struct ByHand {
+    child: Child,
+    dir: PathBuf,
+}
+
+impl ByHand {
+    /// `backend` is the body of the configuration's `terraform {}` block.
+    fn start(locks: &Locks, name: &str, backend: &str) -> ByHand {
+        let dir = locks.scratch.path().join(name);
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(
+            dir.join("main.tf"),
+            format!(
+                "terraform {{\n{backend}\n}}\n\nresource \"terraform_data\" \"by_hand\" {{\n  provisioner \
+                 \"local-exec\" {{\n    command = \"sleep 600\"\n  }}\n}}\n"
+            ),
+        )
+        .unwrap();
+        std::fs::write(dir.join("cli.rc"), "disable_checkpoint = true\n").unwrap();
+        let terraform = |args: &[&str]| {
+            let mut command = Command::new(real_terraform());
+            command
+                .args(args)
+                .current_dir(&dir)
+                .env_clear()
+                .env("PATH", std::env::var("PATH").unwrap())
+                .env("HOME", &dir)
+                .env("TF_CLI_CONFIG_FILE", dir.join("cli.rc"))
+                .env("CHECKPOINT_DISABLE", "1")
+                .env("TF_IN_AUTOMATION", "1")
+                .env("AWS_EC2_METADATA_DISABLED", "true");
+            command
+        };
+        let init = terraform(&["init", "-input=false", "-no-color"])
+            .output()
+            .unwrap();
+        assert!(
+            init.status.success(),
+            "{}",
+            String::from_utf8_lossy(&init.stderr)
+        );
+        let log = std::fs::File::create(dir.join("apply.log")).unwrap();
+        let child = terraform(&["apply", "-auto-approve", "-input=false", "-no-color"])
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().unwrap())
+            .stderr(log)
+            .process_group(0)
+            .spawn()
+            .unwrap();
+        ByHand { child, dir }
+    }
+
+    /// The S3 backend of a vine's state in moto, as a person configures it.
+    fn s3_backend(locks: &Locks, project: &str) -> String {
+        format!(
+            "  backend \"s3\" {{\n    bucket = \"{BUCKET}\"\n    key = \"{}\"\n    region = \"us-east-1\"\n    \
+             endpoints = {{ s3 = \"{}\" }}\n    use_path_style = true\n    use_lockfile = true\n    \
+             skip_credentials_validation = true\n    skip_requesting_account_id = true\n    \
+             skip_metadata_api_check = true\n    skip_region_validation = true\n    access_key = \"testing\"\n    \
+             secret_key = \"testing\"\n  }}",
+            key(project),
+            locks.moto.endpoint()
+        )
+    }
+
+    fn kill(&mut self) {
+        signal(-(self.child.id() as i32), libc::SIGKILL);
+        let _ = self.child.wait();
+    }
+
+    fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.join("apply.log")).unwrap_or_default()
+    }
+}
+
+impl Drop for ByHand {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+#[test]
+fn a_sigkilled_terraforms_lock_is_released_and_the_next_job_on_another_worker_succeeds() {
+    let locks = Locks::new();
+    let (a, b) = (locks.worker("a"), locks.worker("b"));
+    let first = locks.start(&a, &[]);
+    let job = locks.enqueue(
+        "BOOTSTRAP",
+        &a,
+        "oom",
+        json!({"apply_command": slow("oom")}),
+    );
+    locks.trellis.wait_for_log(LONG, &job, &running("oom"));
+    let id = locks.lock("oom").expect("the apply holds the lock")["ID"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    // What the OOM killer does to Terraform; Tendril itself lives.
+    signal(locks.terraform_pid("apply"), libc::SIGKILL);
+    assert_eq!(
+        locks.fail(&job),
+        format!("the apply was killed (signal 9); its state lock {id} was released")
+    );
+    let log = locks.trellis.log_text(&job);
+    assert!(
+        log.contains(&format!(
+            "terraform apply ended without releasing its state lock {id}; it has ended, so Tendril released the lock"
+        )),
+        "{log}"
+    );
+    assert_eq!(locks.leftovers(), Vec::<String>::new());
+
+    let second = locks.start(&b, &[]);
+    let next = locks.enqueue(
+        "BOOTSTRAP",
+        &b,
+        "oom",
+        json!({"apply_command": "echo recovered"}),
+    );
+    locks.succeed(&next);
+    assert_eq!(locks.leftovers(), Vec::<String>::new());
+    drain(first);
+    drain(second);
+}
+
+#[test]
+fn a_worker_sigkilled_mid_apply_releases_its_lock_when_restarted_before_it_claims() {
+    let locks = Locks::new();
+    let (a, b) = (locks.worker("a"), locks.worker("b"));
+    let mut first = locks.start(&a, &[]);
+    let job = locks.enqueue(
+        "BOOTSTRAP",
+        &a,
+        "crash",
+        json!({"apply_command": slow("crash")}),
+    );
+    locks.trellis.wait_for_log(LONG, &job, &running("crash"));
+    let id = locks.wait_for_named_lock("crash");
+    let terraform = locks.terraform_pid("apply");
+    first.signal(libc::SIGKILL);
+    first.wait_timeout(LONG).expect("the worker is dead");
+    // Its Terraform died with it; what they held is still in the bucket.
+    wait_until("Terraform to die with its worker", || !alive(terraform));
+    assert!(locks.lock("crash").is_some() && locks.lease("crash").is_some());
+    assert_eq!(locks.trellis.job(&job).unwrap()["status"], "PROCESSING");
+
+    let restarted = locks.start(&a, &[]);
+    assert_eq!(
+        locks.fail(&job),
+        format!(
+            "interrupted: Tendril stopped while running this job (it was killed or crashed); after the restart, \
+             the state lock {id} its terraform apply left was released (that Terraform died with Tendril)"
+        )
+    );
+    assert_eq!(locks.leftovers(), Vec::<String>::new());
+
+    let second = locks.start(&b, &[]);
+    let next = locks.enqueue(
+        "BOOTSTRAP",
+        &b,
+        "crash",
+        json!({"apply_command": "echo recovered"}),
+    );
+    locks.succeed(&next);
+    assert_eq!(locks.leftovers(), Vec::<String>::new());
+    drain(restarted);
+    drain(second);
+}
+
+#[test]
+fn a_dead_workers_lock_is_released_by_another_workers_job_once_its_lease_expires() {
+    let locks = Locks::new();
+    let (a, b) = (locks.worker("a"), locks.worker("b"));
+    let mut first = locks.start(&a, &SHORT_LEASE);
+    let job = locks.enqueue(
+        "BOOTSTRAP",
+        &a,
+        "gone",
+        json!({"apply_command": slow("gone")}),
+    );
+    locks.trellis.wait_for_log(LONG, &job, &running("gone"));
+    let id = locks.wait_for_named_lock("gone");
+    // Fargate's stop timeout, a host crash: the worker is never restarted.
+    first.signal(libc::SIGKILL);
+    first.wait_timeout(LONG).expect("the worker is dead");
+
+    let mut settings = SHORT_LEASE.to_vec();
+    settings.push(("TENDRIL_TERRAFORM_LOCK_TIMEOUT", "90s"));
+    let second = locks.start(&b, &settings);
+    let next = locks.enqueue(
+        "BOOTSTRAP",
+        &b,
+        "gone",
+        json!({"apply_command": "echo recovered"}),
+    );
+    locks.succeed(&next);
+    let log = locks.trellis.log_text(&next);
+    let holder = format!("Tendril job {job} on worker {} (host ", a.id);
+    assert!(
+        log.contains(&format!(
+            "waiting for the state at s3://{BUCKET}/{}: it is in use by {holder}",
+            key("gone")
+        )),
+        "it waited while the lease lived: {log}"
+    );
+    assert!(
+        log.contains(&format!("released the state lock {id} of {holder}")),
+        "{log}"
+    );
+    assert!(
+        log.contains("its holder is dead (its lease was last renewed")
+            && log.contains("longer than the lease expiry of 15s (TENDRIL_LOCK_LEASE_EXPIRY))"),
+        "{log}"
+    );
+    assert_eq!(
+        locks.trellis.job(&job).unwrap()["status"],
+        "PROCESSING",
+        "the expiry alone showed the holder dead"
+    );
+    assert_eq!(locks.leftovers(), Vec::<String>::new());
+    drain(second);
+}
+
+#[test]
+fn two_live_workers_on_one_vine_never_release_each_others_fresh_lock() {
+    let locks = Locks::new();
+    let (a, b) = (locks.worker("a"), locks.worker("b"));
+    let first = locks.start(&a, &[]);
+    let job = locks.enqueue(
+        "BOOTSTRAP",
+        &a,
+        "busy",
+        json!({"apply_command": "echo busy-$((40+2)); sleep 30"}),
+    );
+    locks.trellis.wait_for_log(LONG, &job, &running("busy"));
+    let id = locks.wait_for_named_lock("busy");
+
+    let second = locks.start(&b, &[("TENDRIL_TERRAFORM_LOCK_TIMEOUT", "5s")]);
+    let plan = locks.enqueue("PLAN", &b, "busy", json!({}));
+    let message = locks.fail(&plan);
+    for words in [
+        format!("the state at s3://{BUCKET}/{} is in use by Tendril job {job} on worker {} (host ", key("busy"), a.id),
+        "running terraform apply since ".to_string(),
+        "This job waited 5s (TENDRIL_TERRAFORM_LOCK_TIMEOUT) and gave up: Tendril releases a lock only when its \
+         holder is provably dead."
+            .to_string(),
+        format!("lock ID {id}); if that job is no longer running anywhere, release the lock with `terraform force-unlock {id}`"),
+    ] {
+        assert!(message.contains(&words), "{words:?} in {message}");
+    }
+    assert!(
+        !message.contains("412") && !message.contains("PreconditionFailed"),
+        "{message}"
+    );
+    let log = locks.trellis.log_text(&plan);
+    assert!(
+        log.contains(&format!(
+            "waiting for the state at s3://{BUCKET}/{}: it is in use by Tendril job {job}",
+            key("busy")
+        )) && log.contains(&format!(
+            "lock ID {id}); this job waits up to 5s (TENDRIL_TERRAFORM_LOCK_TIMEOUT)"
+        )),
+        "the holder and its lock are named while the job waits: {log}"
+    );
+    assert_eq!(
+        locks.lock("busy").unwrap()["ID"],
+        id.as_str(),
+        "the first's lock is untouched"
+    );
+
+    locks.succeed(&job);
+    assert_eq!(locks.leftovers(), Vec::<String>::new());
+    drain(first);
+    drain(second);
+}
+
+#[test]
+fn a_lock_no_lease_covers_is_never_released_and_is_named() {
+    let locks = Locks::new();
+    // A person's terraform apply, killed: its lock outlives it, and no
+    // lease shows that.
+    let mut by_hand = ByHand::start(&locks, "by-hand", &ByHand::s3_backend(&locks, "manual"));
+    wait_until("the person's terraform to take the lock", || {
+        locks.lock("manual").is_some()
+    });
+    by_hand.kill();
+    let lock = locks.lock("manual").unwrap();
+    let (id, who) = (lock["ID"].as_str().unwrap(), lock["Who"].as_str().unwrap());
+
+    let a = locks.worker("a");
+    // Waiting longer than the lease expiry: an expiry says nothing of a
+    // lock no lease covers.
+    let mut settings = SHORT_LEASE.to_vec();
+    settings.push(("TENDRIL_TERRAFORM_LOCK_TIMEOUT", "20s"));
+    let worker = locks.start(&a, &settings);
+    let plan = locks.enqueue("PLAN", &a, "manual", json!({}));
+    let message = locks.fail(&plan);
+    for words in [
+        format!(
+            "the state lock at s3://{BUCKET}/{}.tflock is held by {who}, for a terraform apply or destroy since ",
+            key("manual")
+        ),
+        format!("lock ID {id}), and this job gave up waiting for it after 20s (TENDRIL_TERRAFORM_LOCK_TIMEOUT)"),
+        format!("release it with `terraform force-unlock {id}` and run the job again"),
+    ] {
+        assert!(message.contains(&words), "{words:?} in {message}\n{}", by_hand.log());
+    }
+    assert!(
+        !message.contains("412") && !message.contains("PreconditionFailed"),
+        "{message}"
+    );
+    let log = locks.trellis.log_text(&plan);
+    assert!(
+        log.contains(&format!(
+            "Terraform waits (up to 20s) for the state lock held by {who}"
+        )) && log.contains("no Tendril lease covers it"),
+        "named while it waited: {log}"
+    );
+    assert_eq!(locks.lock("manual").unwrap()["ID"], id, "never released");
+    assert_eq!(
+        locks.leftovers(),
+        vec![format!("{}.tflock", key("manual"))],
+        "no lease is left"
+    );
+    drain(worker);
+}
+
+#[test]
+fn a_worker_that_cannot_renew_its_lease_stops_its_terraform_before_the_lease_expires() {
+    let locks = Locks::new();
+    let a = locks.worker("a");
+    let worker = locks.start(&a, &SHORT_LEASE);
+    let job = locks.enqueue(
+        "BOOTSTRAP",
+        &a,
+        "cut",
+        json!({"apply_command": slow("cut")}),
+    );
+    locks.trellis.wait_for_log(LONG, &job, &running("cut"));
+    let id = locks.wait_for_named_lock("cut");
+    // A partition from the state bucket: no renewal gets through.
+    locks.moto.freeze();
+    locks.trellis.wait_for_log(
+        LONG,
+        &job,
+        "the lease on the state is lost (it could not be renewed for 7s",
+    );
+    locks
+        .trellis
+        .wait_for_log(LONG, &job, "terraform stopped (");
+    locks.moto.thaw();
+    let message = locks.fail(&job);
+    assert!(
+        message.starts_with("the lease on the state could not be kept (it could not be renewed for 7s: ")
+            && message.contains(
+                "): the apply was stopped so that it never works behind an expired lease\nit left its state lock"
+            )
+            && message.ends_with(&format!("{id}, which was released: the apply has ended")),
+        "{message}"
+    );
+    assert_eq!(locks.leftovers(), Vec::<String>::new());
+    drain(worker);
+}
+
+#[test]
+fn a_destroy_whose_terraform_is_sigkilled_leaves_no_lock() {
+    let locks = Locks::new();
+    let a = locks.worker("a");
+    let worker = locks.start(&a, &[]);
+    let settings = json!({"apply_command": "true", "destroy_command": slow("teardown")});
+    let deployed = locks.enqueue("BOOTSTRAP", &a, "torn", settings.clone());
+    locks.succeed(&deployed);
+    let destroy = locks.enqueue("DESTROY", &a, "torn", settings);
+    locks
+        .trellis
+        .wait_for_log(LONG, &destroy, &running("teardown"));
+    let id = locks.lock("torn").expect("the destroy holds the lock")["ID"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    signal(locks.terraform_pid("destroy"), libc::SIGKILL);
+    assert_eq!(
+        locks.fail(&destroy),
+        format!("the destroy was killed (signal 9); its state lock {id} was released")
+    );
+    assert_eq!(locks.leftovers(), Vec::<String>::new());
+    drain(worker);
+}
+
+/// Found by experiment with Terraform 1.11: a local state's lock is an OS
+/// lock on the state file, gone with its holder; only the lock's info file
+/// stays behind, and the next run replaces it.
+#[test]
+fn a_local_state_lock_dies_with_its_terraform_and_a_live_one_is_named() {
+    let locks = Locks::new();
+    let state_dir = locks.scratch.path().join("state");
+    let state = state_dir.join(key("local"));
+    let info = state.with_file_name(".terraform.tfstate.lock.info");
+    let a = locks.worker("a");
+    let worker = locks.start_local(&a, &state_dir, &[("TENDRIL_TERRAFORM_LOCK_TIMEOUT", "3s")]);
+    let job = locks.enqueue_local(
+        "BOOTSTRAP",
+        &a,
+        "local",
+        json!({"apply_command": slow("local")}),
+    );
+    locks.trellis.wait_for_log(LONG, &job, &running("local"));
+    assert!(info.is_file(), "Terraform holds the local lock");
+    signal(locks.terraform_pid("apply"), libc::SIGKILL);
+    assert_eq!(locks.fail(&job), "terraform failed (killed by signal 9)");
+    assert!(info.is_file(), "the lock's info file outlives Terraform");
+
+    let next = locks.enqueue_local(
+        "BOOTSTRAP",
+        &a,
+        "local",
+        json!({"apply_command": "echo recovered"}),
+    );
+    locks.succeed(&next);
+    assert!(!info.exists(), "the next run took the lock and released it");
+
+    // A person's terraform holds the lock, alive.
+    let backend = format!(
+        "  backend \"local\" {{\n    path = \"{}\"\n  }}",
+        state.display()
+    );
+    let by_hand = ByHand::start(&locks, "by-hand", &backend);
+    wait_until("the person's terraform to take the lock", || info.is_file());
+    let holder: Value = serde_json::from_slice(&std::fs::read(&info).unwrap()).unwrap();
+    let plan = locks.enqueue_local("PLAN", &a, "local", json!({}));
+    let message = locks.fail(&plan);
+    let expected = format!(
+        "the state at {} is locked by {}, for a terraform apply or destroy since ",
+        state.display(),
+        holder["Who"].as_str().unwrap()
+    );
+    assert!(
+        message.starts_with(&expected),
+        "{message}\n{}",
+        by_hand.log()
+    );
+    assert!(
+        message.ends_with(&format!(
+            "lock ID {}), and this job gave up waiting for it after 3s (TENDRIL_TERRAFORM_LOCK_TIMEOUT). A local \
+             state's lock is held by a running process and ends with it: run the job again once that process has \
+             ended",
+            holder["ID"].as_str().unwrap()
+        )),
+        "{message}"
+    );
+    drop(by_hand);
+    drain(worker);
+}
