@@ -503,11 +503,9 @@ fn malformed_and_unknown_jobs_fail_with_a_message_and_the_worker_goes_on() {
         .enqueue(json!({"job_type": "MAKE_COFFEE", "config_snapshot": {}}));
     let mut tendril = world.start();
     let failed = world.wait_status(&malformed, "FAILED");
-    assert!(
-        failed["error_message"]
-            .as_str()
-            .unwrap()
-            .starts_with("malformed job:"),
+    assert_eq!(
+        failed["error_message"],
+        "malformed job: `job.config_snapshot` is a string; it must be a JSON object",
         "{failed}"
     );
     let failed = world.wait_status(&unknown, "FAILED");
