@@ -40,6 +40,7 @@
 //! - `delivery`: what a job owes Trellis (log, progress, status), through the outbox.
 //! - `doctor`: `tendril doctor`, the operator's self-check of a worker.
 //! - `exec`: `tendril exec JOB_FILE`: one job from a file, no Trellis.
+//! - `failpoint`: where the tests of a debug build kill Tendril on purpose.
 //! - `health`: the health check and the Prometheus metrics.
 //! - `http_error`: one line for a failed HTTP request.
 //! - `jobs`: the frame of every job, and the executors by job type.
@@ -64,6 +65,7 @@ pub mod cloud;
 pub mod delivery;
 pub mod doctor;
 pub mod exec;
+pub mod failpoint;
 pub mod health;
 pub mod http_error;
 pub mod jobs;

@@ -349,6 +349,62 @@ fn a_terminal_status_left_by_sigkill_is_delivered_at_the_next_start() {
 }
 
 #[test]
+fn a_kill_while_a_delivered_entry_is_removed_resends_nothing_at_the_next_start() {
+    let world = World::new();
+    // A log of several chunks (one is sealed at least every second).
+    world.hook_once("for i in 1 2 3; do echo \"numbered-line-$i\" >&2; sleep 1.2; done");
+    let job = world.enqueue_aws("FETCH_RESOURCES", "454545454545");
+    // The debug build's failpoint: SIGKILL right after the delivered entry
+    // is taken out of the outbox, before it is deleted.
+    let mut killed = world.start_with(&[("TENDRIL_TEST_KILL_AT", "outbox-entry-taken-out")]);
+    let status = killed
+        .wait_timeout(LONG)
+        .unwrap_or_else(|| panic!("tendril was not killed:\n{}", killed.output()));
+    use std::os::unix::process::ExitStatusExt;
+    assert_eq!(status.signal(), Some(libc::SIGKILL), "{}", killed.output());
+    assert_eq!(world.trellis.job(&job).unwrap()["status"], "SUCCESS");
+    let outbox = world.work_dir().join("outbox");
+    let left: Vec<String> = std::fs::read_dir(&outbox)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    assert!(
+        left.len() == 1 && left[0].starts_with(".removed-"),
+        "the kill left the entry taken out, not deleted: {left:?}"
+    );
+    let log = world.trellis.log_text(&job);
+    let history = world.trellis.status_history(&job).len();
+
+    let claims = |t: &FakeTrellis| {
+        t.requests()
+            .iter()
+            .filter(|r| r.path == "/api/jobs/claim")
+            .count()
+    };
+    let claims_before = claims(&world.trellis);
+    let mut restarted = world.start();
+    // What an earlier run left is delivered before anything is claimed.
+    world
+        .trellis
+        .wait_until(LONG, "a claim after the restart", |t| {
+            claims(t) > claims_before
+        });
+    assert_eq!(drain(&mut restarted), 0);
+    assert_eq!(world.trellis.log_text(&job), log, "no chunk was sent again");
+    assert_eq!(log.matches("numbered-line-1").count(), 1, "{log}");
+    assert_eq!(
+        world.trellis.status_history(&job).len(),
+        history,
+        "no status was sent again"
+    );
+    assert_eq!(world.trellis.job(&job).unwrap()["status"], "SUCCESS");
+    assert!(
+        std::fs::read_dir(&outbox).unwrap().next().is_none(),
+        "the taken-out entry was deleted at the start"
+    );
+}
+
+#[test]
 fn an_idle_sigterm_reports_draining_then_offline_and_exits_zero() {
     let world = World::new();
     let mut tendril = world.start();
