@@ -527,6 +527,34 @@ fn a_tool_that_ignores_sigint_is_killed_after_the_grace() {
 }
 
 #[test]
+fn a_stopped_tools_background_processes_are_gone_before_its_job_is_reported() {
+    let world = World::new();
+    let pids = world.scratch.path().join("pids");
+    // The tool (the aws wrapper's shell) dies of SIGINT; what it started in
+    // the background ignores SIGINT and holds none of its output.
+    world.hook(&format!(
+        "sleep 120 > /dev/null 2>&1 &\necho $! >> {pids}\n(sleep 120 > /dev/null 2>&1 & echo $! >> {pids}; wait) > /dev/null 2>&1 &\necho started >&2\nsleep 120\n",
+        pids = pids.display()
+    ));
+    let job = world.enqueue_aws("FETCH_RESOURCES", "787878787878");
+    let mut tendril = world.start_with(&[("TENDRIL_DRAIN_GRACE", "1s")]);
+    world.trellis.wait_for_log(LONG, &job, "started");
+    while crate::support::pids_in(&pids).len() < 2 {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    tendril.signal(libc::SIGTERM);
+    world.wait_status(&job, "FAILED");
+    // The job was reported only once the tool's whole group was gone.
+    for pid in crate::support::pids_in(&pids) {
+        assert!(
+            !crate::support::process_runs(pid),
+            "process {pid} the stopped tool started is gone"
+        );
+    }
+    assert_eq!(wait_exit(&mut tendril), 1);
+}
+
+#[test]
 fn a_job_cancelled_in_trellis_stops_and_gets_no_further_status() {
     let world = World::new();
     world.hook_once("echo long-running >&2; sleep 120");

@@ -82,7 +82,10 @@ fn exec_of_a_malformed_job_fails_naming_the_field_and_never_quoting_a_secret() {
         assert_eq!(code, 1, "{output}");
         let result = result(&out);
         assert_eq!(result["status"], "FAILED", "{result}");
-        (result["error_message"].as_str().unwrap().to_string(), output)
+        (
+            result["error_message"].as_str().unwrap().to_string(),
+            output,
+        )
     };
     // The issue's reproduction.
     let (message, _) = run(r#"{"job": {"id": "j1", "job_type": 7, "config_snapshot": {}}}"#);
@@ -90,8 +93,9 @@ fn exec_of_a_malformed_job_fails_naming_the_field_and_never_quoting_a_secret() {
         message,
         "malformed job: `job.job_type` is a number; it must be a string"
     );
-    let (message, _) =
-        run(r#"{"job": {"id": "j1", "job_type": "PLAN", "config_snapshot": "{\"worker_token\": \"tok-9f8e7d\"}"}}"#);
+    let (message, _) = run(
+        r#"{"job": {"id": "j1", "job_type": "PLAN", "config_snapshot": "{\"worker_token\": \"tok-9f8e7d\"}"}}"#,
+    );
     assert_eq!(
         message,
         "malformed job: `job.config_snapshot` is a string; it must be a JSON object"

@@ -235,7 +235,9 @@ mod tests {
         let outbox = Outbox::open(&root).unwrap();
         let entry = outbox.create_entry("job-3").unwrap();
         fs::write(entry.dir().join("chunks.jsonl"), b"{}\n").unwrap();
-        entry.save_terminal(&StatusUpdate::failed("delivered")).unwrap();
+        entry
+            .save_terminal(&StatusUpdate::failed("delivered"))
+            .unwrap();
         // What a kill between the two steps of a removal leaves: the entry
         // renamed out, its files partly deleted.
         let taken_out = root.join("outbox").join(".removed-job-3-00000000000000ff");

@@ -629,12 +629,19 @@ mod tests {
             "malformed cloud identity: `cloud_identity.role_arn` is a number; it must be a string"
         );
         // A secret's value is never quoted, whatever its type.
-        for secret in [json!(987_654_321), json!(["s3cr3t-in-a-list"]), json!({"k": "s3cr3t"})] {
+        for secret in [
+            json!(987_654_321),
+            json!(["s3cr3t-in-a-list"]),
+            json!({"k": "s3cr3t"}),
+        ] {
             let reason = malformed_reason(
                 job.clone(),
                 json!({"provider": "gcp", "wif_config": secret.clone(), "external_id": secret}),
             );
-            assert!(reason.starts_with("malformed cloud identity: `cloud_identity."), "{reason}");
+            assert!(
+                reason.starts_with("malformed cloud identity: `cloud_identity."),
+                "{reason}"
+            );
             for leak in ["987", "654", "s3cr3t"] {
                 assert!(!reason.contains(leak), "{reason}");
             }
