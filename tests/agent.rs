@@ -608,6 +608,32 @@ fn malformed_and_unknown_jobs_fail_with_a_message_and_the_worker_goes_on() {
 }
 
 #[test]
+fn an_announcement_trellis_keeps_refusing_exits_1_in_trelliss_words() {
+    let world = World::new();
+    let refusal = "Failed to update heartbeat: value too long for type character varying(64)";
+    world
+        .trellis
+        .fail_next_with("POST", "/api/workers/heartbeat", 100, 500, refusal);
+    let mut tendril = world.start();
+    assert_eq!(wait_exit(&mut tendril), 1, "{}", tendril.output());
+    let output = tendril.output();
+    assert!(
+        output.contains(&format!(
+            "Trellis refused the heartbeat (HTTP 500): {refusal}"
+        )),
+        "{output}"
+    );
+    assert!(!output.contains("unavailable"), "{output}");
+    let announcements = world
+        .trellis
+        .requests()
+        .iter()
+        .filter(|r| r.path == "/api/workers/heartbeat")
+        .count();
+    assert_eq!(announcements, 3, "a few attempts, not an outage's many");
+}
+
+#[test]
 fn a_bad_token_exits_2_with_the_message() {
     let world = World::new();
     let mut tendril = world.start_with(&[("GRAPE_WORKER_TOKEN", "not-the-token")]);
