@@ -47,7 +47,8 @@
 //! - `logs`: a job's log: masking, framing, limits, phases.
 //! - `private_files`: files and directories only Tendril's user can read.
 //! - `report`: how an executor reports progress and reads the PLAN it applies.
-//! - `safe_name`: names that become parts of paths and state keys.
+//! - `safe_name`: outside values checked for their use: paths, state keys, command
+//!   arguments, manifests (one checker per kind: name, region, DNS name, URL, identifier).
 //! - `scaler`: `tendril scaler`, the ECS worker pool's scaler.
 //! - `secrets`: the register of secret values, and masking.
 //! - `settings`: the validated settings of a worker and of `tendril exec`.
