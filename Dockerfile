@@ -1,7 +1,8 @@
 # syntax=docker/dockerfile:1
 # The Tendril image: the worker and every tool its jobs run, at pinned
 # versions, each download checked against the checksums its publisher
-# publishes (HashiCorp's are also checked against HashiCorp's signature).
+# publishes (HashiCorp's are also checked against HashiCorp's signature,
+# the Google Cloud CLI against Google's signed apt repository).
 # Every version is a build argument declared here, once.
 #
 #   docker build --build-arg TENDRIL_VERSION=1.4.0 \
@@ -11,7 +12,13 @@
 # TENDRIL_VERSION is the release version, the image's tag too: the binary
 # reports it to Trellis, which marks a worker whose version is not the newest
 # release's as outdated. It has no default; the build stops without it.
+#
+# TENDRIL_CLOUD picks the image variant: `all` (every cloud's CLI, tagged
+# `<version>`), or `aws`, `gcp` or `azure` (that cloud's only, tagged
+# `<version>-<cloud>`: a worker serves one cloud identity, and a smaller
+# image starts sooner). The AWS CLI is in every variant.
 ARG TENDRIL_VERSION
+ARG TENDRIL_CLOUD=all
 ARG RUST_VERSION=1.95
 ARG DEBIAN_VERSION=bookworm
 ARG TERRAFORM_VERSION=1.11.4
@@ -44,12 +51,21 @@ RUN test -n "${TENDRIL_VERSION}" \
       || { echo "give the release version: docker build --build-arg TENDRIL_VERSION=<version> ..." >&2; exit 1; } \
  && TENDRIL_VERSION="${TENDRIL_VERSION}" cargo build --release --locked --bin tendril
 
-# ---- downloaded tools, the argo-cd chart and the provider mirror ----------
-FROM debian:${DEBIAN_VERSION}-slim AS tools
+# ---- downloads: the tools, the argo-cd chart, gcloud, the provider mirror --
+# Everything this stage makes comes from the network, checked: /opt/tools/bin
+# (terraform, helm, kubectl, infracost), /opt/tendril/charts/argo-cd.tgz,
+# /opt/tendril/providers (the providers the variant's templates need) and
+# /opt/google-cloud-sdk (empty in the aws and azure variants). A build
+# context of the same name with that layout replaces it (the offline build
+# of scripts/build-image.sh does), and nothing else changes.
+FROM debian:${DEBIAN_VERSION}-slim AS downloads
+ARG TARGETARCH
+ARG TENDRIL_CLOUD
 ARG TERRAFORM_VERSION
 ARG HELM_VERSION
 ARG KUBECTL_VERSION
 ARG INFRACOST_VERSION
+ARG GCLOUD_VERSION
 ARG ARGOCD_CHART_VERSION
 SHELL ["/bin/bash", "-euo", "pipefail", "-c"]
 # Unpinned: Debian's archive keeps only the newest version of each package of
@@ -59,72 +75,89 @@ RUN apt-get update \
  && apt-get install -y --no-install-recommends ca-certificates curl gnupg unzip \
  && rm -rf /var/lib/apt/lists/*
 WORKDIR /downloads
-RUN mkdir -p /opt/tools/bin /opt/tendril/charts /opt/tendril/providers \
+RUN mkdir -p /opt/tools/bin /opt/tendril/charts /opt/tendril/providers /opt/google-cloud-sdk \
  # Terraform: SHA256SUMS signed by HashiCorp's key, the zip checked against it.
  && base="https://releases.hashicorp.com/terraform/${TERRAFORM_VERSION}/terraform_${TERRAFORM_VERSION}" \
- && curl -fsSLO "${base}_linux_amd64.zip" -fsSLO "${base}_SHA256SUMS" -fsSLO "${base}_SHA256SUMS.sig" \
+ && curl -fsSLO "${base}_linux_${TARGETARCH}.zip" -fsSLO "${base}_SHA256SUMS" -fsSLO "${base}_SHA256SUMS.sig" \
  && curl -fsSL https://www.hashicorp.com/.well-known/pgp-key.txt | gpg --batch --import \
  && gpg --batch --verify "terraform_${TERRAFORM_VERSION}_SHA256SUMS.sig" "terraform_${TERRAFORM_VERSION}_SHA256SUMS" \
- && grep " terraform_${TERRAFORM_VERSION}_linux_amd64.zip\$" "terraform_${TERRAFORM_VERSION}_SHA256SUMS" | sha256sum -c - \
- && unzip -q "terraform_${TERRAFORM_VERSION}_linux_amd64.zip" terraform -d /opt/tools/bin \
+ && grep " terraform_${TERRAFORM_VERSION}_linux_${TARGETARCH}.zip\$" "terraform_${TERRAFORM_VERSION}_SHA256SUMS" | sha256sum -c - \
+ && unzip -q "terraform_${TERRAFORM_VERSION}_linux_${TARGETARCH}.zip" terraform -d /opt/tools/bin \
  # Helm.
- && curl -fsSLO "https://get.helm.sh/helm-v${HELM_VERSION}-linux-amd64.tar.gz" \
- && echo "$(curl -fsSL "https://get.helm.sh/helm-v${HELM_VERSION}-linux-amd64.tar.gz.sha256sum" | cut -d' ' -f1)  helm-v${HELM_VERSION}-linux-amd64.tar.gz" | sha256sum -c - \
- && tar -xzf "helm-v${HELM_VERSION}-linux-amd64.tar.gz" --strip-components=1 -C /opt/tools/bin linux-amd64/helm \
+ && curl -fsSLO "https://get.helm.sh/helm-v${HELM_VERSION}-linux-${TARGETARCH}.tar.gz" \
+ && echo "$(curl -fsSL "https://get.helm.sh/helm-v${HELM_VERSION}-linux-${TARGETARCH}.tar.gz.sha256sum" | cut -d' ' -f1)  helm-v${HELM_VERSION}-linux-${TARGETARCH}.tar.gz" | sha256sum -c - \
+ && tar -xzf "helm-v${HELM_VERSION}-linux-${TARGETARCH}.tar.gz" --strip-components=1 -C /opt/tools/bin "linux-${TARGETARCH}/helm" \
  # kubectl.
- && curl -fsSLO "https://dl.k8s.io/release/v${KUBECTL_VERSION}/bin/linux/amd64/kubectl" \
- && echo "$(curl -fsSL "https://dl.k8s.io/release/v${KUBECTL_VERSION}/bin/linux/amd64/kubectl.sha256")  kubectl" | sha256sum -c - \
+ && curl -fsSLO "https://dl.k8s.io/release/v${KUBECTL_VERSION}/bin/linux/${TARGETARCH}/kubectl" \
+ && echo "$(curl -fsSL "https://dl.k8s.io/release/v${KUBECTL_VERSION}/bin/linux/${TARGETARCH}/kubectl.sha256")  kubectl" | sha256sum -c - \
  && install -m 0755 kubectl /opt/tools/bin/kubectl \
  # Infracost.
- && curl -fsSLO "https://github.com/infracost/infracost/releases/download/v${INFRACOST_VERSION}/infracost-linux-amd64.tar.gz" \
- && curl -fsSL "https://github.com/infracost/infracost/releases/download/v${INFRACOST_VERSION}/infracost-linux-amd64.tar.gz.sha256" | sha256sum -c - \
- && tar -xzf infracost-linux-amd64.tar.gz \
- && install -m 0755 infracost-linux-amd64 /opt/tools/bin/infracost \
+ && curl -fsSLO "https://github.com/infracost/infracost/releases/download/v${INFRACOST_VERSION}/infracost-linux-${TARGETARCH}.tar.gz" \
+ && curl -fsSL "https://github.com/infracost/infracost/releases/download/v${INFRACOST_VERSION}/infracost-linux-${TARGETARCH}.tar.gz.sha256" | sha256sum -c - \
+ && tar -xzf "infracost-linux-${TARGETARCH}.tar.gz" \
+ && install -m 0755 "infracost-linux-${TARGETARCH}" /opt/tools/bin/infracost \
  # The pinned argo-cd chart (a DEPLOY installs it from here, not from the network).
  && /opt/tools/bin/helm pull argo-cd --repo https://argoproj.github.io/argo-helm \
       --version "${ARGOCD_CHART_VERSION}" --destination /opt/tendril/charts \
  && mv "/opt/tendril/charts/argo-cd-${ARGOCD_CHART_VERSION}.tgz" /opt/tendril/charts/argo-cd.tgz
-# The templates: the platform's first, then this repository's (the worker
-# template Tendril is tested with) over them.
-COPY --from=platform-templates / /opt/tendril/templates/
-COPY templates /opt/tendril/templates
-# The providers the templates need, checked by Terraform against the
-# registry's signed checksums: a registry outage cannot fail a job.
-RUN for dir in /opt/tendril/templates/*/*/; do \
+# The Google Cloud CLI (all and gcp variants), from Google's signed apt
+# repository (apt checks the package against the repository's signed index),
+# unpacked to /opt/google-cloud-sdk.
+RUN case "${TENDRIL_CLOUD}" in all|gcp) ;; *) exit 0 ;; esac \
+ && curl -fsSL https://packages.cloud.google.com/apt/doc/apt-key.gpg | gpg --dearmor -o /usr/share/keyrings/cloud.google.gpg \
+ && echo "deb [signed-by=/usr/share/keyrings/cloud.google.gpg] https://packages.cloud.google.com/apt cloud-sdk main" \
+      > /etc/apt/sources.list.d/google-cloud-sdk.list \
+ && apt-get update \
+ && apt-get download "google-cloud-cli=${GCLOUD_VERSION}-0" \
+ && dpkg-deb -x google-cloud-cli_*.deb /downloads/gcloud \
+ && cp -a /downloads/gcloud/usr/lib/google-cloud-sdk/. /opt/google-cloud-sdk/ \
+ && rm -rf /var/lib/apt/lists/*
+# The providers the variant's templates need, checked by Terraform against
+# the registry's signed checksums: a registry outage cannot fail a job.
+COPY --from=platform-templates / /downloads/templates/
+COPY templates /downloads/templates
+RUN for dir in /downloads/templates/*/*/; do \
+      case "${TENDRIL_CLOUD}" in all|"$(basename "$dir")") ;; *) continue ;; esac; \
       if grep -qs required_providers "$dir"*.tf; then \
-        /opt/tools/bin/terraform -chdir="$dir" providers mirror /opt/tendril/providers; \
+        /opt/tools/bin/terraform -chdir="$dir" providers mirror -platform="linux_${TARGETARCH}" /opt/tendril/providers; \
       fi; \
     done
 
 # ---- the runtime image ------------------------------------------------------
 FROM debian:${DEBIAN_VERSION}-slim
+ARG TENDRIL_CLOUD
 ARG AWSCLI_VERSION
 ARG AZURE_CLI_VERSION
-ARG GCLOUD_VERSION
 SHELL ["/bin/bash", "-euo", "pipefail", "-c"]
 # tini is PID 1: it forwards SIGTERM to Tendril and reaps tool grandchildren.
-# The AWS and Azure CLIs come from PyPI at pinned versions, in a virtualenv;
-# the Google Cloud CLI from Google's signed apt repository, pinned. The Debian
-# packages are not: Debian's archive keeps only the newest version of each
-# package of a release, so a pin fails at its next update.
+# The AWS CLI (every variant) and the Azure CLI (all and azure) come from
+# PyPI at pinned versions, in a virtualenv. The Debian packages are not
+# pinned: Debian's archive keeps only the newest version of each package of
+# a release, so a pin fails at its next update.
 # hadolint ignore=DL3008
 RUN apt-get update \
- && apt-get install -y --no-install-recommends ca-certificates tini git openssh-client python3 python3-venv curl gnupg \
+ && apt-get install -y --no-install-recommends ca-certificates tini git openssh-client python3 python3-venv \
+ && clis=("awscli==${AWSCLI_VERSION}") \
+ && case "${TENDRIL_CLOUD}" in all|azure) clis+=("azure-cli==${AZURE_CLI_VERSION}") ;; esac \
  && python3 -m venv /opt/cli \
- && /opt/cli/bin/pip install --no-cache-dir --only-binary=:all: "awscli==${AWSCLI_VERSION}" "azure-cli==${AZURE_CLI_VERSION}" \
- && ln -s /opt/cli/bin/aws /opt/cli/bin/az /usr/local/bin/ \
- && curl -fsSL https://packages.cloud.google.com/apt/doc/apt-key.gpg | gpg --dearmor -o /usr/share/keyrings/cloud.google.gpg \
- && echo "deb [signed-by=/usr/share/keyrings/cloud.google.gpg] https://packages.cloud.google.com/apt cloud-sdk main" \
-      > /etc/apt/sources.list.d/google-cloud-sdk.list \
- && apt-get update \
- && apt-get install -y --no-install-recommends "google-cloud-cli=${GCLOUD_VERSION}-0" \
- && apt-get purge -y curl gnupg && apt-get autoremove -y \
+ && /opt/cli/bin/pip install --no-cache-dir --only-binary=:all: "${clis[@]}" \
+ && for cli in aws az; do if [ -e "/opt/cli/bin/$cli" ]; then ln -s "/opt/cli/bin/$cli" /usr/local/bin/; fi; done \
  && rm -rf /var/lib/apt/lists/* /root/.cache \
- && useradd --system --uid 10001 --home-dir /var/lib/tendril --create-home --shell /usr/sbin/nologin tendril
-COPY --from=tools /opt/tools/bin/ /usr/local/bin/
-COPY --from=tools /opt/tendril /opt/tendril
+ && groupadd --gid 10001 tendril \
+ && useradd --uid 10001 --gid 10001 --no-log-init --home-dir /var/lib/tendril --create-home \
+      --shell /usr/sbin/nologin tendril \
+ # The work dir (the outbox, the job workspaces) is the worker's alone.
+ && chmod 0700 /var/lib/tendril
+COPY --from=downloads /opt/tools/bin/ /usr/local/bin/
+COPY --from=downloads /opt/tendril /opt/tendril
+COPY --from=downloads /opt/google-cloud-sdk /opt/google-cloud-sdk
+# The templates: the platform's first, then this repository's (the worker
+# template Tendril is tested with) over them.
+COPY --from=platform-templates / /opt/tendril/templates/
+COPY templates /opt/tendril/templates
 COPY --from=build /src/target/release/tendril /usr/local/bin/tendril
-ENV TENDRIL_TEMPLATES_DIR=/opt/tendril/templates \
+ENV PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin:/opt/google-cloud-sdk/bin \
+    TENDRIL_TEMPLATES_DIR=/opt/tendril/templates \
     TENDRIL_ARGOCD_CHART=/opt/tendril/charts/argo-cd.tgz \
     TENDRIL_TERRAFORM_PROVIDER_MIRROR=/opt/tendril/providers \
     TENDRIL_WORK_DIR=/var/lib/tendril \

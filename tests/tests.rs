@@ -30,11 +30,15 @@
 //! - `scaler`: `tendril scaler` on moto ECS, a fake PostgREST and Lambda.
 //! - `container_image`, `deploy_files`, `static_checks`, `terraform_fmt`:
 //!   what ships for operators (the Dockerfile, deploy/, templates/).
+//! - `built_image`: the image built from the Dockerfile (podman), run.
+//! - `release`: the release pipeline's steps (tags, the release's files,
+//!   the installer, the announcement to Trellis).
 
 mod support;
 
 mod agent;
 mod azure_identity;
+mod built_image;
 mod cli;
 mod container_image;
 mod deploy_files;
@@ -46,6 +50,7 @@ mod hooks;
 mod operating;
 mod process_runner;
 mod properties;
+mod release;
 mod scaler;
 mod static_checks;
 mod terraform_fmt;

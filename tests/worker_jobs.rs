@@ -332,9 +332,15 @@ impl Fleet {
     }
 
     fn run(&self, job_type: &str, snapshot: Value) -> Value {
-        let job = self
-            .trellis
-            .enqueue(json!({"job_type": job_type, "config_snapshot": snapshot}));
+        self.run_for(job_type, snapshot, Value::Null)
+    }
+
+    /// Runs a job whose claim carries `identity` (null: none).
+    fn run_for(&self, job_type: &str, snapshot: Value, identity: Value) -> Value {
+        let job = self.trellis.enqueue_with_identity(
+            json!({"job_type": job_type, "config_snapshot": snapshot}),
+            identity,
+        );
         self.trellis.wait_until(LONG, "the job to end", |t| {
             t.job(&job)
                 .is_some_and(|r| r["status"] == "SUCCESS" || r["status"] == "FAILED")
@@ -346,6 +352,26 @@ impl Fleet {
 
     fn state(&self, key: &str) -> Option<Value> {
         self.moto.s3_object("vine-terraform-state", key)
+    }
+
+    /// What the worker's ECS service runs: the Tendril image, cpu and memory.
+    fn service_runs(&self, worker_id: &str) -> (String, String, String) {
+        let name = format!("tendril-{}", &worker_id[..8]);
+        let service = ecs(
+            &self.moto,
+            &["describe-services", "--cluster", &name, "--services", &name],
+        );
+        let arn = service["services"][0]["taskDefinition"].as_str().unwrap();
+        let definition = &ecs(
+            &self.moto,
+            &["describe-task-definition", "--task-definition", arn],
+        )["taskDefinition"];
+        let text = |v: &Value| v.as_str().unwrap().to_string();
+        (
+            text(&definition["containerDefinitions"][0]["image"]),
+            text(&definition["cpu"]),
+            text(&definition["memory"]),
+        )
     }
 }
 
@@ -503,4 +529,124 @@ fn deploy_worker_registers_applies_and_records_and_destroy_worker_undoes_it() {
         .worker_exists("0f0f0f0f-0000-4000-8000-000000000000"));
     fleet.tendril.signal(libc::SIGTERM);
     assert_eq!(fleet.tendril.wait_timeout(LONG).unwrap().code(), Some(0));
+}
+
+/// The platform's Update button after a DEPLOY_WORKER that left the image
+/// repository, cpu and memory to the template (Trellis sends them null):
+/// `deploy_config` records what the service runs, never null, so Trellis's
+/// defaults (the Go worker's image, 512 cpu, 1024 MiB) never reach the
+/// UPDATE_WORKER, and the worker moves to the new tag of its own image, in
+/// the variant of the identity it serves, with its cpu and memory.
+#[test]
+fn the_update_button_keeps_the_image_cpu_and_memory_a_worker_was_deployed_with() {
+    let mut fleet = Fleet::start();
+    let mut snapshot = worker_snapshot();
+    for unset in ["image_repository", "cpu", "memory"] {
+        snapshot[unset] = Value::Null;
+    }
+    // The identity the new worker will serve, in an account of its own: the
+    // job must not act as it (worker jobs use the platform's credentials).
+    let identity = json!({"provider": "aws", "role_arn": "arn:aws:iam::210987654321:role/user-role",
+                          "external_id": "ext", "account_id": "210987654321"});
+    let deployed = fleet.run_for("DEPLOY_WORKER", snapshot, identity);
+    assert_eq!(deployed["status"], "SUCCESS", "{deployed}");
+    let worker_id = deployed["execution_metadata"]["worker_id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let template_default = "ghcr.io/bobikenobi12/tendril";
+    assert_eq!(
+        fleet.service_runs(&worker_id),
+        (
+            format!("{template_default}:1.0.0-aws"),
+            "1024".into(),
+            "2048".into()
+        ),
+        "the template's defaults, in the platform's account, the identity's variant"
+    );
+    let recorded = fleet.trellis.worker_metadata(&worker_id).unwrap();
+    let config = &recorded["deploy_config"];
+    assert_eq!(config["image_repository"], template_default);
+    assert_eq!(config["image_tag"], "1.0.0-aws");
+    assert_eq!(config["cpu"], 1024);
+    assert_eq!(config["memory"], 2048);
+    assert_eq!(config["region"], "eu-west-1");
+    assert_eq!(config["cloud_provider"], "aws");
+    let nulls: Vec<_> = config
+        .as_object()
+        .unwrap()
+        .iter()
+        .filter(|(_, v)| v.is_null())
+        .map(|(k, _)| k)
+        .collect();
+    assert!(nulls.is_empty(), "nothing recorded as null: {nulls:?}");
+
+    let update = update_button(&worker_id, &recorded, "1.1.0").expect("Update is offered");
+    let updated = fleet.run("UPDATE_WORKER", Value::Object(update));
+    assert_eq!(updated["status"], "SUCCESS", "{updated}");
+    assert_eq!(
+        fleet.service_runs(&worker_id),
+        (
+            format!("{template_default}:1.1.0-aws"),
+            "1024".into(),
+            "2048".into()
+        )
+    );
+    let recorded = fleet.trellis.worker_metadata(&worker_id).unwrap();
+    assert_eq!(recorded["deploy_config"]["image_tag"], "1.1.0-aws");
+    assert_eq!(recorded["deploy_config"]["cpu"], 1024);
+
+    // A worker deployed before deploy_config recorded them: its metadata
+    // has nulls, so the Update button sends the Go worker's repository and
+    // its own cpu and memory. Only the tag moves.
+    let mut old_style = recorded.clone();
+    for unset in ["image_repository", "cpu", "memory"] {
+        old_style["deploy_config"][unset] = Value::Null;
+    }
+    let update = update_button(&worker_id, &old_style, "1.2.0").unwrap();
+    assert_eq!(
+        update["image_repository"],
+        "ghcr.io/bobikenobi12/grape-worker"
+    );
+    assert_eq!(update["cpu"], 512);
+    let updated = fleet.run("UPDATE_WORKER", Value::Object(update));
+    assert_eq!(updated["status"], "SUCCESS", "{updated}");
+    assert_eq!(
+        fleet.service_runs(&worker_id),
+        (
+            format!("{template_default}:1.2.0-aws"),
+            "1024".into(),
+            "2048".into()
+        )
+    );
+    assert!(
+        updated["log"].as_str().unwrap().contains(
+            "the job names the image repository ghcr.io/bobikenobi12/grape-worker; the worker runs \
+             ghcr.io/bobikenobi12/tendril, which it keeps"
+        ),
+        "{}",
+        updated["log"]
+    );
+    fleet.tendril.signal(libc::SIGTERM);
+    assert_eq!(fleet.tendril.wait_timeout(LONG).unwrap().code(), Some(0));
+}
+
+#[test]
+fn tendrils_own_repository_is_the_worker_templates_default() {
+    let text = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/templates/worker/aws/variables.tf"
+    ))
+    .unwrap();
+    let body = hcl::parse(&text).unwrap();
+    let default = body
+        .blocks()
+        .find(|b| b.identifier() == "variable" && b.labels()[0].as_str() == "image_repository")
+        .and_then(|b| b.body().attributes().find(|a| a.key() == "default"))
+        .map(|a| a.expr().to_string());
+    assert_eq!(
+        default.as_deref(),
+        Some("\"ghcr.io/bobikenobi12/tendril\""),
+        "DEPLOY_WORKER deploys image variants by default for this repository only (src/jobs/hosted_workers/image.rs)"
+    );
 }

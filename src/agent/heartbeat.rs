@@ -1,16 +1,21 @@
 //! The heartbeat: a task of its own, independent of any job, that tells
 //! Trellis every interval that this worker lives, what it is doing, and at
 //! once when its status changes. Status changes are sent in the order they
-//! happen, and OFFLINE is the last heartbeat sent.
+//! happen, and OFFLINE is the last heartbeat sent. The tools' versions,
+//! asked beside the first claim, go in one heartbeat of their own as soon
+//! as the tools have answered.
 
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use std::collections::BTreeMap;
+
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
+use crate::tools::versions::ToolVersion;
 use crate::trellis::retry::{retry, RetryPolicy};
-use crate::trellis::{Heartbeat, TrellisClient, WorkerStatus};
+use crate::trellis::{Announcement, Heartbeat, TrellisClient, WorkerStatus};
 
 /// The most time the final OFFLINE heartbeat may take.
 pub const OFFLINE_BUDGET: Duration = Duration::from_secs(3);
@@ -29,11 +34,14 @@ pub struct Heartbeats {
 }
 
 impl Heartbeats {
-    /// Starts the heartbeat task (the announcement was sent before).
+    /// Starts the heartbeat task (the announcement was sent before); the
+    /// announcement goes again, with the tools, once `tools` has them.
     pub fn start(
         client: TrellisClient,
         interval: Duration,
         retry_max_delay: Duration,
+        announcement: Announcement,
+        tools: JoinHandle<BTreeMap<String, ToolVersion>>,
     ) -> Heartbeats {
         let state = Arc::new(Mutex::new(WorkerState {
             status: WorkerStatus::Online,
@@ -41,14 +49,28 @@ impl Heartbeats {
         }));
         let (changes, mut received) = mpsc::unbounded_channel();
         let shared = state.clone();
+        let announcement_template = announcement;
         let task = tokio::spawn(async move {
+            let mut tools = Some(tools);
             loop {
+                let current = || shared.lock().unwrap_or_else(|e| e.into_inner()).status;
+                let mut announcement = None;
                 let status = tokio::select! {
                     change = received.recv() => match change {
                         Some(status) => status,
                         None => return,
                     },
-                    _ = super::timer::sleep(interval) => shared.lock().unwrap_or_else(|e| e.into_inner()).status,
+                    _ = super::timer::sleep(interval) => current(),
+                    answered = async { tools.as_mut().expect("polled only while held").await }, if tools.is_some() => {
+                        tools = None;
+                        let Ok(versions) = answered else { continue };
+                        let versions = versions.into_iter().map(|(tool, v)| (tool, v.to_string()));
+                        announcement = Some(Announcement {
+                            tools: Some(versions.collect()),
+                            ..announcement_template.clone()
+                        });
+                        current()
+                    }
                 };
                 let heartbeat = Heartbeat {
                     version: crate::VERSION.to_string(),
@@ -58,7 +80,7 @@ impl Heartbeats {
                         .unwrap_or_else(|e| e.into_inner())
                         .current_job_id
                         .clone(),
-                    announcement: None,
+                    announcement,
                 };
                 let send = retry(
                     RetryPolicy::few(retry_max_delay),

@@ -106,8 +106,18 @@ impl Agent {
 
     /// Runs the worker until it is drained or stopped.
     pub async fn run(&self) -> Exit {
+        // The tools are asked beside the first claim, never before it: some
+        // take seconds to answer, and a worker scaled from zero has a job
+        // waiting.
+        let path = std::env::var("PATH").unwrap_or_default();
+        let tools = tokio::spawn(async move { tool_versions(&path).await });
         crate::workspace::remove_leftovers(&self.services.settings.work_dir);
-        match self.announce().await {
+        let announcement = Announcement {
+            hostname: hostname(),
+            mode: self.services.settings.mode.as_str().to_string(),
+            tools: None,
+        };
+        match self.announce(&announcement).await {
             Ok(true) => {}
             Ok(false) => return Exit::Drained,
             Err(exit) => return exit,
@@ -116,6 +126,8 @@ impl Agent {
             self.client.clone(),
             self.settings.heartbeat_interval,
             self.settings.retry_max_delay,
+            announcement,
+            tools,
         );
         let mut exit = self.deliver_leftovers().await;
         let backlog = self.backlog.clone();
@@ -145,20 +157,15 @@ impl Agent {
         exit
     }
 
-    /// The first heartbeat: ONLINE, with what this worker is. Retried while
+    /// The first heartbeat: ONLINE, with who this worker is. Retried while
     /// Trellis is unreachable, and a few times when Trellis refuses it;
     /// `Ok(false)` if a signal came first.
-    async fn announce(&self) -> Result<bool, Exit> {
-        let tools = tool_versions(&std::env::var("PATH").unwrap_or_default()).await;
+    async fn announce(&self, announcement: &Announcement) -> Result<bool, Exit> {
         let heartbeat = Heartbeat {
             version: crate::VERSION.to_string(),
             status: WorkerStatus::Online,
             current_job_id: None,
-            announcement: Some(Announcement {
-                hostname: hostname(),
-                mode: self.services.settings.mode.as_str().to_string(),
-                tools,
-            }),
+            announcement: Some(announcement.clone()),
         };
         let policy = RetryPolicy::until_accepted(self.settings.retry_max_delay);
         let announce = retry(policy, "announcing the worker to Trellis", || {

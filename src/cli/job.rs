@@ -12,8 +12,8 @@ use crate::settings::read::{
     absolute_dirs, duration, list, positive_duration, secret_from_env, size,
 };
 use crate::settings::{
-    ArgoCdSettings, AzureEndpoints, ConfigError, GcpSettings, HookSettings, JobSettings,
-    StateStorage, WorkerMode,
+    ArgoCdSettings, AzureEndpoints, ConfigError, GcpSettings, HookSettings, ImageVariants,
+    JobSettings, StateStorage, WorkerMode,
 };
 use crate::units::format_duration;
 
@@ -238,6 +238,16 @@ pub struct JobArgs {
     /// Region of the Terraform state bucket.
     #[arg(long, env = "SUPABASE_S3_REGION", value_name = "REGION")]
     pub s3_region: Option<String>,
+    /// DEPLOY_WORKER deploys the image variant of the provider the new
+    /// worker serves (`<tag>-aws`, only that cloud's tools): auto (only for
+    /// Tendril's own image repository, whose releases have them), on or off.
+    #[arg(
+        long,
+        env = "TENDRIL_WORKER_IMAGE_VARIANTS",
+        value_name = "WHEN",
+        default_value = "auto"
+    )]
+    pub worker_image_variants: String,
 }
 
 impl JobArgs {
@@ -298,6 +308,7 @@ impl JobArgs {
             gcp: self.gcp()?,
             infracost_api_key: secret_from_env("INFRACOST_API_KEY")?,
             registration_secret: secret_from_env("TENDRIL_REGISTRATION_SECRET")?,
+            worker_image_variants: self.worker_image_variants()?,
         })
     }
 
@@ -312,6 +323,16 @@ impl JobArgs {
                 )
             }),
         }
+    }
+
+    fn worker_image_variants(&self) -> Result<ImageVariants, ConfigError> {
+        let text = self.worker_image_variants.trim();
+        <ImageVariants as ValueEnum>::from_str(text, true).map_err(|_| {
+            ConfigError::new(
+                "TENDRIL_WORKER_IMAGE_VARIANTS (--worker-image-variants)",
+                format!("'{text}' is not auto, on or off"),
+            )
+        })
     }
 
     fn discovery_concurrency(&self) -> Result<usize, ConfigError> {

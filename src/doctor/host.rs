@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use crate::settings::{JobSettings, WorkerMode};
-use crate::tools::versions::MISSING;
+use crate::tools::versions::ToolVersion;
 use crate::units::format_size;
 use crate::work_dir::{free_space, ready_for_a_job};
 
@@ -162,20 +162,25 @@ const TOOLS: [Tool; 7] = [
 
 /// One check per tool, from the versions `tools::versions` found.
 pub fn tools(
-    versions: &BTreeMap<String, String>,
+    versions: &BTreeMap<String, ToolVersion>,
     mode: WorkerMode,
     has_infracost_key: bool,
 ) -> Vec<Check> {
     TOOLS
         .iter()
         .map(|tool| {
-            let version = versions.get(tool.name).map_or(MISSING, String::as_str);
+            let version = versions.get(tool.name).unwrap_or(&ToolVersion::Missing);
             tool_check(tool, version, mode, has_infracost_key)
         })
         .collect()
 }
 
-fn tool_check(tool: &Tool, version: &str, mode: WorkerMode, has_infracost_key: bool) -> Check {
+fn tool_check(
+    tool: &Tool,
+    version: &ToolVersion,
+    mode: WorkerMode,
+    has_infracost_key: bool,
+) -> Check {
     let needed = match tool.need {
         Need::EveryWorker => true,
         Need::CloudHosted => mode == WorkerMode::CloudHosted,
@@ -185,20 +190,33 @@ fn tool_check(tool: &Tool, version: &str, mode: WorkerMode, has_infracost_key: b
         "install {} ({}) on PATH, for {}",
         tool.name, tool.supported, tool.used_for
     );
-    if version == MISSING {
-        if tool.name == "infracost" && !has_infracost_key {
+    let unused_infracost = tool.name == "infracost" && !has_infracost_key;
+    let version = match version {
+        ToolVersion::Missing if unused_infracost => {
             return Check::ok(
                 tool.name,
                 "missing, and not used: INFRACOST_API_KEY is not set",
             );
         }
-        return Check::not_ok(
-            tool.name,
-            Mark::unless_needed(needed),
-            "missing from PATH",
-            install,
-        );
-    }
+        ToolVersion::Missing => {
+            return Check::not_ok(
+                tool.name,
+                Mark::unless_needed(needed),
+                "missing from PATH",
+                install,
+            );
+        }
+        ToolVersion::Failing(why) => {
+            return Check::not_ok(
+                tool.name,
+                Mark::unless_needed(needed && !unused_infracost),
+                format!("present, but asking its version fails ({why})"),
+                format!("run `{}` by hand to see why; {install}", tool.name),
+            );
+        }
+        ToolVersion::Unknown => "unknown",
+        ToolVersion::Known(version) => version.as_str(),
+    };
     let Some((major, minor)) = major_minor(version) else {
         return Check::not_ok(
             tool.name,
@@ -331,30 +349,54 @@ mod tests {
         assert_eq!(major_minor("unknown"), None);
     }
 
+    fn known(version: &str) -> ToolVersion {
+        ToolVersion::Known(version.into())
+    }
+
     #[test]
     fn terraform_is_needed_everywhere_and_needs_1_10() {
-        let check = |version| tool_check(tool("terraform"), version, WorkerMode::SelfHosted, false);
-        assert_eq!(check("1.11.4").mark, Mark::Ok);
-        assert_eq!(check("1.5.7").mark, Mark::Failed);
-        assert_eq!(check(MISSING).mark, Mark::Failed);
+        let check =
+            |version| tool_check(tool("terraform"), &version, WorkerMode::SelfHosted, false);
+        assert_eq!(check(known("1.11.4")).mark, Mark::Ok);
+        assert_eq!(check(known("1.5.7")).mark, Mark::Failed);
+        assert_eq!(check(ToolVersion::Missing).mark, Mark::Failed);
+        let failing = check(ToolVersion::Failing("exit code 1".into()));
+        assert_eq!(failing.mark, Mark::Failed);
+        assert_eq!(
+            failing.detail,
+            "present, but asking its version fails (exit code 1)"
+        );
     }
 
     #[test]
     fn cluster_tools_are_needed_only_by_a_cloud_hosted_worker() {
-        let helm = |mode| tool_check(tool("helm"), MISSING, mode, false).mark;
+        let helm = |mode| tool_check(tool("helm"), &ToolVersion::Missing, mode, false).mark;
         assert_eq!(helm(WorkerMode::SelfHosted), Mark::Warning);
         assert_eq!(helm(WorkerMode::CloudHosted), Mark::Failed);
-        let old = tool_check(tool("helm"), "2.17.0", WorkerMode::SelfHosted, false);
+        let old = tool_check(
+            tool("helm"),
+            &known("2.17.0"),
+            WorkerMode::SelfHosted,
+            false,
+        );
         assert_eq!(old.mark, Mark::Warning);
-        let gcloud = tool_check(tool("gcloud"), MISSING, WorkerMode::CloudHosted, false);
+        let gcloud = tool_check(
+            tool("gcloud"),
+            &ToolVersion::Missing,
+            WorkerMode::CloudHosted,
+            false,
+        );
         assert_eq!(gcloud.mark, Mark::Warning);
     }
 
     #[test]
     fn infracost_matters_only_with_its_key() {
-        let infracost =
-            |key| tool_check(tool("infracost"), MISSING, WorkerMode::CloudHosted, key).mark;
-        assert_eq!(infracost(false), Mark::Ok);
-        assert_eq!(infracost(true), Mark::Warning);
+        let infracost = |version: ToolVersion, key| {
+            tool_check(tool("infracost"), &version, WorkerMode::CloudHosted, key).mark
+        };
+        assert_eq!(infracost(ToolVersion::Missing, false), Mark::Ok);
+        assert_eq!(infracost(ToolVersion::Missing, true), Mark::Warning);
+        let failing = || ToolVersion::Failing("exit code 2".into());
+        assert_eq!(infracost(failing(), true), Mark::Warning);
     }
 }

@@ -112,6 +112,9 @@ pub enum Outcome {
 /// Everything an executor works with.
 pub struct JobContext {
     pub job: Job,
+    /// The claim's cloud identity: the one a user job acts as; for a worker
+    /// job, the one the worker it deploys will serve (which picks the image
+    /// variant only: worker jobs act with the platform's credentials).
     pub identity: Option<CloudIdentity>,
     /// The job's cloud provider (see [`JobContext::provider`]).
     provider: Provider,
@@ -136,7 +139,8 @@ pub struct JobContext {
 }
 
 impl JobContext {
-    /// The job's cloud provider: the identity's, else the snapshot's, else aws.
+    /// The job's cloud provider: the identity's (a user job's), else the
+    /// snapshot's, else aws.
     pub fn provider(&self) -> &Provider {
         &self.provider
     }
@@ -189,7 +193,8 @@ impl JobContext {
         if let Some(gcp) = &self.gcp {
             env.extend(gcp.token().await?.environment());
         }
-        if *self.provider() == Provider::Azure && self.identity.is_some() {
+        let acts_as_identity = !self.job.job_type.manages_hosted_workers();
+        if *self.provider() == Provider::Azure && self.identity.is_some() && acts_as_identity {
             env.extend(self.azure_session().await?.environment());
         }
         Ok(env)
@@ -332,8 +337,10 @@ fn prepare(
     let mut base_env = base_environment(&services.host, &settings, &workspace, ambient);
     // GCP tools act with the Google token Tendril exchanges (see tool_env),
     // never with the wif_config itself nor with the worker's AWS identity.
-    let gcp = match identity
-        .as_ref()
+    // A worker job acts with the platform's credentials, on the platform's
+    // cloud: its identity (the one the new worker serves) signs nothing in.
+    let acting_identity = identity.as_ref().filter(|_| user_job);
+    let gcp = match acting_identity
         .filter(|i| i.provider == Some(Provider::Gcp) && !i.wif_config.is_empty())
     {
         Some(gcp) => {
@@ -347,14 +354,14 @@ fn prepare(
         }
         None => None,
     };
-    let aws_role = aws_role(&job, identity.as_ref());
+    let aws_role = aws_role(&job, acting_identity);
     let masked = snapshot::SECRET_SETTINGS
         .iter()
         .filter_map(|name| job.config_snapshot.get(*name).and_then(Value::as_str))
         .map(secrets::register)
         .collect();
     Ok(JobContext {
-        provider: provider(&job, identity.as_ref()),
+        provider: provider(&job, acting_identity),
         job,
         identity,
         settings,

@@ -77,6 +77,37 @@ impl ValueEnum for WorkerMode {
     }
 }
 
+/// Whether DEPLOY_WORKER deploys the image variant of the cloud provider
+/// the new worker serves (`<tag>-aws`) instead of the all-clouds image.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum ImageVariants {
+    /// Only for Tendril's own image repository, whose releases have them.
+    #[default]
+    Auto,
+    On,
+    Off,
+}
+
+impl ImageVariants {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ImageVariants::Auto => "auto",
+            ImageVariants::On => "on",
+            ImageVariants::Off => "off",
+        }
+    }
+}
+
+impl ValueEnum for ImageVariants {
+    fn value_variants<'a>() -> &'a [Self] {
+        &[ImageVariants::Auto, ImageVariants::On, ImageVariants::Off]
+    }
+
+    fn to_possible_value(&self) -> Option<PossibleValue> {
+        Some(PossibleValue::new(self.as_str()))
+    }
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum LogFormat {
     Text,
@@ -123,6 +154,8 @@ pub struct JobSettings {
     pub infracost_api_key: Option<Secret>,
     /// The platform's secret for registering the workers DEPLOY_WORKER deploys.
     pub registration_secret: Option<Secret>,
+    /// Which image DEPLOY_WORKER deploys: the provider's variant or all clouds'.
+    pub worker_image_variants: ImageVariants,
 }
 
 /// Reading a stopped tool's last output after it exits, and the like.

@@ -1,7 +1,15 @@
-//! Which tools this host has, and their versions: for `tendril version` and
-//! for the worker's first heartbeat.
+//! Which tools this host has, and their versions: for `tendril version`,
+//! `tendril doctor` and the worker's heartbeat.
+//!
+//! Each tool is asked for its version with a scratch HOME (removed after:
+//! `az` writes `~/.azure` when asked) and an environment of PATH only, each
+//! bounded to a few seconds. Some are slow (`az` and `gcloud` are Python
+//! programs that take seconds to start), so the worker asks beside its
+//! first claim, never before it.
 
 use std::collections::BTreeMap;
+use std::fmt;
+use std::path::Path;
 use std::process::Stdio;
 use std::time::Duration;
 
@@ -16,23 +24,74 @@ const TOOLS: [(&str, &[&str]); 7] = [
     ("infracost", &["--version"]),
 ];
 
-/// What a tool's version reads as when the tool is absent.
-pub const MISSING: &str = "missing";
+/// The most time a tool gets to print its version.
+const PROBE_TIMEOUT: Duration = Duration::from_secs(10);
 
-/// The version of every tool, found on `path` (the worker's PATH), or
-/// "missing"; the tools are asked at once, each bounded to a few seconds.
-pub async fn tool_versions(path: &str) -> BTreeMap<String, String> {
+/// What asking a tool for its version found.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ToolVersion {
+    /// Not on PATH.
+    Missing,
+    /// On PATH, but its version command failed: why (`exit 1`, ...).
+    Failing(String),
+    /// It answered, with no version number in its words.
+    Unknown,
+    Known(String),
+}
+
+impl fmt::Display for ToolVersion {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ToolVersion::Missing => f.write_str("missing"),
+            ToolVersion::Failing(why) => write!(f, "failing ({why})"),
+            ToolVersion::Unknown => f.write_str("unknown"),
+            ToolVersion::Known(version) => f.write_str(version),
+        }
+    }
+}
+
+/// The version of every tool found on `path` (the worker's PATH); the
+/// tools are asked at once.
+pub async fn tool_versions(path: &str) -> BTreeMap<String, ToolVersion> {
+    let home = ScratchHome::create();
+    let home_path = home.as_ref().map(|h| h.0.as_path());
     let asks = TOOLS.iter().map(|(tool, args)| async move {
-        let version = ask_version(tool, args, path)
-            .await
-            .unwrap_or_else(|| MISSING.to_string());
+        let version = ask_version(tool, args, path, home_path, PROBE_TIMEOUT).await;
         (tool.to_string(), version)
     });
     futures::future::join_all(asks).await.into_iter().collect()
 }
 
-async fn ask_version(tool: &str, args: &[&str], path: &str) -> Option<String> {
-    let child = tokio::process::Command::new(tool)
+/// A private directory for the probes' HOME, removed when dropped.
+struct ScratchHome(std::path::PathBuf);
+
+impl ScratchHome {
+    fn create() -> Option<ScratchHome> {
+        static NEXT: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+        let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let dir =
+            std::env::temp_dir().join(format!("tendril-tool-probe-{}-{n}", std::process::id()));
+        crate::private_files::create_private_dir(&dir)
+            .ok()
+            .map(|()| ScratchHome(dir))
+    }
+}
+
+impl Drop for ScratchHome {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+async fn ask_version(
+    tool: &str,
+    args: &[&str],
+    path: &str,
+    home: Option<&Path>,
+    timeout: Duration,
+) -> ToolVersion {
+    let mut command = tokio::process::Command::new(tool);
+    command
         .args(args)
         .env_clear()
         .env("PATH", path)
@@ -43,18 +102,34 @@ async fn ask_version(tool: &str, args: &[&str], path: &str) -> Option<String> {
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
-        .kill_on_drop(true)
-        .output();
-    let output = tokio::time::timeout(Duration::from_secs(10), child)
-        .await
-        .ok()?
-        .ok()?;
+        .kill_on_drop(true);
+    match home {
+        Some(home) => command.env("HOME", home).current_dir(home),
+        // No scratch directory: no HOME rather than the worker's own.
+        None => command.current_dir(std::env::temp_dir()),
+    };
+    let output = match tokio::time::timeout(timeout, command.output()).await {
+        Err(_) => {
+            return ToolVersion::Failing(format!(
+                "no answer in {}",
+                crate::units::format_duration(timeout)
+            ))
+        }
+        Ok(Err(error)) if error.kind() == std::io::ErrorKind::NotFound => {
+            return ToolVersion::Missing
+        }
+        Ok(Err(error)) => return ToolVersion::Failing(error.to_string()),
+        Ok(Ok(output)) => output,
+    };
+    if !output.status.success() {
+        return ToolVersion::Failing(crate::tools::process::describe_status(output.status));
+    }
     let text = format!(
         "{}\n{}",
         String::from_utf8_lossy(&output.stdout),
         String::from_utf8_lossy(&output.stderr)
     );
-    Some(version_in(&text).unwrap_or_else(|| "unknown".to_string()))
+    version_in(&text).map_or(ToolVersion::Unknown, ToolVersion::Known)
 }
 
 /// The first thing in `text` that looks like a version number (`1.11.4`,
@@ -80,7 +155,83 @@ fn version_in(text: &str) -> Option<String> {
 
 #[cfg(test)]
 mod tests {
-    use super::version_in;
+    use super::*;
+    use std::os::unix::fs::PermissionsExt;
+
+    /// A directory with one executable `tool` running `script`.
+    fn stand_in(script: &str) -> std::path::PathBuf {
+        let dir = crate::scratch::dir("versions");
+        let tool = dir.join("tool");
+        std::fs::write(&tool, format!("#!/bin/sh\n{script}\n")).unwrap();
+        std::fs::set_permissions(&tool, std::fs::Permissions::from_mode(0o755)).unwrap();
+        dir
+    }
+
+    async fn ask(dir: &Path, timeout: Duration) -> ToolVersion {
+        let home = ScratchHome::create().unwrap();
+        let path = format!("{}:/usr/bin:/bin", dir.display());
+        ask_version("tool", &[], &path, Some(&home.0), timeout).await
+    }
+
+    #[tokio::test]
+    async fn a_tool_that_fails_is_failing_whatever_it_prints() {
+        let dir = stand_in("echo 'tool v1.2.3'; exit 3");
+        assert_eq!(
+            ask(&dir, PROBE_TIMEOUT).await,
+            ToolVersion::Failing("exit code 3".into())
+        );
+        assert_eq!(
+            ToolVersion::Failing("exit code 3".into()).to_string(),
+            "failing (exit code 3)"
+        );
+        let dir = stand_in("echo 'tool v1.2.3'");
+        assert_eq!(
+            ask(&dir, PROBE_TIMEOUT).await,
+            ToolVersion::Known("1.2.3".into())
+        );
+    }
+
+    #[tokio::test]
+    async fn a_tool_that_hangs_is_failing_after_the_timeout() {
+        let dir = stand_in("exec sleep 30");
+        assert_eq!(
+            ask(&dir, Duration::from_millis(300)).await,
+            ToolVersion::Failing("no answer in 300ms".into())
+        );
+    }
+
+    #[tokio::test]
+    async fn an_absent_tool_is_missing() {
+        let dir = crate::scratch::dir("versions");
+        assert_eq!(ask(&dir, PROBE_TIMEOUT).await, ToolVersion::Missing);
+    }
+
+    #[tokio::test]
+    async fn the_probes_home_is_a_scratch_directory_removed_after() {
+        // What `az version` does: it writes its settings under HOME.
+        let dir =
+            stand_in("mkdir -p \"$HOME/.azure\" && echo \"$HOME\" > \"$RECORD\"; echo 2.67.0");
+        let record = dir.join("home");
+        let path = format!("{}:/usr/bin:/bin", dir.display());
+        let tools = {
+            let home = ScratchHome::create().unwrap();
+            let script = std::fs::read_to_string(dir.join("tool"))
+                .unwrap()
+                .replace("$RECORD", record.to_str().unwrap());
+            std::fs::write(dir.join("tool"), script).unwrap();
+            let version = ask_version("tool", &[], &path, Some(&home.0), PROBE_TIMEOUT).await;
+            (version, home.0.clone())
+        };
+        assert_eq!(tools.0, ToolVersion::Known("2.67.0".into()));
+        let home = std::fs::read_to_string(&record).unwrap();
+        assert_eq!(home.trim(), tools.1.to_str().unwrap());
+        assert_ne!(
+            Some(home.trim().to_string()),
+            std::env::var("HOME").ok(),
+            "not the worker's own HOME"
+        );
+        assert!(!tools.1.exists(), "the scratch HOME is removed");
+    }
 
     #[test]
     fn versions_are_found_in_each_tools_own_words() {

@@ -500,12 +500,14 @@ pub struct Heartbeat {
     pub announcement: Option<Announcement>,
 }
 
-/// What the first heartbeat adds: who and what this worker is.
+/// What the first heartbeat adds: who this worker is; and, in the one sent
+/// once the tools have answered, what it has (tool name to version).
 #[derive(Debug, Clone, Serialize)]
 pub struct Announcement {
     pub hostname: String,
     pub mode: String,
-    pub tools: BTreeMap<String, String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tools: Option<BTreeMap<String, String>>,
 }
 
 /// The answer of `POST /tendrils/register`.

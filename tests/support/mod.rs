@@ -14,6 +14,7 @@ pub mod fake_postgrest;
 pub mod fake_trellis;
 pub mod http_fake;
 pub mod moto;
+pub mod podman;
 pub mod tendril;
 pub mod terraform;
 pub mod trellis_reads;

@@ -321,9 +321,15 @@ pub fn finalize_deployment(
     stored
 }
 
+/// The web app's own URL, which the Update button puts in a snapshot whose
+/// `deploy_config` has no `trellis_url`.
+pub const WEB_APP_URL: &str = "https://trellis.example.com";
+
 /// The Tendrils page's Update button: the UPDATE_WORKER snapshot it queues
 /// from the worker's `metadata.deploy_config` and the newest release, or
-/// the page's refusal.
+/// the page's refusal. What `deploy_config` lacks (absent or null) takes
+/// the action's defaults, among them the original Go worker's image
+/// repository.
 pub fn update_button(
     worker_id: &str,
     worker_metadata: &Value,
@@ -338,6 +344,21 @@ pub fn update_button(
         .filter(|t| !t.is_empty())
         .ok_or("Worker is missing deploy token — re-deploy required to enable updates")?;
     let mut snapshot = config.clone();
+    let defaults = [
+        ("image_tag", Value::from("latest")),
+        ("cpu", Value::from(512)),
+        ("memory", Value::from(1024)),
+        ("trellis_url", Value::from(WEB_APP_URL)),
+        (
+            "image_repository",
+            Value::from("ghcr.io/bobikenobi12/grape-worker"),
+        ),
+    ];
+    for (key, default) in defaults {
+        if snapshot.get(key).is_none_or(Value::is_null) {
+            snapshot.insert(key.into(), default);
+        }
+    }
     snapshot.insert("worker_id".into(), Value::String(worker_id.into()));
     snapshot.insert("worker_token".into(), Value::String(token.into()));
     snapshot.insert("image_tag".into(), Value::String(newest_release.into()));

@@ -6,13 +6,21 @@
 //!
 //! DEPLOY_WORKER applies `templates/worker/<provider>` with the worker state
 //! key (registering the worker first when the snapshot has none), records
-//! `deploy_config` (with the worker token, which Trellis needs to update and
-//! destroy the worker) in the worker's metadata and reports `worker_outputs`.
+//! `deploy_config` in the worker's metadata and reports `worker_outputs`.
+//! `deploy_config` holds what the worker's ECS service really runs (its
+//! image repository and tag, cpu and memory, read back from ECS, never
+//! null: Trellis's Update button would fill a null with the original Go
+//! worker's image) and the worker token, which Trellis needs to update and
+//! destroy the worker. A worker job acts with the platform's credentials;
+//! the claim's cloud identity (the one the new worker will serve) only
+//! picks the image variant (see `image`).
 //! DESTROY_WORKER destroys that state, then deletes the registration. The
 //! worker token reaches Terraform only as `TF_VAR_worker_token` (never tfvars;
 //! a worker job has no plan artifact), and is masked. UPDATE_WORKER is in
 //! `update`.
 
+mod image;
+mod service;
 mod update;
 
 use std::collections::BTreeMap;
@@ -24,6 +32,8 @@ use super::snapshot::{self, setting};
 use super::stack::Stack;
 use super::{JobContext, JobError};
 use crate::secrets;
+use image::{variant_to_deploy, with_variant, ImageRef, TENDRIL_REPOSITORY};
+use service::{Running, WorkerService};
 pub use update::update_worker;
 
 /// A worker's ECS names: the worker templates name cluster and service
@@ -59,11 +69,30 @@ fn worker_vars(context: &JobContext, worker_id: &str) -> Map<String, Value> {
             vars.insert(name.into(), value.clone());
         }
     }
+    if let Some(tag) = vars.get("image_tag").and_then(Value::as_str) {
+        let tag = tag_to_deploy(context, tag);
+        vars.insert("image_tag".into(), json!(tag));
+    }
     if let Some(storage) = &context.settings.state_storage {
         vars.insert("state_endpoint".into(), json!(storage.endpoint));
         vars.insert("state_region".into(), json!(storage.region));
     }
     vars
+}
+
+/// The image tag DEPLOY_WORKER deploys: the snapshot's, as the variant of
+/// the identity the worker will serve where that applies (see `image`).
+/// Without an `image_repository` in the snapshot the worker template's
+/// default, Tendril's own repository, is deployed.
+fn tag_to_deploy(context: &JobContext, tag: &str) -> String {
+    let repository = setting(&context.job.config_snapshot, &["image_repository"]);
+    let provider = context.identity.as_ref().and_then(|i| i.provider.as_ref());
+    let variant = variant_to_deploy(
+        context.settings.worker_image_variants,
+        repository.as_deref().unwrap_or(TENDRIL_REPOSITORY),
+        provider,
+    );
+    with_variant(tag, variant)
 }
 
 /// The secrets a worker job gives Terraform, as `TF_VAR_` environment
@@ -153,14 +182,25 @@ pub async fn deploy_worker(context: &JobContext) -> Result<Map<String, Value>, J
     let raw = stack.terraform().await?.output_json().await?;
     let (_, outputs, masked) = redact::outputs(&raw);
     context.keep_masked(masked);
-    let deploy_config = spec.deploy_config(context, Some(&token));
+    let phase = context.log.phase("reading what the worker's service runs");
+    let running = deployed_service(&spec, &worker_id, &outputs)
+        .await
+        .running()
+        .await
+        .map_err(|error| {
+            JobError::Invalid(format!(
+                "the worker was deployed, but what its service runs could not be read to record its \
+                 deploy_config (Trellis's Update button needs it): {error}"
+            ))
+        })?;
+    let image = running.image()?;
+    stack.record("read_service", phase.finish());
     context
-        .reporter
-        .replace_worker_metadata(
-            &worker_id,
-            Map::from_iter([("deploy_config".to_string(), deploy_config)]),
-        )
-        .await?;
+        .log
+        .system(&format!("the worker's service runs {image}"));
+    let spec = WorkerSpec { worker_id, ..spec };
+    record_deploy_config(context, &spec, Some(&token), &image, &running).await?;
+    let worker_id = spec.worker_id;
     let mut metadata = Map::new();
     metadata.insert("worker_id".into(), json!(worker_id));
     metadata.insert("registered".into(), json!(registered));
@@ -198,6 +238,24 @@ pub async fn destroy_worker(context: &JobContext) -> Result<Map<String, Value>, 
     Ok(metadata)
 }
 
+/// The service DEPLOY_WORKER made: named by the template's outputs, else
+/// as the worker templates name it (`tendril-<short id>`).
+async fn deployed_service(
+    spec: &WorkerSpec,
+    worker_id: &str,
+    outputs: &Map<String, Value>,
+) -> WorkerService {
+    let conventional = format!("tendril-{}", worker_short_id(worker_id));
+    let named = |output: &str| {
+        outputs
+            .get(output)
+            .and_then(Value::as_str)
+            .unwrap_or(&conventional)
+            .to_string()
+    };
+    WorkerService::new(&spec.region, &named("cluster_name"), &named("service_name")).await
+}
+
 /// What a `*_WORKER` snapshot says about the worker.
 struct WorkerSpec {
     worker_id: String,
@@ -226,33 +284,52 @@ impl WorkerSpec {
             image_repository: setting(snapshot, &["image_repository"]),
         })
     }
+}
 
-    /// `deploy_config` as Trellis keeps it in the worker's metadata, with the
-    /// token: Trellis's Update and Destroy buttons copy it into the next
-    /// worker job's snapshot (it goes back to the party that issued it,
-    /// never to a log, tfvars or a plan).
-    fn deploy_config(&self, context: &JobContext, token: Option<&str>) -> Value {
-        let snapshot = &context.job.config_snapshot;
-        let mut config = Map::new();
-        for key in [
-            "region",
-            "cloud_provider",
-            "trellis_url",
-            "cpu",
-            "memory",
-            "image_repository",
-        ] {
-            config.insert(
-                key.into(),
-                snapshot.get(key).cloned().unwrap_or(Value::Null),
-            );
+/// Records the worker's `deploy_config` in its metadata (replaced whole):
+/// what Trellis's Update and Destroy buttons copy into the next worker
+/// job's snapshot. The image (repository and tag), cpu and memory are what
+/// the service runs, `token` the worker's (it goes back to the party that
+/// issued it, never to a log, tfvars or a plan).
+async fn record_deploy_config(
+    context: &JobContext,
+    spec: &WorkerSpec,
+    token: Option<&str>,
+    image: &ImageRef,
+    running: &Running,
+) -> Result<(), JobError> {
+    let snapshot = &context.job.config_snapshot;
+    let (cpu, memory) = running.cpu_and_memory();
+    let mut config = Map::new();
+    config.insert("region".into(), json!(spec.region));
+    config.insert("cloud_provider".into(), json!(context.provider().as_str()));
+    if let Some(url) = setting(snapshot, &["trellis_url"]) {
+        config.insert("trellis_url".into(), json!(url));
+    }
+    config.insert("image_repository".into(), json!(image.repository));
+    config.insert("image_tag".into(), json!(image.tag));
+    for (key, value) in [("cpu", cpu), ("memory", memory)] {
+        if !value.is_null() {
+            config.insert(key.into(), value);
         }
-        config.insert("image_tag".into(), json!(self.image_tag));
-        if let Some(token) = token {
+    }
+    match token {
+        Some(token) => {
             config.insert("worker_token".into(), json!(token));
         }
-        Value::Object(config)
+        None => context.log.system(
+            "warning: the snapshot has no worker_token: the worker's deploy_config is recorded without it, and \
+             Trellis will ask for a re-deploy before the next update",
+        ),
     }
+    context
+        .reporter
+        .replace_worker_metadata(
+            &spec.worker_id,
+            Map::from_iter([("deploy_config".to_string(), Value::Object(config))]),
+        )
+        .await?;
+    Ok(())
 }
 
 #[cfg(test)]

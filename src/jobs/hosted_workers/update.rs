@@ -1,73 +1,44 @@
 //! UPDATE_WORKER moves a hosted worker's ECS service to a new Tendril
-//! image: it registers a new revision of the service's task definition that
-//! copies every field the ECS API lets one set, with only the Tendril
-//! container's image changed, and forces a new deployment (the old task
-//! drains).
+//! release: it registers a new revision of the service's task definition
+//! that copies every field the ECS API lets one set, with only the tag of
+//! the Tendril container's image changed, and forces a new deployment (the
+//! old task drains).
+//!
+//! Only the tag changes: the repository, cpu and memory stay what the
+//! service runs. Trellis's Update button fills what a worker's
+//! `deploy_config` lacks with its own defaults (the original Go worker's
+//! repository, 512 cpu, 1024 MiB), so the snapshot's `image_repository`,
+//! `cpu` and `memory` are not what the worker runs for every worker
+//! deployed before `deploy_config` recorded them. The image variant stays
+//! too: a worker on `1.4.0-aws` moves to `1.5.0-aws`.
 
 use aws_sdk_ecs::types::{ContainerDefinition, TaskDefinition};
 use serde_json::{json, Map, Value};
 
-use super::{worker_short_id, WorkerSpec};
-use crate::cloud::aws::platform_config;
-use crate::cloud::CloudError;
+use super::image::{variant_of, with_variant, ImageRef};
+use super::service::{ecs_error, tendril_container, WorkerService};
+use super::{record_deploy_config, worker_short_id, WorkerSpec};
 use crate::jobs::{snapshot, JobContext, JobError};
 use crate::secrets;
 
-/// The name of the Tendril container in a worker's task definition.
-const CONTAINER: &str = "tendril";
-
-fn ecs_error(what: &str, error: impl std::error::Error) -> JobError {
-    let message = format!("{what}: {}", aws_sdk_ecs::error::DisplayErrorContext(error));
-    JobError::Cloud(CloudError {
-        provider: "aws",
-        message,
-    })
-}
-
-/// The image `current` becomes: the same repository (or the snapshot's)
-/// with the new tag.
-fn new_image(current: &str, repository: Option<&str>, tag: &str) -> String {
-    let repository = repository.map(String::from).unwrap_or_else(|| {
-        let name_start = current.rfind('/').map_or(0, |slash| slash + 1);
-        match current[name_start..].find([':', '@']) {
-            Some(at) => current[..name_start + at].to_string(),
-            None => current.to_string(),
-        }
-    });
-    format!("{repository}:{tag}")
-}
-
 /// The container definitions with the Tendril container's image replaced.
-fn with_new_image(
+fn with_image(
     containers: &[ContainerDefinition],
-    repository: Option<&str>,
-    tag: &str,
-) -> Result<(Vec<ContainerDefinition>, String), JobError> {
-    let tendril = match containers {
-        [only] => only.name().unwrap_or_default().to_string(),
-        _ => CONTAINER.to_string(),
-    };
-    let mut image = None;
-    let updated = containers
-        .iter()
-        .map(|container| {
-            if container.name() == Some(tendril.as_str()) {
-                let replaced = new_image(container.image().unwrap_or_default(), repository, tag);
-                image = Some(replaced.clone());
-                let mut container = container.clone();
-                container.image = Some(replaced);
-                container
-            } else {
-                container.clone()
-            }
-        })
-        .collect();
-    let image = image.ok_or_else(|| {
-        JobError::Invalid(format!(
-            "the task definition has no container named {CONTAINER}"
-        ))
-    })?;
-    Ok((updated, image))
+    image: &str,
+) -> Result<Vec<ContainerDefinition>, JobError> {
+    let tendril = tendril_container(containers)?;
+    let mut updated = containers.to_vec();
+    updated[tendril].image = Some(image.to_string());
+    Ok(updated)
+}
+
+/// The image the worker moves to: what it runs, with the new tag (in the
+/// variant it runs).
+fn next_image(running: &ImageRef, new_tag: &str) -> ImageRef {
+    ImageRef {
+        repository: running.repository.clone(),
+        tag: with_variant(new_tag, variant_of(&running.tag)),
+    }
 }
 
 /// UPDATE_WORKER.
@@ -76,25 +47,38 @@ pub async fn update_worker(context: &JobContext) -> Result<Map<String, Value>, J
     for (field, value) in [("worker_id", &spec.worker_id), ("region", &spec.region)] {
         crate::safe_name::check(field, value).map_err(JobError::Invalid)?;
     }
-    let service = WorkerService::of(&spec).await;
+    let name = format!("tendril-{}", worker_short_id(&spec.worker_id));
+    let service = WorkerService::new(&spec.region, &name, &name).await;
 
     let phase = context.log.phase(&format!(
         "reading service {} in {}",
-        service.service, spec.region
+        service.name(),
+        spec.region
     ));
-    let (current, old, tags) = service.task_definition().await?;
+    let running = service.running().await?;
+    let current = running.image()?;
     phase.finish();
+    let image = next_image(&current, &spec.image_tag);
+    if let Some(asked) = spec
+        .image_repository
+        .as_deref()
+        .filter(|asked| *asked != current.repository)
+    {
+        context.log.system(&format!(
+            "the job names the image repository {asked}; the worker runs {}, which it keeps: \
+             UPDATE_WORKER changes only the tag",
+            current.repository
+        ));
+    }
 
-    let phase = context.log.phase(&format!(
-        "registering a revision with image tag {}",
-        spec.image_tag
-    ));
-    let (containers, image) = with_new_image(
-        old.container_definitions(),
-        spec.image_repository.as_deref(),
-        &spec.image_tag,
+    let phase = context
+        .log
+        .phase(&format!("registering a revision with image {image}"));
+    let containers = with_image(
+        running.definition.container_definitions(),
+        &image.to_string(),
     )?;
-    let registered = register_copy(&service.ecs, &old, containers, tags).await?;
+    let registered = register_copy(&service.ecs, &running, containers).await?;
     let new_arn = registered
         .task_definition_arn()
         .unwrap_or_default()
@@ -105,136 +89,27 @@ pub async fn update_worker(context: &JobContext) -> Result<Map<String, Value>, J
     let deployment = service.deploy(&new_arn).await?;
     phase.finish();
 
-    record_deploy_config(context, &spec).await?;
+    // The token Trellis needs for the next Update and Destroy comes from
+    // this job's snapshot.
+    let token = snapshot::text(&context.job.config_snapshot, "", &["worker_token"]);
+    context.keep_masked(token.as_deref().map(secrets::register));
+    record_deploy_config(context, &spec, token.as_deref(), &image, &running).await?;
     let mut metadata = Map::new();
-    metadata.insert("old_task_definition".into(), json!(current));
+    metadata.insert("old_task_definition".into(), json!(running.arn));
     metadata.insert("new_task_definition".into(), json!(new_arn));
     metadata.insert("deployment_id".into(), json!(deployment));
-    metadata.insert("image".into(), json!(image));
+    metadata.insert("image".into(), json!(image.to_string()));
     Ok(metadata)
 }
 
-/// A hosted worker's ECS service (cluster and service are both named
-/// `tendril-<short id>`), with a client in the worker's region.
-struct WorkerService {
-    ecs: aws_sdk_ecs::Client,
-    region: String,
-    cluster: String,
-    service: String,
-}
-
-impl WorkerService {
-    async fn of(spec: &WorkerSpec) -> Self {
-        let name = format!("tendril-{}", worker_short_id(&spec.worker_id));
-        let config = aws_sdk_ecs::config::Builder::from(platform_config().await)
-            .region(aws_sdk_ecs::config::Region::new(spec.region.clone()))
-            .build();
-        WorkerService {
-            ecs: aws_sdk_ecs::Client::from_conf(config),
-            region: spec.region.clone(),
-            cluster: name.clone(),
-            service: name,
-        }
-    }
-
-    /// The service's current task definition: its ARN, itself and its tags.
-    async fn task_definition(
-        &self,
-    ) -> Result<(String, TaskDefinition, Vec<aws_sdk_ecs::types::Tag>), JobError> {
-        let (cluster, service) = (&self.cluster, &self.service);
-        let described = self
-            .ecs
-            .describe_services()
-            .cluster(cluster)
-            .services(service)
-            .send()
-            .await
-            .map_err(|e| ecs_error("DescribeServices failed", e))?;
-        let current = described
-            .services()
-            .iter()
-            .find(|s| s.status() != Some("INACTIVE"))
-            .and_then(|s| s.task_definition())
-            .map(String::from)
-            .ok_or_else(|| {
-                JobError::Invalid(format!(
-                    "no ECS service {service} in cluster {cluster} ({}): was this worker deployed by DEPLOY_WORKER?",
-                    self.region
-                ))
-            })?;
-        let definition = self
-            .ecs
-            .describe_task_definition()
-            .task_definition(&current)
-            .include(aws_sdk_ecs::types::TaskDefinitionField::Tags)
-            .send()
-            .await
-            .map_err(|e| ecs_error("DescribeTaskDefinition failed", e))?;
-        let tags = definition.tags().to_vec();
-        let old = definition.task_definition().cloned().ok_or_else(|| {
-            JobError::Invalid(format!("ECS returned no task definition for {current}"))
-        })?;
-        Ok((current, old, tags))
-    }
-
-    /// Moves the service to `task_definition` with a new deployment (the old
-    /// task drains); returns the deployment's id.
-    async fn deploy(&self, task_definition: &str) -> Result<String, JobError> {
-        let updated = self
-            .ecs
-            .update_service()
-            .cluster(&self.cluster)
-            .service(&self.service)
-            .task_definition(task_definition)
-            .force_new_deployment(true)
-            .send()
-            .await
-            .map_err(|e| ecs_error("UpdateService failed", e))?;
-        Ok(updated
-            .service()
-            .and_then(|s| {
-                s.deployments()
-                    .iter()
-                    .find(|d| d.status() == Some("PRIMARY"))
-                    .or(s.deployments().first())
-            })
-            .and_then(|d| d.id())
-            .unwrap_or_default()
-            .to_string())
-    }
-}
-
-/// Records the updated worker's `deploy_config`. The metadata is replaced
-/// whole: the token Trellis needs for the next Update and Destroy comes
-/// from this job's snapshot.
-async fn record_deploy_config(context: &JobContext, spec: &WorkerSpec) -> Result<(), JobError> {
-    let token = snapshot::text(&context.job.config_snapshot, "", &["worker_token"]);
-    context.keep_masked(token.as_deref().map(secrets::register));
-    if token.is_none() {
-        context.log.system(
-            "warning: the snapshot has no worker_token: the worker's deploy_config is recorded without it, and \
-             Trellis will ask for a re-deploy before the next update",
-        );
-    }
-    let deploy_config = spec.deploy_config(context, token.as_deref());
-    context
-        .reporter
-        .replace_worker_metadata(
-            &spec.worker_id,
-            Map::from_iter([("deploy_config".to_string(), deploy_config)]),
-        )
-        .await?;
-    Ok(())
-}
-
-/// Registers a revision with every settable field of `old`, the given
-/// containers and tags.
+/// Registers a revision with every settable field of the running task
+/// definition and its tags, with the given containers.
 async fn register_copy(
     ecs: &aws_sdk_ecs::Client,
-    old: &TaskDefinition,
+    running: &super::service::Running,
     containers: Vec<ContainerDefinition>,
-    tags: Vec<aws_sdk_ecs::types::Tag>,
 ) -> Result<TaskDefinition, JobError> {
+    let (old, tags) = (&running.definition, running.tags.clone());
     let registered = ecs
         .register_task_definition()
         .family(old.family().unwrap_or_default())
@@ -268,22 +143,23 @@ mod tests {
     use super::*;
 
     #[test]
-    fn the_new_image_keeps_the_repository_and_changes_the_tag() {
+    fn the_next_image_keeps_the_repository_and_the_variant() {
+        let next = |running: &str, tag| next_image(&ImageRef::parse(running), tag).to_string();
         assert_eq!(
-            new_image("ghcr.io/acme/tendril:1.0.0", None, "1.1.0"),
+            next("ghcr.io/acme/tendril:1.0.0", "1.1.0"),
             "ghcr.io/acme/tendril:1.1.0"
         );
         assert_eq!(
-            new_image("localhost:5000/tendril", None, "2"),
+            next("ghcr.io/acme/tendril:1.0.0-aws", "1.1.0"),
+            "ghcr.io/acme/tendril:1.1.0-aws"
+        );
+        assert_eq!(
+            next("localhost:5000/tendril", "2"),
             "localhost:5000/tendril:2"
         );
         assert_eq!(
-            new_image("ghcr.io/acme/tendril@sha256:ab", None, "3"),
+            next("ghcr.io/acme/tendril@sha256:ab", "3"),
             "ghcr.io/acme/tendril:3"
-        );
-        assert_eq!(
-            new_image("old/tendril:1", Some("ghcr.io/new/tendril"), "4"),
-            "ghcr.io/new/tendril:4"
         );
     }
 }

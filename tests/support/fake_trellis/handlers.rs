@@ -292,13 +292,19 @@ pub(super) async fn delete_worker(
     success(StatusCode::OK)
 }
 
-pub(super) async fn register(AxState(db): AxState<Db>, headers: HeaderMap, body: Bytes) -> Reply {
-    let mut st = lock(&db);
+/// Whether the request carries `Authorization: Bearer <secret>` for a set
+/// secret.
+fn bearer_is(headers: &HeaderMap, secret: Option<&str>) -> bool {
     let auth = headers
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok());
     let bearer = auth.and_then(|v| v.strip_prefix("Bearer "));
-    if st.registration_secret.is_none() || bearer != st.registration_secret.as_deref() {
+    secret.is_some() && bearer == secret
+}
+
+pub(super) async fn register(AxState(db): AxState<Db>, headers: HeaderMap, body: Bytes) -> Reply {
+    let mut st = lock(&db);
+    if !bearer_is(&headers, st.registration_secret.as_deref()) {
         return Err(error(401, "Unauthorized"));
     }
     let req = json_object(&body)?;
@@ -318,6 +324,47 @@ pub(super) async fn register(AxState(db): AxState<Db>, headers: HeaderMap, body:
     st.workers.insert(id.clone(), Worker::new(&token, metadata));
     let answer = json!({ "tendril_id": id, "tendril_token": token });
     Ok(Json(answer).into_response())
+}
+
+/// The release pipeline's announcement of a worker release: the Tendrils
+/// page marks older workers outdated, and the Update button offers its
+/// `version` as the image tag.
+pub(super) async fn announce_release(
+    AxState(db): AxState<Db>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Reply {
+    let mut st = lock(&db);
+    if !bearer_is(&headers, st.release_secret.as_deref()) {
+        return Err(error(401, "Unauthorized"));
+    }
+    let req = json_object(&body)?;
+    let Some(version) = req
+        .get("version")
+        .and_then(Value::as_str)
+        .filter(|v| !v.is_empty())
+    else {
+        return Err(error(400, "Missing required field: version"));
+    };
+    for text in ["release_notes", "github_release_url", "commit_sha"] {
+        if !req.get(text).is_none_or(|v| v.is_null() || v.is_string()) {
+            return Err(error(400, &format!("{text} must be a string")));
+        }
+    }
+    if !req
+        .get("is_breaking")
+        .is_none_or(|v| v.is_null() || v.is_boolean())
+    {
+        return Err(error(400, "is_breaking must be a boolean"));
+    }
+    if st.releases.iter().any(|r| r["version"] == version) {
+        return Err(error(409, "Release version already exists"));
+    }
+    let mut release = req.clone();
+    release.insert("id".into(), json!(uuid()));
+    release.insert("created_at".into(), json!(now()));
+    st.releases.push(Value::Object(release.clone()));
+    Ok((StatusCode::CREATED, Json(json!({ "release": release }))).into_response())
 }
 
 /// A fake of the ECS agent's task protection endpoint (the agent sets
@@ -361,6 +408,7 @@ pub(super) fn router(db: Db) -> Router {
         .route("/api/workers/{id}/metadata", patch(patch_metadata))
         .route("/api/workers/{id}", delete(delete_worker))
         .route("/api/tendrils/register", post(register))
+        .route("/api/releases/worker", post(announce_release))
         .route(
             "/ecs-agent/{task}/task-protection/v1/state",
             put(task_protection),

@@ -122,6 +122,17 @@ impl FakeTrellis {
         self.st().registration_secret = Some(secret.to_string()).filter(|s| !s.is_empty());
     }
 
+    /// The bearer secret `POST /api/releases/worker` requires (without it,
+    /// every announcement is 401).
+    pub fn set_release_secret(&self, secret: &str) {
+        self.st().release_secret = Some(secret.to_string()).filter(|s| !s.is_empty());
+    }
+
+    /// The releases announced, oldest first, as Trellis stored them.
+    pub fn releases(&self) -> Vec<Value> {
+        self.st().releases.clone()
+    }
+
     /// The token a worker authenticates with (e.g. one `register` made).
     pub fn worker_token(&self, id: &str) -> Option<String> {
         self.st().workers.get(id).map(|w| w.token.clone())

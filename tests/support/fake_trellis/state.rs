@@ -42,6 +42,8 @@ pub struct RecordedRequest {
     pub headers: Vec<(String, String)>,
     pub body: Vec<u8>,
     pub status: u16,
+    /// When the fake received it (benchmarks time the worker by it).
+    pub received_at: std::time::Instant,
 }
 
 impl RecordedRequest {
@@ -124,6 +126,10 @@ pub(super) enum Intercept {
 pub(super) struct State {
     pub(super) workers: HashMap<String, Worker>,
     pub(super) registration_secret: Option<String>,
+    /// The release pipeline's secret for `POST /api/releases/worker`.
+    pub(super) release_secret: Option<String>,
+    /// The worker releases announced, oldest first.
+    pub(super) releases: Vec<Value>,
     /// In insertion order, which is the age order the claim uses.
     pub(super) jobs: Vec<Job>,
     pub(super) artifacts: HashMap<String, Vec<u8>>,

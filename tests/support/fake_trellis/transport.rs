@@ -40,6 +40,7 @@ pub(super) async fn serve_request(
                 .collect(),
             body: body.to_vec(),
             status: 0,
+            received_at: std::time::Instant::now(),
         });
         (
             st.requests.len() - 1,
