@@ -50,7 +50,10 @@ fn shellcheck_finds_nothing_in_the_scripts() {
         })
         .map(|path| path.strip_prefix(root()).unwrap().display().to_string())
         .collect();
-    assert!(scripts.iter().any(|s| s == "scripts/install.sh"), "{scripts:?}");
+    assert!(
+        scripts.iter().any(|s| s == "scripts/install.sh"),
+        "{scripts:?}"
+    );
     let mut args = vec!["--color=never", "--severity=info"];
     args.extend(scripts.iter().map(String::as_str));
     let output = run("shellcheck", &args, &[]);

@@ -348,7 +348,7 @@ pub(super) async fn announce_release(
     };
     for text in ["release_notes", "github_release_url", "commit_sha"] {
         if !req.get(text).is_none_or(|v| v.is_null() || v.is_string()) {
-            return Err(error(400, &format!("{text} must be a string")));
+            return Err(error(400, format!("{text} must be a string")));
         }
     }
     if !req
