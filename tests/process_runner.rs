@@ -160,7 +160,8 @@ async fn a_stopped_tools_whole_group_is_gone_when_the_run_returns() {
     // (a background subshell's own background job).
     let script = format!(
         "sleep 60 & echo $! >> {pids}; sleep 60 > /dev/null 2>&1 & echo $! >> {pids}; \
-         (sleep 60 > /dev/null 2>&1 & echo $! >> {pids}; wait) > /dev/null 2>&1 & echo ready-3; wait",
+         (sleep 60 > /dev/null 2>&1 & echo $! >> {pids}; wait) > /dev/null 2>&1 & \
+         while [ \"$(wc -l < {pids})\" -lt 3 ]; do sleep 0.05; done; echo ready-3; wait",
         pids = pid_file.display()
     );
     // SAFETY: sets the default disposition, no handler (see above).
