@@ -33,7 +33,7 @@ fn main() {
 
 /// The functions an idle `tendril start` runs (start-up, claims,
 /// heartbeats, health and metrics, the drain), listed in
-/// `src/idle-functions.order` by `bash scripts/bench.sh idle-order`,
+/// `benches/worker/idle-functions.order` by `bash scripts/bench.sh idle-order`,
 /// are placed together at the start of the release binary's code. The
 /// kernel maps a binary's code in 64 KiB windows around each page run;
 /// scattered among the rest, those 1.3 MiB of functions kept about 5.7 MiB
@@ -48,7 +48,7 @@ fn main() {
 /// do not take the option; `TENDRIL_LINK_ORDER=off` leaves it out.
 fn link_idle_code_first() {
     println!("cargo:rerun-if-env-changed=TENDRIL_LINK_ORDER");
-    let order = manifest_dir().join("src/idle-functions.order");
+    let order = manifest_dir().join("benches/worker/idle-functions.order");
     println!("cargo:rerun-if-changed={}", order.display());
     let env = |name: &str| std::env::var(name).unwrap_or_default();
     let rustflags = env("CARGO_ENCODED_RUSTFLAGS");
@@ -60,8 +60,14 @@ fn link_idle_code_first() {
         || env("TENDRIL_LINK_ORDER") == "off"
         || linker_chosen
         || !rustc_links_with_lld()
-        || !order.exists()
     {
+        return;
+    }
+    if !order.exists() {
+        println!(
+            "cargo:warning={} is missing: the release binary's code is not ordered (see build.rs)",
+            order.display()
+        );
         return;
     }
     // `-Wl,` splits its argument at commas.

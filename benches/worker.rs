@@ -310,7 +310,7 @@ fn main() {
     if std::env::var_os("TENDRIL_BENCH_BINARY").is_none() {
         println!(
             "note: measuring the benchmark's own build of tendril, whose dependencies have the \
-             tests' features (other code, and not the code src/idle-functions.order names); \
+             tests' features (other code, and not the code benches/worker/idle-functions.order names); \
              scripts/bench.sh measures the release build that ships"
         );
     }

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The benchmarks (README, "Benchmarks") of the release binary that ships:
 #   bash scripts/bench.sh [size|throughput|idle|first-claim ...]   the figures
-#   bash scripts/bench.sh idle-order                   makes src/idle-functions.order
+#   bash scripts/bench.sh idle-order                   makes benches/worker/idle-functions.order
 #
 # `cargo bench` alone measures the benchmark's own build of tendril, whose
 # dependencies are built with the tests' features: other code, with other

@@ -40,13 +40,15 @@
 //! - `delivery`: what a job owes Trellis (log, progress, status), through the outbox.
 //! - `doctor`: `tendril doctor`, the operator's self-check of a worker.
 //! - `exec`: `tendril exec JOB_FILE`: one job from a file, no Trellis.
+//! - `failpoint`: where the tests of a debug build kill Tendril on purpose.
 //! - `health`: the health check and the Prometheus metrics.
 //! - `http_error`: one line for a failed HTTP request.
 //! - `jobs`: the frame of every job, and the executors by job type.
 //! - `logs`: a job's log: masking, framing, limits, phases.
 //! - `private_files`: files and directories only Tendril's user can read.
 //! - `report`: how an executor reports progress and reads the PLAN it applies.
-//! - `safe_name`: names that become parts of paths and state keys.
+//! - `safe_name`: outside values checked for their use: paths, state keys, command
+//!   arguments, manifests (one checker per kind: name, region, DNS name, URL, identifier).
 //! - `scaler`: `tendril scaler`, the ECS worker pool's scaler.
 //! - `secrets`: the register of secret values, and masking.
 //! - `settings`: the validated settings of a worker and of `tendril exec`.
@@ -64,6 +66,7 @@ pub mod cloud;
 pub mod delivery;
 pub mod doctor;
 pub mod exec;
+pub mod failpoint;
 pub mod health;
 pub mod http_error;
 pub mod jobs;

@@ -188,6 +188,10 @@ async fn start(args: tendril::cli::StartArgs) -> ExitCode {
         Exit::Drained => ExitCode::SUCCESS,
         Exit::Interrupted | Exit::JobFailed => ExitCode::from(1),
         Exit::Rejected(message) => configuration_error(message),
+        Exit::AnnouncementRefused(message) => {
+            eprintln!("tendril: {message}");
+            ExitCode::from(1)
+        }
     }
 }
 

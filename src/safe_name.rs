@@ -1,23 +1,58 @@
-//! Names that become parts of paths and state keys: a job id (workspace and
-//! outbox directories), a vineyard id, project name, environment stage and
-//! region (a vine's state key), a worker id (a worker's state key). Each
-//! comes from outside the process, so each is checked before it is used:
-//! letters, digits, `.`, `_` and `-` only, no leading dot, no `..`, at most
-//! 128 bytes. `../../x` can then neither leave a directory nor address
-//! another vine's state.
+//! Values from outside the process (a claim, a snapshot, Terraform's
+//! outputs of a template a snapshot fed) checked for the use they are put
+//! to, before they are used. One checker per kind of value; each names the
+//! field in its message, and shows the value escaped and cut, so that a
+//! value can neither forge a line nor flood one.
+//!
+//! - [`check`]: a name that becomes a part of a path or a state key, or a
+//!   command argument (a job id, a vineyard id, a project name, an
+//!   environment stage, a cluster or resource group name): letters, digits,
+//!   `.`, `_` and `-` only, not starting with `.` or `-`, no `..`, at most
+//!   128 bytes. `../../x` can then neither leave a directory nor address
+//!   another vine's state, and `--kubeconfig=x` is never read as a flag.
+//! - [`check_region`]: a cloud region or location (`eu-west-1`,
+//!   `europe-west1`, `westeurope`).
+//! - [`check_dns_name`]: an RFC 1123 DNS name (`shop.example.com`).
+//! - [`check_repository_url`]: a git repository's `https://` or `ssh://`
+//!   URL, or the `user@host:path` form of ssh.
+//! - [`check_identifier`]: a cloud identifier, an ARN or an endpoint
+//!   (`Z0123456789`, `arn:aws:acm:...`, `https://x.eks.amazonaws.com`).
+//!
+//! None of them lets through whitespace, a control character, a quote or
+//! anything else that YAML or a shell reads as more than text, so a checked
+//! value rendered into a manifest stays one scalar.
 
 /// The longest name accepted.
 pub const MAX_LEN: usize = 128;
+
+/// The longest identifier (an ARN, a resource id) accepted.
+const MAX_IDENTIFIER_LEN: usize = 2048;
 
 /// Whether `value` is a safe name.
 pub fn is_safe(value: &str) -> bool {
     !value.is_empty()
         && value.len() <= MAX_LEN
-        && !value.starts_with('.')
+        && !value.starts_with(['.', '-'])
         && !value.contains("..")
         && value
             .bytes()
             .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'))
+}
+
+/// `value` as a message shows it: escaped (a newline is `\n`), quoted, and
+/// cut after 40 characters.
+fn shown(value: &str) -> String {
+    let escaped: String = value
+        .chars()
+        .take(40)
+        .flat_map(char::escape_debug)
+        .collect();
+    let ellipsis = if value.chars().count() > 40 {
+        "..."
+    } else {
+        ""
+    };
+    format!("'{escaped}{ellipsis}'")
 }
 
 /// `value`, or a message naming `field` and what is wrong.
@@ -25,15 +60,107 @@ pub fn check<'a>(field: &str, value: &'a str) -> Result<&'a str, String> {
     if is_safe(value) {
         return Ok(value);
     }
-    let shown: String = value.chars().take(40).collect();
-    let ellipsis = if value.chars().count() > 40 {
-        "..."
-    } else {
-        ""
-    };
     Err(format!(
-        "{field} '{shown}{ellipsis}' cannot be used in a path or state key: it must be 1 to {MAX_LEN} letters, \
-         digits, '.', '_' or '-', not start with '.' and not contain '..'"
+        "{field} {} cannot be used in a path, a state key or a command: it must be 1 to {MAX_LEN} letters, \
+         digits, '.', '_' or '-', not start with '.' or '-' and not contain '..'",
+        shown(value)
+    ))
+}
+
+/// A cloud region or location: letters, digits and `-`, starting with a
+/// letter or a digit, at most 64 bytes.
+pub fn check_region<'a>(field: &str, value: &'a str) -> Result<&'a str, String> {
+    let fine = (1..=64).contains(&value.len())
+        && value.starts_with(|c: char| c.is_ascii_alphanumeric())
+        && value
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-');
+    if fine {
+        return Ok(value);
+    }
+    Err(format!(
+        "{field} {} is not a region: it must be letters, digits and '-' (such as eu-west-1), starting with a \
+         letter or a digit",
+        shown(value)
+    ))
+}
+
+/// Whether `value` is an RFC 1123 DNS name: dot-separated labels of
+/// letters, digits and `-`, each 1 to 63 bytes and neither starting nor
+/// ending with `-`, 253 bytes at most, without a trailing dot.
+fn is_dns_name(value: &str) -> bool {
+    let label = |label: &str| {
+        (1..=63).contains(&label.len())
+            && !label.starts_with('-')
+            && !label.ends_with('-')
+            && label
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'-')
+    };
+    value.len() <= 253 && value.split('.').all(label)
+}
+
+/// An RFC 1123 DNS name (see [`is_dns_name`]).
+pub fn check_dns_name<'a>(field: &str, value: &'a str) -> Result<&'a str, String> {
+    if is_dns_name(value) {
+        return Ok(value);
+    }
+    Err(format!(
+        "{field} {} is not a DNS name: it must be labels of letters, digits and '-' joined by '.' (such as \
+         shop.example.com), each label 1 to 63 characters not starting or ending with '-'",
+        shown(value)
+    ))
+}
+
+/// The characters a checked URL or identifier may hold besides letters and
+/// digits: none that YAML, a shell or a URL parser reads as more than text
+/// there (no whitespace, quotes, `#`, `,`, brackets or braces).
+fn plain_text(value: &str, extra: &[u8]) -> bool {
+    value
+        .bytes()
+        .all(|b| b.is_ascii_alphanumeric() || b"-._~:/@".contains(&b) || extra.contains(&b))
+}
+
+/// A git repository's URL: `https://host/path`, `ssh://[user@]host[:port]/path`
+/// or `user@host:path`, with a host, of plain URL characters only.
+pub fn check_repository_url<'a>(field: &str, value: &'a str) -> Result<&'a str, String> {
+    let has_host = match value.split_once("://") {
+        Some(("https" | "ssh", rest)) => url::Url::parse(value).is_ok_and(|url| {
+            url.host_str().is_some_and(|host| !host.is_empty()) && !rest.is_empty()
+        }),
+        Some(_) => false,
+        // scp-like ssh: `git@github.com:acme/apps.git`.
+        None => value.split_once(':').is_some_and(|(user_host, path)| {
+            user_host
+                .split_once('@')
+                .is_some_and(|(user, host)| is_safe(user) && is_dns_name(host))
+                && !path.is_empty()
+        }),
+    };
+    if has_host && value.len() <= MAX_IDENTIFIER_LEN && plain_text(value, b"%+=") {
+        return Ok(value);
+    }
+    Err(format!(
+        "{field} {} is not a git repository URL: it must be an https:// or ssh:// URL (or user@host:path) with a \
+         host, without whitespace, quotes or control characters",
+        shown(value)
+    ))
+}
+
+/// A cloud identifier, an ARN, a resource id or an endpoint: letters,
+/// digits and `-._~:/@+=`, starting with a letter, a digit or `/`, at most
+/// 2048 bytes.
+pub fn check_identifier<'a>(field: &str, value: &'a str) -> Result<&'a str, String> {
+    let fine = (1..=MAX_IDENTIFIER_LEN).contains(&value.len())
+        && value.starts_with(|c: char| c.is_ascii_alphanumeric() || c == '/')
+        && plain_text(value, b"+=");
+    if fine {
+        return Ok(value);
+    }
+    Err(format!(
+        "{field} {} is not an identifier: it must be letters, digits and '-._~:/@+=' (such as an id, an ARN or \
+         an https URL), starting with a letter, a digit or '/'",
+        shown(value)
     ))
 }
 
@@ -41,8 +168,11 @@ pub fn check<'a>(field: &str, value: &'a str) -> Result<&'a str, String> {
 mod tests {
     use super::*;
 
+    /// A manifest key smuggled in through a value.
+    const INJECTED: &str = "shop\nnamespace: kube-system";
+
     #[test]
-    fn path_tricks_are_refused_and_real_names_pass() {
+    fn path_tricks_and_flags_are_refused_and_real_names_pass() {
         for good in [
             "3f2a9c4e-1b2d-4e5f-8a9b-0c1d2e3f4a5b",
             "shop",
@@ -57,9 +187,12 @@ mod tests {
             "..",
             "a/b",
             ".hidden",
+            "-rf",
+            "--kubeconfig=/etc/x",
             "a..b",
             "with space",
             "tab\t",
+            INJECTED,
             "ü",
             &"x".repeat(129),
         ] {
@@ -70,5 +203,122 @@ mod tests {
             message.starts_with("project_name '../../../x' cannot be used"),
             "{message}"
         );
+        let message = check("project_name", INJECTED).unwrap_err();
+        assert!(
+            message.starts_with(r"project_name 'shop\nnamespace: kube-system' cannot be used"),
+            "the value is shown escaped, on one line: {message}"
+        );
+    }
+
+    #[test]
+    fn regions_are_letters_digits_and_dashes() {
+        for good in ["eu-west-1", "europe-west1", "westeurope", "us-gov-west-1"] {
+            assert_eq!(check_region("region", good), Ok(good));
+        }
+        for bad in [
+            "",
+            "-eu-west-1",
+            "--region=x",
+            "eu west 1",
+            "eu-west-1\n",
+            "eu/west",
+        ] {
+            let message = check_region("region", bad).unwrap_err();
+            assert!(message.starts_with("region '"), "{message}");
+        }
+    }
+
+    #[test]
+    fn dns_names_are_rfc_1123() {
+        for good in [
+            "shop.example.com",
+            "a.b",
+            "xn--bcher-kva.example",
+            "localhost",
+            "1.2.3.4",
+        ] {
+            assert_eq!(check_dns_name("dns.domain_name", good), Ok(good));
+        }
+        for bad in [
+            "",
+            "shop.example.com.",
+            "-shop.example",
+            "shop-.example",
+            "sh op.example",
+            "shop..example",
+            "shop_1.example",
+            INJECTED,
+            "shop.example\r",
+            &format!("{}.example", "a".repeat(64)),
+        ] {
+            let message = check_dns_name("dns.domain_name", bad).unwrap_err();
+            assert!(message.contains("is not a DNS name"), "{message}");
+        }
+    }
+
+    #[test]
+    fn repository_urls_are_https_or_ssh_without_anything_else() {
+        for good in [
+            "https://github.com/acme/apps",
+            "https://gitlab.example.com:8443/group/sub/apps.git",
+            "ssh://git@github.com/acme/apps.git",
+            "git@github.com:acme/apps.git",
+            "https://dev.azure.com/acme/project/_git/apps",
+        ] {
+            assert_eq!(
+                check_repository_url("repositories.apps_destination_repo", good),
+                Ok(good)
+            );
+        }
+        for bad in [
+            "",
+            "http://github.com/acme/apps",
+            "file:///etc/passwd",
+            "-uhttps://x",
+            "https://",
+            "https://github.com/acme/apps\nnamespace: kube-system",
+            "https://github.com/acme/apps namespace",
+            "https://github.com/acme/'apps'",
+            "https://github.com/acme/apps#x",
+            "git@:apps",
+            "github.com:acme/apps",
+        ] {
+            let message =
+                check_repository_url("repositories.apps_destination_repo", bad).unwrap_err();
+            assert!(
+                message.contains("is not a git repository URL"),
+                "{bad:?}: {message}"
+            );
+        }
+    }
+
+    #[test]
+    fn identifiers_hold_no_whitespace_quotes_or_flags() {
+        for good in [
+            "Z0123456789ABCDEFGHIJ",
+            "arn:aws:acm:eu-west-1:123456789012:certificate/0d3b-4c2a",
+            "/subscriptions/1/resourceGroups/rg/providers/Microsoft.Network/dnszones/shop.example",
+            "https://ABC.gr7.eu-west-1.eks.amazonaws.com",
+            "34.78.1.2",
+            "arn:aws:iam::1:role/a+b=c@d",
+        ] {
+            assert_eq!(check_identifier("dns.zone_id", good), Ok(good));
+        }
+        for bad in [
+            "",
+            "-Z01",
+            "Z01\nnamespace: x",
+            "Z01 # c",
+            "Z01\"",
+            "{a: b}",
+            "[x]",
+            "a,b",
+        ] {
+            let message = check_identifier("dns.zone_id", bad).unwrap_err();
+            assert!(
+                message.contains("is not an identifier"),
+                "{bad:?}: {message}"
+            );
+        }
     }
 }

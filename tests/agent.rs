@@ -349,6 +349,62 @@ fn a_terminal_status_left_by_sigkill_is_delivered_at_the_next_start() {
 }
 
 #[test]
+fn a_kill_while_a_delivered_entry_is_removed_resends_nothing_at_the_next_start() {
+    let world = World::new();
+    // A log of several chunks (one is sealed at least every second).
+    world.hook_once("for i in 1 2 3; do echo \"numbered-line-$i\" >&2; sleep 1.2; done");
+    let job = world.enqueue_aws("FETCH_RESOURCES", "454545454545");
+    // The debug build's failpoint: SIGKILL right after the delivered entry
+    // is taken out of the outbox, before it is deleted.
+    let mut killed = world.start_with(&[("TENDRIL_TEST_KILL_AT", "outbox-entry-taken-out")]);
+    let status = killed
+        .wait_timeout(LONG)
+        .unwrap_or_else(|| panic!("tendril was not killed:\n{}", killed.output()));
+    use std::os::unix::process::ExitStatusExt;
+    assert_eq!(status.signal(), Some(libc::SIGKILL), "{}", killed.output());
+    assert_eq!(world.trellis.job(&job).unwrap()["status"], "SUCCESS");
+    let outbox = world.work_dir().join("outbox");
+    let left: Vec<String> = std::fs::read_dir(&outbox)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    assert!(
+        left.len() == 1 && left[0].starts_with(".removed-"),
+        "the kill left the entry taken out, not deleted: {left:?}"
+    );
+    let log = world.trellis.log_text(&job);
+    let history = world.trellis.status_history(&job).len();
+
+    let claims = |t: &FakeTrellis| {
+        t.requests()
+            .iter()
+            .filter(|r| r.path == "/api/jobs/claim")
+            .count()
+    };
+    let claims_before = claims(&world.trellis);
+    let mut restarted = world.start();
+    // What an earlier run left is delivered before anything is claimed.
+    world
+        .trellis
+        .wait_until(LONG, "a claim after the restart", |t| {
+            claims(t) > claims_before
+        });
+    assert_eq!(drain(&mut restarted), 0);
+    assert_eq!(world.trellis.log_text(&job), log, "no chunk was sent again");
+    assert_eq!(log.matches("numbered-line-1").count(), 1, "{log}");
+    assert_eq!(
+        world.trellis.status_history(&job).len(),
+        history,
+        "no status was sent again"
+    );
+    assert_eq!(world.trellis.job(&job).unwrap()["status"], "SUCCESS");
+    assert!(
+        std::fs::read_dir(&outbox).unwrap().next().is_none(),
+        "the taken-out entry was deleted at the start"
+    );
+}
+
+#[test]
 fn an_idle_sigterm_reports_draining_then_offline_and_exits_zero() {
     let world = World::new();
     let mut tendril = world.start();
@@ -521,6 +577,34 @@ fn a_tool_that_ignores_sigint_is_killed_after_the_grace() {
 }
 
 #[test]
+fn a_stopped_tools_background_processes_are_gone_before_its_job_is_reported() {
+    let world = World::new();
+    let pids = world.scratch.path().join("pids");
+    // The tool (the aws wrapper's shell) dies of SIGINT; what it started in
+    // the background ignores SIGINT and holds none of its output.
+    world.hook(&format!(
+        "sleep 120 > /dev/null 2>&1 &\necho $! >> {pids}\n(sleep 120 > /dev/null 2>&1 & echo $! >> {pids}; wait) > /dev/null 2>&1 &\necho started >&2\nsleep 120\n",
+        pids = pids.display()
+    ));
+    let job = world.enqueue_aws("FETCH_RESOURCES", "787878787878");
+    let mut tendril = world.start_with(&[("TENDRIL_DRAIN_GRACE", "1s")]);
+    world.trellis.wait_for_log(LONG, &job, "started");
+    while crate::support::pids_in(&pids).len() < 2 {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    tendril.signal(libc::SIGTERM);
+    world.wait_status(&job, "FAILED");
+    // The job was reported only once the tool's whole group was gone.
+    for pid in crate::support::pids_in(&pids) {
+        assert!(
+            !crate::support::process_runs(pid),
+            "process {pid} the stopped tool started is gone"
+        );
+    }
+    assert_eq!(wait_exit(&mut tendril), 1);
+}
+
+#[test]
 fn a_job_cancelled_in_trellis_stops_and_gets_no_further_status() {
     let world = World::new();
     world.hook_once("echo long-running >&2; sleep 120");
@@ -553,11 +637,9 @@ fn malformed_and_unknown_jobs_fail_with_a_message_and_the_worker_goes_on() {
         .enqueue(json!({"job_type": "MAKE_COFFEE", "config_snapshot": {}}));
     let mut tendril = world.start();
     let failed = world.wait_status(&malformed, "FAILED");
-    assert!(
-        failed["error_message"]
-            .as_str()
-            .unwrap()
-            .starts_with("malformed job:"),
+    assert_eq!(
+        failed["error_message"],
+        "malformed job: `job.config_snapshot` is a string; it must be a JSON object",
         "{failed}"
     );
     let failed = world.wait_status(&unknown, "FAILED");
@@ -573,6 +655,32 @@ fn malformed_and_unknown_jobs_fail_with_a_message_and_the_worker_goes_on() {
         .log_text(&unknown)
         .contains("unknown job type"));
     assert_eq!(drain(&mut tendril), 0);
+}
+
+#[test]
+fn an_announcement_trellis_keeps_refusing_exits_1_in_trelliss_words() {
+    let world = World::new();
+    let refusal = "Failed to update heartbeat: value too long for type character varying(64)";
+    world
+        .trellis
+        .fail_next_with("POST", "/api/workers/heartbeat", 100, 500, refusal);
+    let mut tendril = world.start();
+    assert_eq!(wait_exit(&mut tendril), 1, "{}", tendril.output());
+    let output = tendril.output();
+    assert!(
+        output.contains(&format!(
+            "Trellis refused the heartbeat (HTTP 500): {refusal}"
+        )),
+        "{output}"
+    );
+    assert!(!output.contains("unavailable"), "{output}");
+    let announcements = world
+        .trellis
+        .requests()
+        .iter()
+        .filter(|r| r.path == "/api/workers/heartbeat")
+        .count();
+    assert_eq!(announcements, 3, "a few attempts, not an outage's many");
 }
 
 #[test]

@@ -70,6 +70,48 @@ fn exec_of_a_job_it_cannot_run_fails_with_exit_1_and_a_result() {
 }
 
 #[test]
+fn exec_of_a_malformed_job_fails_naming_the_field_and_never_quoting_a_secret() {
+    let moto = Moto::start();
+    let scratch = TempDir::new("tendril-exec-test");
+    let run = |claim: &str| {
+        let job_file = scratch.path().join("job.json");
+        std::fs::write(&job_file, claim).unwrap();
+        let out = scratch.path().join("out");
+        let _ = std::fs::remove_dir_all(&out);
+        let (code, output) = exec(&moto, job_file.to_str().unwrap(), &out);
+        assert_eq!(code, 1, "{output}");
+        let result = result(&out);
+        assert_eq!(result["status"], "FAILED", "{result}");
+        (
+            result["error_message"].as_str().unwrap().to_string(),
+            output,
+        )
+    };
+    // The issue's reproduction.
+    let (message, _) = run(r#"{"job": {"id": "j1", "job_type": 7, "config_snapshot": {}}}"#);
+    assert_eq!(
+        message,
+        "malformed job: `job.job_type` is a number; it must be a string"
+    );
+    let (message, _) = run(
+        r#"{"job": {"id": "j1", "job_type": "PLAN", "config_snapshot": "{\"worker_token\": \"tok-9f8e7d\"}"}}"#,
+    );
+    assert_eq!(
+        message,
+        "malformed job: `job.config_snapshot` is a string; it must be a JSON object"
+    );
+    let (message, output) = run(
+        r#"{"job": {"id": "j1", "job_type": "CONNECTION_TEST", "config_snapshot": {}},
+            "cloud_identity": {"provider": "aws", "role_arn": "arn:aws:iam::1:role/x", "external_id": 424242}}"#,
+    );
+    assert_eq!(
+        message,
+        "malformed cloud identity: `cloud_identity.external_id` is a number; it must be a string"
+    );
+    assert!(!output.contains("424242"), "{output}");
+}
+
+#[test]
 fn exec_of_a_file_that_is_not_a_job_exits_2_naming_it() {
     let moto = Moto::start();
     let scratch = TempDir::new("tendril-exec-test");

@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use crate::support::tendril::{exec_claim, Tendril, TendrilProcess};
-use crate::support::TempDir;
+use crate::support::{pids_in, process_runs, TempDir};
 use serde_json::{json, Value};
 
 const SECRET: &str = "ghp_hookstestsecret4321";
@@ -116,15 +116,6 @@ fn field<'a>(line: &'a str, key: &str) -> &'a str {
 }
 
 /// Whether a process runs (a zombie no one reaped is not running).
-fn running(pid: &str) -> bool {
-    match std::fs::read_to_string(format!("/proc/{}/stat", pid.trim())) {
-        Ok(stat) => !stat
-            .rsplit_once(") ")
-            .is_some_and(|(_, rest)| rest.starts_with('Z')),
-        Err(_) => false,
-    }
-}
-
 fn error_message(result: &Value) -> &str {
     result["error_message"].as_str().unwrap_or_default()
 }
@@ -418,10 +409,10 @@ fn a_hook_past_its_timeout_is_stopped_with_sigint_then_sigkill_and_fails_the_job
         "{log}"
     );
     assert!(!log.contains("$ terraform plan"), "{log}");
-    let pids = std::fs::read_to_string(&pids).unwrap();
-    assert!(!pids.contains("survived"), "{pids}");
-    for pid in pids.lines() {
-        assert!(!running(pid), "the hook's process {pid} is gone");
+    let text = std::fs::read_to_string(&pids).unwrap();
+    assert!(!text.contains("survived"), "{text}");
+    for pid in pids_in(&pids) {
+        assert!(!process_runs(pid), "the hook's process {pid} is gone");
     }
 }
 
@@ -445,10 +436,13 @@ fn a_hook_printing_a_secret_has_it_masked() {
 fn a_shutdown_stops_a_running_hook_and_its_step_does_not_run() {
     let scene = Scene::new();
     let pids = scene.path("pids");
+    // The hook's shell dies of SIGINT; its background jobs ignore SIGINT (a
+    // non-interactive shell starts them so), one holding the hook's output
+    // open, one not: both must be gone before the job ends.
     scene.hook(
         "terraform-pre-plan",
         &format!(
-            "echo $$ > {pids}\nsleep 30 &\necho $! >> {pids}\nwait",
+            "echo $$ > {pids}\nsleep 30 &\necho $! >> {pids}\nsleep 30 > /dev/null 2>&1 &\necho $! >> {pids}\nwait",
             pids = pids.display()
         ),
     );
@@ -461,12 +455,7 @@ fn a_shutdown_stops_a_running_hook_and_its_step_does_not_run() {
     command.envs(scene.env(&[("TENDRIL_CANCEL_GRACE", "5s")]));
     let mut process = TendrilProcess::spawn(command);
     process.wait_for_output("==> hook terraform-pre-plan", Duration::from_secs(60));
-    while std::fs::read_to_string(&pids)
-        .unwrap_or_default()
-        .lines()
-        .count()
-        < 2
-    {
+    while pids_in(&pids).len() < 3 {
         std::thread::sleep(Duration::from_millis(50));
     }
     process.signal(libc::SIGTERM);
@@ -483,8 +472,10 @@ fn a_shutdown_stops_a_running_hook_and_its_step_does_not_run() {
     let log = std::fs::read_to_string(out.join("job.log")).unwrap();
     assert!(log.contains("stopping "), "{log}");
     assert!(!log.contains("$ terraform plan"), "{log}");
-    for pid in std::fs::read_to_string(&pids).unwrap().lines() {
-        assert!(!running(pid), "the hook's process {pid} is gone");
+    // Checked once, right after the exit: the job ended after its hook's
+    // whole process group was gone.
+    for pid in pids_in(&pids) {
+        assert!(!process_runs(pid), "the hook's process {pid} is gone");
     }
 }
 

@@ -4,7 +4,7 @@
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
-use crate::support::TempDir;
+use crate::support::{pids_in, process_runs, TempDir};
 use tendril::logs::terminal::TerminalLog;
 use tendril::logs::{Destination, JobLog};
 use tendril::tools::{run, ToolCommand, ToolError};
@@ -34,6 +34,8 @@ fn logged(dir: &TempDir) -> String {
     std::fs::read_to_string(dir.path().join("job.log")).unwrap()
 }
 
+/// Whether the process exists, a zombie too (the tool is the test's own
+/// child: reaped, it is gone).
 fn alive(pid: i32) -> bool {
     // SAFETY: signal 0 only checks that the process exists.
     unsafe { libc::kill(pid, 0) == 0 }
@@ -156,6 +158,37 @@ async fn a_stop_sends_sigint_to_the_group_then_sigkill_after_the_grace() {
         .parse()
         .unwrap();
     assert!(!alive(pid), "the tool that ignored SIGINT was killed");
+}
+
+#[tokio::test]
+async fn a_stopped_tools_whole_group_is_gone_when_the_run_returns() {
+    let dir = TempDir::new("tendril-process-test");
+    let pid_file = dir.path().join("pids");
+    // The tool dies of SIGINT at once; what it started in the background
+    // ignores SIGINT (a non-interactive shell starts background jobs so):
+    // one holds the tool's output open, one does not, one is a grandchild
+    // (a background subshell's own background job).
+    let script = format!(
+        "sleep 60 & echo $! >> {pids}; sleep 60 > /dev/null 2>&1 & echo $! >> {pids}; \
+         (sleep 60 > /dev/null 2>&1 & echo $! >> {pids}; wait) > /dev/null 2>&1 & \
+         while [ \"$(wc -l < {pids})\" -lt 3 ]; do sleep 0.05; done; echo ready-3; wait",
+        pids = pid_file.display()
+    );
+    // SAFETY: sets the default disposition, no handler (see above).
+    unsafe { libc::signal(libc::SIGINT, libc::SIG_DFL) };
+    let stop = stop_when_logged(&dir, "ready-3");
+    let error = run(&command(&dir, &script), &log(&dir), &stop)
+        .await
+        .unwrap_err();
+    assert!(matches!(error, ToolError::Stopped { .. }));
+    let pids = pids_in(&pid_file);
+    assert_eq!(pids.len(), 3, "{pids:?}");
+    for pid in pids {
+        assert!(
+            !process_runs(pid),
+            "process {pid} of the stopped tool is gone when the run returns"
+        );
+    }
 }
 
 #[tokio::test]

@@ -420,14 +420,26 @@ fn a_postgrest_error_changes_no_service_and_the_pass_reports_it() {
         output.contains("cannot count jobs, so no service was changed"),
         "{output}"
     );
-    assert!(output.contains("503"), "{output}");
+    // PostgREST's 503 (its database unreachable) is an outage, not a refusal.
+    assert!(
+        output.contains("PostgREST is unavailable for count of provision_jobs")
+            && output.contains("HTTP 503"),
+        "{output}"
+    );
+    assert!(!output.contains("refused"), "{output}");
     assert_eq!(world.desired(svc), 1);
     assert_eq!(world.tag(svc, "tendril:idle-since"), before);
 
-    // A wrong key is refused by PostgREST and changes nothing either.
+    // A wrong key is refused by PostgREST and changes nothing either; the
+    // message says what to check.
     let (code, _, output) = world.pass(&[("SUPABASE_SERVICE_ROLE_KEY", "not-the-key")]);
     assert_eq!(code, 1, "{output}");
-    assert!(output.contains("401"), "{output}");
+    assert!(
+        output.contains("PostgREST refused count of provision_jobs")
+            && output
+                .contains("(HTTP 401, PGRST301): Invalid API key; check SUPABASE_SERVICE_ROLE_KEY"),
+        "{output}"
+    );
     assert_eq!(world.desired(svc), 1);
 }
 

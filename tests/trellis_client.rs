@@ -7,7 +7,7 @@ use std::time::Duration;
 use crate::support::fake_trellis::FakeTrellis;
 use crate::support::http_fake::HttpFake;
 use serde_json::{json, Map, Value};
-use tendril::delivery::send::{send_progress, DeliveryError, DeliveryPolicy};
+use tendril::delivery::send::{send_progress, send_terminal, DeliveryError, DeliveryPolicy};
 use tendril::delivery::status_queue::StatusQueue;
 use tendril::secrets::Secret;
 use tendril::settings::{AgentSettings, WorkerMode};
@@ -273,6 +273,11 @@ fn proxy(answer: &'static str, elsewhere: String) -> HttpFake {
                     "<html><body>400 Bad Request (ingress)</body></html>",
                 )
                     .into_response(),
+                "server-error" => (
+                    axum::http::StatusCode::INTERNAL_SERVER_ERROR,
+                    "<html><body>500 Internal Server Error (ingress)</body></html>",
+                )
+                    .into_response(),
                 _ => (
                     axum::http::StatusCode::NOT_FOUND,
                     "<html><body>404 Not Found (ingress)</body></html>",
@@ -363,6 +368,59 @@ async fn a_4xx_page_that_is_not_trelliss_own_answer_is_transient() {
     assert!(
         matches!(error, TrellisError::Rejected { status: 400, .. }),
         "Trellis's own 400 refuses it: {error}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn trelliss_own_500_is_a_refusal_and_a_500_of_something_else_an_outage() {
+    let trellis = FakeTrellis::start();
+    let client = client(&trellis, "tok-client-test-token");
+    let job = claimed(&trellis, &client).await;
+    let policy = DeliveryPolicy::new(Duration::from_millis(100));
+    let failed = StatusUpdate::failed("boom");
+    // The database refuses every status of this job (as it refuses a value
+    // outside a check constraint): refused in Trellis's words, and given up
+    // after the refusal limit, for the backlog.
+    trellis.fail_next_with(
+        "PUT",
+        &format!("/api/jobs/{job}/status"),
+        1_000,
+        500,
+        "Failed to update status: new row violates check constraint \"provision_jobs_status_check\"",
+    );
+    let error = client.update_status(&job, &failed).await.unwrap_err();
+    assert_eq!(
+        error.to_string(),
+        "Trellis refused the status update (HTTP 500): Failed to update status: new row violates check \
+         constraint \"provision_jobs_status_check\""
+    );
+    let error = send_terminal(&client, &job, &failed, &policy)
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(&error, DeliveryError::Stuck { status: 500, message } if message.contains("check constraint")),
+        "{error}"
+    );
+    // A 500 that is not Trellis's own (an ingress's page) is an outage: it
+    // is retried for as long as it lasts, never taken for a refusal.
+    let ingress = proxy("server-error", String::new());
+    let behind_ingress = client_at(&ingress.url(), "tok-client-test-token", 32 << 20);
+    let error = behind_ingress
+        .update_status(&job, &failed)
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(error, TrellisError::Unavailable { status: 500, .. }) && error.is_transient(),
+        "{error}"
+    );
+    let still_trying = tokio::time::timeout(
+        Duration::from_secs(3),
+        send_terminal(&behind_ingress, &job, &failed, &policy),
+    )
+    .await;
+    assert!(
+        still_trying.is_err(),
+        "still retrying long after the refusal limit: {still_trying:?}"
     );
 }
 

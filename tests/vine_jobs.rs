@@ -732,6 +732,80 @@ fn a_deploy_with_a_cluster_writes_a_kubeconfig_installs_argocd_and_applies_the_a
 }
 
 #[test]
+fn a_value_that_would_add_to_a_manifest_or_be_read_as_a_flag_fails_the_deploy_naming_its_field() {
+    let vines = Vines::new();
+    let account = "232323232323";
+    // The cluster exists (in moto), so that only the checks can stop a job.
+    let eks_role = format!("arn:aws:iam::{account}:role/eks");
+    vines.moto.aws_as(
+        account,
+        &[
+            "eks",
+            "create-cluster",
+            "--name",
+            "shop-eks",
+            "--region",
+            "eu-west-1",
+            "--role-arn",
+            &eks_role,
+            "--resources-vpc-config",
+            "subnetIds=subnet-1",
+        ],
+    );
+    let (tools, records) = cluster_fakes(&vines);
+    let chart =
+        PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/charts/test-argo-cd");
+    let path = format!("{}:{}", tools.display(), std::env::var("PATH").unwrap());
+    let mut tendril = vines.start(&[
+        ("PATH", path.as_str()),
+        ("TENDRIL_ARGOCD_CHART", chart.to_str().unwrap()),
+    ]);
+    // Web-form values that, rendered as text, would add a key to a
+    // manifest applied with cluster-admin rights, and a cluster name that
+    // the aws CLI would read as a flag.
+    let injected = "\nnamespace: kube-system";
+    let cases = [
+        (
+            "dns",
+            json!({"enabled": true, "domain_name": format!("shop.example{injected}"), "zone_id": "Z123"}),
+            "dns.domain_name 'shop.example\\nnamespace: kube-system' is not a DNS name",
+        ),
+        (
+            "repositories",
+            json!({"apps_destination_repo": format!("https://github.com/acme/apps{injected}")}),
+            "repositories.apps_destination_repo 'https://github.com/acme/apps\\nnamespace: ...' is not a git \
+             repository URL",
+        ),
+        (
+            "cluster_name",
+            json!("--kubeconfig=/etc/x"),
+            "the Terraform output eks_cluster_name '--kubeconfig=/etc/x' cannot be used in a path, a state key or a \
+             command",
+        ),
+    ];
+    for (key, value, message) in cases {
+        let mut snapshot = snapshot("shop");
+        snapshot["cluster_name"] = json!("shop-eks");
+        snapshot[key] = value;
+        let job = vines.enqueue("BOOTSTRAP", account, json!({"config_snapshot": snapshot}));
+        let error = vines.fail(&job);
+        assert!(error.starts_with(message), "{error}");
+    }
+    // Nothing reached the cluster (the worker asks the tools' versions at
+    // start, nothing else).
+    let calls = std::fs::read_to_string(records.join("calls")).unwrap_or_default();
+    assert!(
+        calls
+            .lines()
+            .all(|call| call.ends_with(" version --client") || call.ends_with(" version --short")),
+        "{calls}"
+    );
+    assert!(!records.join("applied").exists());
+    tendril.signal(libc::SIGTERM);
+    assert_eq!(tendril.wait_timeout(LONG).unwrap().code(), Some(0));
+}
+
+#[test]
 fn a_plan_gets_costs_from_infracost_and_survives_its_failure() {
     let vines = Vines::new();
     let tools = vines.scratch.path().join("infracost-tools");

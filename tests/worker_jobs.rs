@@ -391,6 +391,34 @@ fn worker_snapshot() -> Value {
 }
 
 #[test]
+fn a_registration_trellis_refuses_fails_deploy_worker_at_once_in_trelliss_words() {
+    let mut fleet = Fleet::start();
+    let refusal = "Failed to register tendril: duplicate key value violates unique constraint \"tendrils_name_key\"";
+    fleet
+        .trellis
+        .fail_next_with("POST", "/api/tendrils/register", 100, 500, refusal);
+    let deployed = fleet.run("DEPLOY_WORKER", worker_snapshot());
+    assert_eq!(deployed["status"], "FAILED", "{deployed}");
+    let message = deployed["error_message"].as_str().unwrap();
+    assert!(
+        message.contains(&format!(
+            "Trellis refused the registration (HTTP 500): {refusal}"
+        )),
+        "{message}"
+    );
+    assert!(!message.contains("unavailable"), "{message}");
+    let registrations = fleet
+        .trellis
+        .requests()
+        .iter()
+        .filter(|r| r.path == "/api/tendrils/register")
+        .count();
+    assert_eq!(registrations, 1, "a refused registration is not sent again");
+    fleet.tendril.signal(libc::SIGTERM);
+    assert_eq!(fleet.tendril.wait_timeout(LONG).unwrap().code(), Some(0));
+}
+
+#[test]
 fn deploy_worker_registers_applies_and_records_and_destroy_worker_undoes_it() {
     let mut fleet = Fleet::start();
     let deployed = fleet.run("DEPLOY_WORKER", worker_snapshot());

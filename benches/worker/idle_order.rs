@@ -1,6 +1,6 @@
-//! `bash scripts/bench.sh idle-order`: makes `src/idle-functions.order`, the
-//! functions an idle `tendril start` runs, which `build.rs` has the linker
-//! place together at the start of the release binary's code.
+//! `bash scripts/bench.sh idle-order`: makes `idle-functions.order` beside
+//! this file, the functions an idle `tendril start` runs, which `build.rs`
+//! has the linker place together at the start of the release binary's code.
 //!
 //! It runs the release binary that ships, linked once more with its symbols
 //! by the script (the same code and names, only not stripped; its path in
@@ -19,7 +19,32 @@ use crate::support::fake_trellis::FakeTrellis;
 use crate::support::tendril::{worker_env, TendrilProcess};
 use crate::support::{free_port, TempDir};
 
-const ORDER_FILE: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/src/idle-functions.order");
+const ORDER_FILE: &str = concat!(
+    env!("CARGO_MANIFEST_DIR"),
+    "/benches/worker/idle-functions.order"
+);
+
+/// The first lines of the order file: what it is, what made it and how to
+/// make it again. The linker (lld) skips lines that start with `#`.
+const ORDER_FILE_HEADER: &str = "\
+# GENERATED: do not edit by hand.
+#
+# The functions an idle `tendril start` runs (start-up, claims, heartbeats,
+# health and metrics, the drain), one symbol a line. build.rs has the linker
+# place them together at the start of the release binary's code, which keeps
+# the idle worker's resident memory small (README, \"Benchmarks\").
+#
+# Made by the benchmark benches/worker/idle_order.rs: the release binary,
+# linked once more with its symbols, runs idle under Valgrind's callgrind
+# against the fake Trellis, and every function of the binary that ran is
+# listed here. Make it again (about ten minutes; needs valgrind) after
+# changes to what an idle worker runs, or to the dependencies or the release
+# profile, which rename symbols:
+#
+#     bash scripts/bench.sh idle-order
+#
+# A function missing from the list only lands among the rest of the code.
+";
 
 /// How long the worker idles under callgrind (about fifty times slower than
 /// natively), with a poll every 2 s and a heartbeat every 5 s.
@@ -81,10 +106,7 @@ pub fn make_order_file() {
         "callgrind recorded the binary's functions ({} found)",
         functions.len()
     );
-    let mut text = String::from(
-        "# The functions an idle `tendril start` runs, placed first in the release\n\
-         # binary's code by build.rs. Made by `bash scripts/bench.sh idle-order`.\n",
-    );
+    let mut text = String::from(ORDER_FILE_HEADER);
     for function in &functions {
         text.push_str(function);
         text.push('\n');

@@ -43,8 +43,12 @@ pub enum Exit {
     /// A job was interrupted, or something owed to Trellis was left in the
     /// outbox: exit 1.
     Interrupted,
-    /// Trellis refused the worker's credentials: exit 2.
+    /// Trellis refused the worker's credentials, or its announcement for
+    /// good (a 4xx): exit 2.
     Rejected(String),
+    /// Trellis's database kept refusing the announcement (a 5xx of its
+    /// own): exit 1, for the supervisor to start the worker again later.
+    AnnouncementRefused(String),
     /// `--once`: the one job did not succeed: exit 1.
     JobFailed,
 }
@@ -117,7 +121,7 @@ impl Agent {
         match self.announce(&announcement).await {
             Ok(true) => {}
             Ok(false) => return Exit::Drained,
-            Err(message) => return Exit::Rejected(message),
+            Err(exit) => return exit,
         }
         let heartbeats = Heartbeats::start(
             self.client.clone(),
@@ -157,8 +161,9 @@ impl Agent {
     }
 
     /// The first heartbeat: ONLINE, with who this worker is. Retried while
-    /// Trellis is unreachable; `Ok(false)` if a signal came first.
-    async fn announce(&self, announcement: &Announcement) -> Result<bool, String> {
+    /// Trellis is unreachable, and a few times when Trellis refuses it;
+    /// `Ok(false)` if a signal came first.
+    async fn announce(&self, announcement: &Announcement) -> Result<bool, Exit> {
         let heartbeat = Heartbeat {
             version: crate::VERSION.to_string(),
             status: WorkerStatus::Online,
@@ -191,12 +196,17 @@ impl Agent {
                 );
                 Ok(true)
             }
-            Err(TrellisError::Unauthorized(_)) => {
-                Err("Trellis rejected the worker ID or token".into())
-            }
-            Err(error) => Err(format!(
-                "Trellis refused the worker's announcement: {error}"
+            Err(TrellisError::Unauthorized(_)) => Err(Exit::Rejected(
+                "Trellis rejected the worker ID or token".into(),
             )),
+            Err(error @ TrellisError::Refused { .. }) => Err(Exit::AnnouncementRefused(format!(
+                "{error}: the worker's announcement was refused {} times; Tendril exits 1 so that its \
+                 supervisor starts it again later",
+                policy.refusal_attempts
+            ))),
+            Err(error) => Err(Exit::Rejected(format!(
+                "Trellis refused the worker's announcement: {error}"
+            ))),
         }
     }
 

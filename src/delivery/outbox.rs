@@ -13,6 +13,14 @@
 //! inside one, because a workspace is removed when its job ends. Entries are
 //! delivered by the job's own report and, when that could not finish, by
 //! the backlog.
+//!
+//! A delivered entry is removed in two steps: it is first renamed out of
+//! the outbox's view (`.removed-<job id>-<random>`, a name no job id can
+//! have), durably, then deleted. A kill at any moment leaves either the
+//! whole entry (delivered again at the next start) or a renamed one, which
+//! the next start deletes unread: never an entry with part of its files,
+//! whose missing log offset would send the whole log again, or whose
+//! missing terminal status would report a SUCCESS as interrupted.
 
 use std::fs;
 use std::io;
@@ -49,10 +57,23 @@ struct TerminalRecord {
     update: StatusUpdate,
 }
 
+/// The start of the name of an entry taken out of the outbox to be deleted.
+/// A job id never starts with a dot (see [`safe_name`]).
+const REMOVED_PREFIX: &str = ".removed-";
+
 impl Outbox {
+    /// Opens (or creates) the outbox, and deletes the entries an earlier
+    /// run had taken out but not deleted yet.
     pub fn open(work_root: &Path) -> io::Result<Outbox> {
         let root = work_root.join("outbox");
         create_private_dir(&root)?;
+        for item in fs::read_dir(&root)? {
+            let path = item?.path();
+            let name = path.file_name().unwrap_or_default().to_string_lossy();
+            if name.starts_with(REMOVED_PREFIX) {
+                delete_removed(&path);
+            }
+        }
         Ok(Outbox { root })
     }
 
@@ -85,7 +106,8 @@ impl Outbox {
         let mut entries = Vec::new();
         for item in fs::read_dir(&self.root)? {
             let dir = item?.path();
-            if !dir.is_dir() {
+            let name = dir.file_name().unwrap_or_default().to_string_lossy();
+            if !dir.is_dir() || name.starts_with('.') {
                 continue;
             }
             let Some(job_id) = entry_job_id(&dir) else {
@@ -170,11 +192,38 @@ impl OutboxEntry {
         self.dir.join("state-hold.json")
     }
 
-    /// Removes the entry once everything in it has been delivered.
+    /// Removes the entry once everything in it has been delivered: takes it
+    /// out of the outbox (a durable rename), then deletes it (see the
+    /// module's comment). An entry that cannot be taken out stays whole.
     pub fn remove(&self) {
-        if let Err(error) = fs::remove_dir_all(&self.dir) {
-            tracing::warn!("cannot remove outbox entry {}: {error}", self.dir.display());
+        let Some(outbox) = self.dir.parent() else {
+            return;
+        };
+        let removed = outbox.join(format!(
+            "{REMOVED_PREFIX}{}-{:016x}",
+            self.job_id,
+            rand::random::<u64>()
+        ));
+        if let Err(error) = fs::rename(&self.dir, &removed).and_then(|()| sync_dir(outbox)) {
+            tracing::warn!(
+                "cannot take the delivered outbox entry {} out of the outbox: {error}",
+                self.dir.display()
+            );
+            return;
         }
+        crate::failpoint::kill_here("outbox-entry-taken-out");
+        delete_removed(&removed);
+    }
+}
+
+/// Deletes an entry taken out of the outbox; one that cannot be deleted now
+/// is deleted at the next start.
+fn delete_removed(path: &Path) {
+    if let Err(error) = fs::remove_dir_all(path) {
+        tracing::warn!(
+            "cannot delete the delivered outbox entry {}: {error}",
+            path.display()
+        );
     }
 }
 
@@ -206,6 +255,32 @@ mod tests {
         assert_eq!(mode & 0o777, 0o600);
         reopened[0].remove();
         assert!(Outbox::open(&root).unwrap().pending().unwrap().is_empty());
+        fs::remove_dir_all(root).unwrap();
+    }
+
+    #[test]
+    fn an_entry_taken_out_but_not_deleted_is_never_read_and_is_deleted_at_the_next_start() {
+        let root = crate::scratch::path("outbox-taken-out");
+        let outbox = Outbox::open(&root).unwrap();
+        let entry = outbox.create_entry("job-3").unwrap();
+        fs::write(entry.dir().join("chunks.jsonl"), b"{}\n").unwrap();
+        entry
+            .save_terminal(&StatusUpdate::failed("delivered"))
+            .unwrap();
+        // What a kill between the two steps of a removal leaves: the entry
+        // renamed out, its files partly deleted.
+        let taken_out = root.join("outbox").join(".removed-job-3-00000000000000ff");
+        fs::rename(entry.dir(), &taken_out).unwrap();
+        fs::remove_file(taken_out.join("terminal.json")).unwrap();
+        assert!(outbox.pending().unwrap().is_empty(), "not an entry");
+        assert!(taken_out.exists());
+        let reopened = Outbox::open(&root).unwrap();
+        assert!(!taken_out.exists(), "deleted at the next start");
+        assert!(reopened.pending().unwrap().is_empty());
+        // A whole removal leaves nothing behind.
+        let entry = reopened.create_entry("job-4").unwrap();
+        entry.remove();
+        assert_eq!(fs::read_dir(root.join("outbox")).unwrap().count(), 0);
         fs::remove_dir_all(root).unwrap();
     }
 

@@ -1,7 +1,8 @@
 //! The Trellis side of a running job's reporting (the `Trellis` arm of
 //! `report::Reporter`): progress goes into the job's ordered status queue;
 //! the plan artifact, another job's row, the git token and the workers a
-//! job deploys are asked of Trellis, a few times before the job fails.
+//! job deploys are asked of Trellis, a few times before the job fails (a
+//! refusal of Trellis's own fewer, a registration's not again).
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -83,7 +84,10 @@ impl TrellisReporter {
         secret: &str,
         name: &str,
     ) -> Result<Registration, TrellisError> {
-        retry(self.policy(), "registering the worker", || {
+        // A registration Trellis refuses (a name taken, a constraint) is
+        // refused again: it is not retried.
+        let policy = self.policy().refusals_not_retried();
+        retry(policy, "registering the worker", || {
             self.client
                 .register_worker(secret, name, WorkerMode::CloudHosted)
         })

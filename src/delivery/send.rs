@@ -1,15 +1,17 @@
 //! Sending what a job owes, one request at a time, until Trellis takes it.
 //!
-//! Transient failures (the network, 5xx, 429) are retried with capped
-//! backoff and full jitter, forever: an outage only delays delivery. Three
-//! answers are not the network's, and end a request's retries:
+//! An outage (the network, 502/503/504, 429, an answer that is not
+//! Trellis's own) is retried with capped backoff and full jitter, forever:
+//! it only delays delivery. Three answers are not the network's, and end a
+//! request's retries:
 //!
 //! - a refusal of the request itself: a 4xx. A refused log chunk is
 //!   replaced by a SYSTEM line saying how many bytes could not be stored and
 //!   why; a refused terminal status is sent again with its biggest metadata
 //!   dropped, then with none.
-//! - the same HTTP 500 again and again for [`DeliveryPolicy::refusal_limit`]:
-//!   for a log chunk that is Trellis unable to store it (the deployed Trellis
+//! - the same refusal of Trellis's own (a 5xx with its JSON error) again
+//!   and again for [`DeliveryPolicy::refusal_limit`] and five attempts: for
+//!   a log chunk that is Trellis unable to store it (the deployed Trellis
 //!   answers 500 `Failed to insert log` to such a chunk, on every attempt),
 //!   and it is replaced like a refused one; a status stuck so is left for the
 //!   backlog to try again later, whole (a database in trouble must not cost
@@ -66,8 +68,9 @@ pub enum DeliveryError {
     /// Trellis refuses the request itself (a 4xx).
     #[error("Trellis refused it (HTTP {status}): {message}")]
     Refused { status: u16, message: String },
-    /// Trellis answered the same 500 for the refusal limit.
-    #[error("Trellis keeps failing it (HTTP {status}): {message}")]
+    /// Trellis refused it the same way (a 5xx of its own) for the refusal
+    /// limit.
+    #[error("Trellis keeps refusing it (HTTP {status}): {message}")]
     Stuck { status: u16, message: String },
     /// The job is no longer this worker's (a second read agreed).
     #[error("the job is no longer this worker's: {0}")]
@@ -187,9 +190,9 @@ where
             Err(error) => error,
         };
         match error {
-            TrellisError::Rejected { status, message } => {
-                return Err(DeliveryError::Refused { status, message })
-            }
+            TrellisError::Rejected {
+                status, message, ..
+            } => return Err(DeliveryError::Refused { status, message }),
             TrellisError::JobGone(message) => {
                 if confirm_gone(client, job_id, policy).await {
                     return Err(DeliveryError::Gone(message));
@@ -197,9 +200,8 @@ where
                 tracing::warn!("{what}: Trellis said the job is gone ({message}), but it is still this worker's; retrying");
                 repeated = None;
             }
-            TrellisError::Unavailable {
-                status: 500,
-                message,
+            TrellisError::Refused {
+                status, message, ..
             } => {
                 let (text, since, count) =
                     repeated.get_or_insert_with(|| (message.clone(), Instant::now(), 0));
@@ -210,12 +212,12 @@ where
                 }
                 *count += 1;
                 if *count >= MIN_REFUSALS && since.elapsed() >= policy.refusal_limit {
-                    return Err(DeliveryError::Stuck {
-                        status: 500,
-                        message,
-                    });
+                    return Err(DeliveryError::Stuck { status, message });
                 }
-                tracing::warn!("{what}: Trellis answered HTTP 500 ({message}); retrying");
+                tracing::warn!(
+                    "{what}: Trellis refused it (HTTP {status}: {message}); trying again ({count} of at least \
+                     {MIN_REFUSALS})"
+                );
             }
             error if error.is_transient() => {
                 repeated = None;
@@ -323,15 +325,16 @@ pub async fn deliver_chunks(
 }
 
 /// Whether the job is still this worker's to report on, read from Trellis
-/// (until it answers): cancelled, or taken away (a second read agreeing),
-/// is an error.
+/// (through an outage, until it answers): cancelled, or taken away (a
+/// second read agreeing), is an error, and so is a read Trellis keeps
+/// refusing ([`DeliveryError::Stuck`] after five refusals).
 async fn still_ours(
     client: &TrellisClient,
     job_id: &str,
     policy: &DeliveryPolicy,
 ) -> Result<(), DeliveryError> {
     let what = format!("checking job {job_id} before its progress");
-    let mut attempt = 0u32;
+    let (mut attempt, mut refusals) = (0u32, 0u32);
     loop {
         match client.get_job(job_id).await {
             Ok(Some(row)) => {
@@ -352,7 +355,15 @@ async fn still_ours(
             Err(error @ TrellisError::Unauthorized(_)) => {
                 return Err(DeliveryError::Trellis(error))
             }
-            Err(error) => tracing::warn!("{what}: {error}; retrying"),
+            Err(TrellisError::Refused {
+                status, message, ..
+            }) if refusals + 1 >= MIN_REFUSALS => {
+                return Err(DeliveryError::Stuck { status, message })
+            }
+            Err(error) => {
+                refusals += u32::from(matches!(error, TrellisError::Refused { .. }));
+                tracing::warn!("{what}: {error}; retrying")
+            }
         }
         tokio::time::sleep(policy.retry.delay(attempt)).await;
         attempt = attempt.saturating_add(1);
@@ -369,9 +380,15 @@ pub async fn send_progress(
     update: &StatusUpdate,
     policy: &DeliveryPolicy,
 ) -> Result<(), DeliveryError> {
-    still_ours(client, job_id, policy).await?;
-    let update = storable_update(update);
     let what = format!("reporting progress of job {job_id}");
+    match still_ours(client, job_id, policy).await {
+        Err(error @ DeliveryError::Stuck { .. }) => {
+            tracing::warn!("{what}: {error}; this update is skipped");
+            return Ok(());
+        }
+        checked => checked?,
+    }
+    let update = storable_update(update);
     match until_accepted(client, job_id, policy, &what, || {
         client.update_status(job_id, &update)
     })

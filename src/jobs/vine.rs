@@ -88,7 +88,7 @@ async fn deploy_with(
     let raw = vine.terraform().await?.output_json().await?;
     let (plain, redacted, masked) = redact::outputs(&raw);
     context.keep_masked(masked);
-    let cluster_name = facts::output_text(&plain, &facts::CLUSTER_NAME);
+    let cluster_name = facts::cluster_name(&plain)?;
     let setup = match cluster_name.as_deref() {
         Some(name) => {
             let timings = &mut vine.timings;

@@ -2,20 +2,77 @@
 //! request with `Prefer: count=exact` returns at most one row, and the total
 //! in `Content-Range` (`0-0/N`, or `*/N` when there is none). The
 //! service-role key goes in `apikey` and `Authorization: Bearer`.
+//!
+//! A failed call is either PostgREST refusing it, in its own JSON error
+//! (`{"code", "message", ...}`: a wrong key, a column or a function the
+//! database lacks, a database error), which repeats until someone changes
+//! something, or PostgREST being unavailable (no connection, a timeout,
+//! 502/503/504, which it also answers while its database is unreachable,
+//! or an answer that is not its own), which the next pass tries again.
 
 use std::time::Duration;
 
 use reqwest::header::{HeaderMap, HeaderValue, AUTHORIZATION, CONTENT_RANGE, RANGE};
+use reqwest::StatusCode;
+use serde_json::Value;
 use url::Url;
 
 use crate::secrets::Secret;
 
-/// A request to PostgREST failed or its answer made no sense.
+/// Why a request to PostgREST did not give what was asked.
 #[derive(Debug, thiserror::Error)]
-#[error("PostgREST {what}: {problem}")]
-pub struct PostgrestError {
-    what: String,
-    problem: String,
+pub enum PostgrestError {
+    /// PostgREST answered with its own error: the request is refused.
+    #[error("PostgREST refused {what} (HTTP {status}, {code}): {message}{hint}")]
+    Refused {
+        what: String,
+        status: u16,
+        code: String,
+        message: String,
+        /// What to check, when the refusal says (a key it does not take).
+        hint: &'static str,
+    },
+    /// No answer, or one that is not PostgREST's own: an outage.
+    #[error("PostgREST is unavailable for {what}: {problem}")]
+    Unavailable { what: String, problem: String },
+    /// The client cannot be made, or an answer makes no sense.
+    #[error("PostgREST {what}: {problem}")]
+    Invalid { what: String, problem: String },
+}
+
+/// What a refusal with `status` asks the operator to check.
+fn refusal_hint(status: StatusCode) -> &'static str {
+    match status {
+        StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN => {
+            "; check SUPABASE_SERVICE_ROLE_KEY (the service-role key of the project at SUPABASE_URL)"
+        }
+        _ => "",
+    }
+}
+
+/// The error for a non-2xx answer with `body` to the request `what`.
+fn failed_answer(what: &str, status: StatusCode, body: &str) -> PostgrestError {
+    let own = serde_json::from_str::<Value>(body).ok().and_then(|error| {
+        let text = |key: &str| error.get(key).and_then(Value::as_str).map(String::from);
+        Some((text("code")?, text("message")?))
+    });
+    let gateway = matches!(
+        status,
+        StatusCode::BAD_GATEWAY | StatusCode::SERVICE_UNAVAILABLE | StatusCode::GATEWAY_TIMEOUT
+    );
+    match own {
+        Some((code, message)) if !gateway => PostgrestError::Refused {
+            what: what.into(),
+            status: status.as_u16(),
+            code,
+            message,
+            hint: refusal_hint(status),
+        },
+        _ => PostgrestError::Unavailable {
+            what: what.into(),
+            problem: format!("HTTP {status}: {}", short(body)),
+        },
+    }
 }
 
 /// The `provision_jobs` table and its RPCs, as the service role sees them.
@@ -26,7 +83,7 @@ pub struct JobTable {
 
 impl JobTable {
     pub fn new(supabase_url: &Url, service_role_key: &Secret) -> Result<Self, PostgrestError> {
-        let error = |problem: String| PostgrestError {
+        let error = |problem: String| PostgrestError::Invalid {
             what: "client".into(),
             problem,
         };
@@ -58,60 +115,38 @@ impl JobTable {
     /// (e.g. `[("status", "eq.QUEUED")]`).
     pub async fn count(&self, filters: &[(&str, &str)]) -> Result<u64, PostgrestError> {
         let what = describe(filters);
-        let failed = |problem: String| PostgrestError {
-            what: what.clone(),
-            problem,
-        };
         let mut url = self.endpoint("provision_jobs");
         url.query_pairs_mut()
             .append_pair("select", "id")
             .extend_pairs(filters);
-        let answer = self
+        let request = self
             .http
             .get(url)
             .header("Prefer", "count=exact")
-            .header(RANGE, "0-0")
-            .send()
-            .await
-            .map_err(|e| failed(crate::http_error::describe(e)))?;
-        let status = answer.status();
-        if !status.is_success() {
-            let body = answer.text().await.unwrap_or_default();
-            return Err(failed(format!("{status}: {}", short(&body))));
-        }
+            .header(RANGE, "0-0");
+        let answer = answered(&what, request).await?;
         let range = answer
             .headers()
             .get(CONTENT_RANGE)
             .and_then(|v| v.to_str().ok())
             .unwrap_or_default()
             .to_string();
-        total_of(&range).ok_or_else(|| {
-            failed(format!(
+        total_of(&range).ok_or_else(|| PostgrestError::Invalid {
+            what,
+            problem: format!(
                 "no total in Content-Range '{range}' (is Prefer: count=exact honoured?)"
-            ))
+            ),
         })
     }
 
     /// Calls `rpc/recover_stale_jobs` (requeues jobs of silent workers).
     pub async fn recover_stale_jobs(&self) -> Result<(), PostgrestError> {
-        let failed = |problem: String| PostgrestError {
-            what: "rpc/recover_stale_jobs".into(),
-            problem,
-        };
-        let answer = self
+        let request = self
             .http
             .post(self.endpoint("rpc/recover_stale_jobs"))
-            .json(&serde_json::json!({}))
-            .send()
-            .await
-            .map_err(|e| failed(crate::http_error::describe(e)))?;
-        let status = answer.status();
-        if status.is_success() {
-            Ok(())
-        } else {
-            let body = answer.text().await.unwrap_or_default();
-            Err(failed(format!("{status}: {}", short(&body))))
-        }
+            .json(&serde_json::json!({}));
+        answered("rpc/recover_stale_jobs", request).await?;
+        Ok(())
     }
 
     fn endpoint(&self, path: &str) -> Url {
@@ -121,6 +156,26 @@ impl JobTable {
         }
         url
     }
+}
+
+/// Sends `request` (for `what`); a 2xx answer, else why not.
+async fn answered(
+    what: &str,
+    request: reqwest::RequestBuilder,
+) -> Result<reqwest::Response, PostgrestError> {
+    let answer = request
+        .send()
+        .await
+        .map_err(|e| PostgrestError::Unavailable {
+            what: what.into(),
+            problem: crate::http_error::describe(e),
+        })?;
+    let status = answer.status();
+    if status.is_success() {
+        return Ok(answer);
+    }
+    let body = answer.text().await.unwrap_or_default();
+    Err(failed_answer(what, status, &body))
 }
 
 /// The total of a `Content-Range` value: `0-0/12` or `*/0` give 12 and 0.
@@ -153,6 +208,46 @@ mod tests {
         assert_eq!(total_of("*/0"), Some(0));
         assert_eq!(total_of("0-0/*"), None);
         assert_eq!(total_of(""), None);
+    }
+
+    #[test]
+    fn postgrests_own_error_is_a_refusal_and_a_gateways_or_a_bare_one_an_outage() {
+        let own = r#"{"code": "42703", "message": "column provision_jobs.x does not exist", "details": null}"#;
+        let refused = failed_answer(
+            "count of provision_jobs?x=eq.1",
+            StatusCode::BAD_REQUEST,
+            own,
+        );
+        assert_eq!(
+            refused.to_string(),
+            "PostgREST refused count of provision_jobs?x=eq.1 (HTTP 400, 42703): column provision_jobs.x does \
+             not exist"
+        );
+        let key = r#"{"code": "PGRST301", "message": "Invalid API key"}"#;
+        let refused = failed_answer("rpc/recover_stale_jobs", StatusCode::UNAUTHORIZED, key);
+        assert!(
+            refused.to_string().ends_with(
+                "Invalid API key; check SUPABASE_SERVICE_ROLE_KEY (the service-role \
+             key of the project at SUPABASE_URL)"
+            ),
+            "{refused}"
+        );
+        let database_down = r#"{"code": "PGRST001", "message": "Database client error"}"#;
+        let down = failed_answer(
+            "rpc/recover_stale_jobs",
+            StatusCode::SERVICE_UNAVAILABLE,
+            database_down,
+        );
+        assert!(matches!(down, PostgrestError::Unavailable { .. }), "{down}");
+        let page = failed_answer(
+            "rpc/recover_stale_jobs",
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "<html>oops</html>",
+        );
+        assert_eq!(
+            page.to_string(),
+            "PostgREST is unavailable for rpc/recover_stale_jobs: HTTP 500 Internal Server Error: <html>oops</html>"
+        );
     }
 
     #[test]

@@ -5,10 +5,15 @@
 //! stderr streamed line by line into the job's log while it runs. A
 //! supervisor task owns the child from spawn to reap: however a run ends
 //! (the tool exits, the job is stopped, the job's future is dropped or
-//! panics), the supervisor ends the tool the same way (SIGINT to the group,
-//! the grace, SIGKILL) and reaps it, and what the tool left in its group is
-//! killed. Reading output is bounded after the
-//! tool exits, so a grandchild that keeps stdout open cannot hang a job.
+//! panics), the supervisor ends the tool the same way and reaps it: SIGINT
+//! to the group, the grace for the whole group, SIGKILL to whatever of it is
+//! left, and only then is the tool stopped. The grace is the group's, not
+//! only the tool's: a process the tool started that ignores SIGINT (a
+//! background job of a non-interactive shell does) outlives the tool, and
+//! is killed at the end of the grace before the run returns. What a tool
+//! that ends by itself leaves in its group is killed too. Reading output is
+//! bounded after the tool exits, so a grandchild that keeps stdout open
+//! cannot hang a job.
 //!
 //! A tool never outlives Tendril: the kernel SIGKILLs it when the thread
 //! that started it dies (`PR_SET_PDEATHSIG`; tools are started from the
@@ -28,6 +33,7 @@ use std::time::Duration;
 use tokio::io::{AsyncBufReadExt, AsyncRead, AsyncReadExt, BufReader};
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
+use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
@@ -39,6 +45,10 @@ use crate::trellis::StreamType;
 const STDERR_TAIL_LINES: usize = 20;
 /// How long output is still read after the tool itself has exited.
 const READ_AFTER_EXIT: Duration = Duration::from_secs(2);
+/// How long the processes of a group sent SIGKILL get to be gone.
+const GONE_AFTER_KILL: Duration = Duration::from_secs(5);
+/// How often a stopping group is looked at.
+const GROUP_POLL: Duration = Duration::from_millis(50);
 
 /// One tool run, fully described.
 #[derive(Debug, Clone)]
@@ -213,6 +223,86 @@ fn signal_group(group: i32, signal: i32) {
     }
 }
 
+/// The processes of `group` that still run (a zombie, dead and waiting for
+/// its parent to reap it, does not), from `/proc`.
+fn running_in_group(group: i32) -> Vec<i32> {
+    // SAFETY: signal 0 only asks whether any process of the group exists.
+    if group <= 0 || unsafe { libc::kill(-group, 0) } != 0 {
+        return Vec::new();
+    }
+    let Ok(processes) = std::fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    processes
+        .flatten()
+        .filter_map(|entry| entry.file_name().to_str()?.parse::<i32>().ok())
+        .filter(|pid| {
+            let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
+                return false;
+            };
+            // `pid (comm) state ppid pgrp ...`; comm may hold anything.
+            let mut fields = stat
+                .rsplit_once(") ")
+                .map_or("", |(_, rest)| rest)
+                .split(' ');
+            let state = fields.next().unwrap_or("Z");
+            let pgrp = fields.nth(1).and_then(|g| g.parse::<i32>().ok());
+            pgrp == Some(group) && !matches!(state, "Z" | "X")
+        })
+        .collect()
+}
+
+/// Waits until no process of `group` runs, at most until `deadline`;
+/// whether none does.
+async fn group_gone_by(group: i32, deadline: Instant) -> bool {
+    loop {
+        if running_in_group(group).is_empty() {
+            return true;
+        }
+        if Instant::now() >= deadline {
+            return false;
+        }
+        tokio::time::sleep_until(deadline.min(Instant::now() + GROUP_POLL)).await;
+    }
+}
+
+/// SIGKILL to what is left of `group`, then waits for it to be gone (a
+/// process stuck in the kernel may take a moment, or never go: it is named).
+async fn kill_group(group: i32) {
+    signal_group(group, libc::SIGKILL);
+    if !group_gone_by(group, Instant::now() + GONE_AFTER_KILL).await {
+        tracing::warn!(
+            "processes {:?} of a stopped tool's group are still there {} after SIGKILL",
+            running_in_group(group),
+            crate::units::format_duration(GONE_AFTER_KILL)
+        );
+    }
+}
+
+/// Stops a tool: SIGINT to its group, then the grace for the whole group
+/// (the tool and what it started), then SIGKILL to what is left. Returns the
+/// tool's status once no process of the group runs.
+async fn stop_group(
+    child: &mut tokio::process::Child,
+    group: i32,
+    grace: Duration,
+) -> io::Result<ExitStatus> {
+    signal_group(group, libc::SIGINT);
+    let deadline = Instant::now() + grace;
+    let status = match tokio::time::timeout_at(deadline, child.wait()).await {
+        Ok(status) => status,
+        Err(_) => {
+            signal_group(group, libc::SIGKILL);
+            child.wait().await
+        }
+    };
+    // The tool has ended; what it started has the rest of the grace.
+    if !group_gone_by(group, deadline).await {
+        kill_group(group).await;
+    }
+    status
+}
+
 /// Aborts a reading task if its owner goes away.
 struct AbortOnDrop<T>(JoinHandle<T>);
 
@@ -294,16 +384,7 @@ pub async fn run_to_exit(
     supervisors().spawn(async move {
         let status = tokio::select! {
             status = child.wait() => status,
-            _ = supervised.cancelled() => {
-                signal_group(group, libc::SIGINT);
-                match tokio::time::timeout(grace, child.wait()).await {
-                    Ok(status) => status,
-                    Err(_) => {
-                        signal_group(group, libc::SIGKILL);
-                        child.wait().await
-                    }
-                }
-            }
+            _ = supervised.cancelled() => stop_group(&mut child, group, grace).await,
         };
         // What the tool left in its group (a provider plugin, a
         // provisioner's command, after a tool killed by the OOM killer)
@@ -371,7 +452,7 @@ impl Readers {
         match tokio::time::timeout(READ_AFTER_EXIT, both).await {
             Ok((stdout, stderr)) => (stdout.unwrap_or_default(), stderr.unwrap_or_default()),
             Err(_) => {
-                signal_group(group, libc::SIGKILL);
+                kill_group(group).await;
                 log.system(
                     "the tool exited but left processes holding its output open; they were killed",
                 );

@@ -260,11 +260,11 @@ impl Claim {
             reason,
         };
         let job: Job =
-            from_object(self.job.clone()).map_err(|e| malformed(format!("malformed job: {e}")))?;
-        let identity = match self.cloud_identity {
+            decode("job", &self.job).map_err(|e| malformed(format!("malformed job: {e}")))?;
+        let identity = match &self.cloud_identity {
             Value::Null => None,
             value => Some(
-                from_object::<CloudIdentity>(value)
+                decode::<CloudIdentity>("cloud_identity", value)
                     .map_err(|e| malformed(format!("malformed cloud identity: {e}")))?,
             ),
         };
@@ -273,42 +273,106 @@ impl Claim {
 }
 
 /// A parser's message without the values it quotes (they are user data, a
-/// secret among them perhaps): `invalid type: string "...", expected a map`.
+/// secret among them perhaps): `invalid type: string "...", expected a map`,
+/// `invalid type: integer `...``.
 pub(crate) fn without_values(message: &str) -> String {
     let mut out = String::with_capacity(message.len());
-    let (mut quoted, mut escaped) = (false, false);
+    // The quote that opened the value being skipped, and whether the
+    // character before was a backslash (only `"` strings have escapes).
+    let (mut open, mut escaped): (Option<char>, bool) = (None, false);
     for c in message.chars() {
-        match (c, quoted) {
-            (_, true) if escaped => escaped = false,
-            ('\\', true) => escaped = true,
-            ('"', false) => {
-                quoted = true;
-                out.push_str("\"…");
+        match (c, open) {
+            (_, Some('"')) if escaped => escaped = false,
+            ('\\', Some('"')) => escaped = true,
+            ('"' | '`', None) => {
+                open = Some(c);
+                out.push(c);
+                out.push('…');
             }
-            ('"', true) => {
-                quoted = false;
-                out.push('"');
+            (_, Some(quote)) if c == quote => {
+                open = None;
+                out.push(c);
             }
-            (_, false) => out.push(c),
-            (_, true) => {}
+            (_, None) => out.push(c),
+            (_, Some(_)) => {}
         }
     }
     out
 }
 
-/// A row from a JSON object only: serde would also take a struct from an
-/// array, by position, and make a job of `["x", "DESTROY"]`.
-fn from_object<T: serde::de::DeserializeOwned>(value: Value) -> Result<T, String> {
+/// Decodes the claim's object `name` (`job`, `cloud_identity`) from a JSON
+/// object only: serde would also take a struct from an array, by position,
+/// and make a job of `["x", "DESTROY"]`. An error names the field by its
+/// path (`job.job_type`) and says what kind of value is there and what it
+/// must be, never the value itself (a secret's, perhaps).
+fn decode<T: serde::de::DeserializeOwned>(name: &str, value: &Value) -> Result<T, String> {
     if !value.is_object() {
-        let kind = match value {
-            Value::Array(_) => "an array",
-            Value::String(_) => "a string",
-            Value::Number(_) => "a number",
-            _ => "a boolean",
-        };
-        return Err(format!("expected a JSON object, got {kind}"));
+        return Err(format!(
+            "`{name}` is {}; it must be a JSON object",
+            kind_of(value)
+        ));
     }
-    serde_json::from_value(value).map_err(|e| without_values(&e.to_string()))
+    serde_path_to_error::deserialize(value).map_err(|error| {
+        let mut path = name.to_string();
+        let mut found = Some(value);
+        for segment in error.path().iter() {
+            use serde_path_to_error::Segment;
+            let (text, inner) = match segment {
+                Segment::Map { key } => (format!(".{key}"), found.and_then(|v| v.get(key))),
+                Segment::Seq { index } => (format!("[{index}]"), found.and_then(|v| v.get(index))),
+                Segment::Enum { variant } => (format!(".{variant}"), found),
+                Segment::Unknown => (".?".to_string(), None),
+            };
+            path.push_str(&text);
+            found = inner;
+        }
+        field_problem(&path, found, &error.inner().to_string())
+    })
+}
+
+/// What is wrong at `path` (holding `found`), in words, from the decoder's
+/// `message`.
+fn field_problem(path: &str, found: Option<&Value>, message: &str) -> String {
+    if let Some(field) = message
+        .strip_prefix("missing field `")
+        .and_then(|rest| rest.split('`').next())
+    {
+        return format!("`{path}.{field}` is missing");
+    }
+    let expected = message
+        .split_once(", expected ")
+        .map(|(_, expected)| expected.split(" at line ").next().unwrap_or(expected));
+    match (found, expected) {
+        (Some(found), Some(expected)) => format!(
+            "`{path}` is {}; it must be {}",
+            kind_of(found),
+            in_json_words(expected)
+        ),
+        _ => format!("`{path}`: {}", without_values(message)),
+    }
+}
+
+/// A JSON value's kind, as a message names it.
+fn kind_of(value: &Value) -> &'static str {
+    match value {
+        Value::Null => "null",
+        Value::Bool(_) => "a boolean",
+        Value::Number(_) => "a number",
+        Value::String(_) => "a string",
+        Value::Array(_) => "an array",
+        Value::Object(_) => "an object",
+    }
+}
+
+/// What serde expected, in JSON's words (a map is an object).
+fn in_json_words(expected: &str) -> String {
+    match expected {
+        "a map" => "a JSON object".into(),
+        "a sequence" => "an array".into(),
+        "a boolean" | "a string" => expected.into(),
+        _ if expected.starts_with("struct ") => "a JSON object".into(),
+        _ => without_values(expected),
+    }
 }
 
 /// A job's status. Tendril sends PROCESSING and the terminal ones; QUEUED
@@ -466,6 +530,10 @@ mod tests {
             ),
             r#"invalid type: string "…", expected a map at line 1"#
         );
+        assert_eq!(
+            without_values("invalid type: integer `987654321`, expected a string"),
+            "invalid type: integer `…`, expected a string"
+        );
     }
 
     #[test]
@@ -510,12 +578,9 @@ mod tests {
         let claim: Claim = serde_json::from_value(json!({"job": ["x", "DESTROY"]})).unwrap();
         let error = claim.into_job().unwrap_err();
         assert_eq!(error.id, None);
-        assert!(
-            error
-                .reason
-                .starts_with("malformed job: expected a JSON object"),
-            "{}",
-            error.reason
+        assert_eq!(
+            error.reason,
+            "malformed job: `job` is an array; it must be a JSON object"
         );
         let claim: Claim = serde_json::from_value(json!({
             "job": {"id": "j3", "job_type": "PLAN"},
@@ -524,13 +589,65 @@ mod tests {
         .unwrap();
         let error = claim.into_job().unwrap_err();
         assert_eq!(error.id.as_deref(), Some("j3"));
-        assert!(
-            error
-                .reason
-                .starts_with("malformed cloud identity: expected a JSON object"),
-            "{}",
-            error.reason
+        assert_eq!(
+            error.reason,
+            "malformed cloud identity: `cloud_identity` is an array; it must be a JSON object"
         );
+    }
+
+    /// The reason a claim is malformed, given its `job` and `cloud_identity`.
+    fn malformed_reason(job: Value, identity: Value) -> String {
+        let claim: Claim =
+            serde_json::from_value(json!({"job": job, "cloud_identity": identity})).unwrap();
+        claim.into_job().unwrap_err().reason
+    }
+
+    #[test]
+    fn a_decoding_error_names_the_field_and_what_is_there() {
+        let reason = |job: Value| malformed_reason(job, Value::Null);
+        assert_eq!(
+            reason(json!({"id": "j1", "job_type": 7, "config_snapshot": {}})),
+            "malformed job: `job.job_type` is a number; it must be a string"
+        );
+        assert_eq!(
+            reason(json!({"id": "j1", "job_type": "PLAN", "config_snapshot": "{\"a\": 1}"})),
+            "malformed job: `job.config_snapshot` is a string; it must be a JSON object"
+        );
+        assert_eq!(
+            reason(json!({"id": "j1", "job_type": "PLAN", "config_snapshot": [1, 2]})),
+            "malformed job: `job.config_snapshot` is an array; it must be a JSON object"
+        );
+        assert_eq!(
+            reason(json!({"id": "j1", "job_type": "PLAN", "plan_job_id": false})),
+            "malformed job: `job.plan_job_id` is a boolean; it must be a string"
+        );
+        assert_eq!(
+            reason(json!({"job_type": "PLAN"})),
+            "malformed job: `job.id` is missing"
+        );
+        let job = json!({"id": "j1", "job_type": "PLAN"});
+        assert_eq!(
+            malformed_reason(job.clone(), json!({"provider": "aws", "role_arn": 5})),
+            "malformed cloud identity: `cloud_identity.role_arn` is a number; it must be a string"
+        );
+        // A secret's value is never quoted, whatever its type.
+        for secret in [
+            json!(987_654_321),
+            json!(["s3cr3t-in-a-list"]),
+            json!({"k": "s3cr3t"}),
+        ] {
+            let reason = malformed_reason(
+                job.clone(),
+                json!({"provider": "gcp", "wif_config": secret.clone(), "external_id": secret}),
+            );
+            assert!(
+                reason.starts_with("malformed cloud identity: `cloud_identity."),
+                "{reason}"
+            );
+            for leak in ["987", "654", "s3cr3t"] {
+                assert!(!reason.contains(leak), "{reason}");
+            }
+        }
     }
 
     #[test]

@@ -1,5 +1,9 @@
 //! Retrying calls to Trellis: exponential backoff with full jitter, capped,
-//! only for errors that may pass (5xx, 429, timeouts, connection errors).
+//! for an outage (connection errors, timeouts, 502/503/504, 429, answers
+//! that are not Trellis's own) as long as the policy allows; a refusal of
+//! Trellis's own (a 5xx with its JSON error: its database refused the
+//! request) a few times at most, as it repeats on every attempt unless the
+//! database failed for a moment; anything else not at all.
 
 use std::future::Future;
 use std::time::Duration;
@@ -18,7 +22,13 @@ pub struct RetryPolicy {
     pub base_delay: Duration,
     /// No retry waits longer than this.
     pub max_delay: Duration,
+    /// Attempts in all a request Trellis refuses gets (1: not retried).
+    pub refusal_attempts: u32,
 }
+
+/// Attempts a refused request gets by default: enough for a database that
+/// failed for a moment, few for one that refuses the request itself.
+const REFUSAL_ATTEMPTS: u32 = 3;
 
 impl RetryPolicy {
     /// A few quick attempts, for calls that are repeated on a timer anyway
@@ -28,6 +38,7 @@ impl RetryPolicy {
             max_attempts: Some(3),
             base_delay: Duration::from_millis(500),
             max_delay,
+            refusal_attempts: REFUSAL_ATTEMPTS,
         }
     }
 
@@ -38,6 +49,17 @@ impl RetryPolicy {
             max_attempts: None,
             base_delay: Duration::from_millis(500),
             max_delay,
+            refusal_attempts: REFUSAL_ATTEMPTS,
+        }
+    }
+
+    /// The same, with a refusal not retried: for a request that a retry
+    /// cannot help once Trellis refused it (a registration refused on a
+    /// constraint).
+    pub fn refusals_not_retried(self) -> Self {
+        RetryPolicy {
+            refusal_attempts: 1,
+            ..self
         }
     }
 
@@ -64,30 +86,33 @@ where
     F: FnMut() -> Fut,
     Fut: Future<Output = Result<T, TrellisError>>,
 {
-    let mut retries = 0;
+    let (mut retries, mut refusals) = (0, 0);
     loop {
-        match call().await {
+        let error = match call().await {
             Ok(value) => {
                 if retries > 0 {
                     tracing::info!("{what}: succeeded after {retries} retries");
                 }
                 return Ok(value);
             }
-            Err(error) if error.is_transient() => {
-                let attempts = retries + 1;
-                if policy.max_attempts.is_some_and(|max| attempts >= max) {
-                    return Err(error);
-                }
-                let delay = policy.delay(retries);
-                tracing::warn!(
-                    "{what}: {error}; retrying in {} (attempt {attempts})",
-                    crate::units::format_duration(delay)
-                );
-                tokio::time::sleep(delay).await;
-                retries += 1;
-            }
-            Err(error) => return Err(error),
+            Err(error) => error,
+        };
+        let attempts = retries + 1;
+        let refused = matches!(error, TrellisError::Refused { .. });
+        refusals += u32::from(refused);
+        let retried = (error.is_transient() || refused)
+            && policy.max_attempts.is_none_or(|max| attempts < max)
+            && refusals < policy.refusal_attempts;
+        if !retried {
+            return Err(error);
         }
+        let delay = policy.delay(retries);
+        tracing::warn!(
+            "{what}: {error}; retrying in {} (attempt {attempts})",
+            crate::units::format_duration(delay)
+        );
+        tokio::time::sleep(delay).await;
+        retries += 1;
     }
 }
 
@@ -101,6 +126,7 @@ mod tests {
             max_attempts,
             base_delay: Duration::from_millis(1),
             max_delay: Duration::from_millis(2),
+            refusal_attempts: REFUSAL_ATTEMPTS,
         }
     }
 
@@ -138,12 +164,47 @@ mod tests {
             calls.fetch_add(1, Ordering::SeqCst);
             Err(TrellisError::Rejected {
                 status: 400,
+                what: "the request",
                 message: "bad".into(),
             })
         })
         .await;
         assert!(result.is_err());
         assert_eq!(calls.load(Ordering::SeqCst), 1);
+    }
+
+    #[tokio::test]
+    async fn a_refusal_gets_a_few_attempts_even_where_an_outage_gets_more() {
+        let refused = || TrellisError::Refused {
+            status: 500,
+            what: "the registration",
+            message: "Failed to register tendril: duplicate key".into(),
+        };
+        let calls = AtomicU32::new(0);
+        let result: Result<(), _> = retry(quick(None), "test", || async {
+            calls.fetch_add(1, Ordering::SeqCst);
+            Err(refused())
+        })
+        .await;
+        assert!(matches!(result, Err(TrellisError::Refused { .. })));
+        assert_eq!(calls.load(Ordering::SeqCst), REFUSAL_ATTEMPTS);
+        calls.store(0, Ordering::SeqCst);
+        let _ = retry(quick(None).refusals_not_retried(), "test", || async {
+            calls.fetch_add(1, Ordering::SeqCst);
+            Err::<(), _>(refused())
+        })
+        .await;
+        assert_eq!(calls.load(Ordering::SeqCst), 1, "not retried");
+        // A database that failed for a moment: the next attempt passes.
+        calls.store(0, Ordering::SeqCst);
+        let result = retry(quick(None), "test", || async {
+            match calls.fetch_add(1, Ordering::SeqCst) {
+                0 => Err(refused()),
+                _ => Ok("stored"),
+            }
+        })
+        .await;
+        assert_eq!(result.unwrap(), "stored");
     }
 
     #[tokio::test]

@@ -61,6 +61,27 @@ impl Drop for TempDir {
     }
 }
 
+/// Whether the process `pid` runs: it exists and is no zombie (a process
+/// that has died and waits for its parent to reap it, which may be a PID 1
+/// that reaps late).
+pub fn process_runs(pid: i32) -> bool {
+    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+        Ok(stat) => !stat
+            .rsplit_once(") ")
+            .is_some_and(|(_, rest)| rest.starts_with('Z') || rest.starts_with('X')),
+        Err(_) => false,
+    }
+}
+
+/// The process ids in a file a test's script wrote, one a line.
+pub fn pids_in(file: &Path) -> Vec<i32> {
+    std::fs::read_to_string(file)
+        .unwrap_or_default()
+        .lines()
+        .filter_map(|line| line.trim().parse().ok())
+        .collect()
+}
+
 /// `time` as RFC 3339 in UTC, whole seconds: `2026-11-23T12:00:00Z`.
 pub fn rfc3339(time: std::time::SystemTime) -> String {
     let seconds = time

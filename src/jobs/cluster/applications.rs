@@ -8,7 +8,8 @@
 //! .Values }} ... {{- end }}` so that `.` is the facts as it was for the
 //! original worker, and `helm template` renders them all. A file that
 //! renders to nothing (an `if` that is false) is skipped; the rest are
-//! applied with one `kubectl apply`.
+//! applied with one `kubectl apply`. The facts come checked (see `facts`):
+//! a value from the snapshot cannot add to a manifest.
 //!
 //! The repository token is the snapshot's `git_access_token` or, as Trellis
 //! sends it empty, the one `POST /jobs/{id}/git-token` returns. It reaches
@@ -17,10 +18,9 @@
 use std::fs;
 use std::path::{Path, PathBuf};
 
-use serde_json::{json, Map, Value};
+use serde_json::{json, Value};
 
 use super::super::{snapshot, JobError};
-use super::facts::infra_facts;
 use super::{Cluster, ARGOCD_NAMESPACE};
 use crate::secrets::MaskedSecret;
 
@@ -29,7 +29,9 @@ const REPOSITORY_SECRET: &str = "repo-apps";
 /// The throwaway chart's name.
 const CHART: &str = "argocd-apps";
 
-pub async fn apply(cluster: &Cluster<'_>, outputs: &Map<String, Value>) -> Result<(), JobError> {
+/// Applies the repository's credentials and the applications rendered with
+/// `facts` (checked: the repository URL among them).
+pub async fn apply(cluster: &Cluster<'_>, facts: &Value) -> Result<(), JobError> {
     let context = cluster.context;
     match snapshot::apps_repository(&context.job.config_snapshot) {
         Some(repository) => repository_credentials(cluster, &repository).await?,
@@ -46,7 +48,7 @@ pub async fn apply(cluster: &Cluster<'_>, outputs: &Map<String, Value>) -> Resul
         ));
         return Ok(());
     }
-    let rendered = render(cluster, &templates, &infra_facts(context, outputs)).await?;
+    let rendered = render(cluster, &templates, facts).await?;
     if rendered.is_empty() {
         context
             .log

@@ -5,10 +5,23 @@
 //! names first, then the GKE/AKS and provider-neutral ones) and from the
 //! snapshot. Every field is always present, so a template never meets a
 //! missing key.
+//!
+//! The templates are rendered as text into manifests applied with
+//! cluster-admin rights, and the snapshot is a web form's content: every
+//! fact that is not empty is checked for its kind first (a DNS name, a
+//! repository URL, a safe name, a region, an identifier; see
+//! [`crate::safe_name`]), so that no value can add a line or a key to a
+//! manifest. A value that fails fails the job naming its field.
 
 use serde_json::{json, Map, Value};
 
-use super::super::{snapshot, JobContext};
+use super::super::{snapshot, JobContext, JobError};
+use crate::safe_name::{
+    check, check_dns_name, check_identifier, check_region, check_repository_url,
+};
+
+/// A checker of one kind of value (see [`crate::safe_name`]).
+type Checker = for<'a> fn(&str, &'a str) -> Result<&'a str, String>;
 
 /// Outputs that name the cluster, in the order they are tried.
 pub const CLUSTER_NAME: [&str; 4] = [
@@ -27,43 +40,78 @@ pub const CLUSTER_ENDPOINT: [&str; 4] = [
 /// Outputs that hold the cluster's ARN.
 pub const CLUSTER_ARN: [&str; 2] = ["eks_cluster_arn", "cluster_arn"];
 
-/// The first of `names` whose output is a non-empty string.
-pub fn output_text(outputs: &Map<String, Value>, names: &[&str]) -> Option<String> {
-    names
-        .iter()
-        .filter_map(|name| outputs.get(*name).and_then(Value::as_str))
-        .map(str::trim)
-        .find(|value| !value.is_empty())
-        .map(String::from)
+/// The first of `names` whose output is a non-empty string, with its name.
+fn named_output<'a>(outputs: &Map<String, Value>, names: &[&'a str]) -> Option<(&'a str, String)> {
+    names.iter().find_map(|name| {
+        let value = outputs.get(*name).and_then(Value::as_str)?.trim();
+        (!value.is_empty()).then(|| (*name, value.to_string()))
+    })
 }
 
-/// The facts, as the object the templates see as `.`.
-pub fn infra_facts(context: &JobContext, outputs: &Map<String, Value>) -> Value {
+/// The first of `names` whose output is a non-empty string.
+pub fn output_text(outputs: &Map<String, Value>, names: &[&str]) -> Option<String> {
+    named_output(outputs, names).map(|(_, value)| value)
+}
+
+/// The cluster's name, when the outputs name one, checked: it becomes a
+/// command argument and a template fact.
+pub fn cluster_name(outputs: &Map<String, Value>) -> Result<Option<String>, JobError> {
+    named_output(outputs, &CLUSTER_NAME)
+        .map(|(name, value)| {
+            check(&format!("the Terraform output {name}"), &value).map_err(JobError::Invalid)?;
+            Ok(value)
+        })
+        .transpose()
+}
+
+/// `value` as a fact, checked by `checker` unless it is empty.
+fn fact(field: &str, value: String, checker: Checker) -> Result<Value, JobError> {
+    if !value.is_empty() {
+        checker(field, &value).map_err(JobError::Invalid)?;
+    }
+    Ok(Value::String(value))
+}
+
+/// The facts, as the object the templates see as `.`, each checked.
+pub fn infra_facts(context: &JobContext, outputs: &Map<String, Value>) -> Result<Value, JobError> {
     let vine = &context.job.config_snapshot;
-    let output = |names: &[&str]| output_text(outputs, names).unwrap_or_default();
-    let setting =
-        |nested: &str, flat: &[&str]| snapshot::text(vine, nested, flat).unwrap_or_default();
-    json!({
-        "ProjectName": setting("", &["project_name"]),
-        "Environment": setting("", &["environment_stage"]),
-        "Region": snapshot::region(vine).unwrap_or_default(),
-        "Provider": context.provider().as_str(),
-        "AWSAccountID": context.cloud_account_id(),
-        "DomainName": snapshot::domain_name(vine).unwrap_or_default(),
-        "DNSZoneID": setting("/dns/zone_id", &["dns_hosted_zone", "zone_id"]),
+    let output = |names: &[&str], checker: Checker| match named_output(outputs, names) {
+        Some((name, value)) => fact(&format!("the Terraform output {name}"), value, checker),
+        None => Ok(Value::String(String::new())),
+    };
+    let setting = |field: &str, value: Option<String>, checker: Checker| {
+        fact(field, value.unwrap_or_default(), checker)
+    };
+    let text = |key: &str| snapshot::text(vine, "", &[key]);
+    Ok(json!({
+        "ProjectName": setting("project_name", text("project_name"), check)?,
+        "Environment": setting("environment_stage", text("environment_stage"), check)?,
+        "Region": setting("region", snapshot::region(vine), check_region)?,
+        "Provider": setting("provider", Some(context.provider().to_string()), check)?,
+        "AWSAccountID": setting("the cloud identity's account", Some(context.cloud_account_id()), check_identifier)?,
+        "DomainName": setting("dns.domain_name", snapshot::domain_name(vine), check_dns_name)?,
+        "DNSZoneID": setting(
+            "dns.zone_id",
+            snapshot::text(vine, "/dns/zone_id", &["dns_hosted_zone", "zone_id"]),
+            check_identifier,
+        )?,
         "EnableKarpenter": snapshot::flag(vine, "/cluster/provider_config/enable_karpenter", &["enable_karpenter"]),
-        "AppsDestinationRepo": snapshot::apps_repository(vine).unwrap_or_default(),
-        "ClusterName": output(&CLUSTER_NAME),
-        "ClusterEndpoint": output(&CLUSTER_ENDPOINT),
-        "ClusterArn": output(&CLUSTER_ARN),
-        "VPCID": output(&["vpc_id", "network_id", "vnet_id"]),
-        "ACMCertificateArn": output(&["acm_certificate_arn"]),
-        "IRSAExternalDNSArn": output(&["eks_irsa_external_dns_arn"]),
-        "IRSAALBControllerArn": output(&["eks_irsa_alb_controller_arn"]),
-        "NodeIAMRoleName": output(&["node_iam_role_name"]),
-        "NodeSecurityGroup": output(&["node_security_group"]),
-        "KarpenterQueueName": output(&["karpenter_queue_name"]),
-    })
+        "AppsDestinationRepo": setting(
+            "repositories.apps_destination_repo",
+            snapshot::apps_repository(vine),
+            check_repository_url,
+        )?,
+        "ClusterName": output(&CLUSTER_NAME, check)?,
+        "ClusterEndpoint": output(&CLUSTER_ENDPOINT, check_identifier)?,
+        "ClusterArn": output(&CLUSTER_ARN, check_identifier)?,
+        "VPCID": output(&["vpc_id", "network_id", "vnet_id"], check_identifier)?,
+        "ACMCertificateArn": output(&["acm_certificate_arn"], check_identifier)?,
+        "IRSAExternalDNSArn": output(&["eks_irsa_external_dns_arn"], check_identifier)?,
+        "IRSAALBControllerArn": output(&["eks_irsa_alb_controller_arn"], check_identifier)?,
+        "NodeIAMRoleName": output(&["node_iam_role_name"], check_identifier)?,
+        "NodeSecurityGroup": output(&["node_security_group"], check_identifier)?,
+        "KarpenterQueueName": output(&["karpenter_queue_name"], check_identifier)?,
+    }))
 }
 
 #[cfg(test)]

@@ -3,6 +3,8 @@
 //! update-kubeconfig`, `gcloud container clusters get-credentials` (with the
 //! identity's project), `az aks get-credentials` (in the resource group the
 //! template output, else the template's own `rg-<project>-<environment>`).
+//! Every argument from the snapshot, the identity or an output is checked
+//! first (the cluster name by the caller): none can be read as a flag.
 
 use std::path::Path;
 
@@ -12,6 +14,7 @@ use super::super::discovery::unsupported;
 use super::super::{snapshot, JobError};
 use super::facts::output_text;
 use super::Cluster;
+use crate::safe_name::{check, check_region};
 use crate::trellis::Provider;
 
 pub async fn write(
@@ -23,6 +26,7 @@ pub async fn write(
     let vine = &context.job.config_snapshot;
     let file = cluster.kubeconfig.display().to_string();
     let region = snapshot::region(vine).unwrap_or_default();
+    check_region("region", &region).map_err(JobError::Invalid)?;
     match context.provider() {
         Provider::Aws => {
             let args = [
@@ -40,6 +44,9 @@ pub async fn write(
         Provider::Gcp => {
             // gcloud writes the file KUBECONFIG names.
             let project = context.cloud_account_id();
+            if !project.is_empty() {
+                check("the cloud identity's project_id", &project).map_err(JobError::Invalid)?;
+            }
             let mut args = vec![
                 "container",
                 "clusters",
@@ -58,6 +65,11 @@ pub async fn write(
                 let text = |key: &str| snapshot::text(vine, "", &[key]).unwrap_or_default();
                 format!("rg-{}-{}", text("project_name"), text("environment_stage"))
             });
+            check(
+                "the resource group (Terraform output resource_group_name)",
+                &group,
+            )
+            .map_err(JobError::Invalid)?;
             let args = [
                 "aks",
                 "get-credentials",

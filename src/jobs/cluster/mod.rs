@@ -2,7 +2,8 @@
 //! kubeconfig in the workspace, ArgoCD through Helm (with its ingress when
 //! the vine has a domain and a certificate), its admin password, and the
 //! platform's ArgoCD applications rendered with the vine's infrastructure
-//! facts, after the GitOps repository's credentials.
+//! facts, after the GitOps repository's credentials. The facts are checked
+//! first, before anything reaches the cluster (see `facts`).
 //!
 //! Every kubectl, Helm and cloud CLI call gets `KUBECONFIG` pointing at the
 //! workspace's own file (0600); nothing touches a kubeconfig outside the
@@ -79,6 +80,9 @@ pub async fn set_up(
     cluster_name: &str,
     record: &mut (dyn FnMut(&str, Duration) + Send),
 ) -> Result<ClusterSetup, JobError> {
+    // Checked before anything reaches the cluster: the domain also names
+    // ArgoCD's ingress, and the facts fill the applications' manifests.
+    let facts = facts::infra_facts(context, outputs)?;
     let kubeconfig = context
         .workspace
         .write_private("kubeconfig", b"")
@@ -98,7 +102,7 @@ pub async fn set_up(
     record("argocd", phase.finish());
 
     let phase = context.phase("applications", "ArgoCD applications");
-    applications::apply(&cluster, outputs).await?;
+    applications::apply(&cluster, &facts).await?;
     record("applications", phase.finish());
 
     Ok(ClusterSetup {

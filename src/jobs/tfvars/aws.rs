@@ -6,6 +6,7 @@ use serde_json::{json, Map, Value};
 
 use super::{number_text, uniform, Fields, NetworkNames, NodeNames, Vars};
 use crate::jobs::{JobContext, JobError};
+use crate::safe_name::{check_identifier, check_region};
 
 /// The variables the subnet lookup of an existing VPC sets.
 pub(super) const SUBNET_VARIABLES: [&str; 2] = ["vpc_private_subnet_ids", "vpc_public_subnet_ids"];
@@ -299,6 +300,9 @@ pub(super) async fn existing_vpc_subnets(
     region: &str,
     vpc: &str,
 ) -> Result<Map<String, Value>, JobError> {
+    // Both become arguments of the aws CLI (the id inside its filter).
+    check_region("region", region).map_err(JobError::Invalid)?;
+    check_identifier("network.network_id", vpc).map_err(JobError::Invalid)?;
     let filter = format!("Name=vpc-id,Values={vpc}");
     let args = ["ec2", "describe-subnets", "--filters", filter.as_str()];
     match context.aws_json(region, &args).await {

@@ -44,6 +44,24 @@ fn endpoint(url: &Url) -> &'static str {
     }
 }
 
+/// What a request of the route `endpoint` (a metrics label) is, in the
+/// words of an error message: "Trellis refused the status update".
+fn request_name(endpoint: &str) -> &'static str {
+    match endpoint {
+        "heartbeat" => "the heartbeat",
+        "claim" => "the claim",
+        "job" => "the read of the job",
+        "status" => "the status update",
+        "logs" => "the log chunk",
+        "plan-artifact" => "the plan artifact",
+        "git-token" => "the git token request",
+        "worker-metadata" => "the worker's metadata",
+        "worker" => "the request about the worker",
+        "register" => "the registration",
+        _ => "the request",
+    }
+}
+
 /// Sends a request and classifies a non-2xx answer.
 pub(super) async fn send(request: RequestBuilder) -> Result<Response, TrellisError> {
     let (http, request) = request.build_split();
@@ -81,11 +99,12 @@ pub(super) async fn send(request: RequestBuilder) -> Result<Response, TrellisErr
         Err(Capped::Over { head }) => head,
         Err(Capped::Failed(error)) => return Err(error),
     };
-    Err(refusal(status, &body))
+    Err(refusal(status, request_name(endpoint), &body))
 }
 
-/// The error a non-2xx, non-redirect answer with `body` stands for.
-fn refusal(status: StatusCode, body: &[u8]) -> TrellisError {
+/// The error a non-2xx, non-redirect answer with `body` to the request
+/// `what` stands for.
+fn refusal(status: StatusCode, what: &'static str, body: &[u8]) -> TrellisError {
     let text = String::from_utf8_lossy(body);
     let own = serde_json::from_str::<Value>(&text)
         .ok()
@@ -110,17 +129,31 @@ fn refusal(status: StatusCode, body: &[u8]) -> TrellisError {
         _ if status.is_server_error() && message.contains(JOB_GONE_PHRASE) => {
             TrellisError::JobGone(message)
         }
+        // Gateways and load balancers: Trellis itself did not answer.
+        StatusCode::BAD_GATEWAY | StatusCode::SERVICE_UNAVAILABLE | StatusCode::GATEWAY_TIMEOUT => {
+            TrellisError::Unavailable {
+                status: code,
+                message,
+            }
+        }
+        // Trellis's own words: its database refused the request.
+        _ if status.is_server_error() && from_trellis => TrellisError::Refused {
+            status: code,
+            what,
+            message,
+        },
         _ if status.is_server_error()
             || status == StatusCode::TOO_MANY_REQUESTS
             || status == StatusCode::REQUEST_TIMEOUT =>
         {
             TrellisError::Unavailable {
                 status: code,
-                message,
+                message: format!("an answer that is not Trellis's own: {message}"),
             }
         }
         _ => TrellisError::Rejected {
             status: code,
+            what,
             message,
         },
     }
@@ -137,10 +170,12 @@ pub(super) fn api_not_found<T>(
         TrellisError::Rejected {
             status: 404,
             message,
+            ..
         } if message == expected => Ok(None),
         TrellisError::Rejected {
             status: 404,
             message,
+            ..
         } => Err(TrellisError::Unavailable {
             status: 404,
             message: format!("a 404 that is not Trellis's own answer: {message}"),
@@ -226,6 +261,47 @@ pub(super) async fn json_body<T: DeserializeOwned>(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn trelliss_own_5xx_is_a_refusal_and_a_gateways_or_a_bare_one_an_outage() {
+        let own = br#"{"error": "Failed to register tendril: duplicate key value violates unique constraint"}"#;
+        let error = refusal(StatusCode::INTERNAL_SERVER_ERROR, "the registration", own);
+        assert!(
+            matches!(error, TrellisError::Refused { status: 500, .. }),
+            "{error}"
+        );
+        assert!(!error.is_transient());
+        assert_eq!(
+            error.to_string(),
+            "Trellis refused the registration (HTTP 500): Failed to register tendril: duplicate key value \
+             violates unique constraint"
+        );
+        for gateway in [502, 503, 504] {
+            let status = StatusCode::from_u16(gateway).unwrap();
+            let error = refusal(status, "the claim", own);
+            assert!(matches!(error, TrellisError::Unavailable { .. }), "{error}");
+            assert!(error.is_transient());
+        }
+        let bare = refusal(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "the claim",
+            b"<html>oops</html>",
+        );
+        assert!(
+            matches!(bare, TrellisError::Unavailable { status: 500, .. }),
+            "{bare}"
+        );
+        assert_eq!(
+            bare.to_string(),
+            "Trellis is unavailable (HTTP 500): an answer that is not Trellis's own: <html>oops</html>"
+        );
+        let gone =
+            br#"{"error": "Failed to update status: Job not found or not owned by this worker"}"#;
+        assert!(matches!(
+            refusal(StatusCode::INTERNAL_SERVER_ERROR, "the status update", gone),
+            TrellisError::JobGone(_)
+        ));
+    }
 
     #[test]
     fn endpoint_labels_name_the_route_and_never_an_id() {

@@ -7,8 +7,26 @@ pub enum TrellisError {
     Unauthorized(String),
     #[error("the job is no longer this worker's: {0}")]
     JobGone(String),
-    #[error("Trellis refused the request (HTTP {status}): {message}")]
-    Rejected { status: u16, message: String },
+    /// Trellis refuses the request itself (a 4xx of its own): sending it
+    /// again cannot help.
+    #[error("Trellis refused {what} (HTTP {status}): {message}")]
+    Rejected {
+        status: u16,
+        what: &'static str,
+        message: String,
+    },
+    /// Trellis answered a 5xx with its own `{"error": "Failed to ...: ..."}`:
+    /// the database refused the request (a bad id, a constraint, a value it
+    /// cannot store), which repeats on every attempt, or (rarely) failed
+    /// for a moment. Retried a few times at most.
+    #[error("Trellis refused {what} (HTTP {status}): {message}")]
+    Refused {
+        status: u16,
+        what: &'static str,
+        message: String,
+    },
+    /// Trellis, or what is in front of it, could not answer (502, 503, 504,
+    /// 429, 408, or an answer that is not Trellis's own): an outage.
     #[error("Trellis is unavailable (HTTP {status}): {message}")]
     Unavailable { status: u16, message: String },
     #[error("cannot reach Trellis: {0}")]
@@ -48,7 +66,9 @@ pub enum TrellisError {
 }
 
 impl TrellisError {
-    /// Whether the same request may succeed later.
+    /// Whether the same request may succeed later (an outage): retried with
+    /// backoff. A [`TrellisError::Refused`] is not; it gets a few attempts
+    /// at most (see `retry`).
     pub fn is_transient(&self) -> bool {
         matches!(
             self,
