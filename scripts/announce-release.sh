@@ -21,13 +21,22 @@
 set -euo pipefail
 say() { echo "announce-release: $*" >&2; }
 version="${1:?usage: announce-release.sh VERSION}"
+# The version as the release's binaries report it (a tag's, without its v).
+bash "$(dirname "$0")/release-version.sh" "v$version" >/dev/null || {
+  say "'$version' is no release version (<major>.<minor>.<patch>, optionally -<prerelease>)"
+  exit 2
+}
 url="${TRELLIS_URL:?set TRELLIS_URL to the address of Trellis}"
 url="${url%/}"
-case "$url" in
-  https://*) ;;
-  http://127.0.0.1*|http://localhost*|http://\[::1\]*) ;;
+# The secret goes only over https, or plain http to this machine's own
+# loopback (a test's Trellis): the host is read exactly, not by its prefix.
+host=$(python3 -c 'import sys, urllib.parse; u = urllib.parse.urlsplit(sys.argv[1]); print(u.scheme, u.hostname or "", "userinfo" if u.username is not None else "")' "$url")
+case "$host" in
+  "https "*) ;;
+  "http 127.0.0.1 "|"http localhost "|"http ::1 ") ;;
   *) say "TRELLIS_URL must be https:// (the release secret goes with it): $url"; exit 2 ;;
 esac
+case "$host" in *" userinfo") say "TRELLIS_URL must not carry a user name or password: $url"; exit 2 ;; esac
 if [ -n "${TRELLIS_RELEASE_SECRET_FILE:-}" ]; then
   [ -r "$TRELLIS_RELEASE_SECRET_FILE" ] || { say "cannot read TRELLIS_RELEASE_SECRET_FILE ($TRELLIS_RELEASE_SECRET_FILE)"; exit 2; }
   secret=$(tr -d '\r\n' < "$TRELLIS_RELEASE_SECRET_FILE")
@@ -35,6 +44,12 @@ else
   secret="${TRELLIS_RELEASE_SECRET:-}"
 fi
 [ -n "$secret" ] || { say "set TRELLIS_RELEASE_SECRET or TRELLIS_RELEASE_SECRET_FILE"; exit 2; }
+# A control character (a newline) would end the header early and start
+# another: refused, without printing the secret.
+if [[ "$secret" =~ [[:cntrl:]] ]]; then
+  say "the release secret holds a control character (a newline?): check TRELLIS_RELEASE_SECRET"
+  exit 2
+fi
 case "${RELEASE_BREAKING:-false}" in true|false) ;; *) say "RELEASE_BREAKING must be true or false"; exit 2 ;; esac
 
 private=$(mktemp -d)
@@ -42,16 +57,16 @@ trap 'rm -rf "$private"' EXIT
 chmod 0700 "$private"
 printf 'Authorization: Bearer %s\n' "$secret" > "$private/header"
 unset secret TRELLIS_RELEASE_SECRET
+# The optional fields are sent only when set.
 VERSION="$version" python3 -c '
 import json, os
-optional = lambda name: os.environ.get(name) or None
-print(json.dumps({
-    "version": os.environ["VERSION"],
-    "release_notes": optional("RELEASE_NOTES"),
-    "github_release_url": optional("RELEASE_URL"),
-    "commit_sha": optional("RELEASE_COMMIT"),
-    "is_breaking": os.environ.get("RELEASE_BREAKING", "false") == "true",
-}))' > "$private/body"
+body = {"version": os.environ["VERSION"]}
+for field, name in [("release_notes", "RELEASE_NOTES"), ("github_release_url", "RELEASE_URL"),
+                    ("commit_sha", "RELEASE_COMMIT")]:
+    if os.environ.get(name):
+        body[field] = os.environ[name]
+body["is_breaking"] = os.environ.get("RELEASE_BREAKING", "false") == "true"
+print(json.dumps(body))' > "$private/body"
 
 status=$(curl --silent --show-error --output "$private/answer" --write-out '%{http_code}' \
   --retry 3 --retry-connrefused --max-time 30 \
