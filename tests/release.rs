@@ -325,19 +325,47 @@ fn a_release_is_announced_to_trellis_once_and_a_wrong_secret_is_named() {
         Some(format!("Bearer {secret}").as_str())
     );
 
-    // A secret never goes to a plain-http Trellis off this machine.
-    let plain = run(
+    // A secret never goes to a plain-http Trellis off this machine, however
+    // much its name looks like loopback; nothing is sent.
+    for off_machine in [
+        "http://trellis.example.com",
+        "http://127.0.0.1.example.com",
+        "http://localhost@example.com/",
+    ] {
+        let plain = run(
+            "announce-release.sh",
+            &["1.5.0"],
+            &[
+                ("TRELLIS_URL", off_machine),
+                ("TRELLIS_RELEASE_SECRET", secret),
+            ],
+        );
+        assert_eq!(plain.status.code(), Some(2), "{off_machine}");
+        assert!(text(&plain).contains("must be https://"), "{}", text(&plain));
+    }
+    // A secret with a newline would smuggle a header; a version that is no
+    // release's would be offered by the Update button.
+    let newline = run(
         "announce-release.sh",
         &["1.5.0"],
         &[
-            ("TRELLIS_URL", "http://trellis.example.com"),
-            ("TRELLIS_RELEASE_SECRET", secret),
+            ("TRELLIS_URL", &url),
+            ("TRELLIS_RELEASE_SECRET", "first\nX-Injected: yes"),
         ],
     );
-    assert_eq!(plain.status.code(), Some(2));
-    assert!(
-        text(&plain).contains("must be https://"),
-        "{}",
-        text(&plain)
+    assert_eq!(newline.status.code(), Some(2));
+    assert!(!text(&newline).contains("X-Injected"), "{}", text(&newline));
+    let tag = run(
+        "announce-release.sh",
+        &["v1.5.0"],
+        &[("TRELLIS_URL", &url), ("TRELLIS_RELEASE_SECRET", secret)],
     );
+    assert_eq!(tag.status.code(), Some(2));
+    assert!(text(&tag).contains("is no release version"), "{}", text(&tag));
+    let announcements = trellis
+        .requests()
+        .iter()
+        .filter(|r| r.path == "/api/releases/worker")
+        .count();
+    assert_eq!(announcements, 3, "the refused runs sent nothing");
 }
