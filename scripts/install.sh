@@ -46,6 +46,16 @@ main() {
       *) base="https://github.com/$repository/releases/download/v${version#v}" ;;
     esac
   fi
+  # The checksums come from the same place as the binary: over plain http a
+  # man in the middle could replace both, and what is installed runs as root.
+  case "$base" in
+    https://*) ;;
+    http://*) fail "--base must be https:// (or a directory): $base" ;;
+    *) [ -d "$base" ] || fail "--base $base is no https:// URL and no directory" ;;
+  esac
+  if [ "$root" = / ] && [ "$(id -u)" -ne 0 ]; then
+    fail "run it as root (sudo bash ...): it installs into /usr/local/bin and /etc, and creates a user"
+  fi
 
   scratch=$(mktemp -d)
   trap 'rm -rf "$scratch"' EXIT
@@ -54,7 +64,16 @@ main() {
       cp "$base/$1" "$scratch/$1" 2>/dev/null || fail "$base has no $1"
     else
       command -v curl >/dev/null 2>&1 || fail "curl is needed to download the release"
-      curl -fsSL --retry 3 -o "$scratch/$1" "$base/$1" || fail "cannot download $base/$1"
+      curl -fsSL --proto '=https' --proto-redir '=https' --retry 3 -o "$scratch/$1" "$base/$1" \
+        || fail "cannot download $base/$1"
+    fi
+  }
+  # A file a release may lack (an older one): fetched when there.
+  fetch_optional() {
+    if [ -d "$base" ]; then
+      cp "$base/$1" "$scratch/$1" 2>/dev/null
+    else
+      curl -fsSL --proto '=https' --proto-redir '=https' --retry 3 -o "$scratch/$1" "$base/$1" 2>/dev/null
     fi
   }
   binary="tendril-$arch-linux"
@@ -68,14 +87,27 @@ main() {
     grep -E "^[0-9a-f]{64}  $file\$" SHA256SUMS > "$file.sum" || fail "SHA256SUMS does not list $file"
     sha256sum --check --quiet "$file.sum" || fail "$file does not match its checksum in SHA256SUMS"
   done)
-  printed=$("$scratch/$binary" version 2>/dev/null) || fail "the downloaded binary does not run here: $binary (it needs glibc 2.34 or later: Debian 12, Ubuntu 22.04, RHEL 9, Amazon Linux 2023)"
-  installed=${printed%%$'\n'*}
-  say "verified $installed"
+  # Signed releases: with cosign on PATH, SHA256SUMS is checked against the
+  # release workflow's keyless signature too.
+  if command -v cosign >/dev/null 2>&1 && fetch_optional SHA256SUMS.sigstore.json; then
+    cosign verify-blob --bundle "$scratch/SHA256SUMS.sigstore.json" \
+      --certificate-identity-regexp "^https://github.com/$repository/\\.github/workflows/release\\.yml@" \
+      --certificate-oidc-issuer https://token.actions.githubusercontent.com "$scratch/SHA256SUMS" >/dev/null 2>&1 \
+      || fail "SHA256SUMS does not carry the release workflow's signature (cosign verify-blob)"
+    say "SHA256SUMS is signed by $repository's release workflow"
+  fi
 
-  # The binary: put beside the old one, then renamed over it (a running
-  # worker keeps its own until it is restarted).
+  # The binary: put beside the old one (and run there: /tmp may be noexec),
+  # then renamed over it (a running worker keeps its own until it is
+  # restarted).
   install -d -m 0755 "$root/usr/local/bin" "$root/etc/systemd/system"
   install -m 0755 "$scratch/$binary" "$root/usr/local/bin/.tendril.new"
+  if ! printed=$("$root/usr/local/bin/.tendril.new" version 2>"$scratch/stderr"); then
+    rm -f "$root/usr/local/bin/.tendril.new"
+    fail "the downloaded binary does not run here ($(head -c 300 "$scratch/stderr")): it needs glibc 2.34 or later (Debian 12, Ubuntu 22.04, RHEL 9, Amazon Linux 2023)"
+  fi
+  installed=${printed%%$'\n'*}
+  say "verified $installed"
   mv -f "$root/usr/local/bin/.tendril.new" "$root/usr/local/bin/tendril"
   install -m 0644 "$scratch/tendril.service" "$root/etc/systemd/system/tendril.service"
   # The settings: mode 0600 (systemd reads them as root), never overwritten.

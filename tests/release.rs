@@ -240,6 +240,15 @@ fn the_installer_installs_a_checked_release_and_never_overwrites_the_settings() 
         text(&refused)
     );
     assert!(!tampered_root.join("usr/local/bin/tendril").exists());
+
+    // Checksums over plain http prove nothing: refused before any download.
+    let plain = run(
+        "install.sh",
+        &["--base", "http://127.0.0.1:9/release", "--root", tampered_root.to_str().unwrap()],
+        &[],
+    );
+    assert_eq!(plain.status.code(), Some(1));
+    assert!(text(&plain).contains("--base must be https://"), "{}", text(&plain));
 }
 
 #[test]
