@@ -100,27 +100,29 @@ RUN mkdir -p /opt/tools/bin /opt/tendril/charts /opt/tendril/providers /opt/goog
  && /opt/tools/bin/helm pull argo-cd --repo https://argoproj.github.io/argo-helm \
       --version "${ARGOCD_CHART_VERSION}" --destination /opt/tendril/charts \
  && mv "/opt/tendril/charts/argo-cd-${ARGOCD_CHART_VERSION}.tgz" /opt/tendril/charts/argo-cd.tgz
-# The Google Cloud CLI (all and gcp variants), from Google's signed apt
-# repository (apt checks the package against the repository's signed index),
-# unpacked to /opt/google-cloud-sdk.
+# The Google Cloud CLI (all and gcp variants) and its GKE sign-in plugin
+# (kubectl and helm need it for the kubeconfig `get-credentials` writes),
+# from Google's signed apt repository (apt checks each package against the
+# repository's signed index), unpacked to /opt/google-cloud-sdk.
 RUN case "${TENDRIL_CLOUD}" in all|gcp) ;; *) exit 0 ;; esac \
  && curl -fsSL https://packages.cloud.google.com/apt/doc/apt-key.gpg | gpg --dearmor -o /usr/share/keyrings/cloud.google.gpg \
  && echo "deb [signed-by=/usr/share/keyrings/cloud.google.gpg] https://packages.cloud.google.com/apt cloud-sdk main" \
       > /etc/apt/sources.list.d/google-cloud-sdk.list \
  && apt-get update \
- && apt-get download "google-cloud-cli=${GCLOUD_VERSION}-0" \
- && dpkg-deb -x google-cloud-cli_*.deb /downloads/gcloud \
+ && apt-get download "google-cloud-cli=${GCLOUD_VERSION}-0" "google-cloud-cli-gke-gcloud-auth-plugin=${GCLOUD_VERSION}-0" \
+ && for deb in google-cloud-cli*.deb; do dpkg-deb -x "$deb" /downloads/gcloud; done \
  && cp -a /downloads/gcloud/usr/lib/google-cloud-sdk/. /opt/google-cloud-sdk/ \
  && rm -rf /var/lib/apt/lists/*
 # The providers the variant's templates need, checked by Terraform against
 # the registry's signed checksums: a registry outage cannot fail a job.
 COPY --from=platform-templates / /downloads/templates/
 COPY templates /downloads/templates
+# The template's modules are fetched first (`providers mirror` reads theirs
+# too, and needs them installed).
 RUN for dir in /downloads/templates/*/*/; do \
       case "${TENDRIL_CLOUD}" in all|"$(basename "$dir")") ;; *) continue ;; esac; \
-      if grep -qs required_providers "$dir"*.tf; then \
-        /opt/tools/bin/terraform -chdir="$dir" providers mirror -platform="linux_${TARGETARCH}" /opt/tendril/providers; \
-      fi; \
+      /opt/tools/bin/terraform -chdir="$dir" get -no-color \
+        && /opt/tools/bin/terraform -chdir="$dir" providers mirror -platform="linux_${TARGETARCH}" /opt/tendril/providers; \
     done
 
 # ---- the runtime's system and cloud CLIs, one stage per variant -----------
