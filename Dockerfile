@@ -131,11 +131,11 @@ RUN for dir in /downloads/templates/*/*/; do \
 # PyPI at pinned versions, in a virtualenv; the Google Cloud CLI (all and
 # gcp) from the downloads stage. The Debian packages are not pinned:
 # Debian's archive keeps only the newest version of each package of a
-# release, so a pin fails at its next update. Variants share the stages
-# they have in common.
+# release. Variants share the stages they have in common.
 FROM debian:${DEBIAN_VERSION}-slim AS runtime-aws
 ARG AWSCLI_VERSION
 SHELL ["/bin/bash", "-euo", "pipefail", "-c"]
+# Debian's packages unpinned: a pin fails at the archive's next update.
 # hadolint ignore=DL3008
 RUN apt-get update \
  && apt-get install -y --no-install-recommends ca-certificates tini git openssh-client python3 python3-venv \
@@ -162,6 +162,7 @@ FROM runtime-aws AS runtime-gcp
 FROM runtime-azure AS runtime-all
 
 # ---- the runtime image ------------------------------------------------------
+#checkov:skip=CKV_DOCKER_7:runtime-${TENDRIL_CLOUD} is a stage of this file (runtime-aws, -gcp, -azure, -all), not an image
 # The variant's stage above, which hadolint takes for an image without a tag.
 # hadolint ignore=DL3006
 FROM runtime-${TENDRIL_CLOUD}

@@ -17,6 +17,9 @@
 //!   URL, or the `user@host:path` form of ssh.
 //! - [`check_identifier`]: a cloud identifier, an ARN or an endpoint
 //!   (`Z0123456789`, `arn:aws:acm:...`, `https://x.eks.amazonaws.com`).
+//! - [`check_image_repository`] and [`check_image_tag`]: a container image's
+//!   repository (`ghcr.io/acme/tendril`, `localhost:5000/tendril`) and tag
+//!   (`1.4.0-aws`), in the grammar of the OCI distribution spec.
 //!
 //! None of them lets through whitespace, a control character, a quote or
 //! anything else that YAML or a shell reads as more than text, so a checked
@@ -164,9 +167,84 @@ pub fn check_identifier<'a>(field: &str, value: &'a str) -> Result<&'a str, Stri
     ))
 }
 
+/// A container image's repository: an optional registry host (with a
+/// port) and `/`-separated path components of lower-case letters and
+/// digits joined by `.`, `_`, `__` or `-`, at most 255 bytes.
+pub fn check_image_repository<'a>(field: &str, value: &'a str) -> Result<&'a str, String> {
+    let component = |part: &str| {
+        !part.is_empty()
+            && part.starts_with(|c: char| c.is_ascii_lowercase() || c.is_ascii_digit())
+            && part.ends_with(|c: char| c.is_ascii_lowercase() || c.is_ascii_digit())
+            && !part.contains("___")
+            && !part.contains("..")
+            && part
+                .bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b"._-".contains(&b))
+    };
+    let (registry, path) = match value.split_once('/') {
+        Some((first, rest)) if first.contains(['.', ':']) || first == "localhost" => (Some(first), rest),
+        _ => (None, value),
+    };
+    let registry_fine = registry.is_none_or(|registry| {
+        let (host, port) = registry.split_once(':').unwrap_or((registry, "1"));
+        is_dns_name(host) && !port.is_empty() && port.bytes().all(|b| b.is_ascii_digit())
+    });
+    if value.len() <= 255 && registry_fine && path.split('/').all(component) {
+        return Ok(value);
+    }
+    Err(format!(
+        "{field} {} is not an image repository: it must be path components of lower-case letters and digits \
+         joined by '.', '_' or '-', separated by '/', after an optional registry host (such as \
+         ghcr.io/acme/tendril)",
+        shown(value)
+    ))
+}
+
+/// A container image's tag: letters, digits, `_`, `.` and `-`, starting
+/// with a letter, a digit or `_`, at most 128 bytes.
+pub fn check_image_tag<'a>(field: &str, value: &'a str) -> Result<&'a str, String> {
+    let fine = (1..=128).contains(&value.len())
+        && value.starts_with(|c: char| c.is_ascii_alphanumeric() || c == '_')
+        && value
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"_.-".contains(&b));
+    if fine {
+        return Ok(value);
+    }
+    Err(format!(
+        "{field} {} is not an image tag: it must be 1 to 128 letters, digits, '_', '.' or '-', not starting \
+         with '.' or '-' (such as 1.4.0)",
+        shown(value)
+    ))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn image_references_are_checked_by_their_grammar() {
+        for good in [
+            "ghcr.io/acme/tendril",
+            "localhost:5000/tendril",
+            "tendril",
+            "123456789012.dkr.ecr.eu-west-1.amazonaws.com/pool/tendril",
+            "ghcr.io/acme/grape__worker",
+        ] {
+            assert_eq!(check_image_repository("image_repository", good), Ok(good));
+        }
+        for bad in ["", "GHCR.io/Acme", "ghcr.io/acme/tendril:1", "a//b", "-x", INJECTED, "ghcr.io/a b"] {
+            let error = check_image_repository("image_repository", bad).unwrap_err();
+            assert!(error.starts_with("image_repository "), "{error}");
+        }
+        for good in ["1.4.0", "1.4.0-rc.1-aws", "latest", "_x"] {
+            assert_eq!(check_image_tag("image_tag", good), Ok(good));
+        }
+        for bad in ["", "-x", ".x", "1.4.0 x", "a:b", "a/b", INJECTED, &"x".repeat(129)] {
+            let error = check_image_tag("image_tag", bad).unwrap_err();
+            assert!(error.starts_with("image_tag "), "{error}");
+        }
+    }
 
     /// A manifest key smuggled in through a value.
     const INJECTED: &str = "shop\nnamespace: kube-system";

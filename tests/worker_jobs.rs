@@ -270,6 +270,8 @@ fn the_real_worker_template_grants_task_protection_and_keeps_one_task() {
         "GRAPE_WORKER_MODE\", value = \"cloud-hosted\"",
         "deployment_maximum_percent         = 100",
         "ignore_changes = [desired_count, task_definition]",
+        // An update to an image that cannot start rolls back.
+        "deployment_circuit_breaker {\n    enable   = true\n    rollback = true",
         "\"tendril:pool\"      = \"true\"",
         "desired_count                      = 1",
         // The task's health check asks the worker's own health endpoint.

@@ -398,10 +398,15 @@ fn provider(job: &Job, identity: Option<&CloudIdentity>) -> Provider {
 /// its snapshot names.
 fn aws_role(job: &Job, identity: Option<&CloudIdentity>) -> Option<AssumedRole> {
     let identity = identity.filter(|i| matches!(i.provider, None | Some(Provider::Aws)));
+    let from_snapshot = || {
+        (job.job_type == JobType::ConnectionTest)
+            .then(|| job.config_snapshot.get("role_arn").and_then(Value::as_str))
+            .flatten()
+    };
     let role_arn = identity
         .map(|i| i.role_arn.as_str())
         .filter(|arn| !arn.is_empty())
-        .or_else(|| job.config_snapshot.get("role_arn").and_then(Value::as_str))?;
+        .or_else(from_snapshot)?;
     let external_id = identity.map(|i| i.external_id.as_str()).unwrap_or_default();
     Some(AssumedRole::new(role_arn, external_id, &job.id))
 }

@@ -215,7 +215,8 @@ pub fn supervisors() -> &'static TaskTracker {
     TRACKER.get_or_init(TaskTracker::new)
 }
 
-fn signal_group(group: i32, signal: i32) {
+/// Sends `signal` to every process of the process group `group`.
+pub(crate) fn signal_group(group: i32, signal: i32) {
     // SAFETY: kill(2) with a negative pid signals a process group; it has no
     // memory-safety preconditions.
     unsafe {

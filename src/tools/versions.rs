@@ -62,18 +62,21 @@ pub async fn tool_versions(path: &str) -> BTreeMap<String, ToolVersion> {
     futures::future::join_all(asks).await.into_iter().collect()
 }
 
-/// A private directory for the probes' HOME, removed when dropped.
+/// A private directory for the probes' HOME, of a name no one could have
+/// made before it, removed when dropped.
 struct ScratchHome(std::path::PathBuf);
 
 impl ScratchHome {
     fn create() -> Option<ScratchHome> {
-        static NEXT: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
-        let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        let dir =
-            std::env::temp_dir().join(format!("tendril-tool-probe-{}-{n}", std::process::id()));
-        crate::private_files::create_private_dir(&dir)
-            .ok()
-            .map(|()| ScratchHome(dir))
+        use std::os::unix::fs::DirBuilderExt;
+        (0..3).find_map(|_| {
+            let dir = std::env::temp_dir().join(format!(
+                "tendril-tool-probe-{:016x}",
+                rand::random::<u64>()
+            ));
+            let created = std::fs::DirBuilder::new().mode(0o700).create(&dir);
+            created.ok().map(|()| ScratchHome(dir))
+        })
     }
 }
 
@@ -82,6 +85,9 @@ impl Drop for ScratchHome {
         let _ = std::fs::remove_dir_all(&self.0);
     }
 }
+
+/// The most a probe may print on each stream: a version takes a line.
+const OUTPUT_LIMIT: u64 = 64 * 1024;
 
 async fn ask_version(
     tool: &str,
@@ -102,34 +108,73 @@ async fn ask_version(
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
+        // A group of its own: what it starts (a wrapper script's program)
+        // is killed with it.
+        .process_group(0)
         .kill_on_drop(true);
     match home {
         Some(home) => command.env("HOME", home).current_dir(home),
         // No scratch directory: no HOME rather than the worker's own.
         None => command.current_dir(std::env::temp_dir()),
     };
-    let output = match tokio::time::timeout(timeout, command.output()).await {
+    let mut child = match command.spawn() {
+        Err(error) if error.kind() == std::io::ErrorKind::NotFound => return ToolVersion::Missing,
+        Err(error) => return ToolVersion::Failing(error.to_string()),
+        Ok(child) => child,
+    };
+    let group = child.id().and_then(|id| i32::try_from(id).ok());
+    let (stdout, stderr) = (child.stdout.take(), child.stderr.take());
+    let answer = tokio::time::timeout(timeout, async {
+        let (out, err) = tokio::join!(read_bounded(stdout), read_bounded(stderr));
+        let overflowed = out.len() as u64 > OUTPUT_LIMIT || err.len() as u64 > OUTPUT_LIMIT;
+        let status = match overflowed {
+            true => None,
+            false => child.wait().await.ok(),
+        };
+        (out, err, status, overflowed)
+    })
+    .await;
+    if let Some(group) = group {
+        crate::tools::process::signal_group(group, libc::SIGKILL);
+    }
+    let (out, err, status) = match answer {
         Err(_) => {
             return ToolVersion::Failing(format!(
                 "no answer in {}",
                 crate::units::format_duration(timeout)
             ))
         }
-        Ok(Err(error)) if error.kind() == std::io::ErrorKind::NotFound => {
-            return ToolVersion::Missing
+        Ok((_, _, _, true)) => {
+            return ToolVersion::Failing(format!(
+                "printed more than {} KiB",
+                OUTPUT_LIMIT / 1024
+            ))
         }
-        Ok(Err(error)) => return ToolVersion::Failing(error.to_string()),
-        Ok(Ok(output)) => output,
+        Ok((out, err, status, false)) => (out, err, status),
     };
-    if !output.status.success() {
-        return ToolVersion::Failing(crate::tools::process::describe_status(output.status));
+    match status {
+        Some(status) if status.success() => {}
+        Some(status) => {
+            return ToolVersion::Failing(crate::tools::process::describe_status(status))
+        }
+        None => return ToolVersion::Failing("its end could not be read".into()),
     }
     let text = format!(
         "{}\n{}",
-        String::from_utf8_lossy(&output.stdout),
-        String::from_utf8_lossy(&output.stderr)
+        String::from_utf8_lossy(&out),
+        String::from_utf8_lossy(&err)
     );
     version_in(&text).map_or(ToolVersion::Unknown, ToolVersion::Known)
+}
+
+/// What a probe printed on one stream, up to one byte past the limit.
+async fn read_bounded(stream: Option<impl tokio::io::AsyncRead + Unpin>) -> Vec<u8> {
+    use tokio::io::AsyncReadExt;
+    let mut bytes = Vec::new();
+    if let Some(stream) = stream {
+        let _ = stream.take(OUTPUT_LIMIT + 1).read_to_end(&mut bytes).await;
+    }
+    bytes
 }
 
 /// The first thing in `text` that looks like a version number (`1.11.4`,
@@ -198,6 +243,29 @@ mod tests {
             ask(&dir, Duration::from_millis(300)).await,
             ToolVersion::Failing("no answer in 300ms".into())
         );
+    }
+
+    #[tokio::test]
+    async fn a_tool_that_floods_is_failing_and_what_it_started_is_gone() {
+        let dir = stand_in("exec yes");
+        assert_eq!(
+            ask(&dir, PROBE_TIMEOUT).await,
+            ToolVersion::Failing("printed more than 64 KiB".into())
+        );
+        // A wrapper whose program hangs: the program goes with it.
+        let dir = stand_in(&format!("sleep 30 & echo $! > {}/child; wait", "$(dirname \"$0\")"));
+        let failing = ask(&dir, Duration::from_millis(500)).await;
+        assert_eq!(failing, ToolVersion::Failing("no answer in 500ms".into()));
+        let child = std::fs::read_to_string(dir.join("child")).unwrap();
+        let alive = || {
+            std::fs::read_to_string(format!("/proc/{}/stat", child.trim()))
+                .is_ok_and(|stat| !stat.contains(") Z "))
+        };
+        let deadline = std::time::Instant::now() + Duration::from_secs(5);
+        while alive() && std::time::Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        assert!(!alive(), "the probe's own child is killed with it");
     }
 
     #[tokio::test]

@@ -15,6 +15,10 @@ use crate::trellis::Provider;
 /// template's default), the one that has the variants.
 pub const TENDRIL_REPOSITORY: &str = "ghcr.io/bobikenobi12/tendril";
 
+/// The original Go worker's repository (Trellis's Update button's fallback),
+/// which has no Tendril release.
+pub const GO_WORKER_REPOSITORY: &str = "ghcr.io/bobikenobi12/grape-worker";
+
 /// The variant suffixes, one per cloud provider.
 const VARIANTS: [&str; 3] = ["aws", "gcp", "azure"];
 

@@ -309,7 +309,7 @@ impl WorkerSpec {
                 JobError::Invalid(format!("the worker job's snapshot has no {name}"))
             })
         };
-        Ok(WorkerSpec {
+        let spec = WorkerSpec {
             worker_id: if needs_worker_id {
                 required("worker_id")?
             } else {
@@ -318,7 +318,14 @@ impl WorkerSpec {
             region: required("region")?,
             image_tag: required("image_tag")?,
             image_repository: setting(snapshot, &["image_repository"]),
-        })
+        };
+        // Both end up in an image reference, a tfvars file and ECS's API.
+        crate::safe_name::check_image_tag("image_tag", &spec.image_tag).map_err(JobError::Invalid)?;
+        if let Some(repository) = &spec.image_repository {
+            crate::safe_name::check_image_repository("image_repository", repository)
+                .map_err(JobError::Invalid)?;
+        }
+        Ok(spec)
     }
 }
 

@@ -10,12 +10,15 @@
 //! repository, 512 cpu, 1024 MiB), so the snapshot's `image_repository`,
 //! `cpu` and `memory` are not what the worker runs for every worker
 //! deployed before `deploy_config` recorded them. The image variant stays
-//! too: a worker on `1.4.0-aws` moves to `1.5.0-aws`.
+//! too: a worker on `1.4.0-aws` moves to `1.5.0-aws`. The one exception is a
+//! worker that runs the original Go worker's image: Tendril's releases are
+//! not published there (its `<release>` tag does not exist), so it moves to
+//! Tendril's own repository, which reads the same settings.
 
 use aws_sdk_ecs::types::{ContainerDefinition, TaskDefinition};
 use serde_json::{json, Map, Value};
 
-use super::image::{variant_of, with_variant, ImageRef};
+use super::image::{variant_of, with_variant, ImageRef, GO_WORKER_REPOSITORY, TENDRIL_REPOSITORY};
 use super::service::{ecs_error, tendril_container, Deployed, WorkerService};
 use super::{record_deploy_config, worker_short_id, WorkerSpec};
 use crate::jobs::{snapshot, JobContext, JobError};
@@ -33,10 +36,14 @@ fn with_image(
 }
 
 /// The image the worker moves to: what it runs, with the new tag (in the
-/// variant it runs).
+/// variant it runs); Tendril's repository for a Go worker.
 fn next_image(running: &ImageRef, new_tag: &str) -> ImageRef {
+    let repository = match running.repository.as_str() {
+        GO_WORKER_REPOSITORY => TENDRIL_REPOSITORY,
+        repository => repository,
+    };
     ImageRef {
-        repository: running.repository.clone(),
+        repository: repository.to_string(),
         tag: with_variant(new_tag, variant_of(&running.tag)),
     }
 }
@@ -59,6 +66,13 @@ pub async fn update_worker(context: &JobContext) -> Result<Map<String, Value>, J
     let current = running.deployed()?;
     phase.finish();
     let image = next_image(&current.image, &spec.image_tag);
+    if image.repository != current.image.repository {
+        context.log.system(&format!(
+            "the worker runs the original Go worker's image ({}), where Tendril's releases are not published: \
+             it moves to {}",
+            current.image, image.repository
+        ));
+    }
     if let Some(asked) = spec
         .image_repository
         .as_deref()
@@ -161,6 +175,11 @@ mod tests {
         assert_eq!(
             next("ghcr.io/acme/tendril@sha256:ab", "3"),
             "ghcr.io/acme/tendril:3"
+        );
+        assert_eq!(
+            next("ghcr.io/bobikenobi12/grape-worker:0.9.2", "1.1.0"),
+            "ghcr.io/bobikenobi12/tendril:1.1.0",
+            "a Go worker moves to Tendril's repository"
         );
     }
 }

@@ -274,6 +274,14 @@ resource "aws_ecs_service" "this" {
     assign_public_ip = var.assign_public_ip
   }
 
+  # One task at most: a new deployment (UPDATE_WORKER's) stops the old task
+  # first. A new task that cannot start (an image that cannot be pulled)
+  # rolls the service back to the task definition that ran.
+  deployment_circuit_breaker {
+    enable   = true
+    rollback = true
+  }
+
   lifecycle {
     ignore_changes = [desired_count, task_definition]
   }
