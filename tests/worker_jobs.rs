@@ -755,3 +755,94 @@ fn destroy_worker_releases_the_lock_of_a_job_that_ended_on_its_worker() {
     fleet.tendril.signal(libc::SIGTERM);
     assert_eq!(fleet.tendril.wait_timeout(LONG).unwrap().code(), Some(0));
 }
+
+/// A worker the original Go worker deployed runs its image, where Tendril's
+/// releases are not published: Update moves it to Tendril's repository (the
+/// release's tag does not exist beside the Go worker's). A tag that is no
+/// image tag fails the job naming the field, before ECS is asked.
+#[test]
+fn update_moves_a_go_worker_to_tendrils_image_and_refuses_a_bad_tag() {
+    let mut fleet = Fleet::start();
+    let deployed = fleet.run("DEPLOY_WORKER", worker_snapshot());
+    assert_eq!(deployed["status"], "SUCCESS", "{deployed}");
+    let worker_id = deployed["execution_metadata"]["worker_id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    // What the Go worker's deployment runs.
+    let name = format!("tendril-{}", &worker_id[..8]);
+    let go = json!([{"name": "tendril", "image": "ghcr.io/bobikenobi12/grape-worker:0.9.2", "essential": true}]);
+    let registered = ecs(
+        &fleet.moto,
+        &[
+            "register-task-definition",
+            "--family",
+            &name,
+            "--requires-compatibilities",
+            "FARGATE",
+            "--network-mode",
+            "awsvpc",
+            "--cpu",
+            "512",
+            "--memory",
+            "1024",
+            "--container-definitions",
+            &go.to_string(),
+        ],
+    );
+    let arn = registered["taskDefinition"]["taskDefinitionArn"]
+        .as_str()
+        .unwrap();
+    ecs(
+        &fleet.moto,
+        &[
+            "update-service",
+            "--cluster",
+            &name,
+            "--service",
+            &name,
+            "--task-definition",
+            arn,
+        ],
+    );
+    let token = fleet.trellis.worker_token(&worker_id).unwrap();
+    let go_metadata = json!({"deploy_config": {"region": "eu-west-1", "worker_token": token}});
+    let update = update_button(&worker_id, &go_metadata, "1.2.0").unwrap();
+    assert_eq!(
+        update["image_repository"],
+        "ghcr.io/bobikenobi12/grape-worker"
+    );
+    let updated = fleet.run("UPDATE_WORKER", Value::Object(update.clone()));
+    assert_eq!(updated["status"], "SUCCESS", "{updated}");
+    assert_eq!(
+        fleet.service_runs(&worker_id),
+        (
+            "ghcr.io/bobikenobi12/tendril:1.2.0".into(),
+            "512".into(),
+            "1024".into()
+        )
+    );
+    assert!(
+        updated["log"]
+            .as_str()
+            .unwrap()
+            .contains("runs the original Go worker's image"),
+        "{}",
+        updated["log"]
+    );
+
+    let mut bad = update;
+    bad.insert("image_tag".into(), json!("1.3.0\nnamespace: x"));
+    let refused = fleet.run("UPDATE_WORKER", Value::Object(bad));
+    assert_eq!(refused["status"], "FAILED");
+    assert!(
+        refused["error_message"]
+            .as_str()
+            .unwrap()
+            .starts_with("image_tag '1.3.0\\nnamespace: x' is not an image tag"),
+        "{}",
+        refused["error_message"]
+    );
+    fleet.tendril.signal(libc::SIGTERM);
+    assert_eq!(fleet.tendril.wait_timeout(LONG).unwrap().code(), Some(0));
+}
