@@ -123,30 +123,34 @@ fn idle() {
     tendril.wait_timeout(Duration::from_secs(30));
 }
 
+/// `tendril start` against `trellis`, with `tools` first on its PATH.
+fn worker_with_tools(
+    trellis: &FakeTrellis,
+    work: &std::path::Path,
+    tools: &std::path::Path,
+) -> std::process::Command {
+    let mut command = worker_env(trellis, work).command();
+    command.arg("start").env(
+        "PATH",
+        format!("{}:{}", tools.display(), std::env::var("PATH").unwrap()),
+    );
+    command
+}
+
 /// One run of the log pipeline: lines per second, chunks, peak KiB.
 fn throughput_run() -> (f64, usize, u64) {
     let trellis = FakeTrellis::start();
     let scratch = support::TempDir::new("tendril-bench-logs");
     let tools = scratch.path().join("tools");
     std::fs::create_dir_all(&tools).unwrap();
-    let stand_in = tools.join("aws");
-    std::fs::write(
-        &stand_in,
-        format!("#!/bin/sh\n# Benchmark stand-in for aws: the first job call prints the lines; every call answers {{}}.\n\
+    support::write_executable(
+        &tools.join("aws"),
+        &format!("#!/bin/sh\n# Benchmark stand-in for aws: the first job call prints the lines; every call answers {{}}.\n\
                  if [ \"$1\" = ec2 ] && [ ! -f {m} ]; then touch {m}; seq 1 {LINES} | sed 's/^/benchmark line /' >&2; fi\necho '{{}}'\n",
                 m = scratch.path().join("printed").display()),
-    )
-    .unwrap();
-    use std::os::unix::fs::PermissionsExt;
-    std::fs::set_permissions(&stand_in, std::fs::Permissions::from_mode(0o755)).unwrap();
-    let env = worker_env(&trellis, &scratch.path().join("work"));
-    let mut command = env.command();
+    );
+    let mut command = worker_with_tools(&trellis, &scratch.path().join("work"), &tools);
     command
-        .arg("start")
-        .env(
-            "PATH",
-            format!("{}:{}", tools.display(), std::env::var("PATH").unwrap()),
-        )
         .env("TENDRIL_AWS_REGIONS", "us-east-1")
         .env("TENDRIL_LOG_LEVEL", "warn");
     let mut tendril = TendrilProcess::spawn(command);
@@ -203,24 +207,13 @@ fn first_claim_run() -> Duration {
     let tools = scratch.path().join("tools");
     std::fs::create_dir_all(&tools).unwrap();
     for slow in ["az", "gcloud"] {
-        let stand_in = tools.join(slow);
-        std::fs::write(
-            &stand_in,
+        support::write_executable(
+            &tools.join(slow),
             "#!/bin/sh\n# Benchmark stand-in for a Python CLI that takes 3 s to start.\nsleep 3\necho 2.67.0\n",
-        )
-        .unwrap();
-        use std::os::unix::fs::PermissionsExt;
-        std::fs::set_permissions(&stand_in, std::fs::Permissions::from_mode(0o755)).unwrap();
+        );
     }
-    let env = worker_env(&trellis, &scratch.path().join("work"));
-    let mut command = env.command();
-    command
-        .arg("start")
-        .env(
-            "PATH",
-            format!("{}:{}", tools.display(), std::env::var("PATH").unwrap()),
-        )
-        .env("TENDRIL_LOG_LEVEL", "warn");
+    let mut command = worker_with_tools(&trellis, &scratch.path().join("work"), &tools);
+    command.env("TENDRIL_LOG_LEVEL", "warn");
     let started = Instant::now();
     let mut tendril = TendrilProcess::spawn(command);
     trellis.wait_until(Duration::from_secs(60), "the first claim", |t| {

@@ -13,6 +13,7 @@ use std::time::{Duration, Instant};
 use crate::support::fake_trellis::FakeTrellis;
 use crate::support::moto::Moto;
 use crate::support::tendril::{worker_env, Tendril, TendrilProcess};
+use crate::support::write_executable;
 use serde_json::{json, Value};
 
 const LONG: Duration = Duration::from_secs(90);
@@ -140,12 +141,6 @@ fn which(tool: &str) -> PathBuf {
         .map(|dir| Path::new(dir).join(tool))
         .find(|path| path.is_file())
         .unwrap_or_else(|| panic!("{tool} not found on PATH: run scripts/install-peers.sh"))
-}
-
-fn write_executable(path: &Path, text: &str) {
-    use std::os::unix::fs::PermissionsExt;
-    std::fs::write(path, text).unwrap();
-    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o755)).unwrap();
 }
 
 /// SIGTERM, then the exit code.

@@ -346,6 +346,18 @@ impl Fleet {
         self.run_for(job_type, snapshot, Value::Null)
     }
 
+    /// Runs a DEPLOY_WORKER whose claim carries `identity` (null: none),
+    /// which must succeed; its job row and the worker's id.
+    fn deploy(&self, snapshot: Value, identity: Value) -> (Value, String) {
+        let deployed = self.run_for("DEPLOY_WORKER", snapshot, identity);
+        assert_eq!(deployed["status"], "SUCCESS", "{deployed}");
+        let worker_id = deployed["execution_metadata"]["worker_id"]
+            .as_str()
+            .unwrap()
+            .to_string();
+        (deployed, worker_id)
+    }
+
     /// Runs a job whose claim carries `identity` (null: none).
     fn run_for(&self, job_type: &str, snapshot: Value, identity: Value) -> Value {
         let job = self.trellis.enqueue_with_identity(
@@ -559,12 +571,7 @@ fn the_update_button_keeps_the_image_cpu_and_memory_a_worker_was_deployed_with()
     // job must not act as it (worker jobs use the platform's credentials).
     let identity = json!({"provider": "aws", "role_arn": "arn:aws:iam::210987654321:role/user-role",
                           "external_id": "ext", "account_id": "210987654321"});
-    let deployed = fleet.run_for("DEPLOY_WORKER", snapshot, identity);
-    assert_eq!(deployed["status"], "SUCCESS", "{deployed}");
-    let worker_id = deployed["execution_metadata"]["worker_id"]
-        .as_str()
-        .unwrap()
-        .to_string();
+    let (_, worker_id) = fleet.deploy(snapshot, identity);
     let template_default = "ghcr.io/bobikenobi12/tendril";
     assert_eq!(
         fleet.service_runs(&worker_id),
@@ -674,8 +681,7 @@ fn without_a_service_to_read_deploy_config_records_what_the_deployment_was_given
         snapshot[unset] = Value::Null;
     }
     snapshot["memory"] = json!(4096);
-    let deployed = fleet.run("DEPLOY_WORKER", snapshot);
-    assert_eq!(deployed["status"], "SUCCESS", "{deployed}");
+    let (deployed, worker_id) = fleet.deploy(snapshot, Value::Null);
     assert!(
         deployed["log"]
             .as_str()
@@ -684,10 +690,7 @@ fn without_a_service_to_read_deploy_config_records_what_the_deployment_was_given
         "{}",
         deployed["log"]
     );
-    let worker_id = deployed["execution_metadata"]["worker_id"]
-        .as_str()
-        .unwrap();
-    let config = &fleet.trellis.worker_metadata(worker_id).unwrap()["deploy_config"];
+    let config = &fleet.trellis.worker_metadata(&worker_id).unwrap()["deploy_config"];
     assert_eq!(config["image_repository"], "ghcr.io/bobikenobi12/tendril");
     assert_eq!(config["image_tag"], "1.0.0");
     assert_eq!(config["cpu"], 1024, "the template's default");
@@ -763,12 +766,7 @@ fn destroy_worker_releases_the_lock_of_a_job_that_ended_on_its_worker() {
 #[test]
 fn update_moves_a_go_worker_to_tendrils_image_and_refuses_a_bad_tag() {
     let mut fleet = Fleet::start();
-    let deployed = fleet.run("DEPLOY_WORKER", worker_snapshot());
-    assert_eq!(deployed["status"], "SUCCESS", "{deployed}");
-    let worker_id = deployed["execution_metadata"]["worker_id"]
-        .as_str()
-        .unwrap()
-        .to_string();
+    let (_, worker_id) = fleet.deploy(worker_snapshot(), Value::Null);
     // What the Go worker's deployment runs.
     let name = format!("tendril-{}", &worker_id[..8]);
     let go = json!([{"name": "tendril", "image": "ghcr.io/bobikenobi12/grape-worker:0.9.2", "essential": true}]);

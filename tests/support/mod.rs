@@ -38,6 +38,13 @@ pub fn random_hex(len: usize) -> String {
         .collect()
 }
 
+/// Writes an executable script (mode 0755) at `path`.
+pub fn write_executable(path: &Path, text: &str) {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::write(path, text).unwrap();
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o755)).unwrap();
+}
+
 /// A scratch directory under the system temp dir, removed on drop.
 pub struct TempDir {
     path: PathBuf,
