@@ -251,24 +251,26 @@ impl<'a> Stack<'a> {
         self.context.log.system("Terraform could not save its state and left errored.tfstate: pushing it to the backend");
         // The job's own stop may be cancelled by now: the push has its own.
         let stop = CancellationToken::new();
-        let push = async {
-            let terraform = self.terraform_stopped_by(&stop, cleanup.push_grace).await?;
-            terraform
-                .state_push(ERRORED_STATE, lock, &stop)
-                .await
-                .map_err(JobError::from)
-        };
-        tokio::pin!(push);
-        let pushed = tokio::select! {
-            pushed = &mut push => pushed,
-            _ = tokio::time::sleep_until(cleanup.push_stopped_at) => {
-                self.context.log.system(&format!(
-                    "pushing errored.tfstate takes too long: stopping it (a state push is killed {} after SIGINT)",
-                    crate::units::format_duration(cleanup.push_grace)
-                ));
-                stop.cancel();
-                push.await
+        let terraform = self.terraform_stopped_by(&stop, cleanup.push_grace);
+        let pushed = match tokio::time::timeout_at(cleanup.push_stopped_at, terraform).await {
+            Ok(Ok(terraform)) => {
+                let push = terraform.state_push(ERRORED_STATE, lock, &stop);
+                tokio::pin!(push);
+                tokio::select! {
+                    pushed = &mut push => pushed,
+                    _ = tokio::time::sleep_until(cleanup.push_stopped_at) => {
+                        self.context.log.system(
+                            "pushing errored.tfstate takes longer than half of TENDRIL_STOP_CLEANUP_TIMEOUT: \
+                             stopping it, so that the state lock can still be released in time",
+                        );
+                        stop.cancel();
+                        push.await
+                    }
+                }
+                .map_err(|error| error.to_string())
             }
+            Ok(Err(error)) => Err(error.to_string()),
+            Err(_) => Err("its credentials were not ready in time".into()),
         };
         match pushed {
             Ok(()) => self
