@@ -104,7 +104,7 @@ impl Operation {
 
 /// What the job's outbox entry holds while one of its commands holds a
 /// lease, for a restart after a crash.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Serialize, Deserialize)]
 struct StateHold {
     endpoint: String,
     state_key: String,
@@ -346,11 +346,7 @@ impl<'a> LockedRun<'a> {
         };
         Err(match (lost, another) {
             (Some(why), _) => JobError::StateLock(with_note(
-                format!(
-                    "the lease on the state could not be kept ({why}): the {} was stopped so that it never works \
-                     behind an expired lease",
-                    self.operation.name()
-                ),
+                words::lease_lost(self.operation.name(), &why),
                 note.map(|note| self.note_words(&note)),
             )),
             (None, Some(found)) => self.held_by_another(error, found),
@@ -417,9 +413,10 @@ impl<'a> LockedRun<'a> {
         let note_words = note.as_ref().map(|note| self.note_words(note));
         match (&error, note) {
             (ToolError::Stopped { ended, .. }, Some(LockNote::Released(id))) => {
-                JobError::StoppedLeaving(format!(
-                    "the {operation} was stopped{}; its state lock {id} was released",
-                    ended.as_ref().map(|e| format!(" ({e})")).unwrap_or_default()
+                JobError::StoppedLeaving(words::stopped_and_released(
+                    operation,
+                    ended.as_deref(),
+                    &id,
                 ))
             }
             (ToolError::Stopped { .. }, Some(_)) => {
@@ -428,9 +425,9 @@ impl<'a> LockedRun<'a> {
             (ToolError::Stopped { .. }, None) => JobError::Stopped,
             (ToolError::Failed { status, .. }, Some(LockNote::Released(id))) => {
                 match killing_signal(status) {
-                    Some(signal) => JobError::StateLock(format!(
-                        "the {operation} was killed (signal {signal}); its state lock {id} was released"
-                    )),
+                    Some(signal) => {
+                        JobError::StateLock(words::killed_and_released(operation, signal, &id))
+                    }
                     None => JobError::StateLock(with_note(error.to_string(), note_words)),
                 }
             }

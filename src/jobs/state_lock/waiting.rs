@@ -223,36 +223,20 @@ async fn release_dead(
 /// The error of a job that waited the whole lock timeout.
 async fn give_up(context: &JobContext, state: &BucketState, waiting: Waiting) -> JobError {
     let settings = &context.settings;
-    let waited = format_duration(settings.terraform_lock_timeout);
-    let found = match waiting {
-        Waiting::Busy(found) => found,
+    let waited = settings.terraform_lock_timeout;
+    JobError::StateLock(match waiting {
+        Waiting::Busy(found) => words::gave_up_on_live_lease(
+            &state.location(),
+            &found,
+            state.lock().await,
+            waited,
+            settings.state_lease.expiry,
+        ),
         Waiting::Vanished | Waiting::Freed => {
-            return JobError::StateLock(format!(
-                "the lease on the state at {} kept changing hands for {waited} (TENDRIL_TERRAFORM_LOCK_TIMEOUT)",
-                state.location()
-            ))
+            words::lease_kept_changing_hands(&state.location(), waited)
         }
         Waiting::Unreachable(problem) => {
-            return JobError::StateLock(format!(
-                "cannot take the lease on the state at {} within {waited} (TENDRIL_TERRAFORM_LOCK_TIMEOUT): \
-                 {problem}",
-                state.location()
-            ))
+            words::lease_not_taken(&state.location(), waited, &problem)
         }
-    };
-    let lock = match state.lock().await {
-        Ok(Some(FoundLock::Readable(lock))) => {
-            format!(" Its state lock is held by {}.", lock.holder())
-        }
-        Ok(Some(FoundLock::Unreadable(why))) => format!(" As for its state lock, {why}."),
-        Ok(None) => " It holds no state lock yet.".into(),
-        Err(error) => format!(" Its state lock could not be read ({error})."),
-    };
-    JobError::StateLock(words::gave_up_on_live_lease(
-        &state.location(),
-        &found,
-        &lock,
-        settings.terraform_lock_timeout,
-        settings.state_lease.expiry,
-    ))
+    })
 }

@@ -7,8 +7,10 @@
 
 use std::time::Duration;
 
+use super::bucket_state::FoundLock;
 use super::lease::FoundLease;
 use super::lock_info::LockInfo;
+use crate::cloud::state_bucket::BucketError;
 use crate::units::format_duration;
 
 /// What becomes of a lock Tendril knows the holder of is dead but could not
@@ -58,6 +60,27 @@ impl LockNote {
             ),
         }
     }
+}
+
+/// The `operation` was stopped (`ended`: how it ended) and its lock `id`
+/// released.
+pub fn stopped_and_released(operation: &str, ended: Option<&str>, id: &str) -> String {
+    let ended = ended.map(|ended| format!(" ({ended})")).unwrap_or_default();
+    format!("the {operation} was stopped{ended}; its state lock {id} was released")
+}
+
+/// The `operation`'s Terraform was killed by `signal` and its lock `id`
+/// released.
+pub fn killed_and_released(operation: &str, signal: i32, id: &str) -> String {
+    format!("the {operation} was killed (signal {signal}); its state lock {id} was released")
+}
+
+/// The lease could not be kept (`why`), so the `operation` was stopped.
+pub fn lease_lost(operation: &str, why: &str) -> String {
+    format!(
+        "the lease on the state could not be kept ({why}): the {operation} was stopped so that it never works \
+         behind an expired lease"
+    )
 }
 
 /// Terraform gave up on `lock` in the bucket, which no lease covers.
@@ -115,16 +138,24 @@ pub fn lease_holder(found: &FoundLease) -> String {
         })
 }
 
-/// What the job gave up on: the state at `location` under the live lease
-/// `found` (and `lock`, what is said of its lock), after `waited`; when
-/// the lease can end.
+/// What the job gave up on after `waited`: the state at `location` under
+/// the live lease `found`, and its `lock` as it was read; when the lease
+/// can end.
 pub fn gave_up_on_live_lease(
     location: &str,
     found: &FoundLease,
-    lock: &str,
+    lock: Result<Option<FoundLock>, BucketError>,
     waited: Duration,
     expiry: Duration,
 ) -> String {
+    let lock = match lock {
+        Ok(Some(FoundLock::Readable(lock))) => {
+            format!("Its state lock is held by {}.", lock.holder())
+        }
+        Ok(Some(FoundLock::Unreadable(why))) => format!("As for its state lock, {why}."),
+        Ok(None) => "It holds no state lock yet.".into(),
+        Err(error) => format!("Its state lock could not be read ({error})."),
+    };
     let ended = match found
         .lease
         .as_ref()
@@ -135,11 +166,29 @@ pub fn gave_up_on_live_lease(
     };
     format!(
         "the state at {location} {}. This job waited {} (TENDRIL_TERRAFORM_LOCK_TIMEOUT) and gave up: Tendril \
-         releases a lock only when its holder is provably dead.{lock} If that job has died, its lease expires in \
+         releases a lock only when its holder is provably dead. {lock} If that job has died, its lease expires in \
          about {}{ended} (TENDRIL_LOCK_LEASE_EXPIRY), and the next job on this state after that releases its lock \
          by itself: run this job again then.",
         live_lease(found).trim_start_matches("it "),
         format_duration(waited),
         format_duration(expiry.saturating_sub(found.age).max(Duration::from_secs(1)))
+    )
+}
+
+/// The lease on the state at `location` was taken and given back by others
+/// for all of `waited`.
+pub fn lease_kept_changing_hands(location: &str, waited: Duration) -> String {
+    format!(
+        "the lease on the state at {location} kept changing hands for {} (TENDRIL_TERRAFORM_LOCK_TIMEOUT)",
+        format_duration(waited)
+    )
+}
+
+/// The lease on the state at `location` could not be taken within
+/// `waited`: the bucket's `problem`.
+pub fn lease_not_taken(location: &str, waited: Duration, problem: &str) -> String {
+    format!(
+        "cannot take the lease on the state at {location} within {} (TENDRIL_TERRAFORM_LOCK_TIMEOUT): {problem}",
+        format_duration(waited)
     )
 }
