@@ -5,9 +5,11 @@
 //! PATH records the PID of `terraform apply` and `terraform destroy` and
 //! then execs the real binary, so that process is Terraform itself. A
 //! Terraform, a worker, or both are SIGKILLed mid-apply, the bucket stops
-//! answering, a person's Terraform holds the lock, or two workers meet on
-//! one vine: what each later job finds and does, and that no lock or lease
-//! is left in the bucket once the vine's jobs have ended.
+//! answering, a person's Terraform holds the lock (or takes it while the
+//! job's Terraform starts), two workers meet on one vine, an errored state
+//! push takes its time, or what is in the bucket is hostile or unreadable:
+//! what each later job finds and does, and that no lock or lease is left in
+//! the bucket once the vine's jobs have ended.
 
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
