@@ -182,9 +182,7 @@ pub fn check_image_repository<'a>(field: &str, value: &'a str) -> Result<&'a str
                 .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b"._-".contains(&b))
     };
     let (registry, path) = match value.split_once('/') {
-        Some((first, rest)) if first.contains(['.', ':']) || first == "localhost" => {
-            (Some(first), rest)
-        }
+        Some((first, rest)) if first.contains(['.', ':']) || first == "localhost" => (Some(first), rest),
         _ => (None, value),
     };
     let registry_fine = registry.is_none_or(|registry| {
@@ -235,31 +233,14 @@ mod tests {
         ] {
             assert_eq!(check_image_repository("image_repository", good), Ok(good));
         }
-        for bad in [
-            "",
-            "GHCR.io/Acme",
-            "ghcr.io/acme/tendril:1",
-            "a//b",
-            "-x",
-            INJECTED,
-            "ghcr.io/a b",
-        ] {
+        for bad in ["", "GHCR.io/Acme", "ghcr.io/acme/tendril:1", "a//b", "-x", INJECTED, "ghcr.io/a b"] {
             let error = check_image_repository("image_repository", bad).unwrap_err();
             assert!(error.starts_with("image_repository "), "{error}");
         }
         for good in ["1.4.0", "1.4.0-rc.1-aws", "latest", "_x"] {
             assert_eq!(check_image_tag("image_tag", good), Ok(good));
         }
-        for bad in [
-            "",
-            "-x",
-            ".x",
-            "1.4.0 x",
-            "a:b",
-            "a/b",
-            INJECTED,
-            &"x".repeat(129),
-        ] {
+        for bad in ["", "-x", ".x", "1.4.0 x", "a:b", "a/b", INJECTED, &"x".repeat(129)] {
             let error = check_image_tag("image_tag", bad).unwrap_err();
             assert!(error.starts_with("image_tag "), "{error}");
         }

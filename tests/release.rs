@@ -80,10 +80,7 @@ fn each_variant_is_tagged_with_its_cloud_and_only_the_newest_is_latest() {
     };
     assert_eq!(tags("1.4.0", "all", "true"), ["1.4.0", "latest"]);
     assert_eq!(tags("1.4.0", "aws", "true"), ["1.4.0-aws", "latest-aws"]);
-    assert_eq!(
-        tags("1.4.0", "azure", "true"),
-        ["1.4.0-azure", "latest-azure"]
-    );
+    assert_eq!(tags("1.4.0", "azure", "true"), ["1.4.0-azure", "latest-azure"]);
     assert_eq!(tags("1.3.5", "gcp", "false"), ["1.3.5-gcp"]);
     let unknown = run("image-tags.sh", &["1.4.0", "oracle", "true"], &[]);
     assert_eq!(unknown.status.code(), Some(2));
@@ -121,16 +118,8 @@ fn only_the_newest_stable_release_is_the_newest() {
     };
     assert_eq!(newest("1.4.0"), "true", "the newest tag itself");
     assert_eq!(newest("1.4.1"), "true", "newer than every tag");
-    assert_eq!(
-        newest("1.10.0"),
-        "true",
-        "compared as versions, not as text"
-    );
-    assert_eq!(
-        newest("1.3.5"),
-        "false",
-        "a maintenance release of an older line"
-    );
+    assert_eq!(newest("1.10.0"), "true", "compared as versions, not as text");
+    assert_eq!(newest("1.3.5"), "false", "a maintenance release of an older line");
     assert_eq!(newest("1.5.0-rc.1"), "false", "a prerelease");
 }
 
@@ -255,20 +244,11 @@ fn the_installer_installs_a_checked_release_and_never_overwrites_the_settings() 
     // Checksums over plain http prove nothing: refused before any download.
     let plain = run(
         "install.sh",
-        &[
-            "--base",
-            "http://127.0.0.1:9/release",
-            "--root",
-            tampered_root.to_str().unwrap(),
-        ],
+        &["--base", "http://127.0.0.1:9/release", "--root", tampered_root.to_str().unwrap()],
         &[],
     );
     assert_eq!(plain.status.code(), Some(1));
-    assert!(
-        text(&plain).contains("--base must be https://"),
-        "{}",
-        text(&plain)
-    );
+    assert!(text(&plain).contains("--base must be https://"), "{}", text(&plain));
 }
 
 #[test]
@@ -370,11 +350,7 @@ fn a_release_is_announced_to_trellis_once_and_a_wrong_secret_is_named() {
             ],
         );
         assert_eq!(plain.status.code(), Some(2), "{off_machine}");
-        assert!(
-            text(&plain).contains("must be https://"),
-            "{}",
-            text(&plain)
-        );
+        assert!(text(&plain).contains("must be https://"), "{}", text(&plain));
     }
     // A secret with a newline would smuggle a header; a version that is no
     // release's would be offered by the Update button.
@@ -394,11 +370,7 @@ fn a_release_is_announced_to_trellis_once_and_a_wrong_secret_is_named() {
         &[("TRELLIS_URL", &url), ("TRELLIS_RELEASE_SECRET", secret)],
     );
     assert_eq!(tag.status.code(), Some(2));
-    assert!(
-        text(&tag).contains("is no release version"),
-        "{}",
-        text(&tag)
-    );
+    assert!(text(&tag).contains("is no release version"), "{}", text(&tag));
     let announcements = trellis
         .requests()
         .iter()

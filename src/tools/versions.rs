@@ -70,8 +70,10 @@ impl ScratchHome {
     fn create() -> Option<ScratchHome> {
         use std::os::unix::fs::DirBuilderExt;
         (0..3).find_map(|_| {
-            let dir = std::env::temp_dir()
-                .join(format!("tendril-tool-probe-{:016x}", rand::random::<u64>()));
+            let dir = std::env::temp_dir().join(format!(
+                "tendril-tool-probe-{:016x}",
+                rand::random::<u64>()
+            ));
             let created = std::fs::DirBuilder::new().mode(0o700).create(&dir);
             created.ok().map(|()| ScratchHome(dir))
         })
@@ -143,7 +145,10 @@ async fn ask_version(
             ))
         }
         Ok((_, _, _, true)) => {
-            return ToolVersion::Failing(format!("printed more than {} KiB", OUTPUT_LIMIT / 1024))
+            return ToolVersion::Failing(format!(
+                "printed more than {} KiB",
+                OUTPUT_LIMIT / 1024
+            ))
         }
         Ok((out, err, status, false)) => (out, err, status),
     };
@@ -248,10 +253,7 @@ mod tests {
             ToolVersion::Failing("printed more than 64 KiB".into())
         );
         // A wrapper whose program hangs: the program goes with it.
-        let dir = stand_in(&format!(
-            "sleep 30 & echo $! > {}/child; wait",
-            "$(dirname \"$0\")"
-        ));
+        let dir = stand_in(&format!("sleep 30 & echo $! > {}/child; wait", "$(dirname \"$0\")"));
         let failing = ask(&dir, Duration::from_millis(500)).await;
         assert_eq!(failing, ToolVersion::Failing("no answer in 500ms".into()));
         let child = std::fs::read_to_string(dir.join("child")).unwrap();

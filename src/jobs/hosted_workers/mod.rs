@@ -320,8 +320,7 @@ impl WorkerSpec {
             image_repository: setting(snapshot, &["image_repository"]),
         };
         // Both end up in an image reference, a tfvars file and ECS's API.
-        crate::safe_name::check_image_tag("image_tag", &spec.image_tag)
-            .map_err(JobError::Invalid)?;
+        crate::safe_name::check_image_tag("image_tag", &spec.image_tag).map_err(JobError::Invalid)?;
         if let Some(repository) = &spec.image_repository {
             crate::safe_name::check_image_repository("image_repository", repository)
                 .map_err(JobError::Invalid)?;
