@@ -42,6 +42,11 @@ fn main() -> ExitCode {
     if let Err(message) = tendril::telemetry::init(&logging) {
         return configuration_error(message);
     }
+    // Tools are killed when the thread that started them exits
+    // (PR_SET_PDEATHSIG, see `tools::process`): they are started from these
+    // worker threads, which live as long as the process, and must never be
+    // started from a `spawn_blocking` or `block_in_place` thread, which the
+    // runtime ends when idle.
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()

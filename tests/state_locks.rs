@@ -5,9 +5,11 @@
 //! PATH records the PID of `terraform apply` and `terraform destroy` and
 //! then execs the real binary, so that process is Terraform itself. A
 //! Terraform, a worker, or both are SIGKILLed mid-apply, the bucket stops
-//! answering, a person's Terraform holds the lock, or two workers meet on
-//! one vine: what each later job finds and does, and that no lock or lease
-//! is left in the bucket once the vine's jobs have ended.
+//! answering, a person's Terraform holds the lock (or takes it while the
+//! job's Terraform starts), two workers meet on one vine, an errored state
+//! push takes its time, or what is in the bucket is hostile or unreadable:
+//! what each later job finds and does, and that no lock or lease is left in
+//! the bucket once the vine's jobs have ended.
 
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
@@ -26,10 +28,11 @@ const LONG: Duration = Duration::from_secs(180);
 const BUCKET: &str = "vine-terraform-state";
 /// Short enough for a test, and consistent with it: the lease is renewed
 /// every second (the heartbeat), and a worker that cannot renew it stops
-/// Terraform after min(15s / 2, 15s * 0.9 - 5s) = 7.5s, in whole seconds 7s.
-const SHORT_LEASE: [(&str, &str); 2] = [
-    ("TENDRIL_LOCK_LEASE_EXPIRY", "15s"),
+/// Terraform after min(20s / 2, 20s * 0.9 - 5s grace - 4s cleanup) = 9s.
+const SHORT_LEASE: [(&str, &str); 3] = [
+    ("TENDRIL_LOCK_LEASE_EXPIRY", "20s"),
     ("TENDRIL_TERRAFORM_GRACE", "5s"),
+    ("TENDRIL_STOP_CLEANUP_TIMEOUT", "4s"),
 ];
 
 /// An apply (or destroy) command that prints `<name>-42` once it runs
@@ -77,6 +80,49 @@ fn alive(pid: i32) -> bool {
             Some(state != 'Z')
         })
         .unwrap_or(false)
+}
+
+/// This host's name, as Terraform writes it in a lock's `Who`.
+fn hostname() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .unwrap()
+        .trim()
+        .to_string()
+}
+
+/// The user this test (and the worker it starts) runs as.
+fn user() -> String {
+    let out = Command::new("id").arg("-un").output().unwrap();
+    String::from_utf8(out.stdout).unwrap().trim().to_string()
+}
+
+/// Now, in RFC 3339, as a lock's `Created` says it.
+fn now_rfc3339() -> String {
+    let out = Command::new("date")
+        .args(["-u", "+%Y-%m-%dT%H:%M:%S.%NZ"])
+        .output()
+        .unwrap();
+    String::from_utf8(out.stdout).unwrap().trim().to_string()
+}
+
+/// Seconds since the epoch of an HTTP date (an object's Last-Modified).
+fn epoch_seconds(http_date: &str) -> f64 {
+    let out = Command::new("date")
+        .args(["-u", "-d", http_date, "+%s"])
+        .output()
+        .unwrap();
+    String::from_utf8(out.stdout)
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap()
+}
+
+fn now_seconds() -> f64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs_f64()
 }
 
 fn wait_until(what: &str, mut done: impl FnMut() -> bool) {
@@ -252,6 +298,51 @@ impl Locks {
             lease["lock_id"] == lock["ID"]
         });
         id
+    }
+
+    /// A lock as a person's (or another tool's) Terraform writes it on the
+    /// state of `project`, created now.
+    fn put_lock(&self, project: &str, id: &str, who: &str) {
+        self.moto.put_s3_object(
+            BUCKET,
+            &format!("{}.tflock", key(project)),
+            &json!({"ID": id, "Operation": "OperationTypeApply", "Info": "", "Who": who,
+                    "Version": "1.11.4", "Created": now_rfc3339(),
+                    "Path": format!("{BUCKET}/{}", key(project))}),
+        );
+    }
+
+    /// The lease of a dead worker's job (Trellis shows it FAILED on `w-gone`)
+    /// on the state of `project`; the job's id.
+    fn put_dead_lease(&self, project: &str, lock_id: Option<&str>) -> String {
+        let dead_job = self.trellis.insert_job(json!({
+            "job_type": "BOOTSTRAP", "status": "FAILED", "worker_id": "w-gone",
+            "error_message": "interrupted: Tendril stopped while running this job (it was killed or crashed)"
+        }));
+        self.moto.put_s3_object(
+            BUCKET,
+            &format!("{}.tendril-lease", key(project)),
+            &json!({"lease_id": "0123456789abcdef0123456789abcdef", "job_id": dead_job, "worker_id": "w-gone",
+                    "host": "gone-host", "pid": 1, "process_id": "fedcba9876543210fedcba9876543210",
+                    "who": "root@gone-host", "operation": "apply", "lock_operation": "OperationTypeApply",
+                    "started": "2026-01-05T10:00:00Z", "renewed": "2026-01-05T10:00:30Z",
+                    "renew_every_seconds": 30, "lock_id": lock_id, "tendril_version": "0.1.0"}),
+        );
+        dead_job
+    }
+
+    /// Replaces the `terraform` stand-in: `cases` are the arms of a shell
+    /// `case "$1" in` run before the real Terraform is exec'd.
+    fn stand_in(&self, cases: &str) {
+        write_executable(
+            &self.scratch.path().join("standin/terraform"),
+            &format!(
+                "#!/bin/sh\ncase \"$1\" in apply|destroy) echo $$ > {d}/terraform-$1.pid ;; esac\ncase \"$1\" in \
+                 {cases} esac\nexec {tf} \"$@\"\n",
+                d = self.scratch.path().display(),
+                tf = real_terraform()
+            ),
+        );
     }
 
     /// Locks and leases in the bucket.
@@ -513,7 +604,7 @@ fn a_dead_workers_lock_is_released_by_another_workers_job_once_its_lease_expires
     );
     assert!(
         log.contains("its holder is dead (its lease was last renewed")
-            && log.contains("longer than the lease expiry of 15s (TENDRIL_LOCK_LEASE_EXPIRY))"),
+            && log.contains("longer than the lease expiry of 20s (TENDRIL_LOCK_LEASE_EXPIRY))"),
         "{log}"
     );
     assert_eq!(
@@ -548,10 +639,18 @@ fn two_live_workers_on_one_vine_never_release_each_others_fresh_lock() {
         "This job waited 5s (TENDRIL_TERRAFORM_LOCK_TIMEOUT) and gave up: Tendril releases a lock only when its \
          holder is provably dead."
             .to_string(),
-        format!("lock ID {id}); if that job is no longer running anywhere, release the lock with `terraform force-unlock {id}`"),
+        format!("Its state lock is held by {}@{}, for a terraform apply or destroy since ", user(), hostname()),
+        format!("lock ID {id}). If that job has died, its lease expires in about "),
+        "(sooner once Trellis shows that job ended) (TENDRIL_LOCK_LEASE_EXPIRY), and the next job on this state \
+         after that releases its lock by itself: run this job again then."
+            .to_string(),
     ] {
         assert!(message.contains(&words), "{words:?} in {message}");
     }
+    assert!(
+        !message.contains("force-unlock"),
+        "a live lease's lock is not for an operator to release: {message}"
+    );
     assert!(
         !message.contains("412") && !message.contains("PreconditionFailed"),
         "{message}"
@@ -595,7 +694,7 @@ fn a_lock_no_lease_covers_is_never_released_and_is_named() {
     // Waiting longer than the lease expiry: an expiry says nothing of a
     // lock no lease covers.
     let mut settings = SHORT_LEASE.to_vec();
-    settings.push(("TENDRIL_TERRAFORM_LOCK_TIMEOUT", "20s"));
+    settings.push(("TENDRIL_TERRAFORM_LOCK_TIMEOUT", "25s"));
     let worker = locks.start(&a, &settings);
     let plan = locks.enqueue("PLAN", &a, "manual", json!({}));
     let message = locks.fail(&plan);
@@ -604,7 +703,7 @@ fn a_lock_no_lease_covers_is_never_released_and_is_named() {
             "the state lock at s3://{BUCKET}/{}.tflock is held by {who}, for a terraform apply or destroy since ",
             key("manual")
         ),
-        format!("lock ID {id}), and this job gave up waiting for it after 20s (TENDRIL_TERRAFORM_LOCK_TIMEOUT)"),
+        format!("lock ID {id}), and this job gave up waiting for it after 25s (TENDRIL_TERRAFORM_LOCK_TIMEOUT)"),
         format!("release it with `terraform force-unlock {id}` and run the job again"),
     ] {
         assert!(message.contains(&words), "{words:?} in {message}\n{}", by_hand.log());
@@ -616,7 +715,7 @@ fn a_lock_no_lease_covers_is_never_released_and_is_named() {
     let log = locks.trellis.log_text(&plan);
     assert!(
         log.contains(&format!(
-            "Terraform waits (up to 20s) for the state lock held by {who}"
+            "Terraform waits (up to 25s) for the state lock held by {who}"
         )) && log.contains("no Tendril lease covers it"),
         "named while it waited: {log}"
     );
@@ -647,7 +746,7 @@ fn a_worker_that_cannot_renew_its_lease_stops_its_terraform_before_the_lease_exp
     locks.trellis.wait_for_log(
         LONG,
         &job,
-        "the lease on the state is lost (it could not be renewed for 7s",
+        "the lease on the state is lost (it could not be renewed for 9s",
     );
     locks
         .trellis
@@ -655,7 +754,7 @@ fn a_worker_that_cannot_renew_its_lease_stops_its_terraform_before_the_lease_exp
     locks.moto.thaw();
     let message = locks.fail(&job);
     assert!(
-        message.starts_with("the lease on the state could not be kept (it could not be renewed for 7s: ")
+        message.starts_with("the lease on the state could not be kept (it could not be renewed for 9s: ")
             && message.contains(
                 "): the apply was stopped so that it never works behind an expired lease\nit left its state lock"
             )
@@ -753,5 +852,298 @@ fn a_local_state_lock_dies_with_its_terraform_and_a_live_one_is_named() {
         "{message}"
     );
     drop(by_hand);
+    drain(worker);
+}
+
+/// A DESTROY whose Terraform is held back until a person's lock is in
+/// place on its state (taken after the job's lease, from this host, as
+/// `who`): Terraform waits for it and gives up. Returns the job's error,
+/// its log, and the lock IDs the lease named meanwhile.
+fn destroy_meeting_a_persons_lock(
+    locks: &Locks,
+    project: &str,
+    id: &str,
+    who: &str,
+) -> (String, String, Vec<Value>) {
+    let dir = locks.scratch.path();
+    locks.stand_in(&format!(
+        "destroy) touch {d}/destroy-wants; while [ ! -e {d}/go ]; do sleep 0.1; done ;;",
+        d = dir.display()
+    ));
+    let a = locks.worker("a");
+    let worker = locks.start(&a, &[("TENDRIL_TERRAFORM_LOCK_TIMEOUT", "8s")]);
+    let settings = json!({"apply_command": "true", "destroy_command": "true"});
+    let deployed = locks.enqueue("BOOTSTRAP", &a, project, settings.clone());
+    locks.succeed(&deployed);
+    let destroy = locks.enqueue("DESTROY", &a, project, settings);
+    wait_until("the destroy to start", || {
+        dir.join("destroy-wants").exists()
+    });
+    locks.put_lock(project, id, who);
+    std::fs::write(dir.join("go"), "").unwrap();
+    let mut named = Vec::new();
+    while !matches!(
+        locks.trellis.job(&destroy).unwrap()["status"].as_str(),
+        Some("SUCCESS" | "FAILED")
+    ) {
+        if let Some(lease) = locks.lease(project) {
+            named.push(lease["lock_id"].clone());
+        }
+    }
+    let message = locks.fail(&destroy);
+    let log = locks.trellis.log_text(&destroy);
+    drain(worker);
+    (message, log, named)
+}
+
+#[test]
+fn a_lock_another_user_on_this_host_takes_while_terraform_starts_is_neither_claimed_nor_released() {
+    let locks = Locks::new();
+    let id = "11111111-2222-3333-4444-555555555555";
+    let who = format!("alice@{}", hostname());
+    let (message, log, named) = destroy_meeting_a_persons_lock(&locks, "person", id, &who);
+    assert_eq!(
+        locks.lock("person").unwrap()["ID"],
+        id,
+        "the person's lock is untouched"
+    );
+    assert!(
+        named.iter().all(|named| named != id),
+        "the lease never named the person's lock as its own: {named:?}"
+    );
+    assert!(
+        message.starts_with(&format!(
+            "the state lock at s3://{BUCKET}/{}.tflock is held by {who}, for a terraform apply or destroy",
+            key("person")
+        )) && message.contains(&format!("release it with `terraform force-unlock {id}` and run the job again")),
+        "{message}"
+    );
+    assert!(!log.contains("released"), "{log}");
+    assert_eq!(locks.leftovers(), vec![format!("{}.tflock", key("person"))]);
+}
+
+/// The same lock, as if the person ran Terraform as Tendril's own user:
+/// nothing in the lock tells it from the job's own, but Terraform said it
+/// could not take it, so it is another's.
+#[test]
+fn a_lock_terraform_could_not_take_is_never_released_even_with_the_jobs_own_who() {
+    let locks = Locks::new();
+    let id = "66666666-7777-8888-9999-000000000000";
+    let who = format!("{}@{}", user(), hostname());
+    let (message, log, _) = destroy_meeting_a_persons_lock(&locks, "same-user", id, &who);
+    assert_eq!(locks.lock("same-user").unwrap()["ID"], id, "never released");
+    assert!(
+        message.starts_with(&format!(
+            "the state lock at s3://{BUCKET}/{}.tflock is held by {who}, for a terraform apply or destroy",
+            key("same-user")
+        )),
+        "{message}"
+    );
+    assert!(
+        !message.contains("was released") && !log.contains("Tendril released the lock"),
+        "{message}\n{log}"
+    );
+    assert_eq!(
+        locks.leftovers(),
+        vec![format!("{}.tflock", key("same-user"))]
+    );
+}
+
+#[test]
+fn a_hostile_lock_is_named_on_one_printable_bounded_line_and_never_as_a_command() {
+    let locks = Locks::new();
+    let id = "abc\u{1b}[31mRED\u{7}; rm -rf ~";
+    let who = format!("mallory\u{1b}[2J\u{202e}@{}", "h".repeat(5000));
+    locks.put_lock("hostile", id, &who);
+    let a = locks.worker("a");
+    let worker = locks.start(&a, &[("TENDRIL_TERRAFORM_LOCK_TIMEOUT", "3s")]);
+    let plan = locks.enqueue("PLAN", &a, "hostile", json!({}));
+    let message = locks.fail(&plan);
+    let clean = |text: &str| {
+        !text
+            .chars()
+            .any(|c| c.is_control() && c != '\n' || c == '\u{202e}')
+    };
+    assert!(clean(&message) && !message.contains('\n'), "{message:?}");
+    assert!(message.len() < 2000, "{} bytes: {message}", message.len());
+    assert!(
+        message.contains("is held by mallory?[2J?@hhh")
+            && message.contains("h..., for a terraform apply or destroy since ")
+            && message.contains("lock ID abc?[31mRED?; rm -rf ~)")
+            && message.ends_with(&format!(
+                "look at the lock object at s3://{BUCKET}/{}.tflock and remove it by hand (its ID is not one \
+                 Terraform writes, so no command to copy is given) and run the job again",
+                key("hostile")
+            )),
+        "{message}"
+    );
+    for (stream, chunk) in locks.trellis.logs(&plan) {
+        // Terraform's own lines are its own; Tendril's say nothing raw.
+        if stream == "SYSTEM" {
+            assert!(clean(&chunk), "{chunk:?}");
+        }
+    }
+    drain(worker);
+}
+
+/// Accepted settings, the bucket frozen right after a renewal: the worker
+/// stops Terraform 10s after the start of that renewal (the settings check
+/// leaves its 10s grace and 1s cleanup room before the 24s expiry), not
+/// when a later renewal has timed out.
+#[test]
+fn no_terraform_outlives_its_lease_when_the_bucket_stops_answering_right_after_a_renewal() {
+    let locks = Locks::new();
+    let a = locks.worker("a");
+    let settings = [
+        ("TENDRIL_HEARTBEAT_INTERVAL", "5s"),
+        ("TENDRIL_TERRAFORM_GRACE", "10s"),
+        ("TENDRIL_STOP_CLEANUP_TIMEOUT", "1s"),
+        ("TENDRIL_LOCK_LEASE_EXPIRY", "24s"),
+    ];
+    let worker = locks.start(&a, &settings);
+    let job = locks.enqueue(
+        "BOOTSTRAP",
+        &a,
+        "part",
+        json!({"apply_command": slow("part")}),
+    );
+    locks.trellis.wait_for_log(LONG, &job, &running("part"));
+    locks.wait_for_named_lock("part");
+    let terraform = locks.terraform_pid("apply");
+    let lease_key = format!("{}.tendril-lease", key("part"));
+    let written = || {
+        locks.moto.aws(&[
+            "s3api",
+            "head-object",
+            "--bucket",
+            BUCKET,
+            "--key",
+            &lease_key,
+        ])["LastModified"]
+            .as_str()
+            .unwrap()
+            .to_string()
+    };
+    let before = written();
+    let mut renewed = before.clone();
+    wait_until("a renewal", || {
+        renewed = written();
+        renewed != before
+    });
+    locks.moto.freeze();
+    wait_until("Terraform to die", || !alive(terraform));
+    let lived = now_seconds() - epoch_seconds(&renewed);
+    locks.moto.thaw();
+    assert!(
+        lived < 24.0,
+        "Terraform died {lived:.1}s after its lease's last write, past the 24s expiry"
+    );
+    let message = locks.fail(&job);
+    assert!(
+        message.starts_with(
+            "the lease on the state could not be kept (it could not be renewed for 10s: "
+        ),
+        "{message}"
+    );
+    drain(worker);
+}
+
+/// A push that ignores SIGINT and takes its time (a store that answers
+/// slowly): it is stopped half-way through the stop cleanup (10s
+/// cloud-hosted) and killed a quarter later, and only then is the lock
+/// released, with a quarter of the cleanup of its own.
+#[test]
+fn an_errored_state_push_past_its_time_is_reaped_before_the_lock_is_released_and_the_job_ends() {
+    let locks = Locks::new();
+    let dir = locks.scratch.path();
+    locks.stand_in(&format!(
+        "state) if [ \"$2\" = push ]; then echo $$ > {d}/push.pid; trap '' INT; sleep 25; echo pushed >> {d}/push.log; \
+         fi ;;",
+        d = dir.display()
+    ));
+    let a = locks.worker("a");
+    let worker = locks.start(&a, &[]);
+    // The apply leaves an errored.tfstate, as Terraform does when it
+    // cannot write its state, then takes its time.
+    let job = locks.enqueue(
+        "BOOTSTRAP",
+        &a,
+        "push",
+        json!({"apply_command": format!("terraform state pull > errored.tfstate; {}", slow("push"))}),
+    );
+    locks.trellis.wait_for_log(LONG, &job, &running("push"));
+    let id = locks.wait_for_named_lock("push");
+    signal(locks.terraform_pid("apply"), libc::SIGKILL);
+    let message = locks.fail(&job);
+    let push: i32 = std::fs::read_to_string(dir.join("push.pid"))
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
+    assert!(!alive(push), "the push outlived the job");
+    assert_eq!(
+        message,
+        format!("the apply was killed (signal 9); its state lock {id} was released")
+    );
+    assert_eq!(locks.leftovers(), Vec::<String>::new());
+    let log = locks.trellis.log_text(&job);
+    assert!(
+        log.contains(
+            "pushing errored.tfstate takes longer than half of TENDRIL_STOP_CLEANUP_TIMEOUT: stopping it, so that \
+             the state lock can still be released in time"
+        ) && log.contains("pushing errored.tfstate failed (terraform was stopped before it finished)"),
+        "{log}"
+    );
+    assert!(
+        !dir.join("push.log").exists(),
+        "the push wrote nothing after it was killed"
+    );
+    drain(worker);
+}
+
+#[test]
+fn an_unreadable_lock_object_is_named_as_such_left_alone_and_a_dead_lease_over_it_removed() {
+    let locks = Locks::new();
+    let garbage = locks.scratch.path().join("garbage");
+    std::fs::write(&garbage, "garbage{").unwrap();
+    let lock_key = format!("{}.tflock", key("odd"));
+    locks.moto.aws(&[
+        "s3api",
+        "put-object",
+        "--bucket",
+        BUCKET,
+        "--key",
+        &lock_key,
+        "--body",
+        garbage.to_str().unwrap(),
+    ]);
+    let dead_job = locks.put_dead_lease("odd", None);
+    let a = locks.worker("a");
+    let worker = locks.start(&a, &[("TENDRIL_TERRAFORM_LOCK_TIMEOUT", "3s")]);
+    let plan = locks.enqueue("PLAN", &a, "odd", json!({}));
+    let message = locks.fail(&plan);
+    let unreadable =
+        format!("the object at s3://{BUCKET}/{lock_key} is not a Terraform lock Tendril can read");
+    assert_eq!(
+        message,
+        format!(
+            "Terraform could not take the state lock within 3s (TENDRIL_TERRAFORM_LOCK_TIMEOUT): {unreadable}. \
+             Tendril leaves an object it cannot read alone; if no one is running Terraform on this state, look at \
+             it, remove it by hand and run the job again"
+        )
+    );
+    let log = locks.trellis.log_text(&plan);
+    assert!(
+        log.contains(&format!(
+            "is dead (its job {dead_job} ended FAILED on that worker), but {unreadable}: Tendril leaves it alone"
+        )),
+        "{log}"
+    );
+    assert!(!log.contains("cannot be used now"), "{log}");
+    assert_eq!(
+        locks.leftovers(),
+        vec![lock_key],
+        "the dead lease is gone, the object stays"
+    );
     drain(worker);
 }

@@ -21,7 +21,8 @@
 //! - `worker_jobs`: DEPLOY_WORKER, UPDATE_WORKER, DESTROY_WORKER on moto.
 //! - `state_locks`: Terraform state locks after a crash (a Terraform or a
 //!   worker SIGKILLed, a partition from the bucket), two workers on a vine,
-//!   a person's lock; S3 state in moto and local state.
+//!   a person's lock, hostile or unreadable lock objects, a slow errored
+//!   state push; S3 state in moto and local state.
 //! - `gcp_identity`, `azure_identity`: sign-in and discovery on their fakes.
 //! - `trellis_contract`: Tendril's output read as Trellis's screens read it.
 //! - `trellis_client`: the Trellis client and the status queue as a library.

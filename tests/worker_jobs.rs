@@ -729,7 +729,8 @@ fn destroy_worker_releases_the_lock_of_a_job_that_ended_on_its_worker() {
         "vine-terraform-state",
         &format!("{key}.tendril-lease"),
         &json!({"lease_id": "0123456789abcdef0123456789abcdef", "job_id": dead_job, "worker_id": "w-gone",
-                "host": "gone-host", "pid": 4242, "operation": "apply", "lock_operation": "OperationTypeApply",
+                "host": "gone-host", "pid": 4242, "process_id": "fedcba9876543210fedcba9876543210",
+                "who": "tendril@gone-host", "operation": "apply", "lock_operation": "OperationTypeApply",
                 "started": "2026-01-05T10:00:00Z", "renewed": "2026-01-05T10:00:30Z",
                 "renew_every_seconds": 30, "lock_id": lock_id, "tendril_version": "0.1.0"}),
     );

@@ -287,6 +287,12 @@ impl JobArgs {
                 .as_deref()
                 .unwrap_or(TERRAFORM_GRACE.of(mode)),
         )?;
+        let stop_cleanup = positive_duration(
+            "TENDRIL_STOP_CLEANUP_TIMEOUT (--stop-cleanup-timeout)",
+            self.stop_cleanup_timeout
+                .as_deref()
+                .unwrap_or(STOP_CLEANUP_TIMEOUT.of(mode)),
+        )?;
         Ok(JobSettings {
             mode,
             work_dir: self
@@ -314,12 +320,7 @@ impl JobArgs {
             state_storage: self.state_storage()?,
             state_dir: self.state_dir.clone(),
             terraform_grace,
-            stop_cleanup: positive_duration(
-                "TENDRIL_STOP_CLEANUP_TIMEOUT (--stop-cleanup-timeout)",
-                self.stop_cleanup_timeout
-                    .as_deref()
-                    .unwrap_or(STOP_CLEANUP_TIMEOUT.of(mode)),
-            )?,
+            stop_cleanup,
             terraform_lock_timeout: duration(
                 "TENDRIL_TERRAFORM_LOCK_TIMEOUT (--terraform-lock-timeout)",
                 &self.terraform_lock_timeout,
@@ -328,6 +329,7 @@ impl JobArgs {
                 positive_duration(LeaseSettings::EXPIRY_VARIABLE, &self.lock_lease_expiry)?,
                 renew_every,
                 terraform_grace,
+                stop_cleanup,
             )?,
             terraform_provider_mirror: self.terraform_provider_mirror.clone(),
             hooks: self.hooks()?,
@@ -575,31 +577,77 @@ mod tests {
                 expiry: seconds(600),
                 renew_every: seconds(30),
                 // Half the expiry, sooner when the grace (5m self-hosted)
-                // would run past nine tenths of it.
-                stop_after: seconds(240),
+                // and the stop cleanup (1m) would run past nine tenths of it.
+                stop_after: seconds(180),
             }
         );
         let cloud = parse(&["--mode", "cloud-hosted"]).resolve().unwrap();
         assert_eq!(cloud.state_lease.stop_after, seconds(300));
-        let worker = parse(&["--lock-lease-expiry", "15s", "--terraform-grace", "5s"])
+        let short = [
+            "--lock-lease-expiry",
+            "15s",
+            "--terraform-grace",
+            "5s",
+            "--stop-cleanup-timeout",
+            "2s",
+        ];
+        let worker = parse(&short)
             .resolve_renewing_leases_every(seconds(1))
             .unwrap();
-        assert_eq!(worker.state_lease.stop_after, seconds(7));
+        assert_eq!(worker.state_lease.stop_after, seconds(6));
         let error = parse(&["--lock-lease-expiry", "15s", "--terraform-grace", "5s"])
             .resolve()
             .unwrap_err()
             .to_string();
         assert!(
             error.starts_with("TENDRIL_LOCK_LEASE_EXPIRY (--lock-lease-expiry): 15s is too short")
-                && error.ends_with("one every 30s (the heartbeat interval); make it at least 2m"),
+                && error.contains(
+                    "Terraform's grace of 5s (TENDRIL_TERRAFORM_GRACE) and the stop cleanup of 1m \
+                     (TENDRIL_STOP_CLEANUP_TIMEOUT)"
+                )
+                && error
+                    .ends_with("one every 30s (the heartbeat interval); make it at least 2m19s"),
             "{error}"
         );
         let grace = parse(&["--terraform-grace", "10m"]).resolve().unwrap_err();
         assert!(
-            grace.to_string().ends_with("make it at least 12m14s"),
+            grace.to_string().ends_with("make it at least 13m20s"),
             "{grace}"
         );
         assert!(parse(&["--lock-lease-expiry", "0s"]).resolve().is_err());
+    }
+
+    /// Accepted before the cleanup counted: a worker partitioned from the
+    /// bucket right after a renewal stopped Terraform 12s after it, and its
+    /// 20s grace and 10s cleanup ran past the 36s expiry.
+    #[test]
+    fn a_lease_expiry_shorter_than_the_stop_its_grace_and_cleanup_is_refused() {
+        let settings = parse(&[
+            "--mode",
+            "cloud-hosted",
+            "--terraform-grace",
+            "20s",
+            "--lock-lease-expiry",
+            "36s",
+        ]);
+        let error = settings
+            .resolve_renewing_leases_every(Duration::from_secs(5))
+            .unwrap_err()
+            .to_string();
+        assert!(error.ends_with("make it at least 45s"), "{error}");
+        let fits = parse(&[
+            "--mode",
+            "cloud-hosted",
+            "--terraform-grace",
+            "20s",
+            "--lock-lease-expiry",
+            "45s",
+        ])
+        .resolve_renewing_leases_every(Duration::from_secs(5))
+        .unwrap()
+        .state_lease;
+        let writes_end = fits.stop_after + Duration::from_secs(20 + 10);
+        assert!(writes_end + fits.expiry / 10 <= fits.expiry, "{fits:?}");
     }
 
     #[test]

@@ -26,6 +26,10 @@ pub const STATE_BUCKET: &str = "vine-terraform-state";
 /// One request to the bucket may take this long.
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(20);
 
+/// The largest object read (a lock or a lease is a few hundred bytes), and
+/// the most of an error answer read.
+pub const MAX_OBJECT_BYTES: usize = 64 * 1024;
+
 /// A failed call to the bucket, in one line.
 #[derive(Debug, thiserror::Error)]
 #[error("{0}")]
@@ -40,10 +44,13 @@ impl BucketError {
 /// An object read from the bucket.
 #[derive(Debug)]
 pub struct StoredObject {
-    pub body: Vec<u8>,
+    /// Its bytes; `None` when it is larger than [`MAX_OBJECT_BYTES`] (it is
+    /// then not read).
+    pub body: Option<Vec<u8>>,
     /// How long ago it was last written, by the store's own clock (its
     /// `Date` less the object's `Last-Modified`), so that no two hosts'
-    /// clocks are compared.
+    /// clocks are compared; zero (written just now) when the store does not
+    /// give both.
     pub age: Duration,
 }
 
@@ -100,18 +107,14 @@ impl StateBucket {
                 .and_then(|text| DateTime::from_str(text, Format::HttpDate).ok())
                 .and_then(|time| SystemTime::try_from(time).ok())
         };
-        let now = header("date").unwrap_or_else(SystemTime::now);
-        let age = header("last-modified")
-            .and_then(|written| now.duration_since(written).ok())
-            .unwrap_or_default();
-        let body = answer
-            .bytes()
+        let age = match (header("date"), header("last-modified")) {
+            (Some(now), Some(written)) => now.duration_since(written).unwrap_or_default(),
+            _ => Duration::ZERO,
+        };
+        let body = read_at_most(answer, MAX_OBJECT_BYTES)
             .await
             .map_err(|e| failed("reading", key, e))?;
-        Ok(Some(StoredObject {
-            body: body.to_vec(),
-            age,
-        }))
+        Ok(Some(StoredObject { body, age }))
     }
 
     /// Writes `body` at `key` unless an object is there already; returns
@@ -219,10 +222,35 @@ fn failed(verb: &str, key: &str, error: reqwest::Error) -> BucketError {
     ))
 }
 
+/// The body of `answer`, unless it is longer than `limit` bytes (`None`:
+/// the rest is not read).
+async fn read_at_most(
+    mut answer: reqwest::Response,
+    limit: usize,
+) -> Result<Option<Vec<u8>>, reqwest::Error> {
+    if answer
+        .content_length()
+        .is_some_and(|length| length > limit as u64)
+    {
+        return Ok(None);
+    }
+    let mut body = Vec::new();
+    while let Some(chunk) = answer.chunk().await? {
+        if body.len() + chunk.len() > limit {
+            return Ok(None);
+        }
+        body.extend_from_slice(&chunk);
+    }
+    Ok(Some(body))
+}
+
 /// The store's refusal, with S3's `<Code>` and `<Message>` when it gives them.
 async fn refused(verb: &str, key: &str, answer: reqwest::Response) -> BucketError {
     let status = answer.status();
-    let text = answer.text().await.unwrap_or_default();
+    let text = match read_at_most(answer, MAX_OBJECT_BYTES).await {
+        Ok(Some(body)) => String::from_utf8_lossy(&body).into_owned(),
+        _ => String::new(),
+    };
     let element = |name: &str| {
         let start = text.find(&format!("<{name}>"))? + name.len() + 2;
         let end = text[start..].find(&format!("</{name}>"))? + start;
@@ -244,19 +272,53 @@ async fn refused(verb: &str, key: &str, answer: reqwest::Response) -> BucketErro
     ))
 }
 
+/// A store that gives one canned answer, for tests of what reads the
+/// bucket.
 #[cfg(test)]
-mod tests {
-    use super::*;
+pub(crate) mod test_store {
     use crate::secrets::Secret;
+    use crate::settings::StateStorage;
 
-    fn bucket(endpoint: &str) -> StateBucket {
-        StateBucket::new(&StateStorage {
+    /// A store on 127.0.0.1 that answers every request with `head` (the
+    /// status line and headers) and `body`; its endpoint.
+    pub async fn answering(head: String, body: Vec<u8>) -> String {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let endpoint = format!("http://{}", listener.local_addr().unwrap());
+        tokio::spawn(async move {
+            while let Ok((mut connection, _)) = listener.accept().await {
+                let mut request = Vec::new();
+                let mut buffer = [0u8; 4096];
+                while !request.windows(4).any(|w| w == b"\r\n\r\n") {
+                    match connection.read(&mut buffer).await {
+                        Ok(0) | Err(_) => break,
+                        Ok(read) => request.extend_from_slice(&buffer[..read]),
+                    }
+                }
+                let _ = connection.write_all(head.as_bytes()).await;
+                let _ = connection.write_all(&body).await;
+            }
+        });
+        endpoint
+    }
+
+    /// The bucket's settings for the store at `endpoint`.
+    pub fn storage(endpoint: &str) -> StateStorage {
+        StateStorage {
             endpoint: endpoint.into(),
             region: "us-east-1".into(),
             key_id: Secret::new_registered("state-bucket-test-key-id".into()),
             secret_key: Secret::new_registered("state-bucket-test-secret".into()),
-        })
-        .unwrap()
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn bucket(endpoint: &str) -> StateBucket {
+        StateBucket::new(&test_store::storage(endpoint)).unwrap()
     }
 
     #[test]
@@ -274,5 +336,55 @@ mod tests {
             "https://x.supabase.co/storage/v1/s3/vine-terraform-state/a%20b/c"
         );
         assert!(bucket("not a url").url("k").is_err());
+    }
+
+    #[tokio::test]
+    async fn an_objects_age_is_the_stores_own_or_unknown_never_by_this_hosts_clock() {
+        let old = "Last-Modified: Mon, 05 Jan 2026 10:00:00 GMT\r\n";
+        let answer = |date: &str| {
+            format!("HTTP/1.1 200 OK\r\n{date}{old}Content-Length: 2\r\nConnection: close\r\n\r\n")
+        };
+        let dated = test_store::answering(
+            answer("Date: Mon, 05 Jan 2026 10:00:42 GMT\r\n"),
+            b"{}".to_vec(),
+        )
+        .await;
+        let object = bucket(&dated).get("k").await.unwrap().unwrap();
+        assert_eq!(object.age, Duration::from_secs(42));
+        assert_eq!(object.body.as_deref(), Some(&b"{}"[..]));
+        // Without the store's Date, the age cannot be known: taken as
+        // written just now (a live holder), never this host's clock less
+        // the store's Last-Modified.
+        let undated = test_store::answering(answer(""), b"{}".to_vec()).await;
+        let object = bucket(&undated).get("k").await.unwrap().unwrap();
+        assert_eq!(object.age, Duration::ZERO);
+    }
+
+    #[tokio::test]
+    async fn an_object_larger_than_a_lock_or_a_lease_is_not_read() {
+        let big = vec![b'x'; MAX_OBJECT_BYTES + 1];
+        let sized = format!(
+            "HTTP/1.1 200 OK\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+            big.len()
+        );
+        let endpoint = test_store::answering(sized, big.clone()).await;
+        assert_eq!(
+            bucket(&endpoint).get("k").await.unwrap().unwrap().body,
+            None
+        );
+        // The same without a length: read up to the bound, no further.
+        let unbounded = "HTTP/1.1 200 OK\r\nConnection: close\r\n\r\n".to_string();
+        let endpoint = test_store::answering(unbounded, big).await;
+        assert_eq!(
+            bucket(&endpoint).get("k").await.unwrap().unwrap().body,
+            None
+        );
+        let fits = vec![b'x'; MAX_OBJECT_BYTES];
+        let unbounded = "HTTP/1.1 200 OK\r\nConnection: close\r\n\r\n".to_string();
+        let endpoint = test_store::answering(unbounded, fits.clone()).await;
+        assert_eq!(
+            bucket(&endpoint).get("k").await.unwrap().unwrap().body,
+            Some(fits)
+        );
     }
 }

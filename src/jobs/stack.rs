@@ -7,7 +7,8 @@
 //! [`LockedRun`] (see `state_lock`): under a lease on the state, with a lock
 //! its ended Terraform left released and a lock someone else holds named.
 //! An apply or destroy that did not finish pushes any `errored.tfstate` back
-//! to the backend before the workspace goes.
+//! to the backend before the lock it left is released and the workspace
+//! goes; the push never outlives the job.
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -33,6 +34,29 @@ pub const NO_STATE_BACKEND: &str = "this worker has no Terraform state backend: 
      state bucket, or TENDRIL_STATE_DIR to keep state on this machine only";
 const VAR_FILE: &str = "terraform.tfvars.json";
 const ERRORED_STATE: &str = "errored.tfstate";
+
+/// How the stop cleanup after a Terraform command that takes the lock is
+/// shared out, from when the command ended: looking for the lock it left
+/// and releasing it may take the whole of it; an `errored.tfstate` push
+/// runs for the first half at most, then gets SIGINT and a quarter more
+/// before SIGKILL (`terraform state push` ignores SIGINT; S3 writes an
+/// object whole or not at all), so that the release has a quarter of its
+/// own even when the push took all of its time.
+struct CleanupPlan {
+    end: Instant,
+    push_stopped_at: Instant,
+    push_grace: Duration,
+    release_at_least: Duration,
+}
+
+fn cleanup_plan(ended: Instant, stop_cleanup: Duration) -> CleanupPlan {
+    CleanupPlan {
+        end: ended + stop_cleanup,
+        push_stopped_at: ended + stop_cleanup / 2,
+        push_grace: stop_cleanup / 4,
+        release_at_least: stop_cleanup / 4,
+    }
+}
 
 /// A phase's duration in seconds, to a tenth.
 pub fn seconds(took: Duration) -> Value {
@@ -120,13 +144,15 @@ impl<'a> Stack<'a> {
 
     /// Terraform in the stack's directory, with fresh credentials and its own grace.
     pub async fn terraform(&self) -> Result<Terraform<'a>, JobError> {
-        self.terraform_stopped_by(&self.context.stop).await
+        self.terraform_stopped_by(&self.context.stop, self.context.settings.terraform_grace)
+            .await
     }
 
-    /// The same, stopped by `stop`.
+    /// The same, stopped by `stop` and given `grace` between SIGINT and SIGKILL.
     async fn terraform_stopped_by<'s>(
         &self,
         stop: &'s CancellationToken,
+        grace: Duration,
     ) -> Result<Terraform<'s>, JobError>
     where
         'a: 's,
@@ -134,7 +160,7 @@ impl<'a> Stack<'a> {
         let mut base = self.context.command("terraform", &[]).await?;
         base.env.extend(self.env.clone());
         base.cwd = self.dir.clone();
-        base.grace = self.context.settings.terraform_grace;
+        base.grace = grace;
         Ok(Terraform::new(
             base,
             &self.context.log,
@@ -176,13 +202,24 @@ impl<'a> Stack<'a> {
 
     /// A command that takes the state lock, as a [`LockedRun`]. After one
     /// that did not finish, the state Terraform could not write goes back
-    /// to the backend before the lock it left (if any) is released; both
-    /// share one bound, as a stopped worker has a shutdown to fit in.
+    /// to the backend before the lock it left (if any) is released: all of
+    /// it within the stop cleanup, as a stopped worker has a shutdown to fit
+    /// in (see [`cleanup_plan`]).
     async fn run_locked(&self, operation: Operation) -> Result<(), JobError> {
         // Credentials first: nothing may fail between the lease and its end.
         let stop = self.context.stop.child_token();
-        let terraform = self.terraform_stopped_by(&stop).await?;
-        let run = LockedRun::begin(self.context, &self.state_key, operation, stop.clone()).await?;
+        let terraform = self
+            .terraform_stopped_by(&stop, self.context.settings.terraform_grace)
+            .await?;
+        let user = terraform.lock_user();
+        let run = LockedRun::begin(
+            self.context,
+            &self.state_key,
+            operation,
+            &user,
+            stop.clone(),
+        )
+        .await?;
         let terraform = terraform.with_lock_timeout(run.lock_timeout());
         let result = run
             .watch(async {
@@ -193,47 +230,57 @@ impl<'a> Stack<'a> {
                 }
             })
             .await;
-        let deadline = Instant::now() + self.context.settings.stop_cleanup;
-        let left = run.left_lock(deadline).await;
+        let cleanup = cleanup_plan(Instant::now(), self.context.settings.stop_cleanup);
+        let left = run.left_lock(&result, cleanup.end).await;
         if result.is_err() {
-            self.push_errored_state(deadline, !left.is_ours()).await;
+            self.push_errored_state(&cleanup, !left.is_ours()).await;
         }
-        run.end(result, left, deadline).await
+        let release_by = cleanup.end.max(Instant::now() + cleanup.release_at_least);
+        run.end(result, left, release_by).await
     }
 
     /// Pushes an `errored.tfstate` an interrupted run left; takes the lock
-    /// for it unless the run's own lock is still in place (`lock`).
-    async fn push_errored_state(&self, deadline: Instant, lock: bool) {
+    /// for it unless the run's own lock is still in place (`lock`). Returns
+    /// only once the push has ended: one that runs past its time is stopped
+    /// and reaped first, so that no state write outlives the job, its lease
+    /// or the release of its lock.
+    async fn push_errored_state(&self, cleanup: &CleanupPlan, lock: bool) {
         if !self.dir.join(ERRORED_STATE).exists() {
             return;
         }
         self.context.log.system("Terraform could not save its state and left errored.tfstate: pushing it to the backend");
-        // The job's own stop may be cancelled by now: the push gets its own bound.
+        // The job's own stop may be cancelled by now: the push has its own.
         let stop = CancellationToken::new();
-        let push = async {
-            match self.terraform().await {
-                Ok(terraform) => terraform
-                    .state_push(ERRORED_STATE, lock, &stop)
-                    .await
-                    .map_err(JobError::from),
-                Err(error) => Err(error),
+        let terraform = self.terraform_stopped_by(&stop, cleanup.push_grace);
+        let pushed = match tokio::time::timeout_at(cleanup.push_stopped_at, terraform).await {
+            Ok(Ok(terraform)) => {
+                let push = terraform.state_push(ERRORED_STATE, lock, &stop);
+                tokio::pin!(push);
+                tokio::select! {
+                    pushed = &mut push => pushed,
+                    _ = tokio::time::sleep_until(cleanup.push_stopped_at) => {
+                        self.context.log.system(
+                            "pushing errored.tfstate takes longer than half of TENDRIL_STOP_CLEANUP_TIMEOUT: \
+                             stopping it, so that the state lock can still be released in time",
+                        );
+                        stop.cancel();
+                        push.await
+                    }
+                }
+                .map_err(|error| error.to_string())
             }
+            Ok(Err(error)) => Err(error.to_string()),
+            Err(_) => Err("its credentials were not ready in time".into()),
         };
-        match tokio::time::timeout_at(deadline, push).await {
-            Ok(Ok(())) => self
+        match pushed {
+            Ok(()) => self
                 .context
                 .log
                 .system("errored.tfstate was pushed: the state is up to date"),
-            Ok(Err(error)) => self.context.log.system(&format!(
+            Err(error) => self.context.log.system(&format!(
                 "pushing errored.tfstate failed ({error}): the state at {} may miss resources",
                 self.state_key
             )),
-            Err(_) => {
-                stop.cancel();
-                self.context
-                    .log
-                    .system("pushing errored.tfstate took too long and was stopped");
-            }
         }
     }
 

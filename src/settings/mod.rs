@@ -187,10 +187,11 @@ pub struct LeaseSettings {
     pub expiry: Duration,
     /// How often the holder renews it (the heartbeat interval).
     pub renew_every: Duration,
-    /// The holder stops its Terraform after this long without a renewal:
-    /// half the expiry, or sooner when Terraform's grace would otherwise
-    /// run past nine tenths of it, so that no Terraform is alive behind an
-    /// expired lease.
+    /// The holder stops its Terraform this long after the last renewal that
+    /// got through: half the expiry, or sooner when Terraform's grace and
+    /// the stop cleanup after it (the `errored.tfstate` push) would
+    /// otherwise run past nine tenths of it, so that nothing of a holder
+    /// writes the state behind an expired lease.
     pub stop_after: Duration,
 }
 
@@ -199,18 +200,21 @@ impl LeaseSettings {
     pub const EXPIRY_VARIABLE: &'static str = "TENDRIL_LOCK_LEASE_EXPIRY (--lock-lease-expiry)";
 
     /// Checks that a holder can renew the lease twice before it would stop
-    /// its Terraform (`terraform_grace` is Terraform's time after SIGINT).
+    /// its Terraform (`terraform_grace` is Terraform's time after SIGINT,
+    /// `stop_cleanup` the time after Terraform ended).
     pub fn new(
         expiry: Duration,
         renew_every: Duration,
         terraform_grace: Duration,
+        stop_cleanup: Duration,
     ) -> Result<LeaseSettings, ConfigError> {
-        let fits = |expiry| Self::stop_after(expiry, terraform_grace) >= renew_every * 2;
+        let wind_down = terraform_grace + stop_cleanup;
+        let fits = |expiry| Self::stop_after(expiry, wind_down) >= renew_every * 2;
         if fits(expiry) {
             return Ok(LeaseSettings {
                 expiry,
                 renew_every,
-                stop_after: Self::stop_after(expiry, terraform_grace),
+                stop_after: Self::stop_after(expiry, wind_down),
             });
         }
         let mut shortest = Duration::from_secs(expiry.as_secs() + 1);
@@ -220,21 +224,23 @@ impl LeaseSettings {
         Err(ConfigError::new(
             Self::EXPIRY_VARIABLE,
             format!(
-                "{} is too short: a worker that cannot renew its lease stops Terraform after half of it (sooner \
-                 when Terraform's grace of {} would run past nine tenths of it), and that must leave time for two \
-                 renewals, one every {} (the heartbeat interval); make it at least {}",
+                "{} is too short: a worker that cannot renew its lease stops Terraform after half of it, sooner \
+                 when Terraform's grace of {} (TENDRIL_TERRAFORM_GRACE) and the stop cleanup of {} \
+                 (TENDRIL_STOP_CLEANUP_TIMEOUT) after it would run past nine tenths of it, and that must leave \
+                 time for two renewals, one every {} (the heartbeat interval); make it at least {}",
                 format_duration(expiry),
                 format_duration(terraform_grace),
+                format_duration(stop_cleanup),
                 format_duration(renew_every),
                 format_duration(shortest)
             ),
         ))
     }
 
-    /// Half the expiry, or nine tenths less the grace if sooner, in whole
-    /// seconds (as a log line says it).
-    fn stop_after(expiry: Duration, terraform_grace: Duration) -> Duration {
-        let stop_after = (expiry / 2).min((expiry * 9 / 10).saturating_sub(terraform_grace));
+    /// Half the expiry, or nine tenths less the `wind_down` if sooner, in
+    /// whole seconds (as a log line says it).
+    fn stop_after(expiry: Duration, wind_down: Duration) -> Duration {
+        let stop_after = (expiry / 2).min((expiry * 9 / 10).saturating_sub(wind_down));
         Duration::from_secs(stop_after.as_secs())
     }
 }

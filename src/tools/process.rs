@@ -17,7 +17,9 @@
 //!
 //! A tool never outlives Tendril: the kernel SIGKILLs it when the thread
 //! that started it dies (`PR_SET_PDEATHSIG`; tools are started from the
-//! runtime's own threads, which live as long as Tendril). So when Tendril
+//! runtime's own worker threads, which live as long as Tendril, and never
+//! from a `spawn_blocking` or `block_in_place` thread, which may end when
+//! idle and would take the tool with it). So when Tendril
 //! is killed, so is every Terraform it ran, and a state lock such a
 //! Terraform left has a holder that is provably dead (`jobs::state_lock`).
 
@@ -192,8 +194,13 @@ fn refuse_what_exec_cannot_start(command: &ToolCommand) -> Result<(), ToolError>
 }
 
 /// Asks the kernel to SIGKILL the tool when the thread that started it
-/// dies; fails the spawn if that thread is already gone. Runs in the
-/// child between fork and exec: system calls only.
+/// exits (`PR_SET_PDEATHSIG` follows the thread, not the process: the
+/// children of an exiting thread move to another thread of the process and
+/// get the signal on the way, which is why tools are started only from the
+/// runtime's own threads, see `main`). Fails the spawn if Tendril itself
+/// died before the request took hold (`parent` is its PID, and the child's
+/// parent is then another process): the check says nothing of the thread.
+/// Runs in the child between fork and exec: system calls only.
 fn die_with_parent(parent: libc::pid_t) -> io::Result<()> {
     // SAFETY: prctl(PR_SET_PDEATHSIG) and getppid(2) have no memory-safety
     // preconditions and are async-signal-safe.

@@ -55,6 +55,20 @@ impl<'a> Terraform<'a> {
         }
     }
 
+    /// The user Terraform names in the `Who` (`user@host`) of a state lock
+    /// it takes: its Go runtime, built without cgo, takes the name
+    /// `/etc/passwd` gives the uid it runs as (Tendril's), else `USER` of its
+    /// environment, else none.
+    pub fn lock_user(&self) -> String {
+        // SAFETY: getuid(2) has no preconditions and cannot fail.
+        let uid = unsafe { libc::getuid() };
+        std::fs::read_to_string("/etc/passwd")
+            .ok()
+            .and_then(|passwd| user_of(&passwd, uid))
+            .or_else(|| self.base.env.get("USER").cloned())
+            .unwrap_or_default()
+    }
+
     fn command(&self, args: &[&str]) -> ToolCommand {
         ToolCommand {
             args: args.iter().map(|a| a.to_string()).collect(),
@@ -210,5 +224,31 @@ impl<'a> Terraform<'a> {
             status: format!("an answer that is not JSON ({error})"),
             stderr_tail: output.stderr_tail,
         })
+    }
+}
+
+/// The name of `uid` in the text of `/etc/passwd` (`name:x:uid:...`).
+fn user_of(passwd: &str, uid: u32) -> Option<String> {
+    passwd
+        .lines()
+        .filter(|line| !line.starts_with(['#', '+', '-']))
+        .find_map(|line| {
+            let mut fields = line.split(':');
+            let name = fields.next()?;
+            (fields.nth(1)?.parse::<u32>().ok()? == uid).then(|| name.to_string())
+        })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::user_of;
+
+    #[test]
+    fn the_lock_user_is_the_passwd_name_of_the_uid() {
+        let passwd = "# users\nroot:x:0:0:root:/root:/bin/bash\n+nis::::\ntendril:x:1000:1000::/home/tendril:/bin/sh\n";
+        assert_eq!(user_of(passwd, 0).as_deref(), Some("root"));
+        assert_eq!(user_of(passwd, 1000).as_deref(), Some("tendril"));
+        assert_eq!(user_of(passwd, 42), None);
+        assert_eq!(user_of("broken", 0), None);
     }
 }

@@ -7,10 +7,13 @@
 //! A holder is provably dead when it is:
 //!
 //! 1. **This job's own Terraform, ended.** The command has returned, so its
-//!    process was reaped (it exited, or was killed). A lock it left (the one
-//!    its lease names, or else one Terraform wrote for this command's
-//!    operation and state, from this host, while it ran) is released, after
-//!    an `errored.tfstate` is pushed, and the job says so.
+//!    process was reaped (it exited, or was killed). A lock it left is
+//!    released, after an `errored.tfstate` is pushed, and the job says so:
+//!    the lock its lease names, or else one Terraform wrote for this
+//!    command's operation and state with the `Who` (user and host) Tendril's
+//!    Terraform writes, after the lease was taken, and not the lock that was
+//!    there before it. A lock Terraform says it could not take is never its
+//!    own: Terraform held none.
 //! 2. **Behind a dead lease.** Before a command that takes the state lock,
 //!    Tendril creates a lease beside the state (`<key>.tendril-lease`, only
 //!    when there is none), renews it with the heartbeat while the command
@@ -21,18 +24,22 @@
 //!    on the worker that holds it, or when it is this very process's own from
 //!    a command that has ended. Then the lock it took is released, a SYSTEM
 //!    line names the dead job, worker and lock, and the job goes on. Why that
-//!    is proof: a worker that cannot renew its lease stops its Terraform
-//!    (SIGINT, the grace) before the lease can expire, and a Terraform dies
-//!    with its worker (see `tools::process`). A cancelled job is not taken as
-//!    over: its worker may still be winding its Terraform down.
+//!    is proof: a worker stops its Terraform (SIGINT, the grace) at the
+//!    latest `stop_after` after the start of the last renewal that got
+//!    through, and the settings check that this, the grace and the cleanup
+//!    after it (the `errored.tfstate` push) end well before the expiry (see
+//!    `settings::LeaseSettings`); a Terraform dies with its worker (see
+//!    `tools::process`). A cancelled job is not taken as over: its worker may
+//!    still be winding its Terraform down.
 //! 3. **A restarted worker's.** See [`release_after_restart`].
 //!
 //! Never released: a lock no lease covers (a person's `terraform apply`,
-//! another tool, a Terraform that died before its lease named the lock), and
-//! a lock under a live lease. Tendril waits for those up to the lock timeout,
-//! names the holder in the job's log while it waits, and if it gives up says
-//! who holds the lock, since when, and the `terraform force-unlock` an
-//! operator would run.
+//! another tool, a Terraform that died before its lease named the lock), an
+//! object at the lock's place that is not a Terraform lock Tendril can read,
+//! and a lock under a live lease. Tendril waits for those up to the lock
+//! timeout, names the holder in the job's log while it waits, and if it
+//! gives up says who holds the lock, since when, and what an operator can do
+//! (see `words`).
 //!
 //! Local state (`TENDRIL_STATE_DIR`) needs none of this: Terraform's local
 //! lock is an OS lock on the state file, which the kernel drops when its
@@ -47,6 +54,7 @@ mod lease;
 mod lock_info;
 mod restart;
 mod waiting;
+mod words;
 
 pub use restart::release_after_restart;
 
@@ -61,10 +69,10 @@ use tokio_util::sync::CancellationToken;
 use super::{JobContext, JobError};
 use crate::tools::process::killing_signal;
 use crate::tools::ToolError;
-use crate::units::format_duration;
-use bucket_state::BucketState;
+use bucket_state::{BucketState, FoundLock, Renewal};
 use lease::Lease;
-use lock_info::LockInfo;
+use lock_info::{terraform_could_not_take_lock, LockInfo};
+use words::LockNote;
 
 /// A Terraform command that takes the state lock.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -109,6 +117,10 @@ pub enum LeftLock {
     Nothing,
     /// The lock it took, still there: its holder has ended.
     Ours(LockInfo),
+    /// Terraform could not take the lock, so it held none: what holds the
+    /// state is another's (`None`: Terraform did not say who, nor could
+    /// Tendril read it), never released.
+    Another(Option<FoundLock>),
     /// The bucket could not be read.
     Unchecked(String),
 }
@@ -119,13 +131,6 @@ impl LeftLock {
     pub fn is_ours(&self) -> bool {
         matches!(self, LeftLock::Ours(_))
     }
-}
-
-/// What became of a lock the command left, for its error.
-enum LockNote {
-    Released(String),
-    Kept { id: String, problem: String },
-    Unchecked(String),
 }
 
 /// One Terraform command that takes the state lock, from before it starts
@@ -146,6 +151,8 @@ struct HeldLease {
     state: BucketState,
     endpoint: String,
     lease: Mutex<Lease>,
+    /// When the last write of the lease that got through began.
+    written: Instant,
     /// Why the lease was lost, once it was (its Terraform is then stopped).
     lost: Mutex<Option<String>>,
 }
@@ -155,14 +162,36 @@ impl HeldLease {
         self.lease.lock().unwrap_or_else(|e| e.into_inner()).clone()
     }
 
-    fn set_lease(&self, lease: Lease) {
-        *self.lease.lock().unwrap_or_else(|e| e.into_inner()) = lease;
+    /// Whether `lock`, found now, is the one this lease's command took: the
+    /// lock the lease names or, that one gone (another is there), one its
+    /// Terraform took since the lease was taken. Once the lease is lost,
+    /// only the lock it names: another job may hold the state by now, with
+    /// a lock that reads like this command's (a worker on the same host).
+    fn owns(&self, lock: &LockInfo) -> bool {
+        let lease = self.lease();
+        if lease.lock_id.as_deref() == Some(lock.id.as_str()) {
+            return true;
+        }
+        let unnamed = Lease {
+            lock_id: None,
+            ..lease
+        };
+        self.lost().is_none() && unnamed.took(lock, &self.state.lock_path(), SystemTime::now())
     }
 
-    /// Whether `lock` is the one this lease's command took.
-    fn owns(&self, lock: &LockInfo) -> bool {
-        self.lease()
-            .took(lock, &self.state.lock_path(), SystemTime::now())
+    /// Renews the lease, naming `lock_id` if given, unless it is no longer
+    /// this one or is older than `too_old` by the store's clock.
+    async fn renew(
+        &self,
+        lock_id: Option<&str>,
+        too_old: Duration,
+    ) -> Result<Renewal, crate::cloud::state_bucket::BucketError> {
+        let lease = self.lease().renewed_now(lock_id);
+        let renewal = self.state.renew_lease(&lease, too_old).await?;
+        if matches!(renewal, Renewal::Renewed) {
+            *self.lease.lock().unwrap_or_else(|e| e.into_inner()) = lease;
+        }
+        Ok(renewal)
     }
 
     fn lose(&self, why: String) {
@@ -191,12 +220,14 @@ impl HeldLease {
 
 impl<'a> LockedRun<'a> {
     /// Before the command: takes the lease on the state at `state_key` (no
-    /// lease for local state). The command must run under `stop`, which
-    /// is also cancelled if the lease is lost.
+    /// lease for local state) for a Terraform that names `terraform_user`
+    /// in a lock's `Who`. The command must run under `stop`, which is also
+    /// cancelled if the lease is lost.
     pub async fn begin(
         context: &'a JobContext,
         state_key: &str,
         operation: Operation,
+        terraform_user: &str,
         stop: CancellationToken,
     ) -> Result<LockedRun<'a>, JobError> {
         let settings = &context.settings;
@@ -212,15 +243,22 @@ impl<'a> LockedRun<'a> {
         };
         let state =
             BucketState::new(storage, state_key).map_err(|e| JobError::StateLock(e.to_string()))?;
-        let (lease, waited) = waiting::take_lease(context, &state, operation).await?;
+        let command = lease::Command {
+            job_id: &context.job.id,
+            worker_id: context.reporter.worker_id(),
+            operation,
+            terraform_user,
+        };
+        let taken = waiting::take_lease(context, &state, &command).await?;
         // In whole seconds, as Terraform's -lock-timeout says it.
         run.lock_timeout = run
             .lock_timeout
-            .saturating_sub(Duration::from_secs(waited.as_secs()));
+            .saturating_sub(Duration::from_secs(taken.waited.as_secs()));
         let held = HeldLease {
             state,
             endpoint: storage.endpoint.clone(),
-            lease: Mutex::new(lease),
+            lease: Mutex::new(taken.lease),
+            written: taken.written,
             lost: Mutex::new(None),
         };
         held.record(context);
@@ -249,33 +287,71 @@ impl<'a> LockedRun<'a> {
         command.await
     }
 
-    /// After the command: the lock it took, if it is still there.
-    pub async fn left_lock(&self, deadline: Instant) -> LeftLock {
-        let Some(held) = &self.held else {
-            return LeftLock::Nothing;
+    /// After the command ended with `result`: the lock it took, if it is
+    /// still there, or the lock Terraform could not take.
+    pub async fn left_lock<T>(&self, result: &Result<T, ToolError>, deadline: Instant) -> LeftLock {
+        let could_not_take = match result {
+            Err(ToolError::Failed { stderr_tail, .. }) => {
+                terraform_could_not_take_lock(stderr_tail)
+                    .then(|| LockInfo::from_terraform_error(stderr_tail))
+            }
+            _ => None,
         };
+        let Some(held) = &self.held else {
+            return match could_not_take {
+                Some(named) => LeftLock::Another(named.map(FoundLock::Readable)),
+                None => LeftLock::Nothing,
+            };
+        };
+        match could_not_take {
+            Some(Some(named)) => return LeftLock::Another(Some(FoundLock::Readable(named))),
+            // Terraform did not say whose it is: as Tendril reads it.
+            Some(None) => {
+                return match timeout_at(deadline, held.state.lock()).await {
+                    Ok(Ok(found)) => LeftLock::Another(found),
+                    _ => LeftLock::Another(None),
+                }
+            }
+            None => {}
+        }
         match timeout_at(deadline, held.state.lock()).await {
-            Ok(Ok(Some(lock))) if held.owns(&lock) => LeftLock::Ours(lock),
+            Ok(Ok(Some(FoundLock::Readable(lock)))) if held.owns(&lock) => LeftLock::Ours(lock),
             Ok(Ok(_)) => LeftLock::Nothing,
             Ok(Err(error)) => LeftLock::Unchecked(error.to_string()),
-            Err(_) => LeftLock::Unchecked(not_in_time()),
+            Err(_) => LeftLock::Unchecked(words::not_in_time()),
         }
     }
 
     /// After the command (and the push of its `errored.tfstate`): releases
-    /// the lock it `left`, removes the lease, and puts the outcome in words.
+    /// the lock it `left` by `deadline`, removes the lease, and puts the
+    /// outcome in words.
     pub async fn end<T>(
         self,
         result: Result<T, ToolError>,
         left: LeftLock,
         deadline: Instant,
     ) -> Result<T, JobError> {
+        let (another, left) = match left {
+            LeftLock::Another(found) => (Some(found), LeftLock::Nothing),
+            left => (None, left),
+        };
         let note = match &self.held {
             Some(held) => self.settle(held, left, deadline).await,
             None => None,
         };
         let lost = self.held.as_ref().and_then(HeldLease::lost);
-        self.outcome(result, note, lost)
+        let error = match result {
+            Ok(value) => return Ok(value),
+            Err(error) => error,
+        };
+        Err(match (lost, another) {
+            (Some(why), _) => JobError::StateLock(with_note(
+                words::lease_lost(self.operation.name(), &why),
+                note.map(|note| self.note_words(&note)),
+            )),
+            (None, Some(found)) => self.held_by_another(error, found),
+            (None, None) => self.outcome(error, note),
+        })
     }
 
     /// Releases the ended command's lock and removes the lease; a lease
@@ -290,7 +366,7 @@ impl<'a> LockedRun<'a> {
         let log = &self.context.log;
         let operation = self.operation.name();
         let note = match left {
-            LeftLock::Nothing => None,
+            LeftLock::Nothing | LeftLock::Another(_) => None,
             LeftLock::Unchecked(problem) => Some(LockNote::Unchecked(problem)),
             LeftLock::Ours(lock) => match timeout_at(deadline, held.state.release(&lock)).await {
                 Ok(Ok(true)) => {
@@ -303,12 +379,12 @@ impl<'a> LockedRun<'a> {
                 }
                 Ok(Ok(false)) => None,
                 Ok(Err(error)) => Some(LockNote::Kept {
-                    id: lock.id,
+                    lock,
                     problem: error.to_string(),
                 }),
                 Err(_) => Some(LockNote::Kept {
-                    id: lock.id,
-                    problem: not_in_time(),
+                    lock,
+                    problem: words::not_in_time(),
                 }),
             },
         };
@@ -318,7 +394,7 @@ impl<'a> LockedRun<'a> {
             let problem = match removed {
                 Ok(Ok(())) => None,
                 Ok(Err(error)) => Some(error.to_string()),
-                Err(_) => Some(not_in_time()),
+                Err(_) => Some(words::not_in_time()),
             };
             if let Some(problem) = problem {
                 log.system(&format!(
@@ -331,118 +407,59 @@ impl<'a> LockedRun<'a> {
         note
     }
 
-    /// The command's result, with what became of its lock in words.
-    fn outcome<T>(
-        &self,
-        result: Result<T, ToolError>,
-        note: Option<LockNote>,
-        lost: Option<String>,
-    ) -> Result<T, JobError> {
+    /// A failed command's error, with what became of its lock in words.
+    fn outcome(&self, error: ToolError, note: Option<LockNote>) -> JobError {
         let operation = self.operation.name();
-        let lock_words = note.as_ref().map(|note| self.note_words(note));
-        let error = match result {
-            Ok(value) => return Ok(value),
-            Err(error) => error,
-        };
-        if let Some(why) = lost {
-            return Err(JobError::StateLock(with_note(
-                format!(
-                    "the lease on the state could not be kept ({why}): the {operation} was stopped so that it \
-                     never works behind an expired lease"
-                ),
-                lock_words,
-            )));
-        }
+        let note_words = note.as_ref().map(|note| self.note_words(note));
         match (&error, note) {
             (ToolError::Stopped { ended, .. }, Some(LockNote::Released(id))) => {
-                Err(JobError::StoppedLeaving(format!(
-                    "the {operation} was stopped{}; its state lock {id} was released",
-                    ended.as_ref().map(|e| format!(" ({e})")).unwrap_or_default()
-                )))
+                JobError::StoppedLeaving(words::stopped_and_released(
+                    operation,
+                    ended.as_deref(),
+                    &id,
+                ))
             }
-            (ToolError::Stopped { .. }, Some(_)) => Err(JobError::StoppedLeaving(
-                lock_words.unwrap_or_default(),
-            )),
-            (ToolError::Stopped { .. }, None) => Err(JobError::Stopped),
-            (ToolError::Failed { stderr_tail, .. }, _) if could_not_take_lock(stderr_tail) => {
-                match LockInfo::from_terraform_error(stderr_tail) {
-                    Some(lock) => Err(JobError::StateLock(self.held_by_another(&lock))),
-                    None => Err(error.into()),
-                }
+            (ToolError::Stopped { .. }, Some(_)) => {
+                JobError::StoppedLeaving(note_words.unwrap_or_default())
             }
+            (ToolError::Stopped { .. }, None) => JobError::Stopped,
             (ToolError::Failed { status, .. }, Some(LockNote::Released(id))) => {
                 match killing_signal(status) {
-                    Some(signal) => Err(JobError::StateLock(format!(
-                        "the {operation} was killed (signal {signal}); its state lock {id} was released"
-                    ))),
-                    None => Err(JobError::StateLock(with_note(
-                        error.to_string(),
-                        lock_words,
-                    ))),
+                    Some(signal) => {
+                        JobError::StateLock(words::killed_and_released(operation, signal, &id))
+                    }
+                    None => JobError::StateLock(with_note(error.to_string(), note_words)),
                 }
             }
-            (_, Some(_)) => Err(JobError::StateLock(with_note(
-                error.to_string(),
-                lock_words,
-            ))),
-            (_, None) => Err(error.into()),
+            (_, Some(_)) => JobError::StateLock(with_note(error.to_string(), note_words)),
+            (_, None) => error.into(),
         }
     }
 
     fn note_words(&self, note: &LockNote) -> String {
-        let operation = self.operation.name();
-        let location = self
-            .held
+        note.words(self.operation.name(), &self.lock_location())
+    }
+
+    fn lock_location(&self) -> String {
+        self.held
             .as_ref()
             .map(|held| held.state.lock_location())
-            .unwrap_or_default();
-        match note {
-            LockNote::Released(id) => {
-                format!("it left its state lock {id}, which was released: the {operation} has ended")
+            .unwrap_or_default()
+    }
+
+    /// Terraform gave up on a lock someone else holds (`found`: what
+    /// holds the state, as far as it is known).
+    fn held_by_another(&self, error: ToolError, found: Option<FoundLock>) -> JobError {
+        let waited = self.context.settings.terraform_lock_timeout;
+        JobError::StateLock(match (found, &self.held) {
+            (Some(FoundLock::Readable(lock)), Some(_)) => {
+                words::held_by_another(&lock, &self.lock_location(), waited)
             }
-            LockNote::Kept { id, problem } => format!(
-                "the {operation} left its state lock {id} at {location}, and Tendril could not release it \
-                 ({problem}): the next job on this state releases it (its holder has ended), or release it with \
-                 `terraform force-unlock {id}`"
-            ),
-            LockNote::Unchecked(problem) => format!(
-                "Tendril could not check whether the {operation} left its state lock at {location} ({problem}): \
-                 the next job on this state releases a lock it left (its holder has ended)"
-            ),
-        }
+            (Some(FoundLock::Readable(lock)), None) => words::locked_locally(&lock, waited),
+            (Some(FoundLock::Unreadable(why)), _) => words::unreadable_lock(&why, waited),
+            (None, _) => return error.into(),
+        })
     }
-
-    /// Terraform gave up on a lock someone else holds.
-    fn held_by_another(&self, lock: &LockInfo) -> String {
-        let waited = format_duration(self.context.settings.terraform_lock_timeout);
-        match &self.held {
-            Some(held) => format!(
-                "the state lock at {} is held by {}, and this job gave up waiting for it after {waited} \
-                 (TENDRIL_TERRAFORM_LOCK_TIMEOUT). Tendril releases a lock only when its holder is provably dead, \
-                 and no Tendril lease covers this one, so it may be alive. If no one is running Terraform on this \
-                 state, release it with `terraform force-unlock {}` and run the job again",
-                held.state.lock_location(),
-                lock.holder(),
-                lock.id
-            ),
-            None => format!(
-                "the state at {} is locked by {}, and this job gave up waiting for it after {waited} \
-                 (TENDRIL_TERRAFORM_LOCK_TIMEOUT). A local state's lock is held by a running process and ends \
-                 with it: run the job again once that process has ended",
-                lock.path,
-                lock.holder()
-            ),
-        }
-    }
-}
-
-/// Whether Terraform's last error lines say it could not take the lock
-/// (its heading may be past the lines kept; its closing words are not).
-fn could_not_take_lock(stderr_tail: &[String]) -> bool {
-    stderr_tail.iter().any(|line| {
-        line.contains("Error acquiring the state lock")
-            || line.contains("Terraform acquires a state lock to protect the state")
-    })
 }
 
 fn with_note(message: String, note: Option<String>) -> String {
@@ -450,8 +467,4 @@ fn with_note(message: String, note: Option<String>) -> String {
         Some(note) => format!("{message}\n{note}"),
         None => message,
     }
-}
-
-fn not_in_time() -> String {
-    "the state bucket did not answer in time".into()
 }

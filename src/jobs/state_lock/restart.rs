@@ -3,14 +3,15 @@
 //! entry, naming the state and its lease. Its Terraform is dead (it died with
 //! its worker, see `tools::process`, and this process holds the work dir's
 //! lock, so the old one is gone): before anything is claimed, the lock it
-//! left is released by the same rule as in a job, its lease removed, and the
-//! job's FAILED status says so.
+//! left is released by the same rule as for a dead lease in a job, its lease
+//! removed, and the job's FAILED status says so.
 
-use std::time::{Duration, SystemTime};
+use std::time::Duration;
 
-use super::bucket_state::BucketState;
+use super::bucket_state::{lock_location, BucketState, FoundLock};
 use super::lease::Lease;
 use super::lock_info::LockInfo;
+use super::words::NEXT_JOB_RELEASES;
 use super::StateHold;
 use crate::cloud::state_bucket::BucketError;
 use crate::delivery::job_report::KILLED_MESSAGE;
@@ -36,15 +37,7 @@ pub async fn release_after_restart(outbox: &Outbox, settings: &JobSettings) {
             continue;
         };
         let note = match serde_json::from_value::<StateHold>(hold) {
-            Ok(hold) => match tokio::time::timeout(CHECK_TIMEOUT, release(&hold, settings)).await {
-                Ok(note) => note,
-                Err(_) => format!(
-                    "the state bucket did not answer in time, so the state lock it may have left at \
-                     s3://vine-terraform-state/{}.tflock was not checked: the next job on this state releases \
-                     it (its holder has ended)",
-                    hold.state_key
-                ),
-            },
+            Ok(hold) => checked(hold, settings).await,
             Err(error) => format!("its record of the state it held cannot be read ({error})"),
         };
         tracing::warn!(
@@ -52,6 +45,28 @@ pub async fn release_after_restart(outbox: &Outbox, settings: &JobSettings) {
             entry.job_id()
         );
         record(&entry, &note);
+    }
+}
+
+/// What became of the lock of `hold`, checked within [`CHECK_TIMEOUT`]; in
+/// a task of its own, so that whatever the bucket holds, a failure there
+/// never stops the worker from starting.
+async fn checked(hold: StateHold, settings: &JobSettings) -> String {
+    let location = lock_location(&hold.state_key);
+    let settings = settings.clone();
+    let check = tokio::spawn(async move {
+        tokio::time::timeout(CHECK_TIMEOUT, release(&hold, &settings)).await
+    });
+    match check.await {
+        Ok(Ok(note)) => note,
+        Ok(Err(_)) => format!(
+            "the state bucket did not answer in time, so the state lock it may have left at {location} was not \
+             checked: {NEXT_JOB_RELEASES}"
+        ),
+        Err(failure) => format!(
+            "Tendril failed while checking the state lock it may have left at {location} ({failure}): \
+             {NEXT_JOB_RELEASES}"
+        ),
     }
 }
 
@@ -90,7 +105,9 @@ async fn release(hold: &StateHold, settings: &JobSettings) -> String {
             .filter(|lease| lease.lease_id == hold.lease.lease_id);
         let lease = current.as_ref().unwrap_or(&hold.lease);
         let released = match state.lock().await? {
-            Some(lock) if left_by(lease, &lock, &state.lock_path(), current.is_some()) => {
+            Some(FoundLock::Readable(lock))
+                if left_by(lease, &lock, &state.lock_path(), current.is_some()) =>
+            {
                 state.release(&lock).await?.then_some(lock.id)
             }
             _ => None,
@@ -108,19 +125,16 @@ async fn release(hold: &StateHold, settings: &JobSettings) -> String {
         ),
         Ok(None) => format!("its terraform {operation} left no state lock"),
         Err(error) => format!(
-            "the state lock its terraform {operation} may have left at s3://vine-terraform-state/{}.tflock \
-             could not be checked ({error}): the next job on this state releases it (its holder has ended)",
-            hold.state_key
+            "the state lock its terraform {operation} may have left at {} could not be checked ({error}): \
+             {NEXT_JOB_RELEASES}",
+            lock_location(&hold.state_key)
         ),
     }
 }
 
-/// Whether the dead command of `lease` left `lock`: the lock its lease
-/// named, or, while its lease is still there (so no other worker took
-/// over), one its Terraform took from this host before now.
+/// Whether the dead command of `lease` left `lock`, by the rule of a dead
+/// holder (see [`Lease::took`]): the lock its lease named; any other only
+/// while its lease is still there (`ours`: no other job took over).
 fn left_by(lease: &Lease, lock: &LockInfo, path: &str, ours: bool) -> bool {
-    match &lease.lock_id {
-        Some(id) => *id == lock.id,
-        None => ours && lease.took(lock, path, SystemTime::now()),
-    }
+    (ours || lease.lock_id.is_some()) && lease.took(lock, path, lease.last_alive())
 }

@@ -6,14 +6,23 @@ use std::time::Duration;
 
 use tokio::time::Instant;
 
-use super::bucket_state::BucketState;
-use super::lease::{FoundLease, Lease};
-use super::{JobContext, JobError, Operation};
+use super::bucket_state::{BucketState, FoundLock};
+use super::lease::{Command, FoundLease, Lease};
+use super::{words, JobContext, JobError};
 use crate::trellis::JobStatus;
 use crate::units::format_duration;
 
 /// The longest wait between two looks at a lease held by another.
 const MAX_POLL: Duration = Duration::from_secs(5);
+
+/// A lease taken.
+pub(super) struct TakenLease {
+    pub lease: Lease,
+    /// When the write that created it began.
+    pub written: Instant,
+    /// How long taking it took.
+    pub waited: Duration,
+}
 
 /// Whether the holder of a lease found on the state is alive.
 enum Verdict {
@@ -28,41 +37,31 @@ enum Waiting {
     Unreachable(String),
     /// The lease there was removed between two looks.
     Vanished,
+    /// A dead holder's lease was just removed: look again at once.
+    Freed,
 }
 
-/// Takes the lease on `state` for `operation`; returns it and how long
-/// that took.
+/// Takes the lease on `state` for `command`.
 pub(super) async fn take_lease(
     context: &JobContext,
     state: &BucketState,
-    operation: Operation,
-) -> Result<(Lease, Duration), JobError> {
+    command: &Command<'_>,
+) -> Result<TakenLease, JobError> {
     let settings = &context.settings;
     let lock_timeout = settings.terraform_lock_timeout;
     let poll = settings.state_lease.renew_every.min(MAX_POLL);
     let began = Instant::now();
     let mut named: Option<String> = None;
     loop {
-        let lease = Lease::new(
-            &context.job.id,
-            context.reporter.worker_id(),
-            operation,
-            settings.state_lease.renew_every,
-        );
-        let waiting = match state.create_lease(&lease).await {
-            Ok(true) => return Ok((lease, began.elapsed())),
-            Ok(false) => match state.lease().await {
-                Ok(None) => Waiting::Vanished,
-                Ok(Some(found)) => match judge(context, &found).await {
-                    Verdict::Dead(why) => match release_dead(context, state, &found, &why).await {
-                        Ok(()) => continue,
-                        Err(problem) => Waiting::Unreachable(problem),
-                    },
-                    Verdict::Alive => Waiting::Busy(Box::new(found)),
-                },
-                Err(error) => Waiting::Unreachable(error.to_string()),
-            },
-            Err(error) => Waiting::Unreachable(error.to_string()),
+        let waiting = match attempt(context, state, command).await {
+            Ok((lease, written)) => {
+                return Ok(TakenLease {
+                    lease,
+                    written,
+                    waited: began.elapsed(),
+                })
+            }
+            Err(waiting) => waiting,
         };
         let waited = began.elapsed();
         if waited >= lock_timeout {
@@ -76,19 +75,21 @@ pub(super) async fn take_lease(
                     .as_ref()
                     .map_or("unreadable", |l| &l.lease_id)
                     .to_string(),
-                describe_live(found),
+                words::live_lease(found),
             ),
             Waiting::Unreachable(problem) => (
                 "unreachable".to_string(),
                 format!("the state bucket cannot be used now ({problem})"),
             ),
             Waiting::Vanished => (String::new(), String::new()),
+            Waiting::Freed => continue,
         };
         if !seen.is_empty() && named.as_deref() != Some(seen.as_str()) {
             let lock = match (&waiting, state.lock().await) {
-                (Waiting::Busy(_), Ok(Some(lock))) => {
+                (Waiting::Busy(_), Ok(Some(FoundLock::Readable(lock)))) => {
                     format!("; its state lock is held by {}", lock.holder())
                 }
+                (Waiting::Busy(_), Ok(Some(FoundLock::Unreadable(why)))) => format!("; {why}"),
                 _ => String::new(),
             };
             context.log.system(&format!(
@@ -103,6 +104,39 @@ pub(super) async fn take_lease(
             _ = tokio::time::sleep(poll.min(lock_timeout - waited)) => {}
             _ = context.stop.cancelled() => return Err(JobError::Stopped),
         }
+    }
+}
+
+/// One try at the lease: it, and when the write that created it began; or
+/// why it is not ours yet. The lock there before is named in the lease as
+/// another's.
+async fn attempt(
+    context: &JobContext,
+    state: &BucketState,
+    command: &Command<'_>,
+) -> Result<(Lease, Instant), Waiting> {
+    let unreachable =
+        |error: crate::cloud::state_bucket::BucketError| Waiting::Unreachable(error.to_string());
+    let lock_before = state.readable_lock().await.map_err(unreachable)?;
+    let renew_every = context.settings.state_lease.renew_every;
+    let lease = Lease::new(
+        command,
+        renew_every,
+        lock_before.as_ref().map(|lock| lock.id.as_str()),
+    );
+    let written = Instant::now();
+    if state.create_lease(&lease).await.map_err(unreachable)? {
+        return Ok((lease, written));
+    }
+    let Some(found) = state.lease().await.map_err(unreachable)? else {
+        return Err(Waiting::Vanished);
+    };
+    match judge(context, &found).await {
+        Verdict::Dead(why) => match release_dead(context, state, &found, &why).await {
+            Ok(()) => Err(Waiting::Freed),
+            Err(problem) => Err(Waiting::Unreachable(problem)),
+        },
+        Verdict::Alive => Err(Waiting::Busy(Box::new(found))),
     }
 }
 
@@ -124,10 +158,10 @@ async fn judge(context: &JobContext, found: &FoundLease) -> Verdict {
             "it is this worker's own, from a Terraform command that has ended".into(),
         );
     }
-    let Some(worker) = &lease.worker_id else {
+    let (Some(worker), Some(job_id)) = (&lease.worker_id, lease.job_to_ask()) else {
         return Verdict::Alive;
     };
-    let Some(row) = context.reporter.glance_at_job(&lease.job_id).await else {
+    let Some(row) = context.reporter.glance_at_job(job_id).await else {
         return Verdict::Alive;
     };
     let owner = row.get("worker_id").and_then(serde_json::Value::as_str);
@@ -138,10 +172,7 @@ async fn judge(context: &JobContext, found: &FoundLease) -> Verdict {
             } else {
                 "FAILED"
             };
-            Verdict::Dead(format!(
-                "its job {} ended {ended} on that worker",
-                lease.job_id
-            ))
+            Verdict::Dead(format!("its job {job_id} ended {ended} on that worker"))
         }
         _ => Verdict::Alive,
     }
@@ -156,13 +187,12 @@ async fn release_dead(
     found: &FoundLease,
     why: &str,
 ) -> Result<(), String> {
-    let holder = found
-        .lease
-        .as_ref()
-        .map_or("a lease Tendril cannot read".to_string(), Lease::holder);
+    let holder = words::lease_holder(found);
     let lock = state.lock().await.map_err(|e| e.to_string())?;
     let said = match (lock, &found.lease) {
-        (Some(lock), Some(lease)) if lease.took_before_dying(&lock, &state.lock_path()) => {
+        (Some(FoundLock::Readable(lock)), Some(lease))
+            if lease.took(&lock, &state.lock_path(), lease.last_alive()) =>
+        {
             if !state.release(&lock).await.map_err(|e| e.to_string())? {
                 // The lock changed in the meantime: look again.
                 return Ok(());
@@ -172,10 +202,13 @@ async fn release_dead(
                 lock.id
             )
         }
-        (Some(lock), _) => format!(
+        (Some(FoundLock::Readable(lock)), _) => format!(
             "the lease of {holder} is dead ({why}), but the state lock there is not its own (held by {}): \
              Tendril leaves that lock alone",
             lock.holder()
+        ),
+        (Some(FoundLock::Unreadable(unreadable)), _) => format!(
+            "the lease of {holder} is dead ({why}), but {unreadable}: Tendril leaves it alone"
         ),
         (None, _) => format!("the lease of {holder} is dead ({why}); it left no state lock"),
     };
@@ -187,51 +220,23 @@ async fn release_dead(
         .map_err(|e| e.to_string())
 }
 
-/// A live lease in words, with the lock if there is one.
-fn describe_live(found: &FoundLease) -> String {
-    let holder = found
-        .lease
-        .as_ref()
-        .map_or("a lease Tendril cannot read".to_string(), Lease::holder);
-    format!(
-        "it is in use by {holder}, whose lease was renewed {} ago, so it may still be running",
-        format_duration(found.age)
-    )
-}
-
 /// The error of a job that waited the whole lock timeout.
 async fn give_up(context: &JobContext, state: &BucketState, waiting: Waiting) -> JobError {
-    let waited = format_duration(context.settings.terraform_lock_timeout);
-    let found = match waiting {
-        Waiting::Busy(found) => found,
-        Waiting::Vanished => {
-            return JobError::StateLock(format!(
-                "the lease on the state at {} kept changing hands for {waited} (TENDRIL_TERRAFORM_LOCK_TIMEOUT)",
-                state.location()
-            ))
+    let settings = &context.settings;
+    let waited = settings.terraform_lock_timeout;
+    JobError::StateLock(match waiting {
+        Waiting::Busy(found) => words::gave_up_on_live_lease(
+            &state.location(),
+            &found,
+            state.lock().await,
+            waited,
+            settings.state_lease.expiry,
+        ),
+        Waiting::Vanished | Waiting::Freed => {
+            words::lease_kept_changing_hands(&state.location(), waited)
         }
         Waiting::Unreachable(problem) => {
-            return JobError::StateLock(format!(
-                "cannot take the lease on the state at {} within {waited} (TENDRIL_TERRAFORM_LOCK_TIMEOUT): \
-                 {problem}",
-                state.location()
-            ))
+            words::lease_not_taken(&state.location(), waited, &problem)
         }
-    };
-    let lock = match state.lock().await {
-        Ok(Some(lock)) => format!(
-            " Its state lock is held by {}; if that job is no longer running anywhere, release the lock with \
-             `terraform force-unlock {}` and run this job again.",
-            lock.holder(),
-            lock.id
-        ),
-        Ok(None) => " It holds no state lock yet; run this job again once it has ended.".into(),
-        Err(error) => format!(" Its state lock could not be read ({error})."),
-    };
-    JobError::StateLock(format!(
-        "the state at {} {}. This job waited {waited} (TENDRIL_TERRAFORM_LOCK_TIMEOUT) and gave up: Tendril \
-         releases a lock only when its holder is provably dead.{lock}",
-        state.location(),
-        describe_live(&found).trim_start_matches("it ")
-    ))
+    })
 }
