@@ -21,6 +21,7 @@ use serde_json::{json, Value};
 use crate::support::fake_trellis::FakeTrellis;
 use crate::support::moto::Moto;
 use crate::support::tendril::{worker_env, TendrilProcess, WorkerEnv};
+use crate::support::write_executable;
 use crate::support::TempDir;
 use crate::vine_jobs::{require_real_terraform, snapshot};
 
@@ -58,12 +59,6 @@ fn real_terraform() -> String {
         .unwrap()
         .stdout;
     String::from_utf8(found).unwrap().trim().to_string()
-}
-
-fn write_executable(path: &Path, text: &str) {
-    use std::os::unix::fs::PermissionsExt;
-    std::fs::write(path, text).unwrap();
-    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o755)).unwrap();
 }
 
 fn signal(pid: i32, signal: i32) {
