@@ -400,6 +400,79 @@ fn a_kill_while_a_delivered_entry_is_removed_resends_nothing_at_the_next_start()
 }
 
 #[test]
+fn a_terminal_status_trellis_took_just_before_a_kill_is_not_sent_again_at_the_next_start() {
+    let world = World::new();
+    let job = world.enqueue_aws("FETCH_RESOURCES", "464646464646");
+    // The debug build's failpoint: SIGKILL right after Trellis took the
+    // terminal status, before its entry leaves the outbox.
+    let mut killed = world.start_with(&[("TENDRIL_TEST_KILL_AT", "terminal-status-taken")]);
+    let status = killed
+        .wait_timeout(LONG)
+        .unwrap_or_else(|| panic!("tendril was not killed:\n{}", killed.output()));
+    use std::os::unix::process::ExitStatusExt;
+    assert_eq!(status.signal(), Some(libc::SIGKILL), "{}", killed.output());
+    assert_eq!(world.trellis.job(&job).unwrap()["status"], "SUCCESS");
+    let history = world.trellis.status_history(&job).len();
+    let outbox = world.work_dir().join("outbox");
+    assert_eq!(
+        std::fs::read_dir(&outbox).unwrap().count(),
+        1,
+        "the kill left the entry"
+    );
+
+    let claims = |t: &FakeTrellis| {
+        t.requests()
+            .iter()
+            .filter(|r| r.path == "/api/jobs/claim")
+            .count()
+    };
+    let claims_before = claims(&world.trellis);
+    let mut restarted = world.start();
+    world
+        .trellis
+        .wait_until(LONG, "a claim after the restart", |t| {
+            claims(t) > claims_before
+        });
+    assert_eq!(drain(&mut restarted), 0);
+    assert_eq!(
+        world.trellis.status_history(&job).len(),
+        history,
+        "the SUCCESS Trellis had was not sent again"
+    );
+    assert!(
+        std::fs::read_dir(&outbox).unwrap().next().is_none(),
+        "the entry is gone"
+    );
+}
+
+#[test]
+fn a_database_outage_longer_than_the_refusal_limit_loses_no_line() {
+    let world = World::new();
+    world.hook_once(
+        "echo 'before the outage' >&2; sleep 2\n\
+         for i in 1 2 3 4 5 6 7 8; do echo \"during-$i\" >&2; sleep 1; done\n\
+         echo 'after the outage' >&2",
+    );
+    let job = world.enqueue_aws("FETCH_RESOURCES", "565656565656");
+    let mut tendril = world.start();
+    world.trellis.wait_for_log(LONG, &job, "before the outage");
+    // Three times the refusal limit (4 x TENDRIL_RETRY_MAX_DELAY of 1s):
+    // every call gets Trellis's own 500, as while its database is down.
+    world.trellis.database_outage(
+        Duration::from_secs(12),
+        "connection to server at \"db\" failed",
+    );
+    world.wait_status(&job, "SUCCESS");
+    assert_eq!(drain(&mut tendril), 0);
+    let log = world.trellis.log_text(&job);
+    for i in 1..=8 {
+        assert_eq!(log.matches(&format!("during-{i}\n")).count(), 1, "{log}");
+    }
+    assert!(log.contains("after the outage"), "{log}");
+    assert!(!log.contains("could not be stored"), "{log}");
+}
+
+#[test]
 fn an_idle_sigterm_reports_draining_then_offline_and_exits_zero() {
     let world = World::new();
     let mut tendril = world.start();

@@ -7,8 +7,12 @@ use std::time::Duration;
 use crate::support::fake_trellis::FakeTrellis;
 use crate::support::http_fake::HttpFake;
 use serde_json::{json, Map, Value};
-use tendril::delivery::send::{send_progress, send_terminal, DeliveryError, DeliveryPolicy};
+use tendril::delivery::job_report::deliver_entry;
+use tendril::delivery::send::{
+    send_chunk, send_progress, send_terminal, DeliveryError, DeliveryPolicy,
+};
 use tendril::delivery::status_queue::StatusQueue;
+use tendril::delivery::Outbox;
 use tendril::secrets::Secret;
 use tendril::settings::{AgentSettings, WorkerMode};
 use tendril::trellis::client::{register, MAX_PLAN_ARTIFACT_BYTES};
@@ -455,4 +459,139 @@ async fn no_progress_is_sent_for_a_job_a_user_cancelled() {
         "{error}"
     );
     assert!(trellis.status_history(&taken).is_empty());
+}
+
+/// A delivery policy with a short refusal limit, for a test to reach it.
+fn short_refusal_limit() -> DeliveryPolicy {
+    DeliveryPolicy {
+        retry: RetryPolicy::until_accepted(Duration::from_millis(100)),
+        refusal_limit: Duration::from_millis(300),
+        gone_check_delay: Duration::from_millis(50),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_chunk_sent_while_the_database_is_down_is_stored_once_it_is_back_and_never_replaced() {
+    let trellis = FakeTrellis::start();
+    let client = client(&trellis, "tok-client-test-token");
+    let job = claimed(&trellis, &client).await;
+    let policy = short_refusal_limit();
+    // Every call gets Trellis's own 500 for ten times the refusal limit:
+    // the chunk, the note that would replace it, the read of the job.
+    trellis.database_outage(Duration::from_secs(3), "connection to server failed");
+    let chunk = LogChunk {
+        log_chunk: "a line printed during the outage\n".into(),
+        stream_type: StreamType::Stderr,
+    };
+    send_chunk(&client, &job, chunk, &policy).await.unwrap();
+    assert_eq!(
+        trellis.log_text(&job),
+        "a line printed during the outage\n",
+        "the chunk itself, and no note saying it is missing"
+    );
+    // A chunk Trellis alone refuses, while it stores others, is replaced.
+    trellis.refuse_logs_containing("POISON");
+    let poison = LogChunk {
+        log_chunk: "POISON\n".into(),
+        stream_type: StreamType::Stdout,
+    };
+    send_chunk(&client, &job, poison, &policy).await.unwrap();
+    let log = trellis.log_text(&job);
+    assert!(
+        log.ends_with(
+            "[tendril] 7 B of Stdout output could not be stored by Trellis (HTTP 500: Failed to insert log: \
+             invalid input syntax (injected refusal)) and are missing here\n"
+        ),
+        "{log}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_progress_update_whose_job_cannot_be_read_is_skipped_not_retried_forever() {
+    let trellis = FakeTrellis::start();
+    trellis.add_worker("w-client", "tok-client-test-token");
+    // A job row larger than the worker reads: whether the job was cancelled
+    // cannot be told, so the update (which could reopen it) is skipped.
+    let client = client_at(&trellis.url(), "tok-client-test-token", 16 * 1024);
+    let id = trellis.enqueue(json!({"job_type": "PLAN", "config_snapshot": {}}));
+    client.claim().await.unwrap().unwrap();
+    trellis.set_job_field(
+        &id,
+        "execution_metadata",
+        json!({"blob": "x".repeat(64 * 1024)}),
+    );
+    let sent = tokio::time::timeout(
+        Duration::from_secs(30),
+        send_progress(
+            &client,
+            &id,
+            &StatusUpdate::processing(),
+            &short_refusal_limit(),
+        ),
+    )
+    .await
+    .expect("it ends");
+    assert!(sent.is_ok(), "{sent:?}");
+    assert!(trellis.status_history(&id).is_empty(), "nothing was sent");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_leftover_terminal_status_is_not_sent_again_to_a_job_that_already_shows_one() {
+    let trellis = FakeTrellis::start();
+    let client = client(&trellis, "tok-client-test-token");
+    let job = claimed(&trellis, &client).await;
+    let policy = short_refusal_limit();
+    let work = crate::support::TempDir::new("tendril-leftover");
+    let outbox = Outbox::open(work.path()).unwrap();
+    // What a kill right after Trellis took the SUCCESS leaves: the entry.
+    let success = StatusUpdate::success(Map::from_iter([(
+        "plan_completed".to_string(),
+        json!(true),
+    )]));
+    client.update_status(&job, &success).await.unwrap();
+    let entry = outbox.create_entry(&job).unwrap();
+    entry.save_terminal(&success).unwrap();
+    deliver_entry(&client, &entry, &policy).await.unwrap();
+    assert_eq!(
+        trellis.status_history(&job).len(),
+        1,
+        "the SUCCESS was not sent twice"
+    );
+    assert!(outbox.pending().unwrap().is_empty(), "the entry is gone");
+    // A job still PROCESSING gets the status the entry holds.
+    let running = claimed(&trellis, &client).await;
+    client
+        .update_status(&running, &StatusUpdate::processing())
+        .await
+        .unwrap();
+    let entry = outbox.create_entry(&running).unwrap();
+    entry.save_terminal(&StatusUpdate::failed("boom")).unwrap();
+    deliver_entry(&client, &entry, &policy).await.unwrap();
+    assert_eq!(trellis.job(&running).unwrap()["status"], "FAILED");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_refusal_whose_words_change_at_each_attempt_still_counts_as_stuck() {
+    let trellis = FakeTrellis::start();
+    let client = client(&trellis, "tok-client-test-token");
+    let job = claimed(&trellis, &client).await;
+    // A database in trouble words each failure its own way.
+    for attempt in 0..40 {
+        let reason =
+            format!("Failed to update status: could not serialize access (attempt {attempt})");
+        trellis.fail_next_with("PUT", &format!("/api/jobs/{job}/status"), 1, 500, &reason);
+    }
+    let error = send_terminal(
+        &client,
+        &job,
+        &StatusUpdate::failed("boom"),
+        &short_refusal_limit(),
+    )
+    .await
+    .unwrap_err();
+    assert!(
+        matches!(error, DeliveryError::Stuck { status: 500, .. }),
+        "{error}"
+    );
+    assert!(trellis.status_history(&job).is_empty());
 }

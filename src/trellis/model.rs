@@ -398,6 +398,14 @@ impl JobStatus {
     pub fn of_row(row: &Value) -> Option<JobStatus> {
         row.get("status").and_then(JobStatus::of)
     }
+
+    /// SUCCESS, FAILED or CANCELLED: the job has ended.
+    pub fn is_terminal(self) -> bool {
+        matches!(
+            self,
+            JobStatus::Success | JobStatus::Failed | JobStatus::Cancelled
+        )
+    }
 }
 
 /// What a job's row in Trellis says of the running worker's hold on it.
@@ -460,10 +468,7 @@ impl StatusUpdate {
     }
 
     pub fn is_terminal(&self) -> bool {
-        matches!(
-            self.status,
-            JobStatus::Success | JobStatus::Failed | JobStatus::Cancelled
-        )
+        self.status.is_terminal()
     }
 }
 
