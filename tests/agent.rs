@@ -731,13 +731,15 @@ fn an_announcement_trellis_keeps_refusing_exits_1_in_trelliss_words() {
     let refusal = "Failed to update heartbeat: value too long for type character varying(64)";
     world
         .trellis
-        .fail_next_with("POST", "/api/workers/heartbeat", 100, 500, refusal);
-    let mut tendril = world.start();
+        .fail_next_with("POST", "/api/workers/heartbeat", 100_000, 500, refusal);
+    // Refusals are waited out for 20 x TENDRIL_RETRY_MAX_DELAY: 5s here.
+    let mut tendril = world.start_with(&[("TENDRIL_RETRY_MAX_DELAY", "250ms")]);
     assert_eq!(wait_exit(&mut tendril), 1, "{}", tendril.output());
     let output = tendril.output();
     assert!(
         output.contains(&format!(
-            "Trellis refused the heartbeat (HTTP 500): {refusal}"
+            "Trellis refused the heartbeat (HTTP 500): {refusal}: Trellis kept refusing the worker's \
+             announcement for 5s"
         )),
         "{output}"
     );
@@ -748,7 +750,28 @@ fn an_announcement_trellis_keeps_refusing_exits_1_in_trelliss_words() {
         .iter()
         .filter(|r| r.path == "/api/workers/heartbeat")
         .count();
-    assert_eq!(announcements, 3, "a few attempts, not an outage's many");
+    assert!(
+        announcements > 3,
+        "retried for a time, not a few times: {announcements}"
+    );
+}
+
+#[test]
+fn an_announcement_refused_while_trelliss_database_restarts_is_waited_out() {
+    let world = World::new();
+    // More refusals than a few attempts would take, all within the time
+    // refusals are waited out (20 x TENDRIL_RETRY_MAX_DELAY of 1s).
+    world.trellis.fail_next_with(
+        "POST",
+        "/api/workers/heartbeat",
+        6,
+        500,
+        "Failed to update heartbeat: the database system is starting up",
+    );
+    let mut tendril = world.start();
+    let job = world.enqueue_aws("FETCH_RESOURCES", "575757575757");
+    world.wait_status(&job, "SUCCESS");
+    assert_eq!(drain(&mut tendril), 0);
 }
 
 #[test]
