@@ -726,6 +726,74 @@ fn malformed_and_unknown_jobs_fail_with_a_message_and_the_worker_goes_on() {
 }
 
 #[test]
+fn a_job_whose_id_cannot_be_addressed_is_left_and_the_worker_goes_on() {
+    let world = World::new();
+    // Trellis's ids are UUIDs; one that is no safe name would address
+    // another route (`..`) or flood a request line and a log.
+    let dots = world
+        .trellis
+        .enqueue_raw(json!({"id": "..", "job_type": "PLAN", "config_snapshot": {}}));
+    let long_id = "x".repeat(20_000);
+    world
+        .trellis
+        .enqueue_raw(json!({"id": long_id, "job_type": "PLAN", "config_snapshot": {}}));
+    let next = world.enqueue_aws("FETCH_RESOURCES", "585858585858");
+    let mut tendril = world.start();
+    world.wait_status(&next, "SUCCESS");
+    assert_eq!(drain(&mut tendril), 0);
+    assert_eq!(world.trellis.job(&dots).unwrap()["status"], "CLAIMED");
+    let output = tendril.output();
+    assert!(
+        output.contains("Trellis gave a job that cannot be run or reported: the job id '..'"),
+        "{output}"
+    );
+    assert!(
+        !output.contains(&"x".repeat(100)),
+        "the long id is cut in the log"
+    );
+    assert!(
+        world
+            .trellis
+            .requests()
+            .iter()
+            .all(|r| r.method != "PUT" || r.path.starts_with(&format!("/api/jobs/{next}"))),
+        "nothing was reported for them"
+    );
+}
+
+#[test]
+fn a_claim_too_large_to_read_is_failed_through_the_outbox_whatever_trellis_refuses_meanwhile() {
+    let world = World::new();
+    let big = world
+        .trellis
+        .enqueue(json!({"job_type": "PLAN", "config_snapshot": {"blob": "x".repeat(100 * 1024)}}));
+    // Trellis refuses every status of that job for longer than the refusal
+    // limit (4 x TENDRIL_RETRY_MAX_DELAY of 1s).
+    world.trellis.fail_next_with(
+        "PUT",
+        &format!("/api/jobs/{big}/status"),
+        1_000_000,
+        500,
+        "Failed to update status: could not extend file",
+    );
+    let next = world.enqueue_aws("FETCH_RESOURCES", "595959595959");
+    let mut tendril = world.start_with(&[("TENDRIL_MAX_JOB_SIZE", "64KiB")]);
+    world.wait_status(&next, "SUCCESS");
+    tendril.wait_for_output("Trellis keeps refusing it", LONG);
+    assert_eq!(world.trellis.job(&big).unwrap()["status"], "CLAIMED");
+    world.trellis.clear_faults();
+    let row = world.wait_status(&big, "FAILED");
+    assert!(
+        row["error_message"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("TENDRIL_MAX_JOB_SIZE"),
+        "{row}"
+    );
+    assert_eq!(drain(&mut tendril), 0);
+}
+
+#[test]
 fn an_announcement_trellis_keeps_refusing_exits_1_in_trelliss_words() {
     let world = World::new();
     let refusal = "Failed to update heartbeat: value too long for type character varying(64)";

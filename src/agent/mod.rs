@@ -259,12 +259,28 @@ impl Agent {
         true
     }
 
-    /// Reports FAILED for a job that has no outbox entry, until Trellis takes
-    /// it (or a hard stop).
-    async fn fail_unrecorded(&self, job_id: &str, problem: &str) {
+    /// Fails a job that is not run (its claim could not be read, or its
+    /// outbox entry not opened): its FAILED goes into an outbox entry of its
+    /// own, which the backlog delivers through any outage and after a
+    /// restart. Only when the work dir cannot take even that is it sent from
+    /// memory, until Trellis takes it or a hard stop. `job_id` is a safe
+    /// name.
+    async fn fail_unrun(&self, job_id: &str, problem: &str) {
         tracing::error!("job {job_id} is not run: {problem}");
-        let policy = DeliveryPolicy::new(self.settings.retry_max_delay);
         let update = StatusUpdate::failed(problem);
+        self.backlog.hold(job_id).await;
+        let recorded = self
+            .outbox
+            .create_entry(job_id)
+            .and_then(|entry| entry.save_terminal(&update).inspect_err(|_| entry.remove()));
+        self.backlog.release(job_id);
+        let Err(error) = recorded else {
+            return;
+        };
+        tracing::warn!(
+            "cannot record job {job_id}'s failure in the outbox ({error}); it is sent from memory"
+        );
+        let policy = DeliveryPolicy::new(self.settings.retry_max_delay);
         tokio::select! {
             sent = send_terminal(&self.client, job_id, &update, &policy) => if let Err(error) = sent {
                 tracing::error!("cannot report job {job_id} FAILED: {error}");

@@ -136,7 +136,7 @@ impl Agent {
                 job_id: Some(ref job_id),
                 ..
             }) => {
-                self.fail_unrecorded(job_id, &error.to_string()).await;
+                self.fail_unrun(job_id, &error.to_string()).await;
                 if self.settings.once {
                     *exit = Exit::JobFailed;
                     return Next::Stop;
