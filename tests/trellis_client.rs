@@ -595,3 +595,49 @@ async fn a_refusal_whose_words_change_at_each_attempt_still_counts_as_stuck() {
     );
     assert!(trellis.status_history(&job).is_empty());
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_answer_that_does_not_parse_is_an_error_that_quotes_no_value() {
+    use axum::response::IntoResponse;
+    let numeric_token = HttpFake::serve(|_| {
+        axum::Router::new().fallback(|| async {
+            (
+                [(axum::http::header::CONTENT_TYPE, "application/json")],
+                r#"{"tendril_id": "t-1", "tendril_token": 98765432123}"#,
+            )
+                .into_response()
+        })
+    });
+    let error = register(
+        &numeric_token.url(),
+        false,
+        "registration-secret",
+        "w-new",
+        WorkerMode::CloudHosted,
+    )
+    .await
+    .unwrap_err();
+    assert!(matches!(error, TrellisError::InvalidResponse(_)), "{error}");
+    assert!(!error.to_string().contains("98765432123"), "{error}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_claim_nested_past_the_parsers_limit_fails_its_job_saying_so_in_words() {
+    let trellis = FakeTrellis::start();
+    let client = client(&trellis, "tok-client-test-token");
+    let mut deep = json!("bottom");
+    for _ in 0..200 {
+        deep = json!([deep]);
+    }
+    let id = trellis.enqueue(json!({"job_type": "PLAN", "config_snapshot": {"deep": deep}}));
+    match client.claim().await.unwrap_err() {
+        TrellisError::UnreadableJob { problem, job_id } => {
+            assert_eq!(job_id.as_deref(), Some(id.as_str()));
+            assert!(
+                problem.contains("it nests arrays and objects more than 128 deep"),
+                "{problem}"
+            );
+        }
+        other => panic!("{other}"),
+    }
+}

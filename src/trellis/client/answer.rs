@@ -265,9 +265,9 @@ pub(super) async fn json_body<T: DeserializeOwned>(
     limit: Limit,
 ) -> Result<T, TrellisError> {
     match read_capped(response, limit).await {
-        Ok(body) => {
-            serde_json::from_slice(&body).map_err(|e| TrellisError::InvalidResponse(e.to_string()))
-        }
+        // serde's message may quote a value (a token, in a registration).
+        Ok(body) => serde_json::from_slice(&body)
+            .map_err(|e| TrellisError::InvalidResponse(crate::trellis::model::json_problem(&e))),
         Err(Capped::Over { .. }) => Err(limit.exceeded(None)),
         Err(Capped::Failed(error)) => Err(error),
     }
