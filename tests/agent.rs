@@ -726,6 +726,27 @@ fn malformed_and_unknown_jobs_fail_with_a_message_and_the_worker_goes_on() {
 }
 
 #[test]
+fn a_claim_a_gateway_answered_502_is_not_sent_again_and_the_possibly_lost_job_is_named() {
+    let world = World::new();
+    // A gateway's 502 may come after Trellis claimed a job.
+    world
+        .trellis
+        .fail_next_matching("POST", "/api/jobs/claim", 1, 502);
+    let mut tendril = world.start();
+    tendril.wait_for_output("Trellis may have claimed a job for this worker", LONG);
+    let job = world.enqueue_aws("FETCH_RESOURCES", "606060606060");
+    world.wait_status(&job, "SUCCESS");
+    assert_eq!(drain(&mut tendril), 0);
+    let output = tendril.output();
+    assert!(
+        !output.contains(
+            "claiming a job: Trellis is unavailable (HTTP 502): Injected failure; retrying"
+        ),
+        "{output}"
+    );
+}
+
+#[test]
 fn a_job_whose_id_cannot_be_addressed_is_left_and_the_worker_goes_on() {
     let world = World::new();
     // Trellis's ids are UUIDs; one that is no safe name would address

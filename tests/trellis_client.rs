@@ -641,3 +641,48 @@ async fn a_claim_nested_past_the_parsers_limit_fails_its_job_saying_so_in_words(
         other => panic!("{other}"),
     }
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_registration_whose_answer_is_lost_is_not_sent_again_and_says_what_to_do() {
+    use tendril::delivery::reporter::TrellisReporter;
+    let trellis = FakeTrellis::start();
+    let client = client(&trellis, "tok-client-test-token");
+    let job = claimed(&trellis, &client).await;
+    let work = crate::support::TempDir::new("tendril-registration");
+    let reporter = TrellisReporter {
+        statuses: Arc::new(StatusQueue::default()),
+        client,
+        retry_max_delay: Duration::from_millis(100),
+        entry: Arc::new(
+            Outbox::open(work.path())
+                .unwrap()
+                .create_entry(&job)
+                .unwrap(),
+        ),
+    };
+    trellis.set_registration_secret("registration-secret-value");
+    // Trellis registers the worker, but its answer comes after the client's
+    // timeout (5s).
+    trellis.set_delay(Duration::from_secs(6));
+    let error = reporter
+        .register_worker("registration-secret-value", "pool-7")
+        .await
+        .unwrap_err();
+    trellis.set_delay(Duration::ZERO);
+    let registrations = trellis
+        .requests()
+        .iter()
+        .filter(|r| r.path == "/api/tendrils/register")
+        .count();
+    assert_eq!(
+        registrations, 1,
+        "sent once: a second would fail on the name"
+    );
+    assert!(matches!(error, TrellisError::AnswerLost { .. }), "{error}");
+    assert!(
+        error
+            .to_string()
+            .contains("a worker may have been registered under this name whose token is lost"),
+        "{error}"
+    );
+}

@@ -25,6 +25,10 @@ pub struct RetryPolicy {
     pub max_delay: Duration,
     /// How long a request Trellis refuses is tried again.
     pub refusals: RefusalRetries,
+    /// Whether the request may be sent twice. One that may not (a
+    /// registration, a claim) is sent again only after a failure that
+    /// shows Trellis did not carry it out.
+    pub idempotent: bool,
 }
 
 /// How long a request Trellis refuses (its own 5xx) is tried again.
@@ -49,6 +53,7 @@ impl RetryPolicy {
             base_delay: Duration::from_millis(500),
             max_delay,
             refusals: RefusalRetries::Attempts(REFUSAL_ATTEMPTS),
+            idempotent: true,
         }
     }
 
@@ -60,6 +65,17 @@ impl RetryPolicy {
             base_delay: Duration::from_millis(500),
             max_delay,
             refusals: RefusalRetries::Attempts(REFUSAL_ATTEMPTS),
+            idempotent: true,
+        }
+    }
+
+    /// The same, for a request that may not be sent twice: sent again only
+    /// after a failure that shows Trellis did not carry it out (see
+    /// [`TrellisError::surely_not_carried_out`]).
+    pub fn not_idempotent(self) -> Self {
+        RetryPolicy {
+            idempotent: false,
+            ..self
         }
     }
 
@@ -153,7 +169,7 @@ where
         let is_refusal = matches!(error, TrellisError::Refused { .. });
         let retried = match is_refusal {
             true => refused.retried(policy.refusals),
-            false => error.is_transient(),
+            false => error.is_transient() && (policy.idempotent || error.surely_not_carried_out()),
         } && policy.max_attempts.is_none_or(|max| attempts < max);
         if !retried {
             return Err(error);
@@ -182,6 +198,7 @@ mod tests {
             base_delay: Duration::from_millis(1),
             max_delay: Duration::from_millis(2),
             refusals: RefusalRetries::Attempts(REFUSAL_ATTEMPTS),
+            idempotent: true,
         }
     }
 
@@ -288,6 +305,36 @@ mod tests {
             let delay = policy.delay_after_refusal(retry);
             assert!(delay >= policy.ceiling(retry) / 2, "{delay:?}");
             assert!(delay <= policy.ceiling(retry));
+        }
+    }
+
+    #[tokio::test]
+    async fn a_request_that_is_not_idempotent_is_sent_again_only_when_surely_not_carried_out() {
+        let calls = AtomicU32::new(0);
+        let result: Result<(), _> = retry(quick(None).not_idempotent(), "test", || async {
+            match calls.fetch_add(1, Ordering::SeqCst) {
+                0 => Err(TrellisError::Unsent("connection refused".into())),
+                1 => Err(TrellisError::Unavailable {
+                    status: 503,
+                    message: "no backend".into(),
+                }),
+                _ => Err(TrellisError::Transport("timed out".into())),
+            }
+        })
+        .await;
+        assert!(matches!(result, Err(TrellisError::Transport(_))));
+        assert_eq!(calls.load(Ordering::SeqCst), 3, "not after the timeout");
+        for maybe_carried_out in [502, 504, 500] {
+            let calls = AtomicU32::new(0);
+            let _ = retry(quick(None).not_idempotent(), "test", || async {
+                calls.fetch_add(1, Ordering::SeqCst);
+                Err::<(), _>(TrellisError::Unavailable {
+                    status: maybe_carried_out,
+                    message: "gateway".into(),
+                })
+            })
+            .await;
+            assert_eq!(calls.load(Ordering::SeqCst), 1, "{maybe_carried_out}");
         }
     }
 
