@@ -839,7 +839,30 @@ fn a_bad_snapshot_value_fails_the_plan_and_the_deploy_before_terraform_runs() {
         "{error}"
     );
     assert!(!vines.trellis.log_text(&bootstrap).contains("SECRETtoken"));
-    for job in [&plan, &bootstrap] {
+    // A value of the wrong kind is no absent one, and is named where it was.
+    let mut numeric_domain = snapshot("shop");
+    numeric_domain["dns"]["domain_name"] = json!(7);
+    let typed = vines.enqueue(
+        "PLAN",
+        "242424242424",
+        json!({"config_snapshot": numeric_domain}),
+    );
+    assert_eq!(
+        vines.fail(&typed),
+        "`dns.domain_name` is a number; it must be a string"
+    );
+    let mut numeric_region = snapshot("shop");
+    numeric_region["region"] = json!(42);
+    let destroy = vines.enqueue(
+        "DESTROY",
+        "242424242424",
+        json!({"config_snapshot": numeric_region}),
+    );
+    assert_eq!(
+        vines.fail(&destroy),
+        "`region` is a number; it must be a string"
+    );
+    for job in [&plan, &bootstrap, &typed, &destroy] {
         let log = vines.trellis.log_text(job);
         assert!(!log.contains("$ terraform"), "no Terraform ran:\n{log}");
     }

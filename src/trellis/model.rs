@@ -368,7 +368,7 @@ fn field_problem(path: &str, found: Option<&Value>, message: &str) -> String {
 }
 
 /// A JSON value's kind, as a message names it.
-fn kind_of(value: &Value) -> &'static str {
+pub(crate) fn kind_of(value: &Value) -> &'static str {
     match value {
         Value::Null => "null",
         Value::Bool(_) => "a boolean",

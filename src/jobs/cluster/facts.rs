@@ -17,7 +17,8 @@
 
 use serde_json::{json, Map, Value};
 
-use super::super::{snapshot, JobContext, JobError};
+use super::super::snapshot::{self, Text};
+use super::super::{JobContext, JobError};
 use crate::safe_name::{
     check, check_dns_name, check_identifier, check_region, check_repository_url,
 };
@@ -80,28 +81,27 @@ fn fact(field: &str, value: String, checker: Checker) -> Result<Value, JobError>
 /// says so before its DEPLOY is queued).
 pub fn snapshot_facts(context: &JobContext) -> Result<Map<String, Value>, JobError> {
     let vine = &context.job.config_snapshot;
-    let setting = |field: &str, value: Option<String>, checker: Checker| {
-        fact(field, value.unwrap_or_default(), checker)
+    // A value is named by the key it was found under.
+    let setting = |found: Result<Option<Text>, String>, checker: Checker| match found
+        .map_err(JobError::Invalid)?
+    {
+        Some(text) => fact(&text.field, text.value, checker),
+        None => Ok(Value::String(String::new())),
     };
     let text = |key: &str| snapshot::text(vine, "", &[key]);
     let facts = json!({
-        "ProjectName": setting("project_name", text("project_name"), check)?,
-        "Environment": setting("environment_stage", text("environment_stage"), check)?,
-        "Region": setting("region", snapshot::region(vine), check_region)?,
-        "Provider": setting("provider", Some(context.provider().to_string()), check)?,
-        "AWSAccountID": setting("the cloud identity's account", Some(context.cloud_account_id()), check_identifier)?,
-        "DomainName": setting("dns.domain_name", snapshot::domain_name(vine), check_dns_name)?,
+        "ProjectName": setting(text("project_name"), check)?,
+        "Environment": setting(text("environment_stage"), check)?,
+        "Region": setting(snapshot::region(vine), check_region)?,
+        "Provider": fact("provider", context.provider().to_string(), check)?,
+        "AWSAccountID": fact("the cloud identity's account", context.cloud_account_id(), check_identifier)?,
+        "DomainName": setting(snapshot::domain_name(vine), check_dns_name)?,
         "DNSZoneID": setting(
-            "dns.zone_id",
             snapshot::text(vine, "/dns/zone_id", &["dns_hosted_zone", "zone_id"]),
             check_identifier,
         )?,
         "EnableKarpenter": snapshot::flag(vine, "/cluster/provider_config/enable_karpenter", &["enable_karpenter"]),
-        "AppsDestinationRepo": setting(
-            "repositories.apps_destination_repo",
-            snapshot::apps_repository(vine),
-            check_repository_url,
-        )?,
+        "AppsDestinationRepo": setting(snapshot::apps_repository(vine), check_repository_url)?,
     });
     Ok(facts.as_object().cloned().unwrap_or_default())
 }
