@@ -686,3 +686,42 @@ async fn a_registration_whose_answer_is_lost_is_not_sent_again_and_says_what_to_
         "{error}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn draining_is_sent_before_offline_even_when_the_tools_answer_at_that_moment() {
+    use tendril::agent::heartbeat::Heartbeats;
+    use tendril::trellis::{Announcement, WorkerStatus};
+    let trellis = FakeTrellis::start();
+    let client = client(&trellis, "tok-client-test-token");
+    // The tools' answer and the two status changes are all ready when the
+    // heartbeat task looks: whichever it takes first, DRAINING must go out
+    // before OFFLINE. (Each round is a coin toss for a task that reads the
+    // latest status instead of the queue.)
+    for _ in 0..12 {
+        let before = trellis.heartbeats("w-client").len();
+        let tools = tokio::spawn(async { std::collections::BTreeMap::new() });
+        while !tools.is_finished() {
+            tokio::task::yield_now().await;
+        }
+        let announcement = Announcement {
+            hostname: "test-host".into(),
+            mode: "self-hosted".into(),
+            tools: None,
+        };
+        let heartbeats = Heartbeats::start(
+            client.clone(),
+            Duration::from_secs(3600),
+            Duration::from_millis(100),
+            announcement,
+            tools,
+        );
+        heartbeats.set_status(WorkerStatus::Draining);
+        heartbeats.stop().await;
+        let sent: Vec<Value> = trellis.heartbeats("w-client")[before..]
+            .iter()
+            .map(|beat| beat["status"].clone())
+            .collect();
+        assert!(sent.contains(&json!("DRAINING")), "{sent:?}");
+        assert_eq!(sent.last(), Some(&json!("OFFLINE")), "{sent:?}");
+    }
+}
