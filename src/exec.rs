@@ -24,12 +24,9 @@ pub enum ExecError {
         source: std::io::Error,
     },
     #[error(
-        "the job file {path} is not a claim ({{\"job\": ..., \"cloud_identity\": ...}}): {source}"
+        "the job file {path} is not a claim ({{\"job\": ..., \"cloud_identity\": ...}}): {problem}"
     )]
-    Parse {
-        path: PathBuf,
-        source: serde_json::Error,
-    },
+    Parse { path: PathBuf, problem: String },
     #[error(
         "the job file {0} is not a claim: it needs a \"job\" object with an \"id\", as a claim has \
          ({{\"job\": {{\"id\": ..., \"job_type\": ..., ...}}, \"cloud_identity\": ...}}; see examples/)"
@@ -116,16 +113,16 @@ fn read_job_file(job_file: &Path, has_plan: bool) -> Result<JobFile, ExecError> 
         source,
     })?;
     let value: serde_json::Value =
-        serde_json::from_str(&text).map_err(|source| ExecError::Parse {
+        serde_json::from_str(&text).map_err(|error| ExecError::Parse {
             path: job_file.into(),
-            source,
+            problem: crate::trellis::model::json_problem(&error),
         })?;
     if !value.get("job").is_some_and(serde_json::Value::is_object) {
         return Err(ExecError::NotAClaim(job_file.into()));
     }
-    let claim: Claim = serde_json::from_value(value).map_err(|source| ExecError::Parse {
+    let claim: Claim = serde_json::from_value(value).map_err(|error| ExecError::Parse {
         path: job_file.into(),
-        source,
+        problem: crate::trellis::model::json_problem(&error),
     })?;
     let job_row = claim.job.clone();
     let checked = claim.into_job();

@@ -85,6 +85,7 @@ async fn async_main(command: Command) -> ExitCode {
         Command::Register(args) => register(args).await,
         Command::Scaler(args) => tendril::scaler::run(args).await,
         Command::Exec(args) => {
+            adopt_tools_orphans();
             let mut settings = match args.job.resolve() {
                 Ok(settings) => settings,
                 Err(error) => return configuration_error(error),
@@ -110,8 +111,20 @@ async fn async_main(command: Command) -> ExitCode {
     }
 }
 
+/// Makes this process the reaper of what its tools start outside their
+/// process groups, so that it can end them (see `tools::orphans`).
+fn adopt_tools_orphans() {
+    if let Err(error) = tendril::tools::orphans::adopt_orphans() {
+        tracing::warn!(
+            "cannot become the reaper of the tools' orphans ({error}): a process a tool starts outside its \
+             process group may outlive it"
+        );
+    }
+}
+
 /// `tendril start`: the worker.
 async fn start(args: tendril::cli::StartArgs) -> ExitCode {
+    adopt_tools_orphans();
     let (job_settings, settings) = args.resolve();
     let job_settings = match job_settings {
         Ok(settings) => settings,

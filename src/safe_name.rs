@@ -14,7 +14,8 @@
 //!   `europe-west1`, `westeurope`).
 //! - [`check_dns_name`]: an RFC 1123 DNS name (`shop.example.com`).
 //! - [`check_repository_url`]: a git repository's `https://` or `ssh://`
-//!   URL, or the `user@host:path` form of ssh.
+//!   URL, or the `user@host:path` form of ssh, whose host is a DNS name or
+//!   an IP address, without credentials.
 //! - [`check_identifier`]: a cloud identifier, an ARN or an endpoint
 //!   (`Z0123456789`, `arn:aws:acm:...`, `https://x.eks.amazonaws.com`).
 //! - [`check_image_repository`] and [`check_image_tag`]: a container image's
@@ -42,9 +43,11 @@ pub fn is_safe(value: &str) -> bool {
             .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'))
 }
 
-/// `value` as a message shows it: escaped (a newline is `\n`), quoted, and
-/// cut after 40 characters.
+/// `value` as a message shows it: its URL credentials hidden (see
+/// [`without_userinfo`]), escaped (a newline is `\n`), quoted, and cut
+/// after 40 characters.
 fn shown(value: &str) -> String {
+    let value = without_userinfo(value);
     let escaped: String = value
         .chars()
         .take(40)
@@ -124,28 +127,95 @@ fn plain_text(value: &str, extra: &[u8]) -> bool {
         .all(|b| b.is_ascii_alphanumeric() || b"-._~:/@".contains(&b) || extra.contains(&b))
 }
 
+/// `value` with the user (and password) of a URL, or of ssh's
+/// `user@host:path`, replaced by `***`: a message never shows a credential
+/// given in a URL, not even its start.
+fn without_userinfo(value: &str) -> std::borrow::Cow<'_, str> {
+    let (start, rest) = match value.split_once("://") {
+        Some((scheme, rest)) => (scheme.len() + 3, rest),
+        None => (0, value),
+    };
+    let authority = rest.split(['/', '?', '#']).next().unwrap_or(rest);
+    let userinfo_end = match start {
+        0 => rest
+            .find('@')
+            .filter(|at| !rest[..*at].contains([':', '/']) && rest[*at..].contains(':')),
+        _ => authority.rfind('@'),
+    };
+    match userinfo_end {
+        Some(at) => format!("{}***{}", &value[..start], &rest[at..]).into(),
+        None => value.into(),
+    }
+}
+
+/// The starts of access tokens that git hosts accept as a URL's user
+/// (GitHub's personal, OAuth, user, server and refresh tokens, GitLab's
+/// personal and OAuth ones, Bitbucket's app passwords).
+const TOKEN_PREFIXES: [&str; 9] = [
+    "ghp_",
+    "gho_",
+    "ghu_",
+    "ghs_",
+    "ghr_",
+    "github_pat_",
+    "glpat-",
+    "gloas-",
+    "ATBB",
+];
+
+/// Whether a URL's user is an access token rather than a name.
+fn is_token(user: &str) -> bool {
+    TOKEN_PREFIXES.iter().any(|prefix| user.starts_with(prefix))
+}
+
+/// Whether a parsed URL's host is a DNS name or an IP address (not, say,
+/// `-oProxyCommand=...`, which ssh would read as an option).
+fn has_plain_host(url: &url::Url) -> bool {
+    match url.host() {
+        Some(url::Host::Domain(name)) => is_dns_name(name),
+        Some(url::Host::Ipv4(_) | url::Host::Ipv6(_)) => true,
+        None => false,
+    }
+}
+
 /// A git repository's URL: `https://host/path`, `ssh://[user@]host[:port]/path`
-/// or `user@host:path`, with a host, of plain URL characters only.
+/// or `user@host:path`, with a host that is a DNS name or an IP address, of
+/// plain URL characters only, and without credentials: a password, or a
+/// token as the user, would reach the job's log, the rendered manifests and
+/// ArgoCD's repository secret (Tendril gets the git token from Trellis). A
+/// URL with credentials fails naming the field, never showing them.
 pub fn check_repository_url<'a>(field: &str, value: &'a str) -> Result<&'a str, String> {
+    let credentials = || {
+        Err(format!(
+            "{field} holds credentials (a password, or a token as the user): give the repository's URL without \
+             them; Tendril gets the git token from Trellis"
+        ))
+    };
     let has_host = match value.split_once("://") {
-        Some(("https" | "ssh", rest)) => url::Url::parse(value).is_ok_and(|url| {
-            url.host_str().is_some_and(|host| !host.is_empty()) && !rest.is_empty()
-        }),
+        Some(("https" | "ssh", rest)) => match url::Url::parse(value) {
+            Ok(url) if url.password().is_some() || is_token(url.username()) => {
+                return credentials()
+            }
+            Ok(url) => has_plain_host(&url) && !rest.is_empty(),
+            Err(_) => false,
+        },
         Some(_) => false,
         // scp-like ssh: `git@github.com:acme/apps.git`.
-        None => value.split_once(':').is_some_and(|(user_host, path)| {
-            user_host
-                .split_once('@')
-                .is_some_and(|(user, host)| is_safe(user) && is_dns_name(host))
-                && !path.is_empty()
-        }),
+        None => match value.split_once(':') {
+            Some((user_host, path)) => match user_host.split_once('@') {
+                Some((user, _)) if is_token(user) => return credentials(),
+                Some((user, host)) => is_safe(user) && is_dns_name(host) && !path.is_empty(),
+                None => false,
+            },
+            None => false,
+        },
     };
     if has_host && value.len() <= MAX_IDENTIFIER_LEN && plain_text(value, b"%+=") {
         return Ok(value);
     }
     Err(format!(
-        "{field} {} is not a git repository URL: it must be an https:// or ssh:// URL (or user@host:path) with a \
-         host, without whitespace, quotes or control characters",
+        "{field} {} is not a git repository URL: it must be an https:// or ssh:// URL (or user@host:path) whose \
+         host is a DNS name or an IP address, without whitespace, quotes or control characters",
         shown(value)
     ))
 }
@@ -379,6 +449,9 @@ mod tests {
             "https://github.com/acme/apps#x",
             "git@:apps",
             "github.com:acme/apps",
+            "ssh://-oProxyCommand=touch%20x/apps",
+            "https://-x.example/a",
+            "git@-x.example:acme/apps",
         ] {
             let message =
                 check_repository_url("repositories.apps_destination_repo", bad).unwrap_err();
@@ -386,6 +459,56 @@ mod tests {
                 message.contains("is not a git repository URL"),
                 "{bad:?}: {message}"
             );
+        }
+    }
+
+    #[test]
+    fn a_repository_url_with_credentials_fails_without_showing_them() {
+        for with_credentials in [
+            "https://x-access-token:ghp_abcdefSECRET@github.com/acme/apps",
+            "https://oauth2:glpat-abcSECRET@gitlab.com/acme/apps.git",
+            "https://ghp_abcdefSECRET@github.com/acme/apps",
+            "ssh://git:SECRETpw@github.com/acme/apps.git",
+            "ghp_abcdefSECRET@github.com:acme/apps.git",
+        ] {
+            let message =
+                check_repository_url("repositories.apps_destination_repo", with_credentials)
+                    .unwrap_err();
+            assert!(
+                message.starts_with("repositories.apps_destination_repo holds credentials"),
+                "{message}"
+            );
+            assert!(!message.contains("SECRET"), "{message}");
+        }
+        // A user's name is no credential (Bitbucket's clone URLs carry one).
+        let named = "https://bobby@bitbucket.org/acme/apps.git";
+        assert_eq!(check_repository_url("r", named), Ok(named));
+        // A URL that fails for another reason shows none of its userinfo.
+        let message = check_repository_url(
+            "repositories.apps_destination_repo",
+            "https://x-access-token:tok@github.com:no-port/acme/apps",
+        )
+        .unwrap_err();
+        assert!(!message.contains("tok@"), "{message}");
+        assert!(
+            message.contains("'https://***@github.com:no-port/acme/apps'"),
+            "{message}"
+        );
+    }
+
+    #[test]
+    fn userinfo_is_hidden_and_emails_and_arns_are_left_alone() {
+        assert_eq!(
+            without_userinfo("https://u:p@h.example/a@b"),
+            "https://***@h.example/a@b"
+        );
+        assert_eq!(without_userinfo("tok@github.com:a/b"), "***@github.com:a/b");
+        for untouched in [
+            "sa@project.iam.gserviceaccount.com",
+            "arn:aws:iam::1:role/a+b=c@d",
+            "https://h.example/a@b",
+        ] {
+            assert_eq!(without_userinfo(untouched), untouched);
         }
     }
 

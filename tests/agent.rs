@@ -400,6 +400,79 @@ fn a_kill_while_a_delivered_entry_is_removed_resends_nothing_at_the_next_start()
 }
 
 #[test]
+fn a_terminal_status_trellis_took_just_before_a_kill_is_not_sent_again_at_the_next_start() {
+    let world = World::new();
+    let job = world.enqueue_aws("FETCH_RESOURCES", "464646464646");
+    // The debug build's failpoint: SIGKILL right after Trellis took the
+    // terminal status, before its entry leaves the outbox.
+    let mut killed = world.start_with(&[("TENDRIL_TEST_KILL_AT", "terminal-status-taken")]);
+    let status = killed
+        .wait_timeout(LONG)
+        .unwrap_or_else(|| panic!("tendril was not killed:\n{}", killed.output()));
+    use std::os::unix::process::ExitStatusExt;
+    assert_eq!(status.signal(), Some(libc::SIGKILL), "{}", killed.output());
+    assert_eq!(world.trellis.job(&job).unwrap()["status"], "SUCCESS");
+    let history = world.trellis.status_history(&job).len();
+    let outbox = world.work_dir().join("outbox");
+    assert_eq!(
+        std::fs::read_dir(&outbox).unwrap().count(),
+        1,
+        "the kill left the entry"
+    );
+
+    let claims = |t: &FakeTrellis| {
+        t.requests()
+            .iter()
+            .filter(|r| r.path == "/api/jobs/claim")
+            .count()
+    };
+    let claims_before = claims(&world.trellis);
+    let mut restarted = world.start();
+    world
+        .trellis
+        .wait_until(LONG, "a claim after the restart", |t| {
+            claims(t) > claims_before
+        });
+    assert_eq!(drain(&mut restarted), 0);
+    assert_eq!(
+        world.trellis.status_history(&job).len(),
+        history,
+        "the SUCCESS Trellis had was not sent again"
+    );
+    assert!(
+        std::fs::read_dir(&outbox).unwrap().next().is_none(),
+        "the entry is gone"
+    );
+}
+
+#[test]
+fn a_database_outage_longer_than_the_refusal_limit_loses_no_line() {
+    let world = World::new();
+    world.hook_once(
+        "echo 'before the outage' >&2; sleep 2\n\
+         for i in 1 2 3 4 5 6 7 8; do echo \"during-$i\" >&2; sleep 1; done\n\
+         echo 'after the outage' >&2",
+    );
+    let job = world.enqueue_aws("FETCH_RESOURCES", "565656565656");
+    let mut tendril = world.start();
+    world.trellis.wait_for_log(LONG, &job, "before the outage");
+    // Three times the refusal limit (4 x TENDRIL_RETRY_MAX_DELAY of 1s):
+    // every call gets Trellis's own 500, as while its database is down.
+    world.trellis.database_outage(
+        Duration::from_secs(12),
+        "connection to server at \"db\" failed",
+    );
+    world.wait_status(&job, "SUCCESS");
+    assert_eq!(drain(&mut tendril), 0);
+    let log = world.trellis.log_text(&job);
+    for i in 1..=8 {
+        assert_eq!(log.matches(&format!("during-{i}\n")).count(), 1, "{log}");
+    }
+    assert!(log.contains("after the outage"), "{log}");
+    assert!(!log.contains("could not be stored"), "{log}");
+}
+
+#[test]
 fn an_idle_sigterm_reports_draining_then_offline_and_exits_zero() {
     let world = World::new();
     let mut tendril = world.start();
@@ -653,18 +726,109 @@ fn malformed_and_unknown_jobs_fail_with_a_message_and_the_worker_goes_on() {
 }
 
 #[test]
+fn a_claim_a_gateway_answered_502_is_not_sent_again_and_the_possibly_lost_job_is_named() {
+    let world = World::new();
+    // A gateway's 502 may come after Trellis claimed a job.
+    world
+        .trellis
+        .fail_next_matching("POST", "/api/jobs/claim", 1, 502);
+    let mut tendril = world.start();
+    tendril.wait_for_output("Trellis may have claimed a job for this worker", LONG);
+    let job = world.enqueue_aws("FETCH_RESOURCES", "606060606060");
+    world.wait_status(&job, "SUCCESS");
+    assert_eq!(drain(&mut tendril), 0);
+    let output = tendril.output();
+    assert!(
+        !output.contains(
+            "claiming a job: Trellis is unavailable (HTTP 502): Injected failure; retrying"
+        ),
+        "{output}"
+    );
+}
+
+#[test]
+fn a_job_whose_id_cannot_be_addressed_is_left_and_the_worker_goes_on() {
+    let world = World::new();
+    // Trellis's ids are UUIDs; one that is no safe name would address
+    // another route (`..`) or flood a request line and a log.
+    let dots = world
+        .trellis
+        .enqueue_raw(json!({"id": "..", "job_type": "PLAN", "config_snapshot": {}}));
+    let long_id = "x".repeat(20_000);
+    world
+        .trellis
+        .enqueue_raw(json!({"id": long_id, "job_type": "PLAN", "config_snapshot": {}}));
+    let next = world.enqueue_aws("FETCH_RESOURCES", "585858585858");
+    let mut tendril = world.start();
+    world.wait_status(&next, "SUCCESS");
+    assert_eq!(drain(&mut tendril), 0);
+    assert_eq!(world.trellis.job(&dots).unwrap()["status"], "CLAIMED");
+    let output = tendril.output();
+    assert!(
+        output.contains("Trellis gave a job that cannot be run or reported: the job id '..'"),
+        "{output}"
+    );
+    assert!(
+        !output.contains(&"x".repeat(100)),
+        "the long id is cut in the log"
+    );
+    assert!(
+        world
+            .trellis
+            .requests()
+            .iter()
+            .all(|r| r.method != "PUT" || r.path.starts_with(&format!("/api/jobs/{next}"))),
+        "nothing was reported for them"
+    );
+}
+
+#[test]
+fn a_claim_too_large_to_read_is_failed_through_the_outbox_whatever_trellis_refuses_meanwhile() {
+    let world = World::new();
+    let big = world
+        .trellis
+        .enqueue(json!({"job_type": "PLAN", "config_snapshot": {"blob": "x".repeat(100 * 1024)}}));
+    // Trellis refuses every status of that job for longer than the refusal
+    // limit (4 x TENDRIL_RETRY_MAX_DELAY of 1s).
+    world.trellis.fail_next_with(
+        "PUT",
+        &format!("/api/jobs/{big}/status"),
+        1_000_000,
+        500,
+        "Failed to update status: could not extend file",
+    );
+    let next = world.enqueue_aws("FETCH_RESOURCES", "595959595959");
+    let mut tendril = world.start_with(&[("TENDRIL_MAX_JOB_SIZE", "64KiB")]);
+    world.wait_status(&next, "SUCCESS");
+    tendril.wait_for_output("Trellis keeps refusing it", LONG);
+    assert_eq!(world.trellis.job(&big).unwrap()["status"], "CLAIMED");
+    world.trellis.clear_faults();
+    let row = world.wait_status(&big, "FAILED");
+    assert!(
+        row["error_message"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("TENDRIL_MAX_JOB_SIZE"),
+        "{row}"
+    );
+    assert_eq!(drain(&mut tendril), 0);
+}
+
+#[test]
 fn an_announcement_trellis_keeps_refusing_exits_1_in_trelliss_words() {
     let world = World::new();
     let refusal = "Failed to update heartbeat: value too long for type character varying(64)";
     world
         .trellis
-        .fail_next_with("POST", "/api/workers/heartbeat", 100, 500, refusal);
-    let mut tendril = world.start();
+        .fail_next_with("POST", "/api/workers/heartbeat", 100_000, 500, refusal);
+    // Refusals are waited out for 20 x TENDRIL_RETRY_MAX_DELAY: 5s here.
+    let mut tendril = world.start_with(&[("TENDRIL_RETRY_MAX_DELAY", "250ms")]);
     assert_eq!(wait_exit(&mut tendril), 1, "{}", tendril.output());
     let output = tendril.output();
     assert!(
         output.contains(&format!(
-            "Trellis refused the heartbeat (HTTP 500): {refusal}"
+            "Trellis refused the heartbeat (HTTP 500): {refusal}: Trellis kept refusing the worker's \
+             announcement for 5s"
         )),
         "{output}"
     );
@@ -675,7 +839,28 @@ fn an_announcement_trellis_keeps_refusing_exits_1_in_trelliss_words() {
         .iter()
         .filter(|r| r.path == "/api/workers/heartbeat")
         .count();
-    assert_eq!(announcements, 3, "a few attempts, not an outage's many");
+    assert!(
+        announcements > 3,
+        "retried for a time, not a few times: {announcements}"
+    );
+}
+
+#[test]
+fn an_announcement_refused_while_trelliss_database_restarts_is_waited_out() {
+    let world = World::new();
+    // More refusals than a few attempts would take, all within the time
+    // refusals are waited out (20 x TENDRIL_RETRY_MAX_DELAY of 1s).
+    world.trellis.fail_next_with(
+        "POST",
+        "/api/workers/heartbeat",
+        6,
+        500,
+        "Failed to update heartbeat: the database system is starting up",
+    );
+    let mut tendril = world.start();
+    let job = world.enqueue_aws("FETCH_RESOURCES", "575757575757");
+    world.wait_status(&job, "SUCCESS");
+    assert_eq!(drain(&mut tendril), 0);
 }
 
 #[test]

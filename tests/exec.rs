@@ -124,6 +124,23 @@ fn exec_of_a_file_that_is_not_a_job_exits_2_naming_it() {
     );
     assert_eq!(code, 2);
     assert!(output.contains("is not a claim"), "{output}");
+    // Nested past the parser's limit: said in words.
+    let deep = format!(
+        r#"{{"job": {{"id": "j1", "job_type": "PLAN", "config_snapshot": {{"x": {}{}}}}}}}"#,
+        "[".repeat(200),
+        "]".repeat(200)
+    );
+    std::fs::write(&job_file, deep).unwrap();
+    let (code, output) = exec(
+        &moto,
+        job_file.to_str().unwrap(),
+        &scratch.path().join("out"),
+    );
+    assert_eq!(code, 2);
+    assert!(
+        output.contains("it nests arrays and objects more than 128 deep"),
+        "{output}"
+    );
 
     for not_a_claim in ["[]", "{}", r#"{"job": null}"#, r#"{"job": [1]}"#] {
         std::fs::write(&job_file, not_a_claim).unwrap();

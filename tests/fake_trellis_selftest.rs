@@ -560,6 +560,69 @@ fn injected_failures_have_no_effect() {
 }
 
 #[test]
+fn while_the_database_is_down_every_route_answers_its_own_500_and_nothing_changes() {
+    let fake = FakeTrellis::start();
+    let a = Client::new(&fake, "wa");
+    let job = fake.enqueue(json!({"job_type": "PLAN"}));
+    assert_eq!(a.claim()["job"]["id"], job.as_str());
+    fake.database_down("connection to server failed");
+    let failed = |what: &str| {
+        (
+            500,
+            err(&format!("Failed to {what}: connection to server failed")),
+        )
+    };
+    assert_eq!(
+        a.call(Method::POST, "/api/jobs/claim", Body::None),
+        failed("claim job")
+    );
+    assert_eq!(
+        a.call(
+            Method::POST,
+            "/api/workers/heartbeat",
+            Body::Json(json!({"version": "1"}))
+        ),
+        failed("update heartbeat")
+    );
+    assert_eq!(
+        a.status(&job, json!({"status": "PROCESSING"})),
+        failed("update status")
+    );
+    let chunk = json!({"log_chunk": "x\n", "stream_type": "STDOUT"});
+    assert_eq!(
+        a.call(
+            Method::POST,
+            &format!("/api/jobs/{job}/logs"),
+            Body::Json(chunk.clone())
+        ),
+        failed("insert log")
+    );
+    assert_eq!(
+        a.call(Method::GET, &format!("/api/jobs/{job}"), Body::None),
+        failed("fetch job")
+    );
+    assert!(fake.status_history(&job).is_empty() && fake.logs(&job).is_empty());
+    assert!(fake.heartbeats("wa").is_empty());
+    fake.database_back();
+    assert_eq!(a.status(&job, json!({"status": "PROCESSING"})).0, 200);
+}
+
+#[test]
+fn an_ingress_page_answers_instead_of_trellis_until_cleared() {
+    let fake = FakeTrellis::start();
+    let a = Client::new(&fake, "wa");
+    fake.ingress_pages(404);
+    let (status, body) = a.call(Method::POST, "/api/jobs/claim", Body::None);
+    assert_eq!(
+        (status, body),
+        (404, Value::Null),
+        "a page, not Trellis's JSON"
+    );
+    fake.clear_faults();
+    assert_eq!(a.claim()["job"], Value::Null);
+}
+
+#[test]
 fn dropped_requests_get_no_answer() {
     let fake = FakeTrellis::start();
     let a = Client::new(&fake, "wa");

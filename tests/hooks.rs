@@ -455,7 +455,13 @@ fn a_shutdown_stops_a_running_hook_and_its_step_does_not_run() {
     command.envs(scene.env(&[("TENDRIL_CANCEL_GRACE", "5s")]));
     let mut process = TendrilProcess::spawn(command);
     process.wait_for_output("==> hook terraform-pre-plan", Duration::from_secs(60));
+    let deadline = Instant::now() + Duration::from_secs(60);
     while pids_in(&pids).len() < 3 {
+        assert!(
+            Instant::now() < deadline,
+            "the hook did not record its processes:\n{}",
+            process.output()
+        );
         std::thread::sleep(Duration::from_millis(50));
     }
     process.signal(libc::SIGTERM);
@@ -477,6 +483,52 @@ fn a_shutdown_stops_a_running_hook_and_its_step_does_not_run() {
     for pid in pids_in(&pids) {
         assert!(!process_runs(pid), "the hook's process {pid} is gone");
     }
+}
+
+/// SIGKILLs the processes a test's script recorded, however the test ends
+/// (a failing one must not leave them running).
+struct KillOnDrop(PathBuf);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        for pid in pids_in(&self.0) {
+            // SAFETY: kill(2) of a process the test's own script started.
+            unsafe { libc::kill(pid, libc::SIGKILL) };
+        }
+    }
+}
+
+#[test]
+fn processes_a_hook_starts_outside_its_process_group_are_gone_when_its_job_ends() {
+    let scene = Scene::new();
+    let pids = scene.path("pids");
+    let _cleanup = KillOnDrop(pids.clone());
+    // One in a session of its own, one in a process group of its own (a
+    // subshell with job control): neither gets the SIGKILL to the hook's
+    // group, and both outlive the hook.
+    scene.hook(
+        "terraform-pre-plan",
+        &format!(
+            "setsid sleep 3001 > /dev/null 2>&1 &\necho $! >> {pids}\n\
+             (set -m; sleep 3002 > /dev/null 2>&1 & echo $! >> {pids})\nexit 1",
+            pids = pids.display()
+        ),
+    );
+    let (result, log) = scene.exec(&Scene::claim("PLAN", "hooks-orphans", json!({})), &[]);
+    assert_eq!(
+        error_message(&result),
+        "hook terraform-pre-plan failed (exit 1)",
+        "{log}"
+    );
+    let recorded = pids_in(&pids);
+    assert_eq!(recorded.len(), 2, "{recorded:?}");
+    for pid in recorded {
+        assert!(!process_runs(pid), "the hook's process {pid} is gone");
+    }
+    assert!(
+        log.contains("2 processes that tools started outside their process groups"),
+        "{log}"
+    );
 }
 
 #[test]

@@ -244,6 +244,35 @@ fn health_and_metrics_are_served_and_follow_trellis_and_the_jobs() {
 }
 
 #[test]
+fn trelliss_own_errors_keep_the_worker_healthy_and_an_ingress_page_does_not() {
+    let world = World::new();
+    let mut tendril = world.start(&[], &[("TENDRIL_HEALTH_ADDR", "127.0.0.1:0")]);
+    let address = health_address(&mut tendril);
+    world
+        .trellis
+        .wait_until(LONG, "healthy", |_| get(&address, "/healthz").0 == 200);
+    // Trellis's database down for longer than two heartbeat intervals (1s
+    // here): every answer is Trellis's own 500, and Trellis is there.
+    world.trellis.database_down("connection to server failed");
+    std::thread::sleep(Duration::from_secs(4));
+    let (status, body) = get(&address, "/healthz");
+    assert_eq!(status, 200, "{body}");
+    world.trellis.database_back();
+    // An ingress answering its own 404 page (Trellis redeploying) is no
+    // answer of Trellis's.
+    world.trellis.ingress_pages(404);
+    std::thread::sleep(Duration::from_secs(4));
+    let (status, body) = get(&address, "/healthz");
+    assert_eq!(status, 503, "{body}");
+    world.trellis.clear_faults();
+    world.trellis.wait_until(LONG, "healthy again", |_| {
+        get(&address, "/healthz").0 == 200
+    });
+    tendril.signal(libc::SIGTERM);
+    assert_eq!(tendril.wait_timeout(LONG).and_then(|s| s.code()), Some(0));
+}
+
+#[test]
 fn tendril_health_without_an_address_is_a_setting_error() {
     let output = Tendril::command().arg("health").output().unwrap();
     assert_eq!(output.status.code(), Some(2));

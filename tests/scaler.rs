@@ -436,8 +436,7 @@ fn a_postgrest_error_changes_no_service_and_the_pass_reports_it() {
     assert_eq!(code, 1, "{output}");
     assert!(
         output.contains("PostgREST refused count of provision_jobs")
-            && output
-                .contains("(HTTP 401, PGRST301): Invalid API key; check SUPABASE_SERVICE_ROLE_KEY"),
+            && output.contains("(HTTP 401): Invalid API key; check SUPABASE_SERVICE_ROLE_KEY"),
         "{output}"
     );
     assert_eq!(world.desired(svc), 1);

@@ -7,8 +7,12 @@ use std::time::Duration;
 use crate::support::fake_trellis::FakeTrellis;
 use crate::support::http_fake::HttpFake;
 use serde_json::{json, Map, Value};
-use tendril::delivery::send::{send_progress, send_terminal, DeliveryError, DeliveryPolicy};
+use tendril::delivery::job_report::deliver_entry;
+use tendril::delivery::send::{
+    send_chunk, send_progress, send_terminal, DeliveryError, DeliveryPolicy,
+};
 use tendril::delivery::status_queue::StatusQueue;
+use tendril::delivery::Outbox;
 use tendril::secrets::Secret;
 use tendril::settings::{AgentSettings, WorkerMode};
 use tendril::trellis::client::{register, MAX_PLAN_ARTIFACT_BYTES};
@@ -455,4 +459,269 @@ async fn no_progress_is_sent_for_a_job_a_user_cancelled() {
         "{error}"
     );
     assert!(trellis.status_history(&taken).is_empty());
+}
+
+/// A delivery policy with a short refusal limit, for a test to reach it.
+fn short_refusal_limit() -> DeliveryPolicy {
+    DeliveryPolicy {
+        retry: RetryPolicy::until_accepted(Duration::from_millis(100)),
+        refusal_limit: Duration::from_millis(300),
+        gone_check_delay: Duration::from_millis(50),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_chunk_sent_while_the_database_is_down_is_stored_once_it_is_back_and_never_replaced() {
+    let trellis = FakeTrellis::start();
+    let client = client(&trellis, "tok-client-test-token");
+    let job = claimed(&trellis, &client).await;
+    let policy = short_refusal_limit();
+    // Every call gets Trellis's own 500 for ten times the refusal limit:
+    // the chunk, the note that would replace it, the read of the job.
+    trellis.database_outage(Duration::from_secs(3), "connection to server failed");
+    let chunk = LogChunk {
+        log_chunk: "a line printed during the outage\n".into(),
+        stream_type: StreamType::Stderr,
+    };
+    send_chunk(&client, &job, chunk, &policy).await.unwrap();
+    assert_eq!(
+        trellis.log_text(&job),
+        "a line printed during the outage\n",
+        "the chunk itself, and no note saying it is missing"
+    );
+    // A chunk Trellis alone refuses, while it stores others, is replaced.
+    trellis.refuse_logs_containing("POISON");
+    let poison = LogChunk {
+        log_chunk: "POISON\n".into(),
+        stream_type: StreamType::Stdout,
+    };
+    send_chunk(&client, &job, poison, &policy).await.unwrap();
+    let log = trellis.log_text(&job);
+    assert!(
+        log.ends_with(
+            "[tendril] 7 B of Stdout output could not be stored by Trellis (HTTP 500: Failed to insert log: \
+             invalid input syntax (injected refusal)) and are missing here\n"
+        ),
+        "{log}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_progress_update_whose_job_cannot_be_read_is_skipped_not_retried_forever() {
+    let trellis = FakeTrellis::start();
+    trellis.add_worker("w-client", "tok-client-test-token");
+    // A job row larger than the worker reads: whether the job was cancelled
+    // cannot be told, so the update (which could reopen it) is skipped.
+    let client = client_at(&trellis.url(), "tok-client-test-token", 16 * 1024);
+    let id = trellis.enqueue(json!({"job_type": "PLAN", "config_snapshot": {}}));
+    client.claim().await.unwrap().unwrap();
+    trellis.set_job_field(
+        &id,
+        "execution_metadata",
+        json!({"blob": "x".repeat(64 * 1024)}),
+    );
+    let sent = tokio::time::timeout(
+        Duration::from_secs(30),
+        send_progress(
+            &client,
+            &id,
+            &StatusUpdate::processing(),
+            &short_refusal_limit(),
+        ),
+    )
+    .await
+    .expect("it ends");
+    assert!(sent.is_ok(), "{sent:?}");
+    assert!(trellis.status_history(&id).is_empty(), "nothing was sent");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_leftover_terminal_status_is_not_sent_again_to_a_job_that_already_shows_one() {
+    let trellis = FakeTrellis::start();
+    let client = client(&trellis, "tok-client-test-token");
+    let job = claimed(&trellis, &client).await;
+    let policy = short_refusal_limit();
+    let work = crate::support::TempDir::new("tendril-leftover");
+    let outbox = Outbox::open(work.path()).unwrap();
+    // What a kill right after Trellis took the SUCCESS leaves: the entry.
+    let success = StatusUpdate::success(Map::from_iter([(
+        "plan_completed".to_string(),
+        json!(true),
+    )]));
+    client.update_status(&job, &success).await.unwrap();
+    let entry = outbox.create_entry(&job).unwrap();
+    entry.save_terminal(&success).unwrap();
+    deliver_entry(&client, &entry, &policy).await.unwrap();
+    assert_eq!(
+        trellis.status_history(&job).len(),
+        1,
+        "the SUCCESS was not sent twice"
+    );
+    assert!(outbox.pending().unwrap().is_empty(), "the entry is gone");
+    // A job still PROCESSING gets the status the entry holds.
+    let running = claimed(&trellis, &client).await;
+    client
+        .update_status(&running, &StatusUpdate::processing())
+        .await
+        .unwrap();
+    let entry = outbox.create_entry(&running).unwrap();
+    entry.save_terminal(&StatusUpdate::failed("boom")).unwrap();
+    deliver_entry(&client, &entry, &policy).await.unwrap();
+    assert_eq!(trellis.job(&running).unwrap()["status"], "FAILED");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_refusal_whose_words_change_at_each_attempt_still_counts_as_stuck() {
+    let trellis = FakeTrellis::start();
+    let client = client(&trellis, "tok-client-test-token");
+    let job = claimed(&trellis, &client).await;
+    // A database in trouble words each failure its own way.
+    for attempt in 0..40 {
+        let reason =
+            format!("Failed to update status: could not serialize access (attempt {attempt})");
+        trellis.fail_next_with("PUT", &format!("/api/jobs/{job}/status"), 1, 500, &reason);
+    }
+    let error = send_terminal(
+        &client,
+        &job,
+        &StatusUpdate::failed("boom"),
+        &short_refusal_limit(),
+    )
+    .await
+    .unwrap_err();
+    assert!(
+        matches!(error, DeliveryError::Stuck { status: 500, .. }),
+        "{error}"
+    );
+    assert!(trellis.status_history(&job).is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_answer_that_does_not_parse_is_an_error_that_quotes_no_value() {
+    use axum::response::IntoResponse;
+    let numeric_token = HttpFake::serve(|_| {
+        axum::Router::new().fallback(|| async {
+            (
+                [(axum::http::header::CONTENT_TYPE, "application/json")],
+                r#"{"tendril_id": "t-1", "tendril_token": 98765432123}"#,
+            )
+                .into_response()
+        })
+    });
+    let error = register(
+        &numeric_token.url(),
+        false,
+        "registration-secret",
+        "w-new",
+        WorkerMode::CloudHosted,
+    )
+    .await
+    .unwrap_err();
+    assert!(matches!(error, TrellisError::InvalidResponse(_)), "{error}");
+    assert!(!error.to_string().contains("98765432123"), "{error}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_claim_nested_past_the_parsers_limit_fails_its_job_saying_so_in_words() {
+    let trellis = FakeTrellis::start();
+    let client = client(&trellis, "tok-client-test-token");
+    let mut deep = json!("bottom");
+    for _ in 0..200 {
+        deep = json!([deep]);
+    }
+    let id = trellis.enqueue(json!({"job_type": "PLAN", "config_snapshot": {"deep": deep}}));
+    match client.claim().await.unwrap_err() {
+        TrellisError::UnreadableJob { problem, job_id } => {
+            assert_eq!(job_id.as_deref(), Some(id.as_str()));
+            assert!(
+                problem.contains("it nests arrays and objects more than 128 deep"),
+                "{problem}"
+            );
+        }
+        other => panic!("{other}"),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_registration_whose_answer_is_lost_is_not_sent_again_and_says_what_to_do() {
+    use tendril::delivery::reporter::TrellisReporter;
+    let trellis = FakeTrellis::start();
+    let client = client(&trellis, "tok-client-test-token");
+    let job = claimed(&trellis, &client).await;
+    let work = crate::support::TempDir::new("tendril-registration");
+    let reporter = TrellisReporter {
+        statuses: Arc::new(StatusQueue::default()),
+        client,
+        retry_max_delay: Duration::from_millis(100),
+        entry: Arc::new(
+            Outbox::open(work.path())
+                .unwrap()
+                .create_entry(&job)
+                .unwrap(),
+        ),
+    };
+    trellis.set_registration_secret("registration-secret-value");
+    // Trellis registers the worker, but its answer comes after the client's
+    // timeout (5s).
+    trellis.set_delay(Duration::from_secs(6));
+    let error = reporter
+        .register_worker("registration-secret-value", "pool-7")
+        .await
+        .unwrap_err();
+    trellis.set_delay(Duration::ZERO);
+    let registrations = trellis
+        .requests()
+        .iter()
+        .filter(|r| r.path == "/api/tendrils/register")
+        .count();
+    assert_eq!(
+        registrations, 1,
+        "sent once: a second would fail on the name"
+    );
+    assert!(matches!(error, TrellisError::AnswerLost { .. }), "{error}");
+    assert!(
+        error
+            .to_string()
+            .contains("a worker may have been registered under this name whose token is lost"),
+        "{error}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn draining_is_sent_before_offline_even_when_the_tools_answer_at_that_moment() {
+    use tendril::agent::heartbeat::Heartbeats;
+    use tendril::trellis::{Announcement, WorkerStatus};
+    let trellis = FakeTrellis::start();
+    let client = client(&trellis, "tok-client-test-token");
+    // The tools' answer and the two status changes are all ready when the
+    // heartbeat task looks: whichever it takes first, DRAINING must go out
+    // before OFFLINE. (Each round is a coin toss for a task that reads the
+    // latest status instead of the queue.)
+    for _ in 0..12 {
+        let before = trellis.heartbeats("w-client").len();
+        let tools = tokio::spawn(async { std::collections::BTreeMap::new() });
+        while !tools.is_finished() {
+            tokio::task::yield_now().await;
+        }
+        let announcement = Announcement {
+            hostname: "test-host".into(),
+            mode: "self-hosted".into(),
+            tools: None,
+        };
+        let heartbeats = Heartbeats::start(
+            client.clone(),
+            Duration::from_secs(3600),
+            Duration::from_millis(100),
+            announcement,
+            tools,
+        );
+        heartbeats.set_status(WorkerStatus::Draining);
+        heartbeats.stop().await;
+        let sent: Vec<Value> = trellis.heartbeats("w-client")[before..]
+            .iter()
+            .map(|beat| beat["status"].clone())
+            .collect();
+        assert!(sent.contains(&json!("DRAINING")), "{sent:?}");
+        assert_eq!(sent.last(), Some(&json!("OFFLINE")), "{sent:?}");
+    }
 }

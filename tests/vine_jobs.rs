@@ -806,6 +806,72 @@ fn a_value_that_would_add_to_a_manifest_or_be_read_as_a_flag_fails_the_deploy_na
 }
 
 #[test]
+fn a_bad_snapshot_value_fails_the_plan_and_the_deploy_before_terraform_runs() {
+    let vines = Vines::new();
+    let mut tendril = vines.start(&[]);
+    let mut bad_domain = snapshot("shop");
+    bad_domain["dns"]["domain_name"] = json!("shop.example\nnamespace: kube-system");
+    let plan = vines.enqueue(
+        "PLAN",
+        "242424242424",
+        json!({"config_snapshot": bad_domain}),
+    );
+    let error = vines.fail(&plan);
+    assert!(
+        error.starts_with(
+            "dns.domain_name 'shop.example\\nnamespace: kube-system' is not a DNS name"
+        ),
+        "{error}"
+    );
+    // The fixture has no cluster: after an apply, nothing would have looked
+    // at the repository URL at all.
+    let mut with_token = snapshot("shop");
+    with_token["repositories"]["apps_destination_repo"] =
+        json!("https://x-access-token:ghp_abcdefSECRETtoken@github.com/acme/apps");
+    let bootstrap = vines.enqueue(
+        "BOOTSTRAP",
+        "242424242424",
+        json!({"config_snapshot": with_token}),
+    );
+    let error = vines.fail(&bootstrap);
+    assert!(
+        error.starts_with("repositories.apps_destination_repo holds credentials"),
+        "{error}"
+    );
+    assert!(!vines.trellis.log_text(&bootstrap).contains("SECRETtoken"));
+    // A value of the wrong kind is no absent one, and is named where it was.
+    let mut numeric_domain = snapshot("shop");
+    numeric_domain["dns"]["domain_name"] = json!(7);
+    let typed = vines.enqueue(
+        "PLAN",
+        "242424242424",
+        json!({"config_snapshot": numeric_domain}),
+    );
+    assert_eq!(
+        vines.fail(&typed),
+        "`dns.domain_name` is a number; it must be a string"
+    );
+    let mut numeric_region = snapshot("shop");
+    numeric_region["region"] = json!(42);
+    let destroy = vines.enqueue(
+        "DESTROY",
+        "242424242424",
+        json!({"config_snapshot": numeric_region}),
+    );
+    assert_eq!(
+        vines.fail(&destroy),
+        "`region` is a number; it must be a string"
+    );
+    for job in [&plan, &bootstrap, &typed, &destroy] {
+        let log = vines.trellis.log_text(job);
+        assert!(!log.contains("$ terraform"), "no Terraform ran:\n{log}");
+    }
+    assert!(vines.objects().is_empty(), "no state was written");
+    tendril.signal(libc::SIGTERM);
+    assert_eq!(tendril.wait_timeout(LONG).unwrap().code(), Some(0));
+}
+
+#[test]
 fn a_plan_gets_costs_from_infracost_and_survives_its_failure() {
     let vines = Vines::new();
     let tools = vines.scratch.path().join("infracost-tools");

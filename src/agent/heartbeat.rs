@@ -52,15 +52,22 @@ impl Heartbeats {
         let announcement_template = announcement;
         let task = tokio::spawn(async move {
             let mut tools = Some(tools);
+            // The status of the last change taken from the queue: a
+            // heartbeat of the timer's or the tools' says it, never one
+            // still queued (which would skip DRAINING, or send OFFLINE
+            // before it).
+            let mut last = WorkerStatus::Online;
             loop {
-                let current = || shared.lock().unwrap_or_else(|e| e.into_inner()).status;
                 let mut announcement = None;
                 let status = tokio::select! {
                     change = received.recv() => match change {
-                        Some(status) => status,
+                        Some(status) => {
+                            last = status;
+                            status
+                        }
                         None => return,
                     },
-                    _ = super::timer::sleep(interval) => current(),
+                    _ = super::timer::sleep(interval) => last,
                     answered = async { tools.as_mut().expect("polled only while held").await }, if tools.is_some() => {
                         tools = None;
                         let Ok(versions) = answered else { continue };
@@ -69,7 +76,7 @@ impl Heartbeats {
                             tools: Some(versions.collect()),
                             ..announcement_template.clone()
                         });
-                        current()
+                        last
                     }
                 };
                 let heartbeat = Heartbeat {

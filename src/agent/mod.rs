@@ -35,6 +35,10 @@ use crate::trellis::{
 use heartbeat::{Heartbeats, OFFLINE_BUDGET};
 use protection::TaskProtection;
 
+/// For how many times `TENDRIL_RETRY_MAX_DELAY` (10 minutes by default)
+/// `start` waits out Trellis refusing its announcement before it exits 1.
+pub const ANNOUNCEMENT_REFUSALS_WAITED: u32 = 20;
+
 /// How `tendril start` ended.
 #[derive(Debug, PartialEq, Eq)]
 pub enum Exit {
@@ -161,8 +165,11 @@ impl Agent {
     }
 
     /// The first heartbeat: ONLINE, with who this worker is. Retried while
-    /// Trellis is unreachable, and a few times when Trellis refuses it;
-    /// `Ok(false)` if a signal came first.
+    /// Trellis is unreachable, and, when Trellis refuses it (its database:
+    /// the route stores nothing but the version), for
+    /// [`ANNOUNCEMENT_REFUSALS_WAITED`] times the longest retry delay, long
+    /// enough for a database maintenance or failover; `Ok(false)` if a
+    /// signal came first.
     async fn announce(&self, announcement: &Announcement) -> Result<bool, Exit> {
         let heartbeat = Heartbeat {
             version: crate::VERSION.to_string(),
@@ -170,7 +177,9 @@ impl Agent {
             current_job_id: None,
             announcement: Some(announcement.clone()),
         };
-        let policy = RetryPolicy::until_accepted(self.settings.retry_max_delay);
+        let refusals_waited = self.settings.retry_max_delay * ANNOUNCEMENT_REFUSALS_WAITED;
+        let policy = RetryPolicy::until_accepted(self.settings.retry_max_delay)
+            .refusals_retried_for(refusals_waited);
         let announce = retry(policy, "announcing the worker to Trellis", || {
             self.client.heartbeat(&heartbeat)
         });
@@ -200,9 +209,9 @@ impl Agent {
                 "Trellis rejected the worker ID or token".into(),
             )),
             Err(error @ TrellisError::Refused { .. }) => Err(Exit::AnnouncementRefused(format!(
-                "{error}: the worker's announcement was refused {} times; Tendril exits 1 so that its \
+                "{error}: Trellis kept refusing the worker's announcement for {}; Tendril exits 1 so that its \
                  supervisor starts it again later",
-                policy.refusal_attempts
+                crate::units::format_duration(refusals_waited)
             ))),
             Err(error) => Err(Exit::Rejected(format!(
                 "Trellis refused the worker's announcement: {error}"
@@ -250,12 +259,28 @@ impl Agent {
         true
     }
 
-    /// Reports FAILED for a job that has no outbox entry, until Trellis takes
-    /// it (or a hard stop).
-    async fn fail_unrecorded(&self, job_id: &str, problem: &str) {
+    /// Fails a job that is not run (its claim could not be read, or its
+    /// outbox entry not opened): its FAILED goes into an outbox entry of its
+    /// own, which the backlog delivers through any outage and after a
+    /// restart. Only when the work dir cannot take even that is it sent from
+    /// memory, until Trellis takes it or a hard stop. `job_id` is a safe
+    /// name.
+    async fn fail_unrun(&self, job_id: &str, problem: &str) {
         tracing::error!("job {job_id} is not run: {problem}");
-        let policy = DeliveryPolicy::new(self.settings.retry_max_delay);
         let update = StatusUpdate::failed(problem);
+        self.backlog.hold(job_id).await;
+        let recorded = self
+            .outbox
+            .create_entry(job_id)
+            .and_then(|entry| entry.save_terminal(&update).inspect_err(|_| entry.remove()));
+        self.backlog.release(job_id);
+        let Err(error) = recorded else {
+            return;
+        };
+        tracing::warn!(
+            "cannot record job {job_id}'s failure in the outbox ({error}); it is sent from memory"
+        );
+        let policy = DeliveryPolicy::new(self.settings.retry_max_delay);
         tokio::select! {
             sent = send_terminal(&self.client, job_id, &update, &policy) => if let Err(error) = sent {
                 tracing::error!("cannot report job {job_id} FAILED: {error}");

@@ -10,7 +10,7 @@ use super::heartbeat::Heartbeats;
 use super::running_job::JobEnd;
 use super::{timer, Agent, Exit};
 use crate::health::JobOutcome;
-use crate::trellis::retry::RetryPolicy;
+use crate::trellis::retry::{retry, RetryPolicy};
 use crate::trellis::{Claim, TrellisError};
 
 /// What the loop does after a claim.
@@ -136,7 +136,7 @@ impl Agent {
                 job_id: Some(ref job_id),
                 ..
             }) => {
-                self.fail_unrecorded(job_id, &error.to_string()).await;
+                self.fail_unrun(job_id, &error.to_string()).await;
                 if self.settings.once {
                     *exit = Exit::JobFailed;
                     return Next::Stop;
@@ -151,31 +151,23 @@ impl Agent {
     }
 
     /// Asks for a job. A claim is not idempotent: it is tried again only
-    /// when the request surely did not claim anything (it was not sent, or
-    /// Trellis answered an error), never after a timeout or an answer that
-    /// could not be read, which may each have claimed a job.
+    /// when the request surely claimed nothing (it was not sent, a 503 or a
+    /// 429 turned it away), never after a timeout, a gateway's 502 or 504,
+    /// or an answer that could not be read, which may each have claimed a
+    /// job: that job stays CLAIMED in Trellis (this worker's heartbeat keeps
+    /// the stale-job recovery away), and an error says so.
     async fn claim(&self) -> Result<Option<Claim>, TrellisError> {
-        let policy = RetryPolicy::few(self.settings.retry_max_delay);
-        let mut attempt = 0;
-        loop {
-            match self.client.claim().await {
-                Err(error @ (TrellisError::Unsent(_) | TrellisError::Unavailable { .. }))
-                    if attempt + 1 < policy.max_attempts.unwrap_or(1) =>
-                {
-                    tracing::warn!("claiming a job: {error}; retrying");
-                    tokio::time::sleep(policy.delay(attempt)).await;
-                    attempt += 1;
-                }
-                Err(error @ (TrellisError::Transport(_) | TrellisError::InvalidResponse(_))) => {
+        let policy = RetryPolicy::few(self.settings.retry_max_delay).not_idempotent();
+        retry(policy, "claiming a job", || self.client.claim())
+            .await
+            .inspect_err(|error| {
+                if error.is_transient() && !error.surely_not_carried_out() {
                     tracing::error!(
                         "claiming a job: {error}; Trellis may have claimed a job for this worker whose answer was \
-                         lost: it stays CLAIMED until Trellis requeues it"
+                         lost: it stays CLAIMED in Trellis until someone requeues or cancels it there"
                     );
-                    return Err(error);
                 }
-                other => return other,
-            }
-        }
+            })
     }
 }
 

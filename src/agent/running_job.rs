@@ -34,8 +34,9 @@ enum Accepted<'a> {
     /// The job, and the claim it runs (or why it cannot run: it is then
     /// failed with the reason).
     Taken(Box<(RunningJob<'a>, Result<ClaimedJob, String>)>),
-    /// The job could not be taken on and was reported FAILED at once.
-    FailedAtOnce,
+    /// The job could not be taken on: it was failed at once, or, when its
+    /// id cannot even be addressed, left to Trellis.
+    NotRun,
     NoJob,
 }
 
@@ -74,7 +75,7 @@ impl Agent {
                 let (job, claimed) = *taken;
                 Some(job.run(claimed, heartbeats, unprotected).await)
             }
-            Accepted::FailedAtOnce => Some(JobEnd {
+            Accepted::NotRun => Some(JobEnd {
                 outcome: JobOutcome::Failed,
                 interrupted: false,
             }),
@@ -86,8 +87,8 @@ impl Agent {
     }
 
     /// Takes a claimed job on: checks its id and opens its outbox entry. A
-    /// job that cannot be taken on is reported FAILED at once, with the
-    /// reason, rather than left claimed.
+    /// job that cannot be taken on is failed at once, with the reason,
+    /// rather than left claimed (but for one whose id cannot be addressed).
     async fn accept(&self, claim: Claim) -> Accepted<'_> {
         let (claimed, job_id) = match claim.into_job() {
             Ok(Some(claimed)) => {
@@ -106,12 +107,17 @@ impl Agent {
                 }
             },
         };
-        // The id is not checked yet: printed quoted, it cannot forge a line.
-        tracing::info!("claimed job {job_id:?}");
+        // An id that is no safe name (Trellis's are UUIDs) cannot be put in
+        // a path or a URL: `..` would address another route, a long one get
+        // a 431. Such a job is neither run nor reported, and its id is
+        // logged only escaped and cut.
         if let Err(problem) = crate::safe_name::check("the job id", &job_id) {
-            self.fail_unrecorded(&job_id, &problem).await;
-            return Accepted::FailedAtOnce;
+            tracing::error!(
+                "Trellis gave a job that cannot be run or reported: {problem}; it stays CLAIMED in Trellis"
+            );
+            return Accepted::NotRun;
         }
+        tracing::info!("claimed job {job_id}");
         // The entry is this job's report's from before it exists.
         self.backlog.hold(&job_id).await;
         let report = match JobReport::open(
@@ -126,8 +132,8 @@ impl Agent {
                 let problem = format!(
                     "Tendril could not record this job in its work dir ({error}), so it was not run"
                 );
-                self.fail_unrecorded(&job_id, &problem).await;
-                return Accepted::FailedAtOnce;
+                self.fail_unrun(&job_id, &problem).await;
+                return Accepted::NotRun;
             }
         };
         let settings = &self.services.settings;

@@ -14,11 +14,11 @@ use std::time::Duration;
 
 use super::outbox::{Outbox, OutboxEntry};
 use super::reporter::TrellisReporter;
-use super::send::{deliver_chunks, send_terminal, DeliveryError, DeliveryPolicy};
+use super::send::{current_row, deliver_chunks, send_terminal, DeliveryError, DeliveryPolicy};
 use super::spool::Spool;
 use super::status_queue::StatusQueue;
 use crate::logs::Destination;
-use crate::trellis::{StatusUpdate, TrellisClient};
+use crate::trellis::{Hold, JobStatus, StatusUpdate, TrellisClient, TrellisError};
 
 /// What a job that was running when Tendril died is reported as.
 /// (A lock its Terraform left is released at the restart, and the
@@ -125,6 +125,7 @@ impl JobReport {
 fn finish_entry(sent: Result<(), DeliveryError>, entry: &OutboxEntry) -> Result<(), DeliveryError> {
     match sent {
         Ok(()) => {
+            crate::failpoint::kill_here("terminal-status-taken");
             entry.remove();
             Ok(())
         }
@@ -150,7 +151,11 @@ fn finish_entry(sent: Result<(), DeliveryError>, entry: &OutboxEntry) -> Result<
 
 /// Finishes an entry whose job is no longer running, from disk: its log
 /// first, then its terminal status (a job that never got one was cut short
-/// by a crash). An error leaves the entry for the next try.
+/// by a crash). A job whose row already shows a terminal status gets none
+/// from the entry: Trellis took it before a kill or a lost answer (sending
+/// it again would run its side effects again: a PLAN's SUCCESS sets its
+/// vine back to DRAFT, a DEPLOY's finalises the vine once more), or a user
+/// cancelled the job. An error leaves the entry for the next try.
 pub async fn deliver_entry(
     client: &TrellisClient,
     entry: &OutboxEntry,
@@ -160,11 +165,47 @@ pub async fn deliver_entry(
         .terminal()
         .unwrap_or_else(|| StatusUpdate::failed(KILLED_MESSAGE));
     match deliver_chunks(client, entry, None, policy).await {
-        Ok(()) => finish_entry(
+        Ok(()) => {}
+        Err(error @ DeliveryError::Gone(_)) => return finish_entry(Err(error), entry),
+        Err(error) => return Err(error),
+    }
+    match status_in_trellis(client, entry.job_id(), policy).await {
+        Ok(Some(status)) if status.is_terminal() => {
+            tracing::info!(
+                "job {} already shows {status:?} in Trellis: the terminal status in the outbox is not sent again",
+                entry.job_id()
+            );
+            entry.remove();
+            Ok(())
+        }
+        Ok(_) => finish_entry(
             send_terminal(client, entry.job_id(), &terminal, policy).await,
             entry,
         ),
-        Err(error @ DeliveryError::Gone(_)) => finish_entry(Err(error), entry),
-        Err(error) => Err(error),
+        Err(error) => finish_entry(Err(error), entry),
     }
+}
+
+/// The job's status in Trellis (`None`: one Tendril does not know, or a
+/// row that cannot be read, which does not stop the status being sent); a
+/// job gone or taken by another worker is an error.
+async fn status_in_trellis(
+    client: &TrellisClient,
+    job_id: &str,
+    policy: &DeliveryPolicy,
+) -> Result<Option<JobStatus>, DeliveryError> {
+    let row = match current_row(client, job_id, policy).await {
+        Ok(row) => row,
+        Err(DeliveryError::Trellis(error)) if !matches!(error, TrellisError::Unauthorized(_)) => {
+            tracing::warn!("cannot read job {job_id} before sending its terminal status: {error}");
+            return Ok(None);
+        }
+        Err(error) => return Err(error),
+    };
+    if let Hold::TakenBy(owner) = Hold::of(&row, client.worker_id()) {
+        return Err(DeliveryError::Gone(format!(
+            "the job now belongs to worker {owner}"
+        )));
+    }
+    Ok(JobStatus::of_row(&row))
 }

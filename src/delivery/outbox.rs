@@ -2,7 +2,8 @@
 //! crash, SIGKILL or outage loses it.
 //!
 //! Each job gets a directory `<work root>/outbox/<job id>/` for as long as
-//! it runs and until everything about it has been delivered: `job.json`
+//! it runs and until everything about it has been delivered (a job failed
+//! before it runs, one holding only its FAILED): `job.json`
 //! (which job), `chunks.jsonl` and `chunks.offset` (its log spool, see
 //! [`super::spool`]) and, once the job has ended, `terminal.json` (its
 //! terminal status, written durably, with the job id inside, so that it

@@ -85,13 +85,23 @@ impl TrellisReporter {
         name: &str,
     ) -> Result<Registration, TrellisError> {
         // A registration Trellis refuses (a name taken, a constraint) is
-        // refused again: it is not retried.
-        let policy = self.policy().refusals_not_retried();
+        // refused again: it is not retried. One whose answer is lost may
+        // have been made: sent again, it would fail on the name, and the
+        // first one's token would be lost all the same.
+        let policy = self.policy().refusals_not_retried().not_idempotent();
         retry(policy, "registering the worker", || {
             self.client
                 .register_worker(secret, name, WorkerMode::CloudHosted)
         })
         .await
+        .map_err(|error| match error.surely_not_carried_out() {
+            true => error,
+            false => TrellisError::AnswerLost {
+                error: Box::new(error),
+                consequence: "a worker may have been registered under this name whose token is lost: delete it \
+                              on the Tendrils page, then run the job again",
+            },
+        })
     }
 
     /// Deletes a worker's registration.

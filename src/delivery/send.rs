@@ -5,17 +5,18 @@
 //! it only delays delivery. Three answers are not the network's, and end a
 //! request's retries:
 //!
-//! - a refusal of the request itself: a 4xx. A refused log chunk is
-//!   replaced by a SYSTEM line saying how many bytes could not be stored and
-//!   why; a refused terminal status is sent again with its biggest metadata
-//!   dropped, then with none.
-//! - the same refusal of Trellis's own (a 5xx with its JSON error) again
-//!   and again for [`DeliveryPolicy::refusal_limit`] and five attempts: for
-//!   a log chunk that is Trellis unable to store it (the deployed Trellis
-//!   answers 500 `Failed to insert log` to such a chunk, on every attempt),
-//!   and it is replaced like a refused one; a status stuck so is left for the
-//!   backlog to try again later, whole (a database in trouble must not cost
-//!   a job its metadata).
+//! - a refusal of the request itself: a 4xx, or Trellis's own 5xx (its JSON
+//!   error) again and again, whatever its words, for
+//!   [`DeliveryPolicy::refusal_limit`] and five attempts. A log chunk so
+//!   refused is replaced by a SYSTEM line saying how many bytes could not be
+//!   stored and why, but only when Trellis stores that note at once and
+//!   refuses the chunk once more right after: the deployed Trellis answers
+//!   its own 500 to everything while its database is down, and a note
+//!   refused too shows such an outage, which is waited out like any other
+//!   (the chunk is kept and sent again). A refused terminal status (a 4xx)
+//!   is sent again with its biggest metadata dropped, then with none; one
+//!   stuck on Trellis's 5xx is left for the backlog to try again later,
+//!   whole (a database in trouble must not cost a job its metadata).
 //! - "the job is gone" (404 `Job not found`, 500 `not owned by this
 //!   worker`), believed only when a second read of the job a few seconds
 //!   later agrees; otherwise it is retried like any transient failure.
@@ -43,7 +44,7 @@ const MIN_REFUSALS: u32 = 5;
 pub struct DeliveryPolicy {
     /// Backoff between attempts (no limit on attempts).
     pub retry: RetryPolicy,
-    /// How long the same HTTP 500 must repeat (and at least five times)
+    /// How long Trellis's own 5xx must repeat (and at least five times)
     /// before it is taken as Trellis refusing the request itself.
     pub refusal_limit: Duration,
     /// How long to wait before reading a job again to confirm it is gone.
@@ -68,8 +69,7 @@ pub enum DeliveryError {
     /// Trellis refuses the request itself (a 4xx).
     #[error("Trellis refused it (HTTP {status}): {message}")]
     Refused { status: u16, message: String },
-    /// Trellis refused it the same way (a 5xx of its own) for the refusal
-    /// limit.
+    /// Trellis refused it (a 5xx of its own) for the refusal limit.
     #[error("Trellis keeps refusing it (HTTP {status}): {message}")]
     Stuck { status: u16, message: String },
     /// The job is no longer this worker's (a second read agreed).
@@ -177,8 +177,7 @@ where
     Fut: Future<Output = Result<(), TrellisError>>,
 {
     let mut attempt = 0u32;
-    // The 500 that keeps coming back: its text, since when, how often.
-    let mut repeated: Option<(String, Instant, u32)> = None;
+    let mut refusals = Refusals::default();
     loop {
         let error = match call().await {
             Ok(()) => {
@@ -198,35 +197,42 @@ where
                     return Err(DeliveryError::Gone(message));
                 }
                 tracing::warn!("{what}: Trellis said the job is gone ({message}), but it is still this worker's; retrying");
-                repeated = None;
             }
             TrellisError::Refused {
                 status, message, ..
             } => {
-                let (text, since, count) =
-                    repeated.get_or_insert_with(|| (message.clone(), Instant::now(), 0));
-                if *text != message {
-                    *text = message.clone();
-                    *since = Instant::now();
-                    *count = 0;
-                }
-                *count += 1;
-                if *count >= MIN_REFUSALS && since.elapsed() >= policy.refusal_limit {
+                if refusals.one_more(policy) {
                     return Err(DeliveryError::Stuck { status, message });
                 }
                 tracing::warn!(
-                    "{what}: Trellis refused it (HTTP {status}: {message}); trying again ({count} of at least \
-                     {MIN_REFUSALS})"
+                    "{what}: Trellis refused it (HTTP {status}: {message}); trying again ({} of at least \
+                     {MIN_REFUSALS})",
+                    refusals.count
                 );
             }
-            error if error.is_transient() => {
-                repeated = None;
-                tracing::warn!("{what}: {error}; retrying");
-            }
+            error if error.is_transient() => tracing::warn!("{what}: {error}; retrying"),
             error => return Err(DeliveryError::Trellis(error)),
         }
         tokio::time::sleep(policy.retry.delay(attempt)).await;
         attempt = attempt.saturating_add(1);
+    }
+}
+
+/// Trellis's own refusals of one request, counted from the first whatever
+/// their words (a database in trouble words its failures in many ways).
+#[derive(Default)]
+struct Refusals {
+    first: Option<Instant>,
+    count: u32,
+}
+
+impl Refusals {
+    /// Counts one more; whether the request now counts as stuck: refused
+    /// at least [`MIN_REFUSALS`] times over at least the refusal limit.
+    fn one_more(&mut self, policy: &DeliveryPolicy) -> bool {
+        let first = *self.first.get_or_insert_with(Instant::now);
+        self.count += 1;
+        self.count >= MIN_REFUSALS && first.elapsed() >= policy.refusal_limit
     }
 }
 
@@ -243,9 +249,56 @@ async fn send_one_chunk(
     .await
 }
 
-/// Sends one log chunk; a chunk Trellis refuses is replaced by a SYSTEM
-/// line saying so, so that delivery goes on in order and nothing is dropped
-/// without a word.
+/// How one attempt at sending a chunk went.
+enum Attempt {
+    Accepted,
+    /// Trellis refused it, in its own words.
+    Refused,
+    /// No answer of Trellis's own (an outage), or a "gone" a second read
+    /// contradicted.
+    Unanswered,
+}
+
+/// One attempt at sending a chunk, with no retry.
+async fn send_chunk_once(
+    client: &TrellisClient,
+    job_id: &str,
+    chunk: &LogChunk,
+    policy: &DeliveryPolicy,
+) -> Result<Attempt, DeliveryError> {
+    match client.send_logs(job_id, chunk).await {
+        Ok(()) => Ok(Attempt::Accepted),
+        Err(TrellisError::Rejected { .. } | TrellisError::Refused { .. }) => Ok(Attempt::Refused),
+        Err(TrellisError::JobGone(message)) => match confirm_gone(client, job_id, policy).await {
+            true => Err(DeliveryError::Gone(message)),
+            false => Ok(Attempt::Unanswered),
+        },
+        Err(error) if error.is_transient() => Ok(Attempt::Unanswered),
+        Err(error) => Err(DeliveryError::Trellis(error)),
+    }
+}
+
+/// The SYSTEM line that stands for a chunk Trellis refuses.
+fn note_for(chunk: &LogChunk, status: u16, message: &str) -> LogChunk {
+    LogChunk {
+        log_chunk: format!(
+            "[tendril] {} of {:?} output could not be stored by Trellis (HTTP {status}: {message}) and are \
+             missing here\n",
+            format_size(chunk.log_chunk.len() as u64),
+            chunk.stream_type
+        ),
+        stream_type: StreamType::System,
+    }
+}
+
+/// Sends one log chunk. One that Trellis refuses (a 4xx, or its own 5xx
+/// over the refusal limit) is replaced by a SYSTEM line saying so, so that
+/// delivery goes on in order and nothing is dropped without a word; but
+/// only once Trellis has shown that it is this chunk it cannot store: it
+/// must store the note at once, and refuse the chunk once more right
+/// after. A note refused too shows that Trellis refuses everything (its
+/// database is down): that is an outage, and the chunk is kept and sent
+/// again, for as long as it lasts.
 pub async fn send_chunk(
     client: &TrellisClient,
     job_id: &str,
@@ -254,33 +307,40 @@ pub async fn send_chunk(
 ) -> Result<(), DeliveryError> {
     let mut chunk = chunk;
     storable_text(&mut chunk.log_chunk);
-    match send_one_chunk(client, job_id, &chunk, policy).await {
-        Err(
-            DeliveryError::Refused { status, message } | DeliveryError::Stuck { status, message },
-        ) => {
-            tracing::error!(
-                "Trellis refused a log chunk of job {job_id} (HTTP {status}: {message}): it is replaced by a note"
-            );
-            let note = LogChunk {
-                log_chunk: format!(
-                    "[tendril] {} of {:?} output could not be stored by Trellis (HTTP {status}: {message}) and \
-                     are missing here\n",
-                    format_size(chunk.log_chunk.len() as u64),
-                    chunk.stream_type
-                ),
-                stream_type: StreamType::System,
-            };
-            match send_one_chunk(client, job_id, &note, policy).await {
-                Err(DeliveryError::Refused { .. } | DeliveryError::Stuck { .. }) => {
-                    tracing::error!(
-                        "Trellis refused the note too; job {job_id}'s log has a gap here"
+    let mut rounds = 0u32;
+    loop {
+        let (status, message) = match send_one_chunk(client, job_id, &chunk, policy).await {
+            Err(
+                DeliveryError::Refused { status, message }
+                | DeliveryError::Stuck { status, message },
+            ) => (status, message),
+            other => return other,
+        };
+        let note = note_for(&chunk, status, &message);
+        if let Attempt::Accepted = send_chunk_once(client, job_id, &note, policy).await? {
+            match send_chunk_once(client, job_id, &chunk, policy).await? {
+                Attempt::Accepted => {
+                    tracing::warn!(
+                        "a log chunk of job {job_id} was stored after all, after a note saying it is missing"
                     );
-                    Ok(())
+                    return Ok(());
                 }
-                other => other,
+                Attempt::Refused => {
+                    tracing::error!(
+                        "Trellis refused a log chunk of job {job_id} (HTTP {status}: {message}) while it stores \
+                         others: it is replaced by a note"
+                    );
+                    return Ok(());
+                }
+                Attempt::Unanswered => {}
             }
         }
-        other => other,
+        tracing::warn!(
+            "Trellis refused a log chunk of job {job_id} (HTTP {status}: {message}), but it is not that chunk \
+             alone it cannot store: it is kept and sent again"
+        );
+        tokio::time::sleep(policy.retry.delay(rounds)).await;
+        rounds = rounds.saturating_add(1);
     }
 }
 
@@ -324,49 +384,59 @@ pub async fn deliver_chunks(
     }
 }
 
-/// Whether the job is still this worker's to report on, read from Trellis
-/// (through an outage, until it answers): cancelled, or taken away (a
-/// second read agreeing), is an error, and so is a read Trellis keeps
-/// refusing ([`DeliveryError::Stuck`] after five refusals).
-async fn still_ours(
+/// The job's row as Trellis has it now, read through an outage (until
+/// Trellis answers). A job that no longer exists (a second read agreeing)
+/// is [`DeliveryError::Gone`]; a read Trellis keeps refusing is
+/// [`DeliveryError::Stuck`] (as [`until_accepted`] counts it), and an
+/// answer no retry can change (a rejected token, a row too large to read)
+/// ends it too.
+pub async fn current_row(
     client: &TrellisClient,
     job_id: &str,
     policy: &DeliveryPolicy,
-) -> Result<(), DeliveryError> {
-    let what = format!("checking job {job_id} before its progress");
-    let (mut attempt, mut refusals) = (0u32, 0u32);
+) -> Result<Value, DeliveryError> {
+    let what = format!("reading job {job_id} in Trellis");
+    let mut attempt = 0u32;
+    let mut refusals = Refusals::default();
     loop {
         match client.get_job(job_id).await {
-            Ok(Some(row)) => {
-                return match Hold::of(&row, client.worker_id()) {
-                    Hold::Ours => Ok(()),
-                    Hold::Cancelled => Err(DeliveryError::Cancelled),
-                    Hold::TakenBy(owner) => Err(DeliveryError::Gone(format!(
-                        "the job now belongs to worker {owner}"
-                    ))),
-                };
-            }
+            Ok(Some(row)) => return Ok(row),
             Ok(None) if confirm_gone(client, job_id, policy).await => {
                 return Err(DeliveryError::Gone(
                     "the job no longer exists in Trellis".into(),
                 ))
             }
             Ok(None) => {}
-            Err(error @ TrellisError::Unauthorized(_)) => {
-                return Err(DeliveryError::Trellis(error))
-            }
             Err(TrellisError::Refused {
                 status, message, ..
-            }) if refusals + 1 >= MIN_REFUSALS => {
-                return Err(DeliveryError::Stuck { status, message })
+            }) => {
+                if refusals.one_more(policy) {
+                    return Err(DeliveryError::Stuck { status, message });
+                }
+                tracing::warn!("{what}: Trellis refused it (HTTP {status}: {message}); retrying");
             }
-            Err(error) => {
-                refusals += u32::from(matches!(error, TrellisError::Refused { .. }));
-                tracing::warn!("{what}: {error}; retrying")
-            }
+            Err(error) if error.is_transient() => tracing::warn!("{what}: {error}; retrying"),
+            Err(error) => return Err(DeliveryError::Trellis(error)),
         }
         tokio::time::sleep(policy.retry.delay(attempt)).await;
         attempt = attempt.saturating_add(1);
+    }
+}
+
+/// Whether the job is still this worker's to report on ([`current_row`]):
+/// cancelled, or taken by another worker, is an error.
+async fn still_ours(
+    client: &TrellisClient,
+    job_id: &str,
+    policy: &DeliveryPolicy,
+) -> Result<(), DeliveryError> {
+    let row = current_row(client, job_id, policy).await?;
+    match Hold::of(&row, client.worker_id()) {
+        Hold::Ours => Ok(()),
+        Hold::Cancelled => Err(DeliveryError::Cancelled),
+        Hold::TakenBy(owner) => Err(DeliveryError::Gone(format!(
+            "the job now belongs to worker {owner}"
+        ))),
     }
 }
 
@@ -382,11 +452,18 @@ pub async fn send_progress(
 ) -> Result<(), DeliveryError> {
     let what = format!("reporting progress of job {job_id}");
     match still_ours(client, job_id, policy).await {
-        Err(error @ DeliveryError::Stuck { .. }) => {
-            tracing::warn!("{what}: {error}; this update is skipped");
+        Ok(()) => {}
+        Err(
+            error @ (DeliveryError::Gone(_)
+            | DeliveryError::Cancelled
+            | DeliveryError::Trellis(TrellisError::Unauthorized(_))),
+        ) => return Err(error),
+        // Whether the job is still ours cannot be told: an update that
+        // might reopen a cancelled job is not sent.
+        Err(error) => {
+            tracing::warn!("{what}: cannot read the job ({error}); this update is skipped");
             return Ok(());
         }
-        checked => checked?,
     }
     let update = storable_update(update);
     match until_accepted(client, job_id, policy, &what, || {

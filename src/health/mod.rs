@@ -3,8 +3,11 @@
 //! set, and `tendril health`, which asks the first of them (for a container
 //! `HEALTHCHECK` and the ECS task definition's health check).
 //!
-//! Healthy means: Trellis has answered within two heartbeat intervals, and
-//! the work dir can be written.
+//! Healthy means: Trellis itself has answered within two heartbeat
+//! intervals, and the work dir can be written. An error in Trellis's own
+//! words counts as an answer (its database being down is no reason to
+//! replace the worker, which would lose a Fargate task's outbox); an
+//! ingress's page, or no answer, does not.
 
 pub mod metrics;
 mod server;

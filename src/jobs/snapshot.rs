@@ -9,35 +9,73 @@
 //!   a nested key (`dns.main_domain` is `dns_main_domain`): the names the
 //!   Terraform templates and the state key use.
 //!
-//! The [`SECRET_SETTINGS`] are never read as settings: they go only to the
-//! step that needs them.
+//! A text value that is set but is no string (`dns.domain_name: 7`) is an
+//! error naming the key it was found under and what it is, never taken for
+//! an absent one. The [`SECRET_SETTINGS`] are never read as settings: they
+//! go only to the step that needs them.
 
 use serde_json::{Map, Value};
 
-/// A non-empty string at the JSON pointer `nested` (e.g. `/dns/domain_name`),
-/// else under the first of the flat keys that holds one.
-pub fn text(snapshot: &Map<String, Value>, nested: &str, flat: &[&str]) -> Option<String> {
-    let object = Value::Object(snapshot.clone());
+/// A text value of the snapshot, and the key it was found under
+/// (`dns.domain_name`, or a flat key such as `dns_main_domain`), for a
+/// message about it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Text {
+    pub field: String,
+    pub value: String,
+}
+
+/// The value at the JSON pointer `nested` (`/dns/domain_name`), read in
+/// place.
+fn at<'a>(snapshot: &'a Map<String, Value>, nested: &str) -> Option<&'a Value> {
+    let mut keys = nested.strip_prefix('/')?.split('/');
+    let first = snapshot.get(keys.next()?)?;
+    keys.try_fold(first, |value, key| value.get(key))
+}
+
+/// A value set under `field` as text: `None` when it is null or blank, an
+/// error naming the field when it is no string.
+fn as_text(field: &str, value: &Value) -> Result<Option<Text>, String> {
+    match value {
+        Value::Null => Ok(None),
+        Value::String(text) if text.trim().is_empty() => Ok(None),
+        Value::String(text) => Ok(Some(Text {
+            field: field.to_string(),
+            value: text.trim().to_string(),
+        })),
+        other => Err(format!(
+            "`{field}` is {}; it must be a string",
+            crate::trellis::model::kind_of(other)
+        )),
+    }
+}
+
+/// The text at the JSON pointer `nested` (e.g. `/dns/domain_name`), else
+/// under the first of the flat keys that holds one; a value there that is
+/// no string is an error naming where it was found.
+pub fn text(
+    snapshot: &Map<String, Value>,
+    nested: &str,
+    flat: &[&str],
+) -> Result<Option<Text>, String> {
     let from_nested = (!nested.is_empty())
-        .then(|| object.pointer(nested))
+        .then(|| at(snapshot, nested))
         .flatten()
-        .and_then(Value::as_str);
-    from_nested
-        .into_iter()
-        .chain(
-            flat.iter()
-                .filter_map(|key| snapshot.get(*key).and_then(Value::as_str)),
-        )
-        .map(str::trim)
-        .find(|value| !value.is_empty())
-        .map(String::from)
+        .map(|value| (nested.trim_start_matches('/').replace('/', "."), value));
+    let from_flat = flat
+        .iter()
+        .filter_map(|key| Some((key.to_string(), snapshot.get(*key)?)));
+    for (field, value) in from_nested.into_iter().chain(from_flat) {
+        if let Some(text) = as_text(&field, value)? {
+            return Ok(Some(text));
+        }
+    }
+    Ok(None)
 }
 
 /// A JSON `true` at `nested` or under a flat key (only a real bool counts).
 pub fn flag(snapshot: &Map<String, Value>, nested: &str, flat: &[&str]) -> bool {
-    let object = Value::Object(snapshot.clone());
-    object
-        .pointer(nested)
+    at(snapshot, nested)
         .into_iter()
         .chain(flat.iter().filter_map(|key| snapshot.get(*key)))
         .find_map(Value::as_bool)
@@ -46,13 +84,13 @@ pub fn flag(snapshot: &Map<String, Value>, nested: &str, flat: &[&str]) -> bool 
 
 /// The vine's region: `region`, or `aws_region` before the multi-cloud
 /// migration.
-pub fn region(snapshot: &Map<String, Value>) -> Option<String> {
+pub fn region(snapshot: &Map<String, Value>) -> Result<Option<Text>, String> {
     text(snapshot, "", &["region", "aws_region"])
 }
 
 /// The vine's DNS domain (`dns.domain_name`; flat `dns_main_domain` or
 /// `domain_name` in older snapshots).
-pub fn domain_name(snapshot: &Map<String, Value>) -> Option<String> {
+pub fn domain_name(snapshot: &Map<String, Value>) -> Result<Option<Text>, String> {
     text(
         snapshot,
         "/dns/domain_name",
@@ -62,7 +100,7 @@ pub fn domain_name(snapshot: &Map<String, Value>) -> Option<String> {
 
 /// The GitOps repository the vine's applications live in
 /// (`repositories.apps_destination_repo`, or an older flat key).
-pub fn apps_repository(snapshot: &Map<String, Value>) -> Option<String> {
+pub fn apps_repository(snapshot: &Map<String, Value>) -> Result<Option<Text>, String> {
     text(
         snapshot,
         "/repositories/apps_destination_repo",
@@ -92,15 +130,15 @@ fn lifted_name(object: &str, key: &str) -> String {
 /// lifted names; a later object wins over an earlier one.
 const NESTED_OBJECTS: [&str; 3] = ["network", "cluster", "dns"];
 
-/// The snapshot's value of the setting `name`: its flat key, else a nested
-/// key whose lifted name it is (`dns.main_domain` is `dns_main_domain`).
-/// Secrets are never settings.
-fn lookup<'a>(snapshot: &'a Map<String, Value>, name: &str) -> Option<&'a Value> {
+/// The snapshot's value of the setting `name` and the key it is under: its
+/// flat key, else a nested key whose lifted name it is (`dns.main_domain`
+/// is `dns_main_domain`). Secrets are never settings.
+fn lookup<'a>(snapshot: &'a Map<String, Value>, name: &str) -> Option<(String, &'a Value)> {
     if SECRET_SETTINGS.contains(&name) {
         return None;
     }
     if let Some(flat) = snapshot.get(name) {
-        return Some(flat);
+        return Some((name.to_string(), flat));
     }
     NESTED_OBJECTS.iter().rev().find_map(|object| {
         let Some(Value::Object(inner)) = snapshot.get(*object) else {
@@ -112,18 +150,22 @@ fn lookup<'a>(snapshot: &'a Map<String, Value>, name: &str) -> Option<&'a Value>
             .find(|(key, _)| {
                 !SECRET_SETTINGS.contains(&key.as_str()) && lifted_name(object, key) == name
             })
-            .map(|(_, value)| value)
+            .map(|(key, value)| (format!("{object}.{key}"), value))
     })
 }
 
-/// A string setting of the snapshot, flat or lifted from a nested object.
-pub fn setting(snapshot: &Map<String, Value>, names: &[&str]) -> Option<String> {
-    names.iter().find_map(|name| {
-        lookup(snapshot, name)
-            .and_then(Value::as_str)
-            .filter(|s| !s.is_empty())
-            .map(String::from)
-    })
+/// A text setting of the snapshot, flat or lifted from a nested object: the
+/// first of `names` set; one set to something that is no string is an
+/// error naming the key it is under.
+pub fn setting(snapshot: &Map<String, Value>, names: &[&str]) -> Result<Option<String>, String> {
+    for name in names {
+        if let Some((field, value)) = lookup(snapshot, name) {
+            if let Some(text) = as_text(&field, value)? {
+                return Ok(Some(text.value));
+            }
+        }
+    }
+    Ok(None)
 }
 
 #[cfg(test)]
@@ -141,19 +183,26 @@ mod tests {
                          "repositories": {"apps_destination_repo": "https://github.com/acme/apps"},
                          "region": "eu-west-1"});
         let web = web.as_object().unwrap();
-        assert_eq!(domain_name(web).as_deref(), Some("shop.example"));
+        let value = |text: Result<Option<Text>, String>| text.unwrap().map(|text| text.value);
+        assert_eq!(value(domain_name(web)).as_deref(), Some("shop.example"));
         assert_eq!(
-            apps_repository(web).as_deref(),
+            value(apps_repository(web)).as_deref(),
             Some("https://github.com/acme/apps")
         );
         assert!(flag(web, "/dns/enabled", &["enable_dns"]));
         let flat = json!({"dns_main_domain": "old.example", "aws_region": "us-east-1",
                           "gitops_repository_url": "https://git.example/x.git", "enable_dns": "yes"});
         let flat = flat.as_object().unwrap();
-        assert_eq!(domain_name(flat).as_deref(), Some("old.example"));
-        assert_eq!(region(flat).as_deref(), Some("us-east-1"));
         assert_eq!(
-            apps_repository(flat).as_deref(),
+            domain_name(flat).unwrap(),
+            Some(Text {
+                field: "dns_main_domain".into(),
+                value: "old.example".into()
+            })
+        );
+        assert_eq!(value(region(flat)).as_deref(), Some("us-east-1"));
+        assert_eq!(
+            value(apps_repository(flat)).as_deref(),
             Some("https://git.example/x.git")
         );
         assert!(
@@ -161,7 +210,43 @@ mod tests {
             "only a JSON bool counts"
         );
         let empty = json!({"dns": {"domain_name": "  "}, "domain_name": ""});
-        assert_eq!(domain_name(empty.as_object().unwrap()), None);
+        assert_eq!(domain_name(empty.as_object().unwrap()), Ok(None));
+    }
+
+    #[test]
+    fn a_value_of_the_wrong_kind_is_an_error_naming_where_it_was_found() {
+        let nested = map(json!({"dns": {"domain_name": 7}, "region": "eu-west-1"}));
+        assert_eq!(
+            domain_name(&nested),
+            Err("`dns.domain_name` is a number; it must be a string".into())
+        );
+        let flat = map(json!({"domain_name": ["shop.example"], "region": 42}));
+        assert_eq!(
+            domain_name(&flat),
+            Err("`domain_name` is an array; it must be a string".into())
+        );
+        assert_eq!(
+            region(&flat),
+            Err("`region` is a number; it must be a string".into())
+        );
+        assert_eq!(
+            setting(&flat, &["region", "aws_region"]),
+            Err("`region` is a number; it must be a string".into())
+        );
+        let lifted = map(json!({"dns": {"main_domain": true}}));
+        assert_eq!(
+            setting(&lifted, &["dns_main_domain"]),
+            Err("`dns.main_domain` is a boolean; it must be a string".into())
+        );
+        // Null is unset, as Trellis sends an empty column.
+        let unset = map(json!({"dns": {"domain_name": null}, "domain_name": "old.example"}));
+        assert_eq!(
+            domain_name(&unset)
+                .unwrap()
+                .map(|text| text.field)
+                .as_deref(),
+            Some("domain_name")
+        );
     }
 
     #[test]
@@ -177,7 +262,7 @@ mod tests {
             "git_access_token": "ghp_secret",
             "repositories": {"git_access_token": "ghp_secret"}
         }));
-        let get = |names: &[&str]| setting(&snapshot, names);
+        let get = |names: &[&str]| setting(&snapshot, names).unwrap();
         assert_eq!(get(&["project_name"]).as_deref(), Some("shop"));
         assert_eq!(get(&["region", "aws_region"]).as_deref(), Some("eu-west-1"));
         assert_eq!(get(&["vpc_cidr"]).as_deref(), Some("10.0.0.0/16"));
@@ -189,7 +274,10 @@ mod tests {
             Some("Z9"),
             "the flat key wins"
         );
-        assert_eq!(get(&["enable_dns"]), None, "not a string");
+        assert_eq!(
+            setting(&snapshot, &["enable_dns"]),
+            Err("`dns.enabled` is a boolean; it must be a string".into())
+        );
         assert_eq!(get(&["git_access_token"]), None, "secrets are not settings");
     }
 }

@@ -37,10 +37,10 @@ pub fn vine_state_key(
     let vineyard = vineyard_id
         .filter(|v| !v.is_empty())
         .ok_or_else(|| missing("vineyard_id"))?;
-    let project = setting(snapshot, &["project_name"]).ok_or_else(|| missing("project_name"))?;
-    let stage =
-        setting(snapshot, &["environment_stage"]).ok_or_else(|| missing("environment_stage"))?;
-    let region = setting(snapshot, &["region", "aws_region"]).ok_or_else(|| missing("region"))?;
+    let read = |names: &[&str]| setting(snapshot, names).map_err(JobError::Invalid);
+    let project = read(&["project_name"])?.ok_or_else(|| missing("project_name"))?;
+    let stage = read(&["environment_stage"])?.ok_or_else(|| missing("environment_stage"))?;
+    let region = read(&["region", "aws_region"])?.ok_or_else(|| missing("region"))?;
     // Each part of the key comes from the job: none may reach outside it.
     for (field, value) in [
         ("vineyard_id", vineyard),

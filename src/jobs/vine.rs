@@ -29,6 +29,8 @@ async fn vine_stack(context: &JobContext) -> Result<Stack<'_>, JobError> {
 
 /// PLAN: plan, show, upload the plan for a later DEPLOY.
 pub async fn plan(context: &JobContext) -> Result<Map<String, Value>, JobError> {
+    // What its DEPLOY would refuse after the apply is refused now.
+    facts::snapshot_facts(context)?;
     let mut vine = vine_stack(context).await?;
     vine.plan().await?;
     let shown = vine.terraform().await?.show_json(PLAN_FILE).await?;
@@ -65,6 +67,9 @@ async fn deploy_with(
     context: &JobContext,
     plan_job_id: Option<&str>,
 ) -> Result<Map<String, Value>, JobError> {
+    // Checked before anything is applied: a value the cluster phases would
+    // refuse must not leave a vine half deployed.
+    facts::snapshot_facts(context)?;
     if let Some(id) = plan_job_id {
         reviewed_plan::check(context, id).await?;
     }

@@ -4,9 +4,10 @@
 //! service-role key goes in `apikey` and `Authorization: Bearer`.
 //!
 //! A failed call is either PostgREST refusing it, in its own JSON error
-//! (`{"code", "message", ...}`: a wrong key, a column or a function the
-//! database lacks, a database error), which repeats until someone changes
-//! something, or PostgREST being unavailable (no connection, a timeout,
+//! (`{"code", "message", ...}`: a column or a function the database lacks,
+//! a database error) or in its gateway's (`{"message", "hint"}`: a wrong
+//! key; any 401 or 403 is a key refused), which repeats until someone
+//! changes something, or PostgREST being unavailable (no connection, a timeout,
 //! 502/503/504, which it also answers while its database is unreachable,
 //! or an answer that is not its own), which the next pass tries again.
 
@@ -22,12 +23,17 @@ use crate::secrets::Secret;
 /// Why a request to PostgREST did not give what was asked.
 #[derive(Debug, thiserror::Error)]
 pub enum PostgrestError {
-    /// PostgREST answered with its own error: the request is refused.
-    #[error("PostgREST refused {what} (HTTP {status}, {code}): {message}{hint}")]
+    /// PostgREST (or Supabase's gateway in front of it) answered with its
+    /// own error: the request is refused.
+    #[error(
+        "PostgREST refused {what} (HTTP {status}{}): {message}{hint}",
+        code.as_ref().map_or(String::new(), |code| format!(", {code}"))
+    )]
     Refused {
         what: String,
         status: u16,
-        code: String,
+        /// PostgREST's error code; the gateway's answers carry none.
+        code: Option<String>,
         message: String,
         /// What to check, when the refusal says (a key it does not take).
         hint: &'static str,
@@ -50,21 +56,32 @@ fn refusal_hint(status: StatusCode) -> &'static str {
     }
 }
 
-/// The error for a non-2xx answer with `body` to the request `what`.
+/// The error for a non-2xx answer with `body` to the request `what`: a
+/// refusal when the answer is PostgREST's own JSON error (`{"code",
+/// "message", ...}`) or Supabase's gateway's (`{"message", "hint"}`, its
+/// answer to a wrong key), and whatever the body for a 401 or a 403 (a key
+/// refused, which no retry changes); an outage otherwise.
 fn failed_answer(what: &str, status: StatusCode, body: &str) -> PostgrestError {
-    let own = serde_json::from_str::<Value>(body).ok().and_then(|error| {
-        let text = |key: &str| error.get(key).and_then(Value::as_str).map(String::from);
-        Some((text("code")?, text("message")?))
-    });
+    let error = serde_json::from_str::<Value>(body).ok();
+    let text = |key: &str| {
+        let value = error.as_ref()?.get(key)?.as_str()?;
+        Some(value.to_string())
+    };
     let gateway = matches!(
         status,
         StatusCode::BAD_GATEWAY | StatusCode::SERVICE_UNAVAILABLE | StatusCode::GATEWAY_TIMEOUT
     );
-    match own {
-        Some((code, message)) if !gateway => PostgrestError::Refused {
+    let key_refused = matches!(status, StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN);
+    let bare = || match short(body) {
+        said if said.is_empty() => "no reason given".to_string(),
+        said => said,
+    };
+    let message = text("message").or_else(|| key_refused.then(bare));
+    match message {
+        Some(message) if !gateway => PostgrestError::Refused {
             what: what.into(),
             status: status.as_u16(),
-            code,
+            code: text("code"),
             message,
             hint: refusal_hint(status),
         },
@@ -223,15 +240,25 @@ mod tests {
             "PostgREST refused count of provision_jobs?x=eq.1 (HTTP 400, 42703): column provision_jobs.x does \
              not exist"
         );
-        let key = r#"{"code": "PGRST301", "message": "Invalid API key"}"#;
+        // Supabase's gateway answers a wrong key with no code.
+        let key = r#"{"message": "Invalid API key", "hint": "Double check your Supabase `anon` or `service_role` API key."}"#;
         let refused = failed_answer("rpc/recover_stale_jobs", StatusCode::UNAUTHORIZED, key);
-        assert!(
-            refused.to_string().ends_with(
-                "Invalid API key; check SUPABASE_SERVICE_ROLE_KEY (the service-role \
-             key of the project at SUPABASE_URL)"
-            ),
-            "{refused}"
+        assert_eq!(
+            refused.to_string(),
+            "PostgREST refused rpc/recover_stale_jobs (HTTP 401): Invalid API key; check \
+             SUPABASE_SERVICE_ROLE_KEY (the service-role key of the project at SUPABASE_URL)"
         );
+        // A 401 or 403 is a refusal whatever its body.
+        for body in ["", "<html>Forbidden</html>"] {
+            let refused = failed_answer("rpc/recover_stale_jobs", StatusCode::FORBIDDEN, body);
+            assert!(
+                matches!(refused, PostgrestError::Refused { .. }),
+                "{refused}"
+            );
+            assert!(refused
+                .to_string()
+                .contains("check SUPABASE_SERVICE_ROLE_KEY"));
+        }
         let database_down = r#"{"code": "PGRST001", "message": "Database client error"}"#;
         let down = failed_answer(
             "rpc/recover_stale_jobs",

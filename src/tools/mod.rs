@@ -1,6 +1,7 @@
 //! The tools Tendril runs, and the one place that starts processes.
 
 pub mod aws;
+pub mod orphans;
 pub mod process;
 pub mod terraform;
 pub mod versions;

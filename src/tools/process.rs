@@ -11,9 +11,10 @@
 //! only the tool's: a process the tool started that ignores SIGINT (a
 //! background job of a non-interactive shell does) outlives the tool, and
 //! is killed at the end of the grace before the run returns. What a tool
-//! that ends by itself leaves in its group is killed too. Reading output is
-//! bounded after the tool exits, so a grandchild that keeps stdout open
-//! cannot hang a job.
+//! that ends by itself leaves in its group is killed too, and so is what it
+//! started outside its group (`setsid`, job control, a daemon) once no tool
+//! runs any more (see `orphans`). Reading output is bounded after the tool
+//! exits, so a grandchild that keeps stdout open cannot hang a job.
 //!
 //! A tool never outlives Tendril: the kernel SIGKILLs it when the thread
 //! that started it dies (`PR_SET_PDEATHSIG`; tools are started from the
@@ -39,6 +40,7 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
+use super::orphans;
 use crate::logs::{JobLog, MAX_LINE_BYTES};
 use crate::secrets;
 use crate::trellis::StreamType;
@@ -222,8 +224,13 @@ pub fn supervisors() -> &'static TaskTracker {
     TRACKER.get_or_init(TaskTracker::new)
 }
 
-/// Sends `signal` to every process of the process group `group`.
+/// Sends `signal` to every process of the process group `group`; nothing
+/// for a group id that is not one (0 would be Tendril's own group, -1 every
+/// process it may signal).
 pub(crate) fn signal_group(group: i32, signal: i32) {
+    if group <= 1 {
+        return;
+    }
     // SAFETY: kill(2) with a negative pid signals a process group; it has no
     // memory-safety preconditions.
     unsafe {
@@ -235,28 +242,13 @@ pub(crate) fn signal_group(group: i32, signal: i32) {
 /// its parent to reap it, does not), from `/proc`.
 fn running_in_group(group: i32) -> Vec<i32> {
     // SAFETY: signal 0 only asks whether any process of the group exists.
-    if group <= 0 || unsafe { libc::kill(-group, 0) } != 0 {
+    if group <= 1 || unsafe { libc::kill(-group, 0) } != 0 {
         return Vec::new();
     }
-    let Ok(processes) = std::fs::read_dir("/proc") else {
-        return Vec::new();
-    };
-    processes
-        .flatten()
-        .filter_map(|entry| entry.file_name().to_str()?.parse::<i32>().ok())
-        .filter(|pid| {
-            let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
-                return false;
-            };
-            // `pid (comm) state ppid pgrp ...`; comm may hold anything.
-            let mut fields = stat
-                .rsplit_once(") ")
-                .map_or("", |(_, rest)| rest)
-                .split(' ');
-            let state = fields.next().unwrap_or("Z");
-            let pgrp = fields.nth(1).and_then(|g| g.parse::<i32>().ok());
-            pgrp == Some(group) && !matches!(state, "Z" | "X")
-        })
+    orphans::processes()
+        .into_iter()
+        .filter(|p| p.group == group && !matches!(p.state, 'Z' | 'X'))
+        .map(|p| p.pid)
         .collect()
 }
 
@@ -360,7 +352,7 @@ pub async fn run_to_exit(
     unsafe {
         child.pre_exec(move || die_with_parent(parent));
     }
-    let mut child = child
+    child
         .args(&command.args)
         .env_clear()
         .envs(&command.env)
@@ -368,9 +360,9 @@ pub async fn run_to_exit(
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
-        .process_group(0)
-        .spawn()
-        .map_err(|source| match source.kind() {
+        .process_group(0);
+    let (mut child, own_tool) =
+        orphans::spawn(&mut child).map_err(|source| match source.kind() {
             io::ErrorKind::NotFound => ToolError::NotFound {
                 program: program.clone(),
             },
@@ -379,7 +371,11 @@ pub async fn run_to_exit(
                 source,
             },
         })?;
-    let group = child.id().map(|pid| pid as i32).unwrap_or_default();
+    // A child just spawned has its id (0, which signals nothing, otherwise).
+    let group = child
+        .id()
+        .and_then(|pid| i32::try_from(pid).ok())
+        .unwrap_or(0);
     let stdout = child.stdout.take();
     let stderr = child.stderr.take();
 
@@ -396,9 +392,12 @@ pub async fn run_to_exit(
         };
         // What the tool left in its group (a provider plugin, a
         // provisioner's command, after a tool killed by the OOM killer)
-        // ends with it.
+        // ends with it, and so does what it started outside its group.
         signal_group(group, libc::SIGKILL);
-        let _ = exit_sender.send(status);
+        drop(child);
+        drop(own_tool);
+        let orphans = orphans::end_orphans().await;
+        let _ = exit_sender.send((status, orphans));
     });
 
     let readers = Readers {
@@ -411,16 +410,28 @@ pub async fn run_to_exit(
     };
 
     let exited = tokio::select! {
-        status = &mut exit => Some(status),
+        ended = &mut exit => Some(ended),
         _ = stop.cancelled() => None,
     };
+    let status_of = |ended: Result<(io::Result<ExitStatus>, usize), _>| {
+        ended.map(|(status, orphans)| {
+            if orphans > 0 {
+                log.system(&format!(
+                    "{orphans} processes that tools started outside their process groups (setsid, job control, a \
+                     daemon) were still running after {program}: they were killed"
+                ));
+            }
+            status
+        })
+    };
+    let exited = exited.map(status_of);
     let Some(status) = exited else {
         log.system(&format!(
             "stopping {program}: SIGINT to its process group, SIGKILL after {}",
             crate::units::format_duration(grace)
         ));
         end_tool.cancel();
-        let status = exit.await;
+        let status = status_of(exit.await);
         readers.finish(group, log).await;
         let ended = match status {
             Ok(Ok(status)) => Some(describe_status(status)),
@@ -593,6 +604,19 @@ async fn read_stderr(stderr: Option<tokio::process::ChildStderr>, log: JobLog) -
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_group_id_that_is_no_tools_group_signals_nothing() {
+        use std::sync::atomic::{AtomicBool, Ordering};
+        use std::sync::Arc;
+        // SIGWINCH: ignored by default by whatever else is in this group.
+        let received = Arc::new(AtomicBool::new(false));
+        signal_hook::flag::register(libc::SIGWINCH, received.clone()).unwrap();
+        // kill(0, ...) would signal Tendril's own process group.
+        signal_group(0, libc::SIGWINCH);
+        std::thread::sleep(Duration::from_millis(200));
+        assert!(!received.load(Ordering::SeqCst));
+    }
 
     #[test]
     fn a_utf8_prefix_never_ends_inside_a_character() {

@@ -115,10 +115,10 @@ async fn ask_version(
         // No scratch directory: no HOME rather than the worker's own.
         None => command.current_dir(std::env::temp_dir()),
     };
-    let mut child = match command.spawn() {
+    let (mut child, own_tool) = match crate::tools::orphans::spawn(&mut command) {
         Err(error) if error.kind() == std::io::ErrorKind::NotFound => return ToolVersion::Missing,
         Err(error) => return ToolVersion::Failing(error.to_string()),
-        Ok(child) => child,
+        Ok(spawned) => spawned,
     };
     let group = child.id().and_then(|id| i32::try_from(id).ok());
     let (stdout, stderr) = (child.stdout.take(), child.stderr.take());
@@ -135,6 +135,11 @@ async fn ask_version(
     if let Some(group) = group {
         crate::tools::process::signal_group(group, libc::SIGKILL);
     }
+    // Reaped (it was sent SIGKILL) before it stops being a tool of
+    // Tendril's own, and what it started elsewhere ends with it.
+    let _ = tokio::time::timeout(Duration::from_secs(5), child.wait()).await;
+    drop(own_tool);
+    crate::tools::orphans::end_orphans().await;
     let (out, err, status) = match answer {
         Err(_) => {
             return ToolVersion::Failing(format!(

@@ -36,12 +36,12 @@ impl Contact {
         );
         registry.register(
             "tendril_trellis_last_contact_timestamp_seconds",
-            "When Trellis last answered a request successfully (Unix time)",
+            "When Trellis itself last answered a request, with a success or an error of its own (Unix time)",
             self.last_contact_timestamp.clone(),
         );
     }
 
-    /// How long ago Trellis last answered successfully.
+    /// How long ago Trellis itself last answered.
     pub fn since_last_contact(&self) -> Option<Duration> {
         lock(&self.last_contact).map(|at| at.elapsed())
     }
@@ -62,8 +62,9 @@ pub fn contact() -> &'static Contact {
 }
 
 /// A request to `endpoint` got an answer with `status` (`None`: none);
-/// `succeeded` when the answer shows Trellis is there.
-pub(super) fn record(endpoint: &str, status: Option<u16>, succeeded: bool) {
+/// `from_trellis` when Trellis itself answered (a success, or an error in
+/// its own words), not something in front of it.
+pub(super) fn record(endpoint: &str, status: Option<u16>, from_trellis: bool) {
     let contact = contact();
     let code = status.map_or_else(|| "error".to_string(), |s| s.to_string());
     contact
@@ -73,7 +74,7 @@ pub(super) fn record(endpoint: &str, status: Option<u16>, succeeded: bool) {
             code,
         })
         .inc();
-    if succeeded {
+    if from_trellis {
         *lock(&contact.last_contact) = Some(Instant::now());
         let now = SystemTime::now()
             .duration_since(UNIX_EPOCH)

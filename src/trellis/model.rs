@@ -272,6 +272,19 @@ impl Claim {
     }
 }
 
+/// What is wrong with a JSON document, from its parser's error, in words a
+/// user can act on and without the values it quotes.
+pub(crate) fn json_problem(error: &serde_json::Error) -> String {
+    let message = error.to_string();
+    match message.strip_prefix("recursion limit exceeded") {
+        Some(at) => format!(
+            "it nests arrays and objects more than 128 deep, which Tendril does not read{}",
+            at.trim_end()
+        ),
+        None => without_values(&message),
+    }
+}
+
 /// A parser's message without the values it quotes (they are user data, a
 /// secret among them perhaps): `invalid type: string "...", expected a map`,
 /// `invalid type: integer `...``.
@@ -339,8 +352,10 @@ fn field_problem(path: &str, found: Option<&Value>, message: &str) -> String {
     {
         return format!("`{path}.{field}` is missing");
     }
+    // serde words it `invalid type: string "<value>", expected <what>`: the
+    // last `, expected ` is serde's, an earlier one the value's.
     let expected = message
-        .split_once(", expected ")
+        .rsplit_once(", expected ")
         .map(|(_, expected)| expected.split(" at line ").next().unwrap_or(expected));
     match (found, expected) {
         (Some(found), Some(expected)) => format!(
@@ -353,7 +368,7 @@ fn field_problem(path: &str, found: Option<&Value>, message: &str) -> String {
 }
 
 /// A JSON value's kind, as a message names it.
-fn kind_of(value: &Value) -> &'static str {
+pub(crate) fn kind_of(value: &Value) -> &'static str {
     match value {
         Value::Null => "null",
         Value::Bool(_) => "a boolean",
@@ -397,6 +412,14 @@ impl JobStatus {
     /// A row's `status` (as `GET /jobs/{id}` returns the row).
     pub fn of_row(row: &Value) -> Option<JobStatus> {
         row.get("status").and_then(JobStatus::of)
+    }
+
+    /// SUCCESS, FAILED or CANCELLED: the job has ended.
+    pub fn is_terminal(self) -> bool {
+        matches!(
+            self,
+            JobStatus::Success | JobStatus::Failed | JobStatus::Cancelled
+        )
     }
 }
 
@@ -460,10 +483,7 @@ impl StatusUpdate {
     }
 
     pub fn is_terminal(&self) -> bool {
-        matches!(
-            self.status,
-            JobStatus::Success | JobStatus::Failed | JobStatus::Cancelled
-        )
+        self.status.is_terminal()
     }
 }
 
@@ -534,6 +554,21 @@ mod tests {
             without_values("invalid type: integer `987654321`, expected a string"),
             "invalid type: integer `…`, expected a string"
         );
+    }
+
+    #[test]
+    fn a_json_document_nested_too_deep_is_said_so_in_words() {
+        let deep = format!("{}{}", "[".repeat(200), "]".repeat(200));
+        let error = serde_json::from_str::<Value>(&deep).unwrap_err();
+        assert_eq!(
+            json_problem(&error),
+            "it nests arrays and objects more than 128 deep, which Tendril does not read at line 1 column 128"
+        );
+        let error = serde_json::from_str::<Registration>(
+            r#"{"tendril_id": "t1", "tendril_token": 12345678}"#,
+        )
+        .unwrap_err();
+        assert!(!json_problem(&error).contains("12345678"), "{error}");
     }
 
     #[test]
@@ -616,6 +651,13 @@ mod tests {
         assert_eq!(
             reason(json!({"id": "j1", "job_type": "PLAN", "config_snapshot": [1, 2]})),
             "malformed job: `job.config_snapshot` is an array; it must be a JSON object"
+        );
+        // A value holding serde's own words is not mistaken for them.
+        let tricky = reason(json!({"id": "j1", "job_type": "PLAN",
+                                   "config_snapshot": "tok=SECRETA, expected SECRETB\" and more"}));
+        assert_eq!(
+            tricky,
+            "malformed job: `job.config_snapshot` is a string; it must be a JSON object"
         );
         assert_eq!(
             reason(json!({"id": "j1", "job_type": "PLAN", "plan_job_id": false})),

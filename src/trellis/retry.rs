@@ -2,11 +2,12 @@
 //! for an outage (connection errors, timeouts, 502/503/504, 429, answers
 //! that are not Trellis's own) as long as the policy allows; a refusal of
 //! Trellis's own (a 5xx with its JSON error: its database refused the
-//! request) a few times at most, as it repeats on every attempt unless the
-//! database failed for a moment; anything else not at all.
+//! request) a few times at most, or for a while where it must be waited
+//! out, each retry after at least half its backoff (a database that failed
+//! for a moment gets that moment); anything else not at all.
 
 use std::future::Future;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use rand::Rng;
 
@@ -22,8 +23,21 @@ pub struct RetryPolicy {
     pub base_delay: Duration,
     /// No retry waits longer than this.
     pub max_delay: Duration,
-    /// Attempts in all a request Trellis refuses gets (1: not retried).
-    pub refusal_attempts: u32,
+    /// How long a request Trellis refuses is tried again.
+    pub refusals: RefusalRetries,
+    /// Whether the request may be sent twice. One that may not (a
+    /// registration, a claim) is sent again only after a failure that
+    /// shows Trellis did not carry it out.
+    pub idempotent: bool,
+}
+
+/// How long a request Trellis refuses (its own 5xx) is tried again.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RefusalRetries {
+    /// This many attempts in all (1: not retried).
+    Attempts(u32),
+    /// Until this long after the first refusal.
+    For(Duration),
 }
 
 /// Attempts a refused request gets by default: enough for a database that
@@ -38,7 +52,8 @@ impl RetryPolicy {
             max_attempts: Some(3),
             base_delay: Duration::from_millis(500),
             max_delay,
-            refusal_attempts: REFUSAL_ATTEMPTS,
+            refusals: RefusalRetries::Attempts(REFUSAL_ATTEMPTS),
+            idempotent: true,
         }
     }
 
@@ -49,7 +64,18 @@ impl RetryPolicy {
             max_attempts: None,
             base_delay: Duration::from_millis(500),
             max_delay,
-            refusal_attempts: REFUSAL_ATTEMPTS,
+            refusals: RefusalRetries::Attempts(REFUSAL_ATTEMPTS),
+            idempotent: true,
+        }
+    }
+
+    /// The same, for a request that may not be sent twice: sent again only
+    /// after a failure that shows Trellis did not carry it out (see
+    /// [`TrellisError::surely_not_carried_out`]).
+    pub fn not_idempotent(self) -> Self {
+        RetryPolicy {
+            idempotent: false,
+            ..self
         }
     }
 
@@ -58,7 +84,17 @@ impl RetryPolicy {
     /// constraint).
     pub fn refusals_not_retried(self) -> Self {
         RetryPolicy {
-            refusal_attempts: 1,
+            refusals: RefusalRetries::Attempts(1),
+            ..self
+        }
+    }
+
+    /// The same, with refusals retried for `budget` after the first: for a
+    /// request that must wait out Trellis's database (a maintenance, a
+    /// failover) before anything else can happen.
+    pub fn refusals_retried_for(self, budget: Duration) -> Self {
+        RetryPolicy {
+            refusals: RefusalRetries::For(budget),
             ..self
         }
     }
@@ -66,12 +102,40 @@ impl RetryPolicy {
     /// The wait before retry number `retry` (0 for the first retry): a
     /// uniformly random time up to `base * 2^retry`, capped ("full jitter").
     pub fn delay(&self, retry: u32) -> Duration {
-        let ceiling = self
-            .base_delay
-            .saturating_mul(2u32.saturating_pow(retry.min(20)))
-            .min(self.max_delay);
-        let millis = ceiling.as_millis() as u64;
+        let millis = self.ceiling(retry).as_millis() as u64;
         Duration::from_millis(rand::thread_rng().gen_range(0..=millis))
+    }
+
+    /// The wait before retry number `retry` after a refusal: at least half
+    /// of that ceiling ("equal jitter"), so that a few attempts span a
+    /// moment of the database's rather than a few milliseconds.
+    pub fn delay_after_refusal(&self, retry: u32) -> Duration {
+        let half = self.ceiling(retry) / 2;
+        half + self.delay(retry).min(half)
+    }
+
+    fn ceiling(&self, retry: u32) -> Duration {
+        self.base_delay
+            .saturating_mul(2u32.saturating_pow(retry.min(20)))
+            .min(self.max_delay)
+    }
+}
+
+/// Trellis's refusals of one call so far.
+struct Refused {
+    count: u32,
+    first: Option<Instant>,
+}
+
+impl Refused {
+    /// Counts one refusal; whether the policy retries it.
+    fn retried(&mut self, rule: RefusalRetries) -> bool {
+        self.count += 1;
+        let first = *self.first.get_or_insert_with(Instant::now);
+        match rule {
+            RefusalRetries::Attempts(attempts) => self.count < attempts,
+            RefusalRetries::For(budget) => first.elapsed() < budget,
+        }
     }
 }
 
@@ -86,7 +150,11 @@ where
     F: FnMut() -> Fut,
     Fut: Future<Output = Result<T, TrellisError>>,
 {
-    let (mut retries, mut refusals) = (0, 0);
+    let mut retries = 0;
+    let mut refused = Refused {
+        count: 0,
+        first: None,
+    };
     loop {
         let error = match call().await {
             Ok(value) => {
@@ -98,15 +166,18 @@ where
             Err(error) => error,
         };
         let attempts = retries + 1;
-        let refused = matches!(error, TrellisError::Refused { .. });
-        refusals += u32::from(refused);
-        let retried = (error.is_transient() || refused)
-            && policy.max_attempts.is_none_or(|max| attempts < max)
-            && refusals < policy.refusal_attempts;
+        let is_refusal = matches!(error, TrellisError::Refused { .. });
+        let retried = match is_refusal {
+            true => refused.retried(policy.refusals),
+            false => error.is_transient() && (policy.idempotent || error.surely_not_carried_out()),
+        } && policy.max_attempts.is_none_or(|max| attempts < max);
         if !retried {
             return Err(error);
         }
-        let delay = policy.delay(retries);
+        let delay = match is_refusal {
+            true => policy.delay_after_refusal(retries),
+            false => policy.delay(retries),
+        };
         tracing::warn!(
             "{what}: {error}; retrying in {} (attempt {attempts})",
             crate::units::format_duration(delay)
@@ -126,7 +197,8 @@ mod tests {
             max_attempts,
             base_delay: Duration::from_millis(1),
             max_delay: Duration::from_millis(2),
-            refusal_attempts: REFUSAL_ATTEMPTS,
+            refusals: RefusalRetries::Attempts(REFUSAL_ATTEMPTS),
+            idempotent: true,
         }
     }
 
@@ -205,6 +277,65 @@ mod tests {
         })
         .await;
         assert_eq!(result.unwrap(), "stored");
+    }
+
+    #[tokio::test]
+    async fn a_refusal_to_wait_out_is_retried_for_its_budget_not_a_few_times() {
+        let calls = AtomicU32::new(0);
+        let budget = Duration::from_millis(300);
+        let started = Instant::now();
+        let result = retry(quick(None).refusals_retried_for(budget), "test", || async {
+            calls.fetch_add(1, Ordering::SeqCst);
+            Err::<(), _>(TrellisError::Refused {
+                status: 500,
+                what: "the heartbeat",
+                message: "Failed to update heartbeat: the database is starting up".into(),
+            })
+        })
+        .await;
+        assert!(matches!(result, Err(TrellisError::Refused { .. })));
+        assert!(started.elapsed() >= budget, "{:?}", started.elapsed());
+        assert!(calls.load(Ordering::SeqCst) > REFUSAL_ATTEMPTS);
+    }
+
+    #[test]
+    fn a_retry_after_a_refusal_waits_at_least_half_its_backoff() {
+        let policy = RetryPolicy::few(Duration::from_secs(30));
+        for retry in 0..10 {
+            let delay = policy.delay_after_refusal(retry);
+            assert!(delay >= policy.ceiling(retry) / 2, "{delay:?}");
+            assert!(delay <= policy.ceiling(retry));
+        }
+    }
+
+    #[tokio::test]
+    async fn a_request_that_is_not_idempotent_is_sent_again_only_when_surely_not_carried_out() {
+        let calls = AtomicU32::new(0);
+        let result: Result<(), _> = retry(quick(None).not_idempotent(), "test", || async {
+            match calls.fetch_add(1, Ordering::SeqCst) {
+                0 => Err(TrellisError::Unsent("connection refused".into())),
+                1 => Err(TrellisError::Unavailable {
+                    status: 503,
+                    message: "no backend".into(),
+                }),
+                _ => Err(TrellisError::Transport("timed out".into())),
+            }
+        })
+        .await;
+        assert!(matches!(result, Err(TrellisError::Transport(_))));
+        assert_eq!(calls.load(Ordering::SeqCst), 3, "not after the timeout");
+        for maybe_carried_out in [502, 504, 500] {
+            let calls = AtomicU32::new(0);
+            let _ = retry(quick(None).not_idempotent(), "test", || async {
+                calls.fetch_add(1, Ordering::SeqCst);
+                Err::<(), _>(TrellisError::Unavailable {
+                    status: maybe_carried_out,
+                    message: "gateway".into(),
+                })
+            })
+            .await;
+            assert_eq!(calls.load(Ordering::SeqCst), 1, "{maybe_carried_out}");
+        }
     }
 
     #[tokio::test]

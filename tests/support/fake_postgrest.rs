@@ -1,7 +1,9 @@
 //! A fake of Supabase's REST API (PostgREST) over a `provision_jobs` table,
 //! for the scaler (no Supabase is reachable here). Strict like the real one:
-//! the service-role key must be in both `apikey` and `Authorization:
-//! Bearer`, an unknown column or operator is a 400 (PGRST100), and counts
+//! the service-role key must be in both `apikey` (else Supabase's gateway
+//! answers 401 `{"message": "Invalid API key", "hint": ...}`, with no code)
+//! and `Authorization: Bearer` (else PostgREST's 401 PGRST301), an unknown
+//! column or operator is a 400 (PGRST100), and counts
 //! follow PostgREST's rules: with `Prefer: count=exact` the total is in
 //! `Content-Range` (`0-0/N`, or `*/0` when nothing matches), and a `Range`
 //! shorter than the total answers 206.
@@ -160,13 +162,23 @@ fn refusal(shared: &Shared, headers: &HeaderMap, path: &str, query: &str) -> Opt
         prefer: header("prefer"),
         range: header("range"),
     });
-    if header("apikey").as_deref() != Some(shared.key.as_str())
-        || header("authorization") != Some(format!("Bearer {}", shared.key))
-    {
+    // Supabase's gateway checks `apikey` and answers in its own shape, with
+    // no code; PostgREST then checks the JWT in `Authorization`.
+    if header("apikey").as_deref() != Some(shared.key.as_str()) {
+        return Some(
+            (
+                StatusCode::UNAUTHORIZED,
+                Json(json!({"message": "Invalid API key",
+                            "hint": "Double check your Supabase `anon` or `service_role` API key."})),
+            )
+                .into_response(),
+        );
+    }
+    if header("authorization") != Some(format!("Bearer {}", shared.key)) {
         return Some(error(
             StatusCode::UNAUTHORIZED,
             "PGRST301",
-            "Invalid API key",
+            "JWSError JWSInvalidSignature",
         ));
     }
     if !table.failures.is_empty() {

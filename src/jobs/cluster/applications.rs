@@ -33,8 +33,8 @@ const CHART: &str = "argocd-apps";
 /// `facts` (checked: the repository URL among them).
 pub async fn apply(cluster: &Cluster<'_>, facts: &Value) -> Result<(), JobError> {
     let context = cluster.context;
-    match snapshot::apps_repository(&context.job.config_snapshot) {
-        Some(repository) => repository_credentials(cluster, &repository).await?,
+    match snapshot::apps_repository(&context.job.config_snapshot).map_err(JobError::Invalid)? {
+        Some(repository) => repository_credentials(cluster, &repository.value).await?,
         None => context
             .log
             .system("the vine names no GitOps repository (repositories.apps_destination_repo): no repository credentials"),

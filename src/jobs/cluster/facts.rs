@@ -11,11 +11,14 @@
 //! fact that is not empty is checked for its kind first (a DNS name, a
 //! repository URL, a safe name, a region, an identifier; see
 //! [`crate::safe_name`]), so that no value can add a line or a key to a
-//! manifest. A value that fails fails the job naming its field.
+//! manifest. A value that fails fails the job naming its field: a value of
+//! the snapshot at the start of a PLAN, DEPLOY or BOOTSTRAP, before
+//! Terraform runs ([`snapshot_facts`]), an output's after the apply.
 
 use serde_json::{json, Map, Value};
 
-use super::super::{snapshot, JobContext, JobError};
+use super::super::snapshot::{self, Text};
+use super::super::{JobContext, JobError};
 use crate::safe_name::{
     check, check_dns_name, check_identifier, check_region, check_repository_url,
 };
@@ -72,35 +75,46 @@ fn fact(field: &str, value: String, checker: Checker) -> Result<Value, JobError>
     Ok(Value::String(value))
 }
 
-/// The facts, as the object the templates see as `.`, each checked.
-pub fn infra_facts(context: &JobContext, outputs: &Map<String, Value>) -> Result<Value, JobError> {
+/// The facts that come from the snapshot and the identity, each checked:
+/// a PLAN, DEPLOY or BOOTSTRAP checks them before it runs anything, so that
+/// a bad value fails the job before Terraform applies a thing (and a PLAN
+/// says so before its DEPLOY is queued).
+pub fn snapshot_facts(context: &JobContext) -> Result<Map<String, Value>, JobError> {
     let vine = &context.job.config_snapshot;
-    let output = |names: &[&str], checker: Checker| match named_output(outputs, names) {
-        Some((name, value)) => fact(&format!("the Terraform output {name}"), value, checker),
+    // A value is named by the key it was found under.
+    let setting = |found: Result<Option<Text>, String>, checker: Checker| match found
+        .map_err(JobError::Invalid)?
+    {
+        Some(text) => fact(&text.field, text.value, checker),
         None => Ok(Value::String(String::new())),
     };
-    let setting = |field: &str, value: Option<String>, checker: Checker| {
-        fact(field, value.unwrap_or_default(), checker)
-    };
     let text = |key: &str| snapshot::text(vine, "", &[key]);
-    Ok(json!({
-        "ProjectName": setting("project_name", text("project_name"), check)?,
-        "Environment": setting("environment_stage", text("environment_stage"), check)?,
-        "Region": setting("region", snapshot::region(vine), check_region)?,
-        "Provider": setting("provider", Some(context.provider().to_string()), check)?,
-        "AWSAccountID": setting("the cloud identity's account", Some(context.cloud_account_id()), check_identifier)?,
-        "DomainName": setting("dns.domain_name", snapshot::domain_name(vine), check_dns_name)?,
+    let facts = json!({
+        "ProjectName": setting(text("project_name"), check)?,
+        "Environment": setting(text("environment_stage"), check)?,
+        "Region": setting(snapshot::region(vine), check_region)?,
+        "Provider": fact("provider", context.provider().to_string(), check)?,
+        "AWSAccountID": fact("the cloud identity's account", context.cloud_account_id(), check_identifier)?,
+        "DomainName": setting(snapshot::domain_name(vine), check_dns_name)?,
         "DNSZoneID": setting(
-            "dns.zone_id",
             snapshot::text(vine, "/dns/zone_id", &["dns_hosted_zone", "zone_id"]),
             check_identifier,
         )?,
         "EnableKarpenter": snapshot::flag(vine, "/cluster/provider_config/enable_karpenter", &["enable_karpenter"]),
-        "AppsDestinationRepo": setting(
-            "repositories.apps_destination_repo",
-            snapshot::apps_repository(vine),
-            check_repository_url,
-        )?,
+        "AppsDestinationRepo": setting(snapshot::apps_repository(vine), check_repository_url)?,
+    });
+    Ok(facts.as_object().cloned().unwrap_or_default())
+}
+
+/// The facts, as the object the templates see as `.`, each checked: the
+/// snapshot's ([`snapshot_facts`]) and Terraform's outputs'.
+pub fn infra_facts(context: &JobContext, outputs: &Map<String, Value>) -> Result<Value, JobError> {
+    let output = |names: &[&str], checker: Checker| match named_output(outputs, names) {
+        Some((name, value)) => fact(&format!("the Terraform output {name}"), value, checker),
+        None => Ok(Value::String(String::new())),
+    };
+    let mut facts = snapshot_facts(context)?;
+    let from_outputs = json!({
         "ClusterName": output(&CLUSTER_NAME, check)?,
         "ClusterEndpoint": output(&CLUSTER_ENDPOINT, check_identifier)?,
         "ClusterArn": output(&CLUSTER_ARN, check_identifier)?,
@@ -111,7 +125,9 @@ pub fn infra_facts(context: &JobContext, outputs: &Map<String, Value>) -> Result
         "NodeIAMRoleName": output(&["node_iam_role_name"], check_identifier)?,
         "NodeSecurityGroup": output(&["node_security_group"], check_identifier)?,
         "KarpenterQueueName": output(&["karpenter_queue_name"], check_identifier)?,
-    }))
+    });
+    facts.extend(from_outputs.as_object().cloned().unwrap_or_default());
+    Ok(Value::Object(facts))
 }
 
 #[cfg(test)]

@@ -25,8 +25,11 @@ pub async fn write(
     let context = cluster.context;
     let vine = &context.job.config_snapshot;
     let file = cluster.kubeconfig.display().to_string();
-    let region = snapshot::region(vine).unwrap_or_default();
-    check_region("region", &region).map_err(JobError::Invalid)?;
+    let (field, region) = match snapshot::region(vine).map_err(JobError::Invalid)? {
+        Some(region) => (region.field, region.value),
+        None => ("region".to_string(), String::new()),
+    };
+    check_region(&field, &region).map_err(JobError::Invalid)?;
     match context.provider() {
         Provider::Aws => {
             let args = [
@@ -61,10 +64,18 @@ pub async fn write(
             cluster.run("gcloud", &args).await?;
         }
         Provider::Azure => {
-            let group = output_text(outputs, &["resource_group_name"]).unwrap_or_else(|| {
-                let text = |key: &str| snapshot::text(vine, "", &[key]).unwrap_or_default();
-                format!("rg-{}-{}", text("project_name"), text("environment_stage"))
-            });
+            let text = |key: &str| -> Result<String, JobError> {
+                let found = snapshot::text(vine, "", &[key]).map_err(JobError::Invalid)?;
+                Ok(found.map(|text| text.value).unwrap_or_default())
+            };
+            let group = match output_text(outputs, &["resource_group_name"]) {
+                Some(group) => group,
+                None => format!(
+                    "rg-{}-{}",
+                    text("project_name")?,
+                    text("environment_stage")?
+                ),
+            };
             check(
                 "the resource group (Terraform output resource_group_name)",
                 &group,

@@ -107,7 +107,8 @@ pub async fn set_up(
 
     Ok(ClusterSetup {
         argocd_url: snapshot::domain_name(&context.job.config_snapshot)
-            .map(|domain| format!("https://argocd.{domain}")),
+            .map_err(JobError::Invalid)?
+            .map(|domain| format!("https://argocd.{}", domain.value)),
         argocd_admin_password: password,
     })
 }

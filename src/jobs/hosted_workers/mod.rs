@@ -52,7 +52,7 @@ pub fn worker_state_key(worker_id: &str) -> String {
 /// the secrets go through the environment instead, see [`worker_secrets`]).
 /// The new worker keeps its Terraform state in this worker's bucket: the
 /// bucket's endpoint and region are passed on.
-fn worker_vars(context: &JobContext, worker_id: &str) -> Map<String, Value> {
+fn worker_vars(context: &JobContext, worker_id: &str) -> Result<Map<String, Value>, JobError> {
     let snapshot = &context.job.config_snapshot;
     let mut vars = Map::new();
     vars.insert("worker_id".into(), json!(worker_id));
@@ -70,29 +70,40 @@ fn worker_vars(context: &JobContext, worker_id: &str) -> Map<String, Value> {
         }
     }
     if let Some(tag) = vars.get("image_tag").and_then(Value::as_str) {
-        let tag = tag_to_deploy(context, tag);
+        let tag = tag_to_deploy(context, tag)?;
         vars.insert("image_tag".into(), json!(tag));
     }
     if let Some(storage) = &context.settings.state_storage {
         vars.insert("state_endpoint".into(), json!(storage.endpoint));
         vars.insert("state_region".into(), json!(storage.region));
     }
-    vars
+    Ok(vars)
+}
+
+/// A text setting of a worker job's snapshot (see [`setting`]).
+fn read(snapshot: &Map<String, Value>, name: &str) -> Result<Option<String>, JobError> {
+    setting(snapshot, &[name]).map_err(JobError::Invalid)
+}
+
+/// The worker's token in a worker job's snapshot.
+pub(super) fn worker_token(snapshot: &Map<String, Value>) -> Result<Option<String>, JobError> {
+    let token = snapshot::text(snapshot, "", &["worker_token"]).map_err(JobError::Invalid)?;
+    Ok(token.map(|token| token.value))
 }
 
 /// The image tag DEPLOY_WORKER deploys: the snapshot's, as the variant of
 /// the identity the worker will serve where that applies (see `image`).
 /// Without an `image_repository` in the snapshot the worker template's
 /// default, Tendril's own repository, is deployed.
-fn tag_to_deploy(context: &JobContext, tag: &str) -> String {
-    let repository = setting(&context.job.config_snapshot, &["image_repository"]);
+fn tag_to_deploy(context: &JobContext, tag: &str) -> Result<String, JobError> {
+    let repository = read(&context.job.config_snapshot, "image_repository")?;
     let provider = context.identity.as_ref().and_then(|i| i.provider.as_ref());
     let variant = variant_to_deploy(
         context.settings.worker_image_variants,
         repository.as_deref().unwrap_or(TENDRIL_REPOSITORY),
         provider,
     );
-    with_variant(tag, variant)
+    Ok(with_variant(tag, variant))
 }
 
 /// The secrets a worker job gives Terraform, as `TF_VAR_` environment
@@ -124,7 +135,7 @@ async fn worker_stack<'a>(
     token: &str,
 ) -> Result<Stack<'a>, JobError> {
     crate::safe_name::check("worker_id", worker_id).map_err(JobError::Invalid)?;
-    let vars = worker_vars(context, worker_id);
+    let vars = worker_vars(context, worker_id)?;
     if let Some(region) = vars.get("region").and_then(Value::as_str) {
         crate::safe_name::check("region", region).map_err(JobError::Invalid)?;
     }
@@ -193,10 +204,7 @@ pub async fn deploy_worker(context: &JobContext) -> Result<Map<String, Value>, J
 /// re-deploy), else registered now; and whether it was registered now.
 async fn the_worker(context: &JobContext) -> Result<(String, String, bool), JobError> {
     let snapshot = &context.job.config_snapshot;
-    if let (Some(id), Some(token)) = (
-        setting(snapshot, &["worker_id"]),
-        snapshot::text(snapshot, "", &["worker_token"]),
-    ) {
+    if let (Some(id), Some(token)) = (read(snapshot, "worker_id")?, worker_token(snapshot)?) {
         return Ok((id, token, false));
     }
     let secret = context.settings.registration_secret.as_ref().ok_or_else(|| {
@@ -206,7 +214,7 @@ async fn the_worker(context: &JobContext) -> Result<(String, String, bool), JobE
                 .into(),
         )
     })?;
-    let name = setting(snapshot, &["worker_name"]).unwrap_or_else(|| "tendril".into());
+    let name = read(snapshot, "worker_name")?.unwrap_or_else(|| "tendril".into());
     let phase = context.log.phase(&format!("registering worker {name}"));
     let registration = context
         .reporter
@@ -219,11 +227,10 @@ async fn the_worker(context: &JobContext) -> Result<(String, String, bool), JobE
 /// DESTROY_WORKER: an empty state fails, and keeps the registration.
 pub async fn destroy_worker(context: &JobContext) -> Result<Map<String, Value>, JobError> {
     let snapshot = &context.job.config_snapshot;
-    let worker_id = setting(snapshot, &["worker_id"])
+    let worker_id = read(snapshot, "worker_id")?
         .ok_or_else(|| JobError::Invalid("the worker job's snapshot has no worker_id".into()))?;
     // Destroying needs every variable, the token too, but uses none of them.
-    let token = snapshot::text(snapshot, "", &["worker_token"])
-        .unwrap_or_else(|| "not-needed-to-destroy".into());
+    let token = worker_token(snapshot)?.unwrap_or_else(|| "not-needed-to-destroy".into());
     context.keep_masked([secrets::register(&token)]);
     let mut stack = worker_stack(context, &worker_id, &token).await?;
     let resources = stack.terraform().await?.state_list().await?;
@@ -266,7 +273,7 @@ async fn deployed_service(
 /// What the deployment was given: the variables DEPLOY_WORKER set, else the
 /// template's defaults.
 fn configured(context: &JobContext, worker_id: &str, stack: &Stack) -> Result<Deployed, JobError> {
-    let vars = worker_vars(context, worker_id);
+    let vars = worker_vars(context, worker_id)?;
     let defaults = crate::jobs::tfvars::declared_defaults(&stack.dir)?;
     let given = |name: &str| {
         vars.get(name)
@@ -305,7 +312,7 @@ impl WorkerSpec {
     fn from_snapshot(context: &JobContext, needs_worker_id: bool) -> Result<WorkerSpec, JobError> {
         let snapshot = &context.job.config_snapshot;
         let required = |name: &str| {
-            setting(snapshot, &[name]).ok_or_else(|| {
+            read(snapshot, name)?.ok_or_else(|| {
                 JobError::Invalid(format!("the worker job's snapshot has no {name}"))
             })
         };
@@ -317,7 +324,7 @@ impl WorkerSpec {
             },
             region: required("region")?,
             image_tag: required("image_tag")?,
-            image_repository: setting(snapshot, &["image_repository"]),
+            image_repository: read(snapshot, "image_repository")?,
         };
         // Both end up in an image reference, a tfvars file and ECS's API.
         crate::safe_name::check_image_tag("image_tag", &spec.image_tag)
@@ -345,7 +352,7 @@ async fn record_deploy_config(
     let mut config = Map::new();
     config.insert("region".into(), json!(spec.region));
     config.insert("cloud_provider".into(), json!(context.provider().as_str()));
-    if let Some(url) = setting(snapshot, &["trellis_url"]) {
+    if let Some(url) = read(snapshot, "trellis_url")? {
         config.insert("trellis_url".into(), json!(url));
     }
     config.insert("image_repository".into(), json!(deployed.image.repository));

@@ -21,7 +21,7 @@ use serde_json::{json, Map, Value};
 use super::image::{variant_of, with_variant, ImageRef, GO_WORKER_REPOSITORY, TENDRIL_REPOSITORY};
 use super::service::{ecs_error, tendril_container, Deployed, WorkerService};
 use super::{record_deploy_config, worker_short_id, WorkerSpec};
-use crate::jobs::{snapshot, JobContext, JobError};
+use crate::jobs::{JobContext, JobError};
 use crate::secrets;
 
 /// The container definitions with the Tendril container's image replaced.
@@ -105,7 +105,7 @@ pub async fn update_worker(context: &JobContext) -> Result<Map<String, Value>, J
 
     // The token Trellis needs for the next Update and Destroy comes from
     // this job's snapshot.
-    let token = snapshot::text(&context.job.config_snapshot, "", &["worker_token"]);
+    let token = super::worker_token(&context.job.config_snapshot)?;
     context.keep_masked(token.as_deref().map(secrets::register));
     let updated = Deployed { image, ..current };
     record_deploy_config(context, &spec, token.as_deref(), &updated).await?;

@@ -46,7 +46,8 @@ pub async fn vine_tfvars(
     let mut vars = mapping(provider, Fields(snapshot), &account);
     if *provider == Provider::Aws && aws::SUBNET_VARIABLES.iter().any(|n| declared.contains(*n)) {
         if let Some(vpc) = vars.get("vpc_id").and_then(Value::as_str) {
-            let region = snapshot::region(snapshot).unwrap_or_default();
+            let region = snapshot::region(snapshot).map_err(JobError::Invalid)?;
+            let region = region.map(|region| region.value).unwrap_or_default();
             let subnets = aws::existing_vpc_subnets(context, &region, vpc).await?;
             vars.extend(subnets);
         }
@@ -265,8 +266,12 @@ impl<'a> Vars<'a> {
             "environment",
             self.snapshot.or("environment_stage", json!("")),
         );
-        let name = snapshot::region(self.snapshot.0).unwrap_or_default();
-        self.set(region, json!(name));
+        // A region that is no string was refused before, with the state key.
+        let name = snapshot::region(self.snapshot.0).ok().flatten();
+        self.set(
+            region,
+            json!(name.map(|name| name.value).unwrap_or_default()),
+        );
     }
 
     /// Network: provision one unless an existing one is named and

@@ -75,12 +75,12 @@ pub(super) async fn send(request: RequestBuilder) -> Result<Response, TrellisErr
         }
     };
     let status = response.status();
-    // Any answer of the API's own (not a proxy's 5xx) shows Trellis is there.
-    contact::record(endpoint, Some(status.as_u16()), status.as_u16() < 500);
     if status.is_success() {
+        contact::record(endpoint, Some(status.as_u16()), true);
         return Ok(response);
     }
     if status.is_redirection() {
+        contact::record(endpoint, Some(status.as_u16()), false);
         let location = response
             .headers()
             .get(reqwest::header::LOCATION)
@@ -97,20 +97,35 @@ pub(super) async fn send(request: RequestBuilder) -> Result<Response, TrellisErr
     let body = match read_capped(response, ERROR_BODY).await {
         Ok(body) => body,
         Err(Capped::Over { head }) => head,
-        Err(Capped::Failed(error)) => return Err(error),
+        Err(Capped::Failed(error)) => {
+            contact::record(endpoint, Some(status.as_u16()), false);
+            return Err(error);
+        }
     };
-    Err(refusal(status, request_name(endpoint), &body))
+    let own = trelliss_words(&body);
+    // Trellis's own error, whatever its status (its database down, a job
+    // gone), shows that Trellis is there; a proxy's page does not.
+    contact::record(endpoint, Some(status.as_u16()), own.is_some());
+    Err(refusal(status, request_name(endpoint), own, &body))
 }
 
-/// The error a non-2xx, non-redirect answer with `body` to the request
-/// `what` stands for.
-fn refusal(status: StatusCode, what: &'static str, body: &[u8]) -> TrellisError {
-    let text = String::from_utf8_lossy(body);
-    let own = serde_json::from_str::<Value>(&text)
-        .ok()
-        .and_then(|body| body.get("error").and_then(Value::as_str).map(String::from));
+/// The message of Trellis's own error answer, `{"error": "<message>"}`.
+fn trelliss_words(body: &[u8]) -> Option<String> {
+    let body = serde_json::from_slice::<Value>(body).ok()?;
+    body.get("error").and_then(Value::as_str).map(String::from)
+}
+
+/// The error a non-2xx, non-redirect answer to the request `what` stands
+/// for: `own` is Trellis's own error message, if the answer is one, `body`
+/// the answer.
+fn refusal(
+    status: StatusCode,
+    what: &'static str,
+    own: Option<String>,
+    body: &[u8],
+) -> TrellisError {
     let from_trellis = own.is_some();
-    let message = own.unwrap_or_else(|| text.chars().take(200).collect());
+    let message = own.unwrap_or_else(|| String::from_utf8_lossy(body).chars().take(200).collect());
     let code = status.as_u16();
     match status {
         StatusCode::UNAUTHORIZED => TrellisError::Unauthorized(message),
@@ -250,9 +265,9 @@ pub(super) async fn json_body<T: DeserializeOwned>(
     limit: Limit,
 ) -> Result<T, TrellisError> {
     match read_capped(response, limit).await {
-        Ok(body) => {
-            serde_json::from_slice(&body).map_err(|e| TrellisError::InvalidResponse(e.to_string()))
-        }
+        // serde's message may quote a value (a token, in a registration).
+        Ok(body) => serde_json::from_slice(&body)
+            .map_err(|e| TrellisError::InvalidResponse(crate::trellis::model::json_problem(&e))),
         Err(Capped::Over { .. }) => Err(limit.exceeded(None)),
         Err(Capped::Failed(error)) => Err(error),
     }
@@ -265,6 +280,7 @@ mod tests {
     #[test]
     fn trelliss_own_5xx_is_a_refusal_and_a_gateways_or_a_bare_one_an_outage() {
         let own = br#"{"error": "Failed to register tendril: duplicate key value violates unique constraint"}"#;
+        let refusal = |status, what, body: &[u8]| refusal(status, what, trelliss_words(body), body);
         let error = refusal(StatusCode::INTERNAL_SERVER_ERROR, "the registration", own);
         assert!(
             matches!(error, TrellisError::Refused { status: 500, .. }),

@@ -5,7 +5,7 @@ use reqwest::{Method, StatusCode};
 
 use super::answer::{read_capped, send, Capped};
 use super::{TrellisClient, TrellisError};
-use crate::trellis::model::{without_values, Claim};
+use crate::trellis::model::{json_problem, Claim};
 
 impl TrellisClient {
     /// `POST /jobs/claim`: `None` when the queue is empty.
@@ -24,10 +24,7 @@ impl TrellisClient {
             Ok(claim) => Ok((!claim.job.is_null()).then_some(claim)),
             // Trellis has claimed the job all the same: it must be failed.
             Err(error) => Err(TrellisError::UnreadableJob {
-                problem: format!(
-                    "its claim could not be read ({})",
-                    without_values(&error.to_string())
-                ),
+                problem: format!("its claim could not be read ({})", json_problem(&error)),
                 job_id: leading_job_id(&body),
             }),
         }

@@ -63,6 +63,14 @@ pub enum TrellisError {
          one (if Trellis moved, point TRELLIS_URL at its new address)"
     )]
     Redirected { status: u16, location: String },
+    /// A request that is not idempotent got no answer that says it was not
+    /// carried out: Trellis may have carried it out, so it is not sent
+    /// again.
+    #[error("{error}; Trellis may have carried it out all the same, so it is not sent again: {consequence}")]
+    AnswerLost {
+        error: Box<TrellisError>,
+        consequence: &'static str,
+    },
 }
 
 impl TrellisError {
@@ -77,5 +85,24 @@ impl TrellisError {
                 | TrellisError::Unsent(_)
                 | TrellisError::InvalidResponse(_)
         )
+    }
+
+    /// Whether Trellis surely did not carry the request out: it was never
+    /// sent, something in front of Trellis turned it away (a 429 or a 503,
+    /// an ingress's 4xx page), or Trellis refused it in its own words. A
+    /// timeout, an answer that cannot be read, a gateway's 502 or 504 or a
+    /// 500 page can each come after Trellis did the work.
+    pub fn surely_not_carried_out(&self) -> bool {
+        match self {
+            TrellisError::Unavailable { status, .. } => {
+                matches!(status, 429 | 503) || (400..500).contains(status)
+            }
+            TrellisError::Transport(_)
+            | TrellisError::InvalidResponse(_)
+            | TrellisError::TooLarge { .. }
+            | TrellisError::UnreadableJob { .. }
+            | TrellisError::AnswerLost { .. } => false,
+            _ => true,
+        }
     }
 }

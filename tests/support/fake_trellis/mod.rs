@@ -15,9 +15,10 @@
 //!
 //! It runs on its own OS thread with its own tokio runtime, listens on
 //! 127.0.0.1 on a free port, records every request, and can inject faults:
-//! error answers, slow answers, dropped connections and whole outages (the
+//! error answers, slow answers, dropped connections, whole outages (the
 //! listening socket is closed, so connections are refused, and later re-bound
-//! on the same port). Everything stops when the `FakeTrellis` is dropped.
+//! on the same port), a database outage (every route answers its own JSON
+//! 500) and an ingress's pages in front of it. Everything stops when the `FakeTrellis` is dropped.
 
 mod clock;
 mod handlers;
@@ -362,9 +363,42 @@ impl FakeTrellis {
         self.st().refused_log_markers.push(marker.to_string());
     }
 
+    /// Trellis's database becomes unreachable: every `/api` route answers
+    /// Trellis's own 500 `{"error": "Failed to <what the route does>:
+    /// <reason>"}` and has no effect (a worker's authentication reads the
+    /// database too), until [`Self::database_back`].
+    pub fn database_down(&self, reason: &str) {
+        self.st().database_down = Some(reason.to_string());
+    }
+
+    /// The database answers again.
+    pub fn database_back(&self) {
+        self.st().database_down = None;
+    }
+
+    /// `database_down` now and `database_back` after `d`, from a background
+    /// thread.
+    pub fn database_outage(&self, d: Duration, reason: &str) {
+        self.database_down(reason);
+        let db = self.db.clone();
+        std::thread::spawn(move || {
+            std::thread::sleep(d);
+            lock(&db).database_down = None;
+        });
+    }
+
+    /// Something in front of Trellis (an ingress during a redeploy) answers
+    /// every `/api` request with an HTML page of `status`, not Trellis's
+    /// JSON, until [`Self::clear_faults`].
+    pub fn ingress_pages(&self, status: u16) {
+        self.st().ingress_page = Some(status);
+    }
+
     /// Removes every injected failure rule still pending.
     pub fn clear_faults(&self) {
-        self.st().fail_rules.clear();
+        let mut st = self.st();
+        st.fail_rules.clear();
+        st.ingress_page = None;
     }
 
     /// Delays every answer (after its effect), so a client timeout can leave

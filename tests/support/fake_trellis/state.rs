@@ -119,6 +119,8 @@ pub(super) struct FailRule {
 pub(super) enum Intercept {
     Pass,
     Fail(u16, String),
+    /// An answer that is not Trellis's own: an HTML page with this status.
+    Page(u16),
     Drop,
 }
 
@@ -140,6 +142,12 @@ pub(super) struct State {
     pub(super) refused_log_markers: Vec<String>,
     pub(super) drop_next: usize,
     pub(super) delay: Duration,
+    /// While set, the database is unreachable: every route answers its own
+    /// 500 `Failed to <what>: <this reason>`, and nothing changes.
+    pub(super) database_down: Option<String>,
+    /// While set, something in front of Trellis (an ingress during a
+    /// redeploy) answers every request with a page of this status.
+    pub(super) ingress_page: Option<u16>,
 }
 
 pub(super) type Db = Arc<Mutex<State>>;
@@ -147,6 +155,25 @@ pub(super) type Reply = Result<Response, ApiError>;
 
 pub(super) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+/// What a route asks of the database, in the words of its `Failed to ...`
+/// error.
+fn database_action(method: &str, path: &str) -> &'static str {
+    let segments: Vec<&str> = path.trim_start_matches("/api/").split('/').collect();
+    match (method, segments.as_slice()) {
+        ("POST", ["workers", "heartbeat"]) => "update heartbeat",
+        ("POST", ["jobs", "claim"]) => "claim job",
+        ("GET", ["jobs", _]) => "fetch job",
+        ("PUT", ["jobs", _, "status"]) => "update status",
+        ("POST", ["jobs", _, "logs"]) => "insert log",
+        ("POST", ["jobs", _, "git-token"]) => "get git token",
+        (_, ["jobs", _, "plan-artifact"]) => "access plan artifact",
+        ("PATCH", ["workers", _, "metadata"]) => "update worker metadata",
+        ("DELETE", ["workers", _]) => "delete worker",
+        ("POST", ["tendrils", "register"]) => "register tendril",
+        _ => "process request",
+    }
 }
 
 /// An error answer: `status` with `{"error": message}`.
@@ -226,6 +253,13 @@ impl State {
         if self.drop_next > 0 {
             self.drop_next -= 1;
             return Intercept::Drop;
+        }
+        if let Some(status) = self.ingress_page {
+            return Intercept::Page(status);
+        }
+        if let Some(reason) = &self.database_down {
+            let what = database_action(method, path);
+            return Intercept::Fail(500, format!("Failed to {what}: {reason}"));
         }
         let rule = self.fail_rules.iter_mut().find(|r| {
             r.method

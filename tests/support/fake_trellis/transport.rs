@@ -54,6 +54,17 @@ pub(super) async fn serve_request(
             return std::future::pending().await;
         }
         Intercept::Fail(status, message) => error(status, message).into_response(),
+        Intercept::Page(status) => {
+            let status = axum::http::StatusCode::from_u16(status)
+                .unwrap_or(axum::http::StatusCode::BAD_GATEWAY);
+            let page = format!("<html><body><h1>{status}</h1>ingress</body></html>");
+            (
+                status,
+                [(axum::http::header::CONTENT_TYPE, "text/html")],
+                page,
+            )
+                .into_response()
+        }
         Intercept::Pass => {
             let Ok(response) = app
                 .oneshot(Request::from_parts(parts, Body::from(body)))
