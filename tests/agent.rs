@@ -143,6 +143,36 @@ fn which(tool: &str) -> PathBuf {
         .unwrap_or_else(|| panic!("{tool} not found on PATH: run scripts/install-peers.sh"))
 }
 
+/// Starts Tendril with the debug build's failpoint `at` and waits for the
+/// SIGKILL it gives itself there.
+fn run_until_killed_at(world: &World, at: &str) {
+    use std::os::unix::process::ExitStatusExt;
+    let mut killed = world.start_with(&[("TENDRIL_TEST_KILL_AT", at)]);
+    let status = killed
+        .wait_timeout(LONG)
+        .unwrap_or_else(|| panic!("tendril was not killed at {at}:\n{}", killed.output()));
+    assert_eq!(status.signal(), Some(libc::SIGKILL), "{}", killed.output());
+}
+
+/// Starts Tendril again on the world's work dir, waits for its first claim
+/// (what the earlier run left is delivered before it) and drains it.
+fn restart_until_a_claim(world: &World) {
+    let claims = |t: &FakeTrellis| {
+        t.requests()
+            .iter()
+            .filter(|r| r.path == "/api/jobs/claim")
+            .count()
+    };
+    let claims_before = claims(&world.trellis);
+    let mut restarted = world.start();
+    world
+        .trellis
+        .wait_until(LONG, "a claim after the restart", |t| {
+            claims(t) > claims_before
+        });
+    assert_eq!(drain(&mut restarted), 0);
+}
+
 /// SIGTERM, then the exit code.
 fn drain(process: &mut TendrilProcess) -> i32 {
     process.signal(libc::SIGTERM);
@@ -351,12 +381,7 @@ fn a_kill_while_a_delivered_entry_is_removed_resends_nothing_at_the_next_start()
     let job = world.enqueue_aws("FETCH_RESOURCES", "454545454545");
     // The debug build's failpoint: SIGKILL right after the delivered entry
     // is taken out of the outbox, before it is deleted.
-    let mut killed = world.start_with(&[("TENDRIL_TEST_KILL_AT", "outbox-entry-taken-out")]);
-    let status = killed
-        .wait_timeout(LONG)
-        .unwrap_or_else(|| panic!("tendril was not killed:\n{}", killed.output()));
-    use std::os::unix::process::ExitStatusExt;
-    assert_eq!(status.signal(), Some(libc::SIGKILL), "{}", killed.output());
+    run_until_killed_at(&world, "outbox-entry-taken-out");
     assert_eq!(world.trellis.job(&job).unwrap()["status"], "SUCCESS");
     let outbox = world.work_dir().join("outbox");
     let left: Vec<String> = std::fs::read_dir(&outbox)
@@ -370,21 +395,8 @@ fn a_kill_while_a_delivered_entry_is_removed_resends_nothing_at_the_next_start()
     let log = world.trellis.log_text(&job);
     let history = world.trellis.status_history(&job).len();
 
-    let claims = |t: &FakeTrellis| {
-        t.requests()
-            .iter()
-            .filter(|r| r.path == "/api/jobs/claim")
-            .count()
-    };
-    let claims_before = claims(&world.trellis);
-    let mut restarted = world.start();
     // What an earlier run left is delivered before anything is claimed.
-    world
-        .trellis
-        .wait_until(LONG, "a claim after the restart", |t| {
-            claims(t) > claims_before
-        });
-    assert_eq!(drain(&mut restarted), 0);
+    restart_until_a_claim(&world);
     assert_eq!(world.trellis.log_text(&job), log, "no chunk was sent again");
     assert_eq!(log.matches("numbered-line-1").count(), 1, "{log}");
     assert_eq!(
@@ -405,12 +417,7 @@ fn a_terminal_status_trellis_took_just_before_a_kill_is_not_sent_again_at_the_ne
     let job = world.enqueue_aws("FETCH_RESOURCES", "464646464646");
     // The debug build's failpoint: SIGKILL right after Trellis took the
     // terminal status, before its entry leaves the outbox.
-    let mut killed = world.start_with(&[("TENDRIL_TEST_KILL_AT", "terminal-status-taken")]);
-    let status = killed
-        .wait_timeout(LONG)
-        .unwrap_or_else(|| panic!("tendril was not killed:\n{}", killed.output()));
-    use std::os::unix::process::ExitStatusExt;
-    assert_eq!(status.signal(), Some(libc::SIGKILL), "{}", killed.output());
+    run_until_killed_at(&world, "terminal-status-taken");
     assert_eq!(world.trellis.job(&job).unwrap()["status"], "SUCCESS");
     let history = world.trellis.status_history(&job).len();
     let outbox = world.work_dir().join("outbox");
@@ -420,20 +427,7 @@ fn a_terminal_status_trellis_took_just_before_a_kill_is_not_sent_again_at_the_ne
         "the kill left the entry"
     );
 
-    let claims = |t: &FakeTrellis| {
-        t.requests()
-            .iter()
-            .filter(|r| r.path == "/api/jobs/claim")
-            .count()
-    };
-    let claims_before = claims(&world.trellis);
-    let mut restarted = world.start();
-    world
-        .trellis
-        .wait_until(LONG, "a claim after the restart", |t| {
-            claims(t) > claims_before
-        });
-    assert_eq!(drain(&mut restarted), 0);
+    restart_until_a_claim(&world);
     assert_eq!(
         world.trellis.status_history(&job).len(),
         history,
