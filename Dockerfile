@@ -126,7 +126,8 @@ RUN for dir in /downloads/templates/*/*/; do \
     done
 
 # ---- the runtime's system and cloud CLIs, one stage per variant -----------
-# tini is PID 1: it forwards SIGTERM to Tendril and reaps tool grandchildren.
+# tini is PID 1: it forwards SIGTERM to Tendril (which reaps and ends its
+# tools' orphans itself) and reaps what is left when Tendril has exited.
 # The AWS CLI (every variant) and the Azure CLI (all and azure) come from
 # PyPI at pinned versions, in a virtualenv; the Google Cloud CLI (all and
 # gcp) from the downloads stage. The Debian packages are not pinned:

@@ -47,7 +47,11 @@ pub fn is_safe(value: &str) -> bool {
 /// [`without_userinfo`]), escaped (a newline is `\n`), quoted, and cut
 /// after 40 characters.
 fn shown(value: &str) -> String {
-    let value = without_userinfo(value);
+    quoted(&without_userinfo(value))
+}
+
+/// `value` quoted for a message: escaped, its first 40 characters only.
+fn quoted(value: &str) -> String {
     let escaped: String = value
         .chars()
         .take(40)
@@ -148,6 +152,20 @@ fn without_userinfo(value: &str) -> std::borrow::Cow<'_, str> {
     }
 }
 
+/// `value` with all before its last `@` but a `scheme://` replaced by
+/// `***`: what a repository URL that failed its check may show, however
+/// its credentials were typed (`user:token@host/path`, `https:/token@...`).
+fn without_anything_before_an_at(value: &str) -> std::borrow::Cow<'_, str> {
+    let Some(at) = value.rfind('@') else {
+        return value.into();
+    };
+    let scheme_end = value
+        .find("://")
+        .filter(|end| *end < at)
+        .map_or(0, |end| end + 3);
+    format!("{}***{}", &value[..scheme_end], &value[at..]).into()
+}
+
 /// The starts of access tokens that git hosts accept as a URL's user
 /// (GitHub's personal, OAuth, user, server and refresh tokens, GitLab's
 /// personal and OAuth ones, Bitbucket's app passwords).
@@ -163,9 +181,18 @@ const TOKEN_PREFIXES: [&str; 9] = [
     "ATBB",
 ];
 
-/// Whether a URL's user is an access token rather than a name.
+/// The fewest characters of a URL's user that is taken for a token: a
+/// name is shorter (`git`, `bobby`, an Azure DevOps organisation), a
+/// token longer (GitHub's 40 hex digits, Azure DevOps's 52 characters).
+const TOKEN_MIN_LEN: usize = 30;
+
+/// Whether a URL's user is an access token rather than a name: it starts
+/// as tokens do, is a token's length, or is percent-encoded (which git
+/// decodes back into whatever it hides).
 fn is_token(user: &str) -> bool {
     TOKEN_PREFIXES.iter().any(|prefix| user.starts_with(prefix))
+        || user.len() >= TOKEN_MIN_LEN
+        || user.contains('%')
 }
 
 /// Whether a parsed URL's host is a DNS name or an IP address (not, say,
@@ -216,7 +243,7 @@ pub fn check_repository_url<'a>(field: &str, value: &'a str) -> Result<&'a str, 
     Err(format!(
         "{field} {} is not a git repository URL: it must be an https:// or ssh:// URL (or user@host:path) whose \
          host is a DNS name or an IP address, without whitespace, quotes or control characters",
-        shown(value)
+        quoted(&without_anything_before_an_at(value))
     ))
 }
 
@@ -470,6 +497,10 @@ mod tests {
             "https://ghp_abcdefSECRET@github.com/acme/apps",
             "ssh://git:SECRETpw@github.com/acme/apps.git",
             "ghp_abcdefSECRET@github.com:acme/apps.git",
+            // Percent-encoded, or a token without a prefix (GitHub's
+            // classic 40 hex digits, an Azure DevOps token).
+            "https://ghp%5FabcdefSECRET@github.com/acme/apps",
+            "https://0123456789abcdefSECRET0123456789abcdef@github.com/acme/apps",
         ] {
             let message =
                 check_repository_url("repositories.apps_destination_repo", with_credentials)
@@ -494,6 +525,20 @@ mod tests {
             message.contains("'https://***@github.com:no-port/acme/apps'"),
             "{message}"
         );
+        // Nor when the credentials were typed without a scheme or with a
+        // mistyped one.
+        for mistyped in [
+            "x-access-token:ghp_abcdefSECRET@github.com/acme/apps",
+            "https:/x-access-token:ghp_abcdefSECRET@github.com/acme/apps",
+            "https//oauth2:SECRET@gitlab.com/acme/apps",
+        ] {
+            let message = check_repository_url("r", mistyped).unwrap_err();
+            assert!(!message.contains("SECRET"), "{message}");
+            assert!(message.contains("'***@g"), "{message}");
+        }
+        // An Azure DevOps URL names its organisation as the user.
+        let azure = "https://acme@dev.azure.com/acme/shop/_git/apps";
+        assert_eq!(check_repository_url("r", azure), Ok(azure));
     }
 
     #[test]

@@ -741,6 +741,30 @@ fn a_claim_a_gateway_answered_502_is_not_sent_again_and_the_possibly_lost_job_is
 }
 
 #[test]
+fn a_claim_trellis_refuses_waits_for_the_next_poll() {
+    let world = World::new();
+    // Trellis's own 500 may come after its claim was taken: not at once
+    // again, but at the next poll.
+    world.trellis.fail_next_with(
+        "POST",
+        "/api/jobs/claim",
+        1,
+        500,
+        "Failed to claim job: canceling statement due to lock timeout",
+    );
+    let mut tendril = world.start();
+    tendril.wait_for_output("trying again at the next poll", LONG);
+    let job = world.enqueue_aws("FETCH_RESOURCES", "616161616161");
+    world.wait_status(&job, "SUCCESS");
+    assert_eq!(drain(&mut tendril), 0);
+    let output = tendril.output();
+    assert!(
+        !output.contains("claiming a job: Trellis refused"),
+        "not sent again at once:\n{output}"
+    );
+}
+
+#[test]
 fn a_job_whose_id_cannot_be_addressed_is_left_and_the_worker_goes_on() {
     let world = World::new();
     // Trellis's ids are UUIDs; one that is no safe name would address

@@ -11,6 +11,7 @@ use tendril::delivery::job_report::deliver_entry;
 use tendril::delivery::send::{
     send_chunk, send_progress, send_terminal, DeliveryError, DeliveryPolicy,
 };
+use tendril::delivery::spool::Spool;
 use tendril::delivery::status_queue::StatusQueue;
 use tendril::delivery::Outbox;
 use tendril::secrets::Secret;
@@ -504,6 +505,54 @@ async fn a_chunk_sent_while_the_database_is_down_is_stored_once_it_is_back_and_n
         ),
         "{log}"
     );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_job_none_of_whose_lines_trellis_stores_keeps_its_log_in_the_outbox_and_delivery_ends() {
+    let trellis = FakeTrellis::start();
+    let client = client(&trellis, "tok-client-test-token");
+    let job = claimed(&trellis, &client).await;
+    let policy = short_refusal_limit();
+    let work = crate::support::TempDir::new("tendril-refused-log");
+    let outbox = Outbox::open(work.path()).unwrap();
+    // What a run left: a log line and a SUCCESS, for a job Trellis reads
+    // but stores no log line of (not even the note that would stand for it).
+    let entry = outbox.create_entry(&job).unwrap();
+    let spool = Spool::create(&entry).unwrap();
+    spool.push(
+        StreamType::Stdout,
+        "a line of a job whose log Trellis refuses",
+    );
+    spool.close();
+    entry
+        .save_terminal(&StatusUpdate::success(Map::new()))
+        .unwrap();
+    trellis.refuse_every_log_of(&job);
+    let delivered = tokio::time::timeout(
+        Duration::from_secs(60),
+        deliver_entry(&client, &entry, &policy),
+    )
+    .await
+    .expect("the delivery ends: the worker is free to claim");
+    assert!(
+        matches!(delivered, Err(DeliveryError::Stuck { status: 500, .. })),
+        "{delivered:?}"
+    );
+    assert_eq!(trellis.log_text(&job), "", "no note stands for the line");
+    assert!(
+        trellis.status_history(&job).is_empty(),
+        "no status before the log"
+    );
+    assert_eq!(outbox.pending().unwrap().len(), 1, "the entry stays, whole");
+
+    // Once Trellis stores the job's lines again, the line and the status go.
+    trellis.clear_faults();
+    deliver_entry(&client, &entry, &policy).await.unwrap();
+    assert_eq!(
+        trellis.log_text(&job),
+        "a line of a job whose log Trellis refuses\n"
+    );
+    assert_eq!(trellis.job(&job).unwrap()["status"], "SUCCESS");
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -155,9 +155,12 @@ impl Agent {
     /// 429 turned it away), never after a timeout, a gateway's 502 or 504,
     /// or an answer that could not be read, which may each have claimed a
     /// job: that job stays CLAIMED in Trellis (this worker's heartbeat keeps
-    /// the stale-job recovery away), and an error says so.
+    /// the stale-job recovery away), and an error says so. A claim Trellis
+    /// refuses waits for the next poll.
     async fn claim(&self) -> Result<Option<Claim>, TrellisError> {
-        let policy = RetryPolicy::few(self.settings.retry_max_delay).not_idempotent();
+        let policy = RetryPolicy::few(self.settings.retry_max_delay)
+            .not_idempotent()
+            .refusals_not_retried();
         retry(policy, "claiming a job", || self.client.claim())
             .await
             .inspect_err(|error| {

@@ -295,10 +295,12 @@ fn note_for(chunk: &LogChunk, status: u16, message: &str) -> LogChunk {
 /// over the refusal limit) is replaced by a SYSTEM line saying so, so that
 /// delivery goes on in order and nothing is dropped without a word; but
 /// only once Trellis has shown that it is this chunk it cannot store: it
-/// must store the note at once, and refuse the chunk once more right
-/// after. A note refused too shows that Trellis refuses everything (its
-/// database is down): that is an outage, and the chunk is kept and sent
-/// again, for as long as it lasts.
+/// must store the note (once), and refuse the chunk once more right after.
+/// A note refused too asks whether Trellis answers at all: a read of the
+/// job it refuses as well is its database down, an outage, and the chunk
+/// is kept and sent again for as long as it lasts; a read it answers means
+/// it stores no line of this job: the chunk is [`DeliveryError::Stuck`]
+/// and stays, whole, in the outbox for the backlog's next round.
 pub async fn send_chunk(
     client: &TrellisClient,
     job_id: &str,
@@ -307,6 +309,7 @@ pub async fn send_chunk(
 ) -> Result<(), DeliveryError> {
     let mut chunk = chunk;
     storable_text(&mut chunk.log_chunk);
+    let mut noted = false;
     let mut rounds = 0u32;
     loop {
         let (status, message) = match send_one_chunk(client, job_id, &chunk, policy).await {
@@ -316,8 +319,14 @@ pub async fn send_chunk(
             ) => (status, message),
             other => return other,
         };
-        let note = note_for(&chunk, status, &message);
-        if let Attempt::Accepted = send_chunk_once(client, job_id, &note, policy).await? {
+        if !noted {
+            let note = note_for(&chunk, status, &message);
+            noted = matches!(
+                send_chunk_once(client, job_id, &note, policy).await?,
+                Attempt::Accepted
+            );
+        }
+        if noted {
             match send_chunk_once(client, job_id, &chunk, policy).await? {
                 Attempt::Accepted => {
                     tracing::warn!(
@@ -333,6 +342,19 @@ pub async fn send_chunk(
                     return Ok(());
                 }
                 Attempt::Unanswered => {}
+            }
+        } else {
+            match current_row(client, job_id, policy).await {
+                Ok(_) => {
+                    tracing::error!(
+                        "Trellis refuses every log line of job {job_id} (HTTP {status}: {message}) while it \
+                         answers reads of the job: its log stays in the outbox and is sent again later"
+                    );
+                    return Err(DeliveryError::Stuck { status, message });
+                }
+                // Trellis refuses reads too: its database is down.
+                Err(DeliveryError::Stuck { .. }) => {}
+                Err(error) => return Err(error),
             }
         }
         tracing::warn!(

@@ -16,6 +16,11 @@
 //! touched: they are Tendril's own helpers (an AWS `credential_process`),
 //! not a tool's. A child is reaped by its pid only, never with
 //! `waitpid(-1)`, which would take the exit of a tool the runtime waits for.
+//!
+//! A limit of that rule: an orphan left in Tendril's own group (a
+//! background process a `credential_process` leaves behind) is adopted too
+//! but never reaped: once it ends it stays a zombie (no memory, a pid)
+//! until Tendril exits and PID 1 reaps it.
 
 use std::collections::{HashMap, HashSet};
 use std::io;
@@ -54,9 +59,24 @@ pub fn adopt_orphans() -> io::Result<()> {
     Ok(())
 }
 
-/// A tool Tendril started, known as its own (no orphan) until this is
-/// dropped, which the tool's owner does once it has reaped it.
+/// A tool Tendril started (in a process group of its own), known as its
+/// own (no orphan) until this is dropped, which [`OwnTool::end`] does once
+/// the tool is reaped.
 pub struct OwnTool(i32);
+
+impl OwnTool {
+    /// Ends a tool run: SIGKILLs what is left in the tool's process group
+    /// (a provider plugin, a wrapper's program), reaps the tool (at once
+    /// when its owner did; one the kernel cannot end gets
+    /// [`GONE_AFTER_KILL`]), stops counting it as Tendril's own and ends
+    /// the orphans it left ([`end_orphans`]); returns how many there were.
+    pub async fn end(self, child: &mut tokio::process::Child) -> usize {
+        crate::tools::process::signal_group(self.0, libc::SIGKILL);
+        let _ = tokio::time::timeout(GONE_AFTER_KILL, child.wait()).await;
+        drop(self);
+        end_orphans().await
+    }
+}
 
 impl Drop for OwnTool {
     fn drop(&mut self) {

@@ -393,10 +393,7 @@ pub async fn run_to_exit(
         // What the tool left in its group (a provider plugin, a
         // provisioner's command, after a tool killed by the OOM killer)
         // ends with it, and so does what it started outside its group.
-        signal_group(group, libc::SIGKILL);
-        drop(child);
-        drop(own_tool);
-        let orphans = orphans::end_orphans().await;
+        let orphans = own_tool.end(&mut child).await;
         let _ = exit_sender.send((status, orphans));
     });
 

@@ -120,7 +120,6 @@ async fn ask_version(
         Err(error) => return ToolVersion::Failing(error.to_string()),
         Ok(spawned) => spawned,
     };
-    let group = child.id().and_then(|id| i32::try_from(id).ok());
     let (stdout, stderr) = (child.stdout.take(), child.stderr.take());
     let answer = tokio::time::timeout(timeout, async {
         let (out, err) = tokio::join!(read_bounded(stdout), read_bounded(stderr));
@@ -132,14 +131,8 @@ async fn ask_version(
         (out, err, status, overflowed)
     })
     .await;
-    if let Some(group) = group {
-        crate::tools::process::signal_group(group, libc::SIGKILL);
-    }
-    // Reaped (it was sent SIGKILL) before it stops being a tool of
-    // Tendril's own, and what it started elsewhere ends with it.
-    let _ = tokio::time::timeout(Duration::from_secs(5), child.wait()).await;
-    drop(own_tool);
-    crate::tools::orphans::end_orphans().await;
+    // What it started, in its group or elsewhere, ends with it.
+    own_tool.end(&mut child).await;
     let (out, err, status) = match answer {
         Err(_) => {
             return ToolVersion::Failing(format!(

@@ -4,7 +4,10 @@
 //! Trellis's own (a 5xx with its JSON error: its database refused the
 //! request) a few times at most, or for a while where it must be waited
 //! out, each retry after at least half its backoff (a database that failed
-//! for a moment gets that moment); anything else not at all.
+//! for a moment gets that moment); anything else not at all. A request
+//! that is not idempotent (a claim, a registration) is sent again only
+//! after a failure that shows Trellis did not carry it out: never after a
+//! timeout, a gateway's 502 or 504, or an answer that could not be read.
 
 use std::future::Future;
 use std::time::{Duration, Instant};

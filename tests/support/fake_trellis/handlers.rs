@@ -171,7 +171,8 @@ pub(super) async fn append_log(
     let refused = st
         .refused_log_markers
         .iter()
-        .any(|m| chunk.contains(m.as_str()));
+        .any(|m| chunk.contains(m.as_str()))
+        || st.refused_log_jobs.contains(&id);
     let job = st.owned(&id, &me, "insert log")?;
     if refused {
         return Err(error(

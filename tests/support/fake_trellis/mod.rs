@@ -363,6 +363,13 @@ impl FakeTrellis {
         self.st().refused_log_markers.push(marker.to_string());
     }
 
+    /// Refuses every log chunk of job `id` with Trellis's own 500 `Failed
+    /// to insert log: ...` (a constraint on the log table no line of this
+    /// job meets), while the job itself reads as before.
+    pub fn refuse_every_log_of(&self, id: &str) {
+        self.st().refused_log_jobs.push(id.to_string());
+    }
+
     /// Trellis's database becomes unreachable: every `/api` route answers
     /// Trellis's own 500 `{"error": "Failed to <what the route does>:
     /// <reason>"}` and has no effect (a worker's authentication reads the
@@ -394,11 +401,13 @@ impl FakeTrellis {
         self.st().ingress_page = Some(status);
     }
 
-    /// Removes every injected failure rule still pending.
+    /// Removes every injected failure rule still pending, the ingress's
+    /// pages and the refusals of a job's every log chunk.
     pub fn clear_faults(&self) {
         let mut st = self.st();
         st.fail_rules.clear();
         st.ingress_page = None;
+        st.refused_log_jobs.clear();
     }
 
     /// Delays every answer (after its effect), so a client timeout can leave

@@ -140,6 +140,8 @@ pub(super) struct State {
     /// Log chunks holding one of these are refused, every time, as the
     /// database refuses a value it cannot store.
     pub(super) refused_log_markers: Vec<String>,
+    /// Jobs none of whose log chunks is stored.
+    pub(super) refused_log_jobs: Vec<String>,
     pub(super) drop_next: usize,
     pub(super) delay: Duration,
     /// While set, the database is unreachable: every route answers its own
