@@ -181,18 +181,26 @@ const TOKEN_PREFIXES: [&str; 9] = [
     "ATBB",
 ];
 
-/// The fewest characters of a URL's user that is taken for a token: a
-/// name is shorter (`git`, `bobby`, an Azure DevOps organisation), a
-/// token longer (GitHub's 40 hex digits, Azure DevOps's 52 characters).
+/// The fewest characters of a URL's user that is taken for a token when it
+/// is made of a token's characters only: a name is shorter (`git`,
+/// `bobby`), a token longer (GitHub's 40 hex digits, Azure DevOps's 52
+/// characters).
 const TOKEN_MIN_LEN: usize = 30;
 
-/// Whether a URL's user is an access token rather than a name: it starts
-/// as tokens do, is a token's length, or is percent-encoded (which git
-/// decodes back into whatever it hides).
-fn is_token(user: &str) -> bool {
+/// Whether a URL's user (percent-decoded, as git reads it) is an access
+/// token rather than a name: it starts as tokens do, or is a token's length
+/// of letters, digits, `_` and `-` only and is not the organisation the
+/// path starts with (Azure DevOps's clone URLs repeat it as the user:
+/// `https://acme@dev.azure.com/acme/...`).
+fn is_token(user: &str, path: &str) -> bool {
+    let user = percent_encoding::percent_decode_str(user).decode_utf8_lossy();
+    let organisation = path.trim_start_matches('/').split('/').next();
     TOKEN_PREFIXES.iter().any(|prefix| user.starts_with(prefix))
-        || user.len() >= TOKEN_MIN_LEN
-        || user.contains('%')
+        || (user.len() >= TOKEN_MIN_LEN
+            && user
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
+            && organisation != Some(user.as_ref()))
 }
 
 /// Whether a parsed URL's host is a DNS name or an IP address (not, say,
@@ -220,7 +228,7 @@ pub fn check_repository_url<'a>(field: &str, value: &'a str) -> Result<&'a str, 
     };
     let has_host = match value.split_once("://") {
         Some(("https" | "ssh", rest)) => match url::Url::parse(value) {
-            Ok(url) if url.password().is_some() || is_token(url.username()) => {
+            Ok(url) if url.password().is_some() || is_token(url.username(), url.path()) => {
                 return credentials()
             }
             Ok(url) => has_plain_host(&url) && !rest.is_empty(),
@@ -230,7 +238,7 @@ pub fn check_repository_url<'a>(field: &str, value: &'a str) -> Result<&'a str, 
         // scp-like ssh: `git@github.com:acme/apps.git`.
         None => match value.split_once(':') {
             Some((user_host, path)) => match user_host.split_once('@') {
-                Some((user, _)) if is_token(user) => return credentials(),
+                Some((user, _)) if is_token(user, path) => return credentials(),
                 Some((user, host)) => is_safe(user) && is_dns_name(host) && !path.is_empty(),
                 None => false,
             },
@@ -536,9 +544,15 @@ mod tests {
             assert!(!message.contains("SECRET"), "{message}");
             assert!(message.contains("'***@g"), "{message}");
         }
-        // An Azure DevOps URL names its organisation as the user.
-        let azure = "https://acme@dev.azure.com/acme/shop/_git/apps";
-        assert_eq!(check_repository_url("r", azure), Ok(azure));
+        // An Azure DevOps URL names its organisation as the user, however
+        // long; an email typed as a user is no token either.
+        for named in [
+            "https://acme@dev.azure.com/acme/shop/_git/apps",
+            "https://contoso-platform-engineering-emea@dev.azure.com/contoso-platform-engineering-emea/shop/_git/apps",
+            "https://jane.doe%40acme-corporation.example@bitbucket.acme.example/scm/shop/apps.git",
+        ] {
+            assert_eq!(check_repository_url("r", named), Ok(named));
+        }
     }
 
     #[test]

@@ -295,12 +295,14 @@ fn note_for(chunk: &LogChunk, status: u16, message: &str) -> LogChunk {
 /// over the refusal limit) is replaced by a SYSTEM line saying so, so that
 /// delivery goes on in order and nothing is dropped without a word; but
 /// only once Trellis has shown that it is this chunk it cannot store: it
-/// must store the note (once), and refuse the chunk once more right after.
-/// A note refused too asks whether Trellis answers at all: a read of the
-/// job it refuses as well is its database down, an outage, and the chunk
-/// is kept and sent again for as long as it lasts; a read it answers means
-/// it stores no line of this job: the chunk is [`DeliveryError::Stuck`]
-/// and stays, whole, in the outbox for the backlog's next round.
+/// stored the note (once per chunk), answers a read of the job, and refuses
+/// the chunk once more. A note refused too asks whether Trellis answers at
+/// all ([`answers_reads`]): not while its database is down, an outage, and
+/// the chunk is kept and sent again for as long as it lasts. When it
+/// answers the read, the chunk goes once more (a database just back stores
+/// it), then the note; a note refused again means Trellis stores no line
+/// of this job: the chunk is [`DeliveryError::Stuck`], and the log stays,
+/// whole, in the outbox for the backlog's next round.
 pub async fn send_chunk(
     client: &TrellisClient,
     job_id: &str,
@@ -321,12 +323,31 @@ pub async fn send_chunk(
         };
         if !noted {
             let note = note_for(&chunk, status, &message);
-            noted = matches!(
-                send_chunk_once(client, job_id, &note, policy).await?,
-                Attempt::Accepted
-            );
+            noted = match send_chunk_once(client, job_id, &note, policy).await? {
+                Attempt::Accepted => true,
+                Attempt::Unanswered => false,
+                Attempt::Refused if !answers_reads(client, job_id, policy).await? => false,
+                // Trellis answers: its database may be back (the chunk is
+                // stored now), or it stores no line of this job.
+                Attempt::Refused => match send_chunk_once(client, job_id, &chunk, policy).await? {
+                    Attempt::Accepted => return Ok(()),
+                    Attempt::Unanswered => false,
+                    Attempt::Refused => match send_chunk_once(client, job_id, &note, policy).await?
+                    {
+                        Attempt::Accepted => true,
+                        Attempt::Unanswered => false,
+                        Attempt::Refused => {
+                            tracing::error!(
+                                "Trellis refuses every log line of job {job_id} (HTTP {status}: {message}) while \
+                                 it answers reads of the job: its log stays in the outbox and is sent again later"
+                            );
+                            return Err(DeliveryError::Stuck { status, message });
+                        }
+                    },
+                },
+            };
         }
-        if noted {
+        if noted && answers_reads(client, job_id, policy).await? {
             match send_chunk_once(client, job_id, &chunk, policy).await? {
                 Attempt::Accepted => {
                     tracing::warn!(
@@ -343,19 +364,6 @@ pub async fn send_chunk(
                 }
                 Attempt::Unanswered => {}
             }
-        } else {
-            match current_row(client, job_id, policy).await {
-                Ok(_) => {
-                    tracing::error!(
-                        "Trellis refuses every log line of job {job_id} (HTTP {status}: {message}) while it \
-                         answers reads of the job: its log stays in the outbox and is sent again later"
-                    );
-                    return Err(DeliveryError::Stuck { status, message });
-                }
-                // Trellis refuses reads too: its database is down.
-                Err(DeliveryError::Stuck { .. }) => {}
-                Err(error) => return Err(error),
-            }
         }
         tracing::warn!(
             "Trellis refused a log chunk of job {job_id} (HTTP {status}: {message}), but it is not that chunk \
@@ -363,6 +371,26 @@ pub async fn send_chunk(
         );
         tokio::time::sleep(policy.retry.delay(rounds)).await;
         rounds = rounds.saturating_add(1);
+    }
+}
+
+/// Whether Trellis answers a read of the job ([`current_row`]): a read it
+/// keeps refusing is its database down (false); any other answer (a row
+/// too large to read among them) is an answer. A job gone, or this worker
+/// refused, is an error.
+async fn answers_reads(
+    client: &TrellisClient,
+    job_id: &str,
+    policy: &DeliveryPolicy,
+) -> Result<bool, DeliveryError> {
+    match current_row(client, job_id, policy).await {
+        Ok(_) => Ok(true),
+        Err(DeliveryError::Stuck { .. }) => Ok(false),
+        Err(
+            error
+            @ (DeliveryError::Gone(_) | DeliveryError::Trellis(TrellisError::Unauthorized(_))),
+        ) => Err(error),
+        Err(_) => Ok(true),
     }
 }
 
