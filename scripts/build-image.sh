@@ -121,3 +121,7 @@ for variant in "${variants[@]}"; do
   rm -rf "$downloads"
   echo "build-image: localhost/tendril:ci-$variant built in $((SECONDS - started)) s" >&2
 done
+# The images of earlier builds that no tag names any more (the layers of
+# sources since changed) would fill the disk of a machine that builds often;
+# a day's are kept, as they are the build cache of what was built just now.
+podman image prune --force --filter until=24h >/dev/null

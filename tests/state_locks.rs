@@ -47,6 +47,17 @@ fn running(name: &str) -> String {
     format!("{name}-42")
 }
 
+/// A vine job for `worker` on the vine of `project`, with `settings` added
+/// to its snapshot.
+fn vine_job(job_type: &str, worker: &WorkerEnv, project: &str, settings: Value) -> Value {
+    let mut snapshot = snapshot(project);
+    if let (Some(snapshot), Some(settings)) = (snapshot.as_object_mut(), settings.as_object()) {
+        snapshot.extend(settings.clone());
+    }
+    json!({"job_type": job_type, "vineyard_id": "vy-1", "vine_id": "vine-1",
+           "assigned_worker_id": worker.id, "config_snapshot": snapshot})
+}
+
 fn key(project: &str) -> String {
     format!("vy-1/{project}-test-eu-west-1/terraform.tfstate")
 }
@@ -211,13 +222,8 @@ impl Locks {
         project: &str,
         settings: Value,
     ) -> String {
-        let mut snapshot = snapshot(project);
-        if let (Some(snapshot), Some(settings)) = (snapshot.as_object_mut(), settings.as_object()) {
-            snapshot.extend(settings.clone());
-        }
         self.trellis.enqueue_with_identity(
-            json!({"job_type": job_type, "vineyard_id": "vy-1", "vine_id": "vine-1",
-                   "assigned_worker_id": worker.id, "config_snapshot": snapshot}),
+            vine_job(job_type, worker, project, settings),
             json!({"provider": "aws", "role_arn": "arn:aws:iam::262626262626:role/vintner-tendril",
                    "external_id": "ext-1"}),
         )
@@ -231,14 +237,33 @@ impl Locks {
         project: &str,
         settings: Value,
     ) -> String {
-        let mut snapshot = snapshot(project);
-        if let (Some(snapshot), Some(settings)) = (snapshot.as_object_mut(), settings.as_object()) {
-            snapshot.extend(settings.clone());
-        }
-        self.trellis.enqueue(
-            json!({"job_type": job_type, "vineyard_id": "vy-1", "vine_id": "vine-1",
-                                    "assigned_worker_id": worker.id, "config_snapshot": snapshot}),
-        )
+        self.trellis
+            .enqueue(vine_job(job_type, worker, project, settings))
+    }
+
+    /// Queues a BOOTSTRAP on `project` whose apply holds the state (and
+    /// its lock) until it is killed, and waits until it runs.
+    fn start_slow_apply(&self, worker: &WorkerEnv, project: &str) -> String {
+        let job = self.enqueue(
+            "BOOTSTRAP",
+            worker,
+            project,
+            json!({"apply_command": slow(project)}),
+        );
+        self.trellis.wait_for_log(LONG, &job, &running(project));
+        job
+    }
+
+    /// Queues a quick BOOTSTRAP on `project` and waits for its SUCCESS.
+    fn next_job_succeeds(&self, worker: &WorkerEnv, project: &str) -> String {
+        let next = self.enqueue(
+            "BOOTSTRAP",
+            worker,
+            project,
+            json!({"apply_command": "echo recovered"}),
+        );
+        self.succeed(&next);
+        next
     }
 
     fn finish(&self, job: &str) -> Value {
@@ -474,13 +499,7 @@ fn a_sigkilled_terraforms_lock_is_released_and_the_next_job_on_another_worker_su
     let locks = Locks::new();
     let (a, b) = (locks.worker("a"), locks.worker("b"));
     let first = locks.start(&a, &[]);
-    let job = locks.enqueue(
-        "BOOTSTRAP",
-        &a,
-        "oom",
-        json!({"apply_command": slow("oom")}),
-    );
-    locks.trellis.wait_for_log(LONG, &job, &running("oom"));
+    let job = locks.start_slow_apply(&a, "oom");
     let id = locks.lock("oom").expect("the apply holds the lock")["ID"]
         .as_str()
         .unwrap()
@@ -501,13 +520,7 @@ fn a_sigkilled_terraforms_lock_is_released_and_the_next_job_on_another_worker_su
     assert_eq!(locks.leftovers(), Vec::<String>::new());
 
     let second = locks.start(&b, &[]);
-    let next = locks.enqueue(
-        "BOOTSTRAP",
-        &b,
-        "oom",
-        json!({"apply_command": "echo recovered"}),
-    );
-    locks.succeed(&next);
+    locks.next_job_succeeds(&b, "oom");
     assert_eq!(locks.leftovers(), Vec::<String>::new());
     drain(first);
     drain(second);
@@ -518,13 +531,7 @@ fn a_worker_sigkilled_mid_apply_releases_its_lock_when_restarted_before_it_claim
     let locks = Locks::new();
     let (a, b) = (locks.worker("a"), locks.worker("b"));
     let mut first = locks.start(&a, &[]);
-    let job = locks.enqueue(
-        "BOOTSTRAP",
-        &a,
-        "crash",
-        json!({"apply_command": slow("crash")}),
-    );
-    locks.trellis.wait_for_log(LONG, &job, &running("crash"));
+    let job = locks.start_slow_apply(&a, "crash");
     let id = locks.wait_for_named_lock("crash");
     let terraform = locks.terraform_pid("apply");
     first.signal(libc::SIGKILL);
@@ -545,13 +552,7 @@ fn a_worker_sigkilled_mid_apply_releases_its_lock_when_restarted_before_it_claim
     assert_eq!(locks.leftovers(), Vec::<String>::new());
 
     let second = locks.start(&b, &[]);
-    let next = locks.enqueue(
-        "BOOTSTRAP",
-        &b,
-        "crash",
-        json!({"apply_command": "echo recovered"}),
-    );
-    locks.succeed(&next);
+    locks.next_job_succeeds(&b, "crash");
     assert_eq!(locks.leftovers(), Vec::<String>::new());
     drain(restarted);
     drain(second);
@@ -562,13 +563,7 @@ fn a_dead_workers_lock_is_released_by_another_workers_job_once_its_lease_expires
     let locks = Locks::new();
     let (a, b) = (locks.worker("a"), locks.worker("b"));
     let mut first = locks.start(&a, &SHORT_LEASE);
-    let job = locks.enqueue(
-        "BOOTSTRAP",
-        &a,
-        "gone",
-        json!({"apply_command": slow("gone")}),
-    );
-    locks.trellis.wait_for_log(LONG, &job, &running("gone"));
+    let job = locks.start_slow_apply(&a, "gone");
     let id = locks.wait_for_named_lock("gone");
     // Fargate's stop timeout, a host crash: the worker is never restarted.
     first.signal(libc::SIGKILL);
@@ -577,13 +572,7 @@ fn a_dead_workers_lock_is_released_by_another_workers_job_once_its_lease_expires
     let mut settings = SHORT_LEASE.to_vec();
     settings.push(("TENDRIL_TERRAFORM_LOCK_TIMEOUT", "90s"));
     let second = locks.start(&b, &settings);
-    let next = locks.enqueue(
-        "BOOTSTRAP",
-        &b,
-        "gone",
-        json!({"apply_command": "echo recovered"}),
-    );
-    locks.succeed(&next);
+    let next = locks.next_job_succeeds(&b, "gone");
     let log = locks.trellis.log_text(&next);
     let holder = format!("Tendril job {job} on worker {} (host ", a.id);
     assert!(
@@ -728,13 +717,7 @@ fn a_worker_that_cannot_renew_its_lease_stops_its_terraform_before_the_lease_exp
     let locks = Locks::new();
     let a = locks.worker("a");
     let worker = locks.start(&a, &SHORT_LEASE);
-    let job = locks.enqueue(
-        "BOOTSTRAP",
-        &a,
-        "cut",
-        json!({"apply_command": slow("cut")}),
-    );
-    locks.trellis.wait_for_log(LONG, &job, &running("cut"));
+    let job = locks.start_slow_apply(&a, "cut");
     let id = locks.wait_for_named_lock("cut");
     // A partition from the state bucket: no renewal gets through.
     locks.moto.freeze();
@@ -996,13 +979,7 @@ fn no_terraform_outlives_its_lease_when_the_bucket_stops_answering_right_after_a
         ("TENDRIL_LOCK_LEASE_EXPIRY", "24s"),
     ];
     let worker = locks.start(&a, &settings);
-    let job = locks.enqueue(
-        "BOOTSTRAP",
-        &a,
-        "part",
-        json!({"apply_command": slow("part")}),
-    );
-    locks.trellis.wait_for_log(LONG, &job, &running("part"));
+    let job = locks.start_slow_apply(&a, "part");
     locks.wait_for_named_lock("part");
     let terraform = locks.terraform_pid("apply");
     let lease_key = format!("{}.tendril-lease", key("part"));

@@ -470,6 +470,54 @@ fn a_terraform_that_outlives_its_grace_is_killed_and_the_lock_it_left_is_release
     assert!(vines.trellis.log_text(&job).contains("SIGKILL after 3s"));
 }
 
+/// An EKS cluster as Terraform would have made it (in moto, in the role's
+/// account), and the stand-ins a deploy on it uses ([`cluster_fakes`]).
+struct Cluster {
+    /// What the stand-ins recorded.
+    records: PathBuf,
+    /// PATH with the stand-ins first.
+    path: String,
+    /// The test ArgoCD chart.
+    chart: String,
+}
+
+impl Cluster {
+    fn new(vines: &Vines, account: &str) -> Cluster {
+        let eks_role = format!("arn:aws:iam::{account}:role/eks");
+        vines.moto.aws_as(
+            account,
+            &[
+                "eks",
+                "create-cluster",
+                "--name",
+                "shop-eks",
+                "--region",
+                "eu-west-1",
+                "--role-arn",
+                &eks_role,
+                "--resources-vpc-config",
+                "subnetIds=subnet-1",
+            ],
+        );
+        let (tools, records) = cluster_fakes(vines);
+        let chart =
+            PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/charts/test-argo-cd");
+        Cluster {
+            records,
+            path: format!("{}:{}", tools.display(), std::env::var("PATH").unwrap()),
+            chart: chart.to_str().unwrap().to_string(),
+        }
+    }
+
+    /// The settings that make Tendril use the stand-ins and the chart.
+    fn settings(&self) -> [(&str, &str); 2] {
+        [
+            ("PATH", self.path.as_str()),
+            ("TENDRIL_ARGOCD_CHART", self.chart.as_str()),
+        ]
+    }
+}
+
 /// Recording fakes of `helm` and `kubectl` against a cluster (no Kubernetes
 /// API server exists here). `helm template` is the real Helm; `helm upgrade
 /// --install` is recorded and then checked by the real Helm as `helm install
@@ -532,27 +580,7 @@ fn a_deploy_with_a_cluster_writes_a_kubeconfig_installs_argocd_and_applies_the_a
     let vines = Vines::new();
     let account = "212121212121";
     // The EKS cluster Terraform would have made, in moto, in the role's account.
-    let eks_role = format!("arn:aws:iam::{account}:role/eks");
-    vines.moto.aws_as(
-        account,
-        &[
-            "eks",
-            "create-cluster",
-            "--name",
-            "shop-eks",
-            "--region",
-            "eu-west-1",
-            "--role-arn",
-            &eks_role,
-            "--resources-vpc-config",
-            "subnetIds=subnet-1",
-        ],
-    );
-
-    let (tools, records) = cluster_fakes(&vines);
-    let chart =
-        PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/charts/test-argo-cd");
-    let path = format!("{}:{}", tools.display(), std::env::var("PATH").unwrap());
+    let cluster = Cluster::new(&vines, account);
     // As the web app sends it: the GitOps repository nested, the token empty.
     let mut snapshot = snapshot("shop");
     snapshot["cluster_name"] = json!("shop-eks");
@@ -563,10 +591,7 @@ fn a_deploy_with_a_cluster_writes_a_kubeconfig_installs_argocd_and_applies_the_a
                              "provider_config": {"acm_certificate": true}});
     let job = vines.enqueue("BOOTSTRAP", account, json!({"config_snapshot": snapshot}));
     vines.trellis.set_git_token(&job, Some(GIT_TOKEN));
-    let mut tendril = vines.start(&[
-        ("PATH", path.as_str()),
-        ("TENDRIL_ARGOCD_CHART", chart.to_str().unwrap()),
-    ]);
+    let mut tendril = vines.start(&cluster.settings());
     let row = vines.succeed(&job);
     let metadata = &row["execution_metadata"];
     assert_eq!(metadata["cluster_name"], "shop-eks");
@@ -595,10 +620,10 @@ fn a_deploy_with_a_cluster_writes_a_kubeconfig_installs_argocd_and_applies_the_a
         .count();
     assert_eq!(asked, 1, "the empty snapshot token is fetched from Trellis");
 
-    let calls = std::fs::read_to_string(records.join("calls")).unwrap();
+    let calls = std::fs::read_to_string(cluster.records.join("calls")).unwrap();
     let helm_install = format!(
         "helm upgrade --install argo-cd {} --version 7.7.11 --namespace argocd --create-namespace --values ",
-        chart.display()
+        cluster.chart
     );
     assert!(
         calls
@@ -608,7 +633,7 @@ fn a_deploy_with_a_cluster_writes_a_kubeconfig_installs_argocd_and_applies_the_a
     );
     // With DNS, a domain and the certificate Terraform made: the server's
     // ALB ingress, in the keys the chart reads (rendered by real Helm).
-    let install = std::fs::read_to_string(records.join("argocd-install.yaml")).unwrap();
+    let install = std::fs::read_to_string(cluster.records.join("argocd-install.yaml")).unwrap();
     for needed in [
         "kind: Ingress",
         "host: argocd.shop.example",
@@ -625,20 +650,20 @@ fn a_deploy_with_a_cluster_writes_a_kubeconfig_installs_argocd_and_applies_the_a
     assert!(calls.contains(
         "kubectl --namespace argocd rollout status statefulset.apps/argocd-application-controller"
     ));
-    let kubeconfig = std::fs::read_to_string(records.join("kubeconfig")).unwrap();
+    let kubeconfig = std::fs::read_to_string(cluster.records.join("kubeconfig")).unwrap();
     assert!(
         kubeconfig.contains("shop-eks") && kubeconfig.contains("kind: Config"),
         "the real aws CLI wrote it: {kubeconfig}"
     );
     assert_eq!(
-        std::fs::read_to_string(records.join("kubeconfig.mode"))
+        std::fs::read_to_string(cluster.records.join("kubeconfig.mode"))
             .unwrap()
             .trim(),
         "600"
     );
 
     // The repository credentials first, then the rendered applications.
-    let applied = std::fs::read_to_string(records.join("applied")).unwrap();
+    let applied = std::fs::read_to_string(cluster.records.join("applied")).unwrap();
     let secret_at = applied
         .find("\"name\":\"repo-apps\"")
         .expect("the repo-apps secret");
@@ -684,7 +709,7 @@ fn a_deploy_with_a_cluster_writes_a_kubeconfig_installs_argocd_and_applies_the_a
         !applied.contains("name: karpenter"),
         "Karpenter is off: {applied}"
     );
-    let modes = std::fs::read_to_string(records.join("applied.modes")).unwrap();
+    let modes = std::fs::read_to_string(cluster.records.join("applied.modes")).unwrap();
     assert!(
         modes.lines().next() == Some("600"),
         "the credentials file is private: {modes}"
@@ -708,7 +733,7 @@ fn a_deploy_with_a_cluster_writes_a_kubeconfig_installs_argocd_and_applies_the_a
 
     // A re-deploy after the operators deleted the initial secret, for a
     // user with no git provider: the stored password stays.
-    std::fs::write(records.join("secret-gone"), "").unwrap();
+    std::fs::write(cluster.records.join("secret-gone"), "").unwrap();
     let mut again = self::snapshot("shop");
     again["cluster_name"] = json!("shop-eks");
     again["repositories"] = json!({"apps_destination_repo": "https://github.com/acme/shop-apps"});
@@ -736,30 +761,8 @@ fn a_value_that_would_add_to_a_manifest_or_be_read_as_a_flag_fails_the_deploy_na
     let vines = Vines::new();
     let account = "232323232323";
     // The cluster exists (in moto), so that only the checks can stop a job.
-    let eks_role = format!("arn:aws:iam::{account}:role/eks");
-    vines.moto.aws_as(
-        account,
-        &[
-            "eks",
-            "create-cluster",
-            "--name",
-            "shop-eks",
-            "--region",
-            "eu-west-1",
-            "--role-arn",
-            &eks_role,
-            "--resources-vpc-config",
-            "subnetIds=subnet-1",
-        ],
-    );
-    let (tools, records) = cluster_fakes(&vines);
-    let chart =
-        PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/charts/test-argo-cd");
-    let path = format!("{}:{}", tools.display(), std::env::var("PATH").unwrap());
-    let mut tendril = vines.start(&[
-        ("PATH", path.as_str()),
-        ("TENDRIL_ARGOCD_CHART", chart.to_str().unwrap()),
-    ]);
+    let cluster = Cluster::new(&vines, account);
+    let mut tendril = vines.start(&cluster.settings());
     // Web-form values that, rendered as text, would add a key to a
     // manifest applied with cluster-admin rights, and a cluster name that
     // the aws CLI would read as a flag.
@@ -793,14 +796,14 @@ fn a_value_that_would_add_to_a_manifest_or_be_read_as_a_flag_fails_the_deploy_na
     }
     // Nothing reached the cluster (the worker asks the tools' versions at
     // start, nothing else).
-    let calls = std::fs::read_to_string(records.join("calls")).unwrap_or_default();
+    let calls = std::fs::read_to_string(cluster.records.join("calls")).unwrap_or_default();
     assert!(
         calls
             .lines()
             .all(|call| call.ends_with(" version --client") || call.ends_with(" version --short")),
         "{calls}"
     );
-    assert!(!records.join("applied").exists());
+    assert!(!cluster.records.join("applied").exists());
     tendril.signal(libc::SIGTERM);
     assert_eq!(tendril.wait_timeout(LONG).unwrap().code(), Some(0));
 }

@@ -58,14 +58,7 @@ impl LockInfo {
     /// The lock of a lock object; `None` when it is no Terraform lock.
     pub fn from_json(bytes: &[u8]) -> Option<LockInfo> {
         let lock = serde_json::from_slice::<LockInfo>(bytes).ok()?;
-        LockInfo::read(
-            &lock.id,
-            &lock.operation,
-            &lock.who,
-            &lock.version,
-            &lock.created,
-            &lock.path,
-        )
+        lock.printable()
     }
 
     /// The lock Terraform names when it cannot take (or release) one: the
@@ -90,33 +83,19 @@ impl LockInfo {
                 _ => break,
             }
         }
-        LockInfo::read(
-            &lock.id,
-            &lock.operation,
-            &lock.who,
-            &lock.version,
-            &lock.created,
-            &lock.path,
-        )
+        lock.printable()
     }
 
-    /// A lock from another party's words, each made a printable field;
+    /// A lock from another party's words with each field made printable;
     /// `None` without an ID.
-    fn read(
-        id: &str,
-        operation: &str,
-        who: &str,
-        version: &str,
-        created: &str,
-        path: &str,
-    ) -> Option<LockInfo> {
+    fn printable(self) -> Option<LockInfo> {
         let lock = LockInfo {
-            id: field(id),
-            operation: field(operation),
-            who: field(who),
-            version: field(version),
-            created: field(created),
-            path: field(path),
+            id: field(&self.id),
+            operation: field(&self.operation),
+            who: field(&self.who),
+            version: field(&self.version),
+            created: field(&self.created),
+            path: field(&self.path),
         };
         (!lock.id.is_empty()).then_some(lock)
     }
