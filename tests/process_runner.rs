@@ -41,14 +41,12 @@ fn alive(pid: i32) -> bool {
     unsafe { libc::kill(pid, 0) == 0 }
 }
 
-/// Whether `pid` runs (a killed process nobody reaped yet is a zombie: it
-/// does not).
-fn running(pid: i32) -> bool {
-    std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|stat| {
-        !stat
-            .rsplit_once(')')
-            .is_some_and(|(_, rest)| rest.trim_start().starts_with('Z'))
-    })
+/// The one process id in a file a test's script wrote.
+fn pid_in(file: &std::path::Path) -> i32 {
+    pids_in(file)
+        .first()
+        .copied()
+        .unwrap_or_else(|| panic!("no pid in {}", file.display()))
 }
 
 #[tokio::test]
@@ -152,11 +150,7 @@ async fn a_stop_sends_sigint_to_the_group_then_sigkill_after_the_grace() {
         .await
         .unwrap_err();
     assert!(started.elapsed() < Duration::from_secs(30));
-    let pid: i32 = std::fs::read_to_string(&pid_file)
-        .unwrap()
-        .trim()
-        .parse()
-        .unwrap();
+    let pid = pid_in(&pid_file);
     assert!(!alive(pid), "the tool that ignored SIGINT was killed");
 }
 
@@ -211,11 +205,7 @@ async fn dropping_the_run_ends_and_reaps_the_tool() {
         _ = run(&cmd, &log, &stop) => panic!("the tool ended by itself"),
         _ = started => {}
     }
-    let pid: i32 = std::fs::read_to_string(&pid_file)
-        .unwrap()
-        .trim()
-        .parse()
-        .unwrap();
+    let pid = pid_in(&pid_file);
     tokio::time::timeout(Duration::from_secs(10), async {
         while alive(pid) {
             tokio::time::sleep(Duration::from_millis(50)).await;
@@ -260,13 +250,9 @@ fn a_tool_dies_with_the_thread_that_started_it() {
     })
     .join()
     .unwrap();
-    let pid: i32 = std::fs::read_to_string(&pid_file)
-        .unwrap()
-        .trim()
-        .parse()
-        .unwrap();
+    let pid = pid_in(&pid_file);
     let deadline = Instant::now() + Duration::from_secs(60);
-    while running(pid) {
+    while process_runs(pid) {
         assert!(
             Instant::now() < deadline,
             "the tool outlived the thread that started it"
@@ -294,13 +280,9 @@ async fn what_a_tool_leaves_in_its_group_ends_with_it() {
     .await
     .unwrap();
     assert!(output.status.success());
-    let pid: i32 = std::fs::read_to_string(&pid_file)
-        .unwrap()
-        .trim()
-        .parse()
-        .unwrap();
+    let pid = pid_in(&pid_file);
     let deadline = Instant::now() + Duration::from_secs(60);
-    while running(pid) {
+    while process_runs(pid) {
         assert!(Instant::now() < deadline, "the tool's leftover outlived it");
         tokio::time::sleep(Duration::from_millis(50)).await;
     }

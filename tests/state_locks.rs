@@ -21,8 +21,7 @@ use serde_json::{json, Value};
 use crate::support::fake_trellis::FakeTrellis;
 use crate::support::moto::Moto;
 use crate::support::tendril::{worker_env, TendrilProcess, WorkerEnv};
-use crate::support::write_executable;
-use crate::support::TempDir;
+use crate::support::{process_runs, write_executable, TempDir};
 use crate::vine_jobs::{require_real_terraform, snapshot};
 
 const LONG: Duration = Duration::from_secs(180);
@@ -75,17 +74,6 @@ fn real_terraform() -> String {
 fn signal(pid: i32, signal: i32) {
     // SAFETY: kill(2) has no memory-safety preconditions.
     unsafe { libc::kill(pid, signal) };
-}
-
-/// Whether `pid` is a running process (not gone, not a zombie).
-fn alive(pid: i32) -> bool {
-    std::fs::read_to_string(format!("/proc/{pid}/stat"))
-        .ok()
-        .and_then(|stat| {
-            let state = stat.rsplit_once(')')?.1.trim_start().chars().next()?;
-            Some(state != 'Z')
-        })
-        .unwrap_or(false)
 }
 
 /// This host's name, as Terraform writes it in a lock's `Who`.
@@ -266,17 +254,8 @@ impl Locks {
         next
     }
 
-    fn finish(&self, job: &str) -> Value {
-        self.trellis
-            .wait_until(LONG, &format!("job {job} to end"), |t| {
-                t.job(job)
-                    .is_some_and(|row| row["status"] == "SUCCESS" || row["status"] == "FAILED")
-            });
-        self.trellis.job(job).unwrap()
-    }
-
     fn succeed(&self, job: &str) {
-        let row = self.finish(job);
+        let row = self.trellis.wait_for_end(LONG, job);
         assert_eq!(
             row["status"],
             "SUCCESS",
@@ -286,7 +265,7 @@ impl Locks {
     }
 
     fn fail(&self, job: &str) -> String {
-        let row = self.finish(job);
+        let row = self.trellis.wait_for_end(LONG, job);
         assert_eq!(
             row["status"],
             "FAILED",
@@ -537,7 +516,9 @@ fn a_worker_sigkilled_mid_apply_releases_its_lock_when_restarted_before_it_claim
     first.signal(libc::SIGKILL);
     first.wait_timeout(LONG).expect("the worker is dead");
     // Its Terraform died with it; what they held is still in the bucket.
-    wait_until("Terraform to die with its worker", || !alive(terraform));
+    wait_until("Terraform to die with its worker", || {
+        !process_runs(terraform)
+    });
     assert!(locks.lock("crash").is_some() && locks.lease("crash").is_some());
     assert_eq!(locks.trellis.job(&job).unwrap()["status"], "PROCESSING");
 
@@ -1003,7 +984,7 @@ fn no_terraform_outlives_its_lease_when_the_bucket_stops_answering_right_after_a
         renewed != before
     });
     locks.moto.freeze();
-    wait_until("Terraform to die", || !alive(terraform));
+    wait_until("Terraform to die", || !process_runs(terraform));
     let lived = now_seconds() - epoch_seconds(&renewed);
     locks.moto.thaw();
     assert!(
@@ -1052,7 +1033,7 @@ fn an_errored_state_push_past_its_time_is_reaped_before_the_lock_is_released_and
         .trim()
         .parse()
         .unwrap();
-    assert!(!alive(push), "the push outlived the job");
+    assert!(!process_runs(push), "the push outlived the job");
     assert_eq!(
         message,
         format!("the apply was killed (signal 9); its state lock {id} was released")

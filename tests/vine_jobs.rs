@@ -100,17 +100,8 @@ impl Vines {
         )
     }
 
-    fn finish(&self, job: &str) -> Value {
-        self.trellis
-            .wait_until(LONG, &format!("job {job} to end"), |t| {
-                t.job(job)
-                    .is_some_and(|row| row["status"] == "SUCCESS" || row["status"] == "FAILED")
-            });
-        self.trellis.job(job).unwrap()
-    }
-
     fn succeed(&self, job: &str) -> Value {
-        let row = self.finish(job);
+        let row = self.trellis.wait_for_end(LONG, job);
         assert_eq!(
             row["status"],
             "SUCCESS",
@@ -121,7 +112,7 @@ impl Vines {
     }
 
     fn fail(&self, job: &str) -> String {
-        let row = self.finish(job);
+        let row = self.trellis.wait_for_end(LONG, job);
         assert_eq!(row["status"], "FAILED", "{row}");
         row["error_message"].as_str().unwrap().to_string()
     }

@@ -342,6 +342,12 @@ impl Fleet {
         }
     }
 
+    /// Drains the worker: SIGTERM, then exit 0.
+    fn drain(mut self) {
+        self.tendril.signal(libc::SIGTERM);
+        assert_eq!(self.tendril.wait_timeout(LONG).unwrap().code(), Some(0));
+    }
+
     fn run(&self, job_type: &str, snapshot: Value) -> Value {
         self.run_for(job_type, snapshot, Value::Null)
     }
@@ -406,7 +412,7 @@ fn worker_snapshot() -> Value {
 
 #[test]
 fn a_registration_trellis_refuses_fails_deploy_worker_at_once_in_trelliss_words() {
-    let mut fleet = Fleet::start();
+    let fleet = Fleet::start();
     let refusal = "Failed to register tendril: duplicate key value violates unique constraint \"tendrils_name_key\"";
     fleet
         .trellis
@@ -428,13 +434,12 @@ fn a_registration_trellis_refuses_fails_deploy_worker_at_once_in_trelliss_words(
         .filter(|r| r.path == "/api/tendrils/register")
         .count();
     assert_eq!(registrations, 1, "a refused registration is not sent again");
-    fleet.tendril.signal(libc::SIGTERM);
-    assert_eq!(fleet.tendril.wait_timeout(LONG).unwrap().code(), Some(0));
+    fleet.drain();
 }
 
 #[test]
 fn deploy_worker_registers_applies_and_records_and_destroy_worker_undoes_it() {
-    let mut fleet = Fleet::start();
+    let fleet = Fleet::start();
     let deployed = fleet.run("DEPLOY_WORKER", worker_snapshot());
     assert_eq!(deployed["status"], "SUCCESS", "{deployed}");
     let metadata = &deployed["execution_metadata"];
@@ -550,8 +555,7 @@ fn deploy_worker_registers_applies_and_records_and_destroy_worker_undoes_it() {
     assert!(fleet
         .trellis
         .worker_exists("0f0f0f0f-0000-4000-8000-000000000000"));
-    fleet.tendril.signal(libc::SIGTERM);
-    assert_eq!(fleet.tendril.wait_timeout(LONG).unwrap().code(), Some(0));
+    fleet.drain();
 }
 
 /// The platform's Update button after a DEPLOY_WORKER that left the image
@@ -562,7 +566,7 @@ fn deploy_worker_registers_applies_and_records_and_destroy_worker_undoes_it() {
 /// the variant of the identity it serves, with its cpu and memory.
 #[test]
 fn the_update_button_keeps_the_image_cpu_and_memory_a_worker_was_deployed_with() {
-    let mut fleet = Fleet::start();
+    let fleet = Fleet::start();
     let mut snapshot = worker_snapshot();
     for unset in ["image_repository", "cpu", "memory"] {
         snapshot[unset] = Value::Null;
@@ -645,8 +649,7 @@ fn the_update_button_keeps_the_image_cpu_and_memory_a_worker_was_deployed_with()
         "{}",
         updated["log"]
     );
-    fleet.tendril.signal(libc::SIGTERM);
-    assert_eq!(fleet.tendril.wait_timeout(LONG).unwrap().code(), Some(0));
+    fleet.drain();
 }
 
 #[test]
@@ -675,7 +678,7 @@ fn tendrils_own_repository_is_the_worker_templates_default() {
 /// defaults), never null.
 #[test]
 fn without_a_service_to_read_deploy_config_records_what_the_deployment_was_given() {
-    let mut fleet = Fleet::start_with(&[("TENDRIL_TEST_NO_ECS", "1")]);
+    let fleet = Fleet::start_with(&[("TENDRIL_TEST_NO_ECS", "1")]);
     let mut snapshot = worker_snapshot();
     for unset in ["image_repository", "cpu"] {
         snapshot[unset] = Value::Null;
@@ -695,8 +698,7 @@ fn without_a_service_to_read_deploy_config_records_what_the_deployment_was_given
     assert_eq!(config["image_tag"], "1.0.0");
     assert_eq!(config["cpu"], 1024, "the template's default");
     assert_eq!(config["memory"], 4096, "the snapshot's");
-    fleet.tendril.signal(libc::SIGTERM);
-    assert_eq!(fleet.tendril.wait_timeout(LONG).unwrap().code(), Some(0));
+    fleet.drain();
 }
 
 /// A worker job locks its state like a vine job: a lock left under the
@@ -705,7 +707,7 @@ fn without_a_service_to_read_deploy_config_records_what_the_deployment_was_given
 /// DESTROY_WORKER releases it, says so, and goes on.
 #[test]
 fn destroy_worker_releases_the_lock_of_a_job_that_ended_on_its_worker() {
-    let mut fleet = Fleet::start();
+    let fleet = Fleet::start();
     let deployed = fleet.run("DEPLOY_WORKER", worker_snapshot());
     assert_eq!(deployed["status"], "SUCCESS", "{deployed}");
     let worker_id = deployed["execution_metadata"]["worker_id"]
@@ -756,8 +758,7 @@ fn destroy_worker_releases_the_lock_of_a_job_that_ended_on_its_worker() {
         .filter(|k| k.ends_with(".tflock") || k.ends_with(".tendril-lease"))
         .collect();
     assert_eq!(left, Vec::<String>::new());
-    fleet.tendril.signal(libc::SIGTERM);
-    assert_eq!(fleet.tendril.wait_timeout(LONG).unwrap().code(), Some(0));
+    fleet.drain();
 }
 
 /// A worker the original Go worker deployed runs its image, where Tendril's
@@ -766,7 +767,7 @@ fn destroy_worker_releases_the_lock_of_a_job_that_ended_on_its_worker() {
 /// image tag fails the job naming the field, before ECS is asked.
 #[test]
 fn update_moves_a_go_worker_to_tendrils_image_and_refuses_a_bad_tag() {
-    let mut fleet = Fleet::start();
+    let fleet = Fleet::start();
     let (_, worker_id) = fleet.deploy(worker_snapshot(), Value::Null);
     // What the Go worker's deployment runs.
     let name = format!("tendril-{}", &worker_id[..8]);
@@ -842,6 +843,5 @@ fn update_moves_a_go_worker_to_tendrils_image_and_refuses_a_bad_tag() {
         "{}",
         refused["error_message"]
     );
-    fleet.tendril.signal(libc::SIGTERM);
-    assert_eq!(fleet.tendril.wait_timeout(LONG).unwrap().code(), Some(0));
+    fleet.drain();
 }

@@ -466,6 +466,16 @@ impl FakeTrellis {
         let what = format!("{needle:?} in the log of {job}");
         self.wait_until(timeout, &what, |t| t.log_text(job).contains(needle));
     }
+
+    /// Waits (like `wait_until`) until the job is SUCCESS or FAILED, and
+    /// returns its row.
+    pub fn wait_for_end(&self, timeout: Duration, job: &str) -> Value {
+        self.wait_until(timeout, &format!("job {job} to end"), |t| {
+            t.job(job)
+                .is_some_and(|row| row["status"] == "SUCCESS" || row["status"] == "FAILED")
+        });
+        self.job(job).unwrap()
+    }
 }
 
 impl Drop for FakeTrellis {
