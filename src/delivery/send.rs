@@ -26,13 +26,13 @@
 //! text and jsonb cannot hold, becomes U+FFFD.
 
 use std::future::Future;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use serde_json::Value;
 
 use super::outbox::OutboxEntry;
 use super::spool::{ChunkReader, Record, Spool};
-use crate::trellis::retry::RetryPolicy;
+use crate::trellis::retry::{Refusals, RetryPolicy};
 use crate::trellis::{Hold, LogChunk, StatusUpdate, StreamType, TrellisClient, TrellisError};
 use crate::units::format_size;
 
@@ -201,13 +201,14 @@ where
             TrellisError::Refused {
                 status, message, ..
             } => {
-                if refusals.one_more(policy) {
+                let refused = refusals.one_more();
+                if stuck(refused, policy) {
                     return Err(DeliveryError::Stuck { status, message });
                 }
                 tracing::warn!(
                     "{what}: Trellis refused it (HTTP {status}: {message}); trying again ({} of at least \
                      {MIN_REFUSALS})",
-                    refusals.count
+                    refused.0
                 );
             }
             error if error.is_transient() => tracing::warn!("{what}: {error}; retrying"),
@@ -218,22 +219,10 @@ where
     }
 }
 
-/// Trellis's own refusals of one request, counted from the first whatever
-/// their words (a database in trouble words its failures in many ways).
-#[derive(Default)]
-struct Refusals {
-    first: Option<Instant>,
-    count: u32,
-}
-
-impl Refusals {
-    /// Counts one more; whether the request now counts as stuck: refused
-    /// at least [`MIN_REFUSALS`] times over at least the refusal limit.
-    fn one_more(&mut self, policy: &DeliveryPolicy) -> bool {
-        let first = *self.first.get_or_insert_with(Instant::now);
-        self.count += 1;
-        self.count >= MIN_REFUSALS && first.elapsed() >= policy.refusal_limit
-    }
+/// Whether a request refused `count` times over `elapsed` is stuck: refused
+/// at least [`MIN_REFUSALS`] times over at least the refusal limit.
+fn stuck((count, elapsed): (u32, Duration), policy: &DeliveryPolicy) -> bool {
+    count >= MIN_REFUSALS && elapsed >= policy.refusal_limit
 }
 
 async fn send_one_chunk(
@@ -460,7 +449,7 @@ pub async fn current_row(
             Err(TrellisError::Refused {
                 status, message, ..
             }) => {
-                if refusals.one_more(policy) {
+                if stuck(refusals.one_more(), policy) {
                     return Err(DeliveryError::Stuck { status, message });
                 }
                 tracing::warn!("{what}: Trellis refused it (HTTP {status}: {message}); retrying");

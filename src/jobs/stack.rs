@@ -19,9 +19,10 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use super::hooks::{self, Hook};
-use super::stack_inputs::{copy_template, write_backend, StateBackend, STATE_BUCKET};
+use super::stack_inputs::{copy_template, write_backend, StateBackend};
 use super::state_lock::{LockedRun, Operation};
 use super::{JobContext, JobError};
+use crate::cloud::state_bucket::StateBucket;
 use crate::private_files::write_private_file;
 use crate::tools::terraform::Terraform;
 use crate::trellis::client::MAX_PLAN_ARTIFACT_BYTES;
@@ -104,7 +105,8 @@ impl<'a> Stack<'a> {
         let backend = match (&settings.state_storage, &settings.state_dir) {
             (Some(storage), _) => {
                 context.log.system(&format!(
-                    "state: s3://{STATE_BUCKET}/{state_key} at {}",
+                    "state: {} at {}",
+                    StateBucket::describe(&state_key),
                     storage.endpoint
                 ));
                 StateBackend::Bucket(storage)

@@ -30,8 +30,8 @@ use std::time::Duration;
 
 use tokio::time::Instant;
 
-/// How long the orphans sent SIGKILL get to be gone and reaped.
-const GONE_AFTER_KILL: Duration = Duration::from_secs(5);
+use crate::tools::process::GONE_AFTER_KILL;
+
 /// How often the orphans being ended are looked at.
 const POLL: Duration = Duration::from_millis(20);
 
@@ -65,6 +65,12 @@ pub fn adopt_orphans() -> io::Result<()> {
 pub struct OwnTool(i32);
 
 impl OwnTool {
+    /// The tool's pid, which is also its process group's id (0, which
+    /// signals nothing, if it had none).
+    pub fn pid(&self) -> i32 {
+        self.0
+    }
+
     /// Ends a tool run: SIGKILLs what is left in the tool's process group
     /// (a provider plugin, a wrapper's program), reaps the tool (at once
     /// when its owner did; one the kernel cannot end gets

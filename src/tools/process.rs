@@ -49,8 +49,9 @@ use crate::trellis::StreamType;
 const STDERR_TAIL_LINES: usize = 20;
 /// How long output is still read after the tool itself has exited.
 const READ_AFTER_EXIT: Duration = Duration::from_secs(2);
-/// How long the processes of a group sent SIGKILL get to be gone.
-const GONE_AFTER_KILL: Duration = Duration::from_secs(5);
+/// How long the processes sent SIGKILL (a tool's group, its orphans) get
+/// to be gone.
+pub(crate) const GONE_AFTER_KILL: Duration = Duration::from_secs(5);
 /// How often a stopping group is looked at.
 const GROUP_POLL: Duration = Duration::from_millis(50);
 
@@ -371,11 +372,8 @@ pub async fn run_to_exit(
                 source,
             },
         })?;
-    // A child just spawned has its id (0, which signals nothing, otherwise).
-    let group = child
-        .id()
-        .and_then(|pid| i32::try_from(pid).ok())
-        .unwrap_or(0);
+    // The tool leads a process group of its own.
+    let group = own_tool.pid();
     let stdout = child.stdout.take();
     let stderr = child.stderr.take();
 

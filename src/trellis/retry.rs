@@ -124,20 +124,31 @@ impl RetryPolicy {
     }
 }
 
-/// Trellis's refusals of one call so far.
-struct Refused {
+/// Trellis's own refusals of one request so far, counted from the first
+/// whatever their words (a database in trouble words its failures in many
+/// ways).
+#[derive(Default)]
+pub(crate) struct Refusals {
     count: u32,
     first: Option<Instant>,
 }
 
-impl Refused {
-    /// Counts one refusal; whether the policy retries it.
-    fn retried(&mut self, rule: RefusalRetries) -> bool {
+impl Refusals {
+    /// Counts one more refusal; how many there have been, and how long
+    /// since the first.
+    pub(crate) fn one_more(&mut self) -> (u32, Duration) {
         self.count += 1;
         let first = *self.first.get_or_insert_with(Instant::now);
-        match rule {
-            RefusalRetries::Attempts(attempts) => self.count < attempts,
-            RefusalRetries::For(budget) => first.elapsed() < budget,
+        (self.count, first.elapsed())
+    }
+}
+
+impl RefusalRetries {
+    /// Whether a request refused `count` times over `elapsed` is retried.
+    fn retries(self, (count, elapsed): (u32, Duration)) -> bool {
+        match self {
+            RefusalRetries::Attempts(attempts) => count < attempts,
+            RefusalRetries::For(budget) => elapsed < budget,
         }
     }
 }
@@ -154,10 +165,7 @@ where
     Fut: Future<Output = Result<T, TrellisError>>,
 {
     let mut retries = 0;
-    let mut refused = Refused {
-        count: 0,
-        first: None,
-    };
+    let mut refusals = Refusals::default();
     loop {
         let error = match call().await {
             Ok(value) => {
@@ -171,7 +179,7 @@ where
         let attempts = retries + 1;
         let is_refusal = matches!(error, TrellisError::Refused { .. });
         let retried = match is_refusal {
-            true => refused.retried(policy.refusals),
+            true => policy.refusals.retries(refusals.one_more()),
             false => error.is_transient() && (policy.idempotent || error.surely_not_carried_out()),
         } && policy.max_attempts.is_none_or(|max| attempts < max);
         if !retried {
